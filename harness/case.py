@@ -1,0 +1,200 @@
+"""What flows through the pipeline: a ``Case`` in, an ``Expected`` and an ``Outcome`` out of the two sides.
+
+Arrays are stored as float64 (or bool/int for labels) holding values exactly representable in the dtype
+named beside them, so a case is the same on every side: the target builds tensors of that dtype, the
+reference rounds from there into the loss's compute dtype as the loss does.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from harness.dtypes import FLOAT_DTYPES, INPUT_DTYPES, round_to
+from harness.errors import UsageError
+from harness.jsonio import decode_array, encode_array
+
+__all__ = ["API_LOSS_CLASS", "REDUCTIONS", "Case", "Expected", "Options", "Outcome"]
+
+API_LOSS_CLASS = "BinaryCrossentropy"
+# Keras 3.15 keras/src/losses/loss.py standardize_reduction: the accepted values.
+REDUCTIONS: tuple[str | None, ...] = ("sum", "sum_over_batch_size", "mean", "mean_with_sample_weight", "none", None)
+
+
+@dataclass(frozen=True)
+class Options:
+    """Constructor options of the loss.  ``reduction`` may be any string so that invalid calls are cases."""
+
+    from_logits: bool = False
+    label_smoothing: float = 0.0
+    axis: int = -1
+    reduction: str | None = "sum_over_batch_size"
+    dtype: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.from_logits, bool):
+            raise UsageError(f"from_logits={self.from_logits!r} is not a bool")
+        ls = self.label_smoothing
+        if isinstance(ls, bool) or not isinstance(ls, (int, float)) or not math.isfinite(ls):
+            raise UsageError(f"label_smoothing={ls!r} is not a finite number")
+        if isinstance(self.axis, bool) or not isinstance(self.axis, int):
+            raise UsageError(f"axis={self.axis!r} is not an int")
+        if self.reduction is not None and not isinstance(self.reduction, str):
+            raise UsageError(f"reduction={self.reduction!r} is not a string or None")
+        if self.dtype is not None and self.dtype not in FLOAT_DTYPES:
+            raise UsageError(f"dtype={self.dtype!r} is not None or one of {', '.join(FLOAT_DTYPES)}")
+
+    @property
+    def compute_dtype(self) -> str:
+        """The dtype the loss computes in: ``dtype`` or ``keras.config.floatx()``, float32 by default."""
+        return self.dtype or "float32"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "from_logits": self.from_logits,
+            "label_smoothing": self.label_smoothing,
+            "axis": self.axis,
+            "reduction": self.reduction,
+            "dtype": self.dtype,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Options:
+        unknown = set(d) - {"from_logits", "label_smoothing", "axis", "reduction", "dtype"}
+        if unknown:
+            raise UsageError(f"options has unknown field(s) {sorted(unknown)}")
+        return cls(**d)
+
+
+def _check_array(name: str, a: np.ndarray, dtype: str) -> np.ndarray:
+    if dtype not in INPUT_DTYPES:
+        raise UsageError(f"{name} dtype={dtype!r} is not one of {', '.join(INPUT_DTYPES)}")
+    a = np.asarray(a, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        if not np.array_equal(round_to(a, dtype), a, equal_nan=True):
+            raise UsageError(f"{name} holds values not representable in {dtype}")
+    a.setflags(write=False)
+    return a
+
+
+@dataclass(frozen=True, eq=False)
+class Case:
+    """One call of the loss: inputs with their dtypes, constructor options, and descriptive tags.
+
+    ``sample_weight`` is None, a 0-d array (a Python scalar in the call) or an array of ``weight_dtype``.
+    ``tags`` name where the case sits in the grid (family, regime, shape, weights); the registry and the
+    summary group by them.
+    """
+
+    id: str
+    y_true: np.ndarray
+    y_pred: np.ndarray
+    true_dtype: str
+    pred_dtype: str
+    options: Options = field(default_factory=Options)
+    sample_weight: np.ndarray | None = None
+    weight_dtype: str = "float32"
+    api: str = API_LOSS_CLASS
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            raise UsageError("id='' is empty")
+        object.__setattr__(self, "y_true", _check_array("y_true", self.y_true, self.true_dtype))
+        if self.pred_dtype not in FLOAT_DTYPES:
+            raise UsageError(f"y_pred dtype={self.pred_dtype!r} is not one of {', '.join(FLOAT_DTYPES)}")
+        object.__setattr__(self, "y_pred", _check_array("y_pred", self.y_pred, self.pred_dtype))
+        if self.sample_weight is not None:
+            if self.weight_dtype not in FLOAT_DTYPES:
+                raise UsageError(f"weight_dtype={self.weight_dtype!r} is not one of {', '.join(FLOAT_DTYPES)}")
+            sw = _check_array("sample_weight", self.sample_weight, self.weight_dtype)
+            object.__setattr__(self, "sample_weight", sw)
+        if self.api != API_LOSS_CLASS:
+            raise UsageError(f"api={self.api!r} is not {API_LOSS_CLASS!r}")
+        object.__setattr__(self, "tags", dict(self.tags))
+
+    @property
+    def facets(self) -> dict[str, Any]:
+        """Flat view used by registry matching and the summary: options, dtypes and tags."""
+        return {
+            "id": self.id,
+            "api": self.api,
+            **self.options.as_dict(),
+            "compute_dtype": self.options.compute_dtype,
+            "true_dtype": self.true_dtype,
+            "pred_dtype": self.pred_dtype,
+            "weights": "none" if self.sample_weight is None else self.tags.get("weights", "array"),
+            **self.tags,
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "api": self.api,
+            "options": self.options.as_dict(),
+            "true_dtype": self.true_dtype,
+            "pred_dtype": self.pred_dtype,
+            "weight_dtype": self.weight_dtype,
+            "y_true": encode_array(self.y_true),
+            "y_pred": encode_array(self.y_pred),
+            "sample_weight": None if self.sample_weight is None else encode_array(self.sample_weight),
+            "tags": dict(self.tags),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Case:
+        """Inverse of ``as_dict``; raises UsageError naming the field that is wrong."""
+        required = ("id", "options", "true_dtype", "pred_dtype", "y_true", "y_pred")
+        for key in required:
+            if key not in d:
+                raise UsageError(f"field {key!r} is missing")
+        sw = d.get("sample_weight")
+        return cls(
+            id=str(d["id"]),
+            y_true=decode_array(d["y_true"], "y_true"),
+            y_pred=decode_array(d["y_pred"], "y_pred"),
+            true_dtype=d["true_dtype"],
+            pred_dtype=d["pred_dtype"],
+            options=Options.from_dict(d["options"]),
+            sample_weight=None if sw is None else decode_array(sw, "sample_weight"),
+            weight_dtype=d.get("weight_dtype", "float32"),
+            api=d.get("api", API_LOSS_CLASS),
+            tags=d.get("tags", {}),
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class Expected:
+    """What the specification says a case yields: a value with an error bound, or an error.
+
+    ``value`` and ``bound`` are in the reference's working precision; ``bound`` is the elementwise
+    absolute error a correct implementation in ``dtype`` may have (see tolerance.py).
+    """
+
+    value: np.ndarray | None = None
+    bound: np.ndarray | None = None
+    dtype: str | None = None
+    raises: str | None = None  # why the call must raise, when it must
+    rule: str = ""  # the model's constants, for messages
+
+    @property
+    def shape(self) -> tuple[int, ...] | None:
+        return None if self.value is None else tuple(self.value.shape)
+
+
+@dataclass(frozen=True, eq=False)
+class Outcome:
+    """What the target returned: a float64 array and its dtype name, or the exception it raised."""
+
+    value: np.ndarray | None = None
+    dtype: str | None = None
+    error: str | None = None  # "TypeName: message"
+    seconds: float = 0.0
+
+    @property
+    def shape(self) -> tuple[int, ...] | None:
+        return None if self.value is None else tuple(self.value.shape)

@@ -1,0 +1,113 @@
+"""Lossless JSON for arrays and numbers, and atomic file writes.
+
+JSON has no NaN or infinity, so non-finite numbers are written as the strings "nan", "inf" and "-inf";
+finite numbers are written with ``repr`` (shortest round-trip form), so float64 values survive exactly.
+Files are written to a temporary name in the same folder and renamed, so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.errors import UsageError
+
+__all__ = ["atomic_write_text", "decode_array", "decode_number", "encode_array", "encode_number"]
+
+_NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+def encode_number(x: float | bool | None) -> Any:
+    """A JSON-safe form of one number: floats that are not finite become strings."""
+    if x is None or isinstance(x, (bool, int, np.bool_)):
+        return None if x is None else (bool(x) if isinstance(x, (bool, np.bool_)) else int(x))
+    if isinstance(x, np.integer):
+        return int(x)
+    f = float(x)
+    if math.isnan(f):
+        return "nan"
+    if math.isinf(f):
+        return "inf" if f > 0 else "-inf"
+    return f
+
+
+def decode_number(x: Any, name: str = "value") -> float:
+    if isinstance(x, bool):
+        return float(x)
+    if isinstance(x, (int, float)):
+        return float(x)
+    if isinstance(x, str) and x in _NONFINITE:
+        return _NONFINITE[x]
+    raise UsageError(f"{name}={x!r} is not a number")
+
+
+def encode_array(a: np.ndarray | None) -> Any:
+    """Nested lists for an array (a bare number for 0-d), booleans and integers kept as such."""
+    if a is None:
+        return None
+    a = np.asarray(a)
+    if a.dtype == np.bool_:
+        return a.tolist()
+    if np.issubdtype(a.dtype, np.integer):
+        return a.tolist()
+    flat = [encode_number(v) for v in a.astype(np.float64).ravel().tolist()]
+    if a.ndim == 0:
+        return flat[0]
+    return {"shape": list(a.shape), "data": flat}
+
+
+def decode_array(x: Any, name: str = "array") -> np.ndarray:
+    """Inverse of ``encode_array``: float64 (or bool/int64) ndarray.  Raises UsageError naming ``name``."""
+    if isinstance(x, dict):
+        if set(x) != {"shape", "data"}:
+            raise UsageError(f"{name} must have exactly the keys 'shape' and 'data'")
+        shape = x["shape"]
+        if not isinstance(shape, list) or not all(isinstance(s, int) and s >= 0 for s in shape):
+            raise UsageError(f"{name}.shape={shape!r} is not a list of sizes")
+        data = x["data"]
+        if not isinstance(data, list) or len(data) != math.prod(shape):
+            raise UsageError(f"{name}.data does not hold {math.prod(shape)} numbers")
+        values = [decode_number(v, f"{name}.data[{i}]") for i, v in enumerate(data)]
+        return np.asarray(values, dtype=np.float64).reshape(shape)
+    if isinstance(x, (bool, int, float, str)):
+        return np.asarray(decode_number(x, name), dtype=np.float64)
+    if isinstance(x, list):
+        try:
+            a = np.asarray(x)
+        except ValueError:
+            raise UsageError(f"{name} is a ragged list") from None
+        if a.dtype == np.bool_ or np.issubdtype(a.dtype, np.integer) or a.size == 0:
+            return a if a.size else a.astype(np.float64)
+        raise UsageError(f"{name} is a list of {a.dtype}; floats are stored as {{'shape', 'data'}}")
+    raise UsageError(f"{name}={x!r} is not an array")
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` to ``path`` so that the file is either the old one or the complete new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def dumps(obj: Any) -> str:
+    """JSON text of an object already made JSON-safe; refuses bare NaN so nothing lossy slips out."""
+    return json.dumps(obj, indent=1, allow_nan=False) + "\n"

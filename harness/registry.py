@@ -1,0 +1,170 @@
+"""The known-divergence registry: where TensorFlow is known to differ from the specification, and why.
+
+The registry is a TOML file (``cases/known_divergences.toml``), one ``[[divergence]]`` table per entry:
+
+    [[divergence]]
+    id = "short-stable-name"
+    title = "one line"
+    reason = "why TensorFlow differs: which side is right and how we know"
+    evidence = ["source line, doc sentence or upstream issue", ...]
+    kinds = ["nan_inf"]                 # failure kinds this entry explains
+    [divergence.match]                  # every key must match the record (AND)
+    compute_dtype = ["float16", "bfloat16"]   # a list means any of
+    from_logits = false
+    id = "values/probs/exact_bounds/*"        # strings are shell-style globs
+
+Match keys are the case facets (``Case.facets``): id, api, from_logits, label_smoothing, axis, reduction,
+dtype, compute_dtype, true_dtype, pred_dtype, weights and the case tags (family, regime, shape).
+
+A record that fails with one of the entry's kinds is ``xfail``; one that the entry matches but that
+agrees is ``xpass`` (the divergence no longer reproduces: fix or narrow the entry), and so is one that
+fails with a kind the entry does not explain: that is ``fail``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.compare import KINDS
+from harness.errors import InputError
+
+__all__ = ["DEFAULT_REGISTRY", "Divergence", "Registry", "load_registry"]
+
+DEFAULT_REGISTRY = Path(__file__).resolve().parent.parent / "cases" / "known_divergences.toml"
+
+MATCH_KEYS = frozenset(
+    {
+        "id",
+        "api",
+        "from_logits",
+        "label_smoothing",
+        "axis",
+        "reduction",
+        "dtype",
+        "compute_dtype",
+        "true_dtype",
+        "pred_dtype",
+        "weights",
+        "family",
+        "regime",
+        "shape",
+    }
+)
+_FIELDS = {"id", "title", "reason", "evidence", "kinds", "match"}
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """One registered divergence."""
+
+    id: str
+    title: str
+    reason: str
+    evidence: tuple[str, ...]
+    kinds: frozenset[str]
+    match: Mapping[str, Any] = field(default_factory=dict)
+
+    def matches(self, facets: Mapping[str, Any]) -> bool:
+        return all(_matches_value(facets.get(key), want) for key, want in self.match.items())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "reason": self.reason,
+            "evidence": list(self.evidence),
+            "kinds": sorted(self.kinds),
+            "match": dict(self.match),
+        }
+
+
+def _matches_value(have: Any, want: Any) -> bool:
+    if isinstance(want, list):
+        return any(_matches_value(have, w) for w in want)
+    if want == "none" and have is None:
+        return True
+    if isinstance(want, str) and isinstance(have, str):
+        return fnmatch.fnmatchcase(have, want)
+    if isinstance(want, bool) or isinstance(have, bool):
+        return want is have
+    if isinstance(want, (int, float)) and isinstance(have, (int, float)):
+        return float(want) == float(have)
+    return want == have
+
+
+@dataclass(frozen=True)
+class Registry:
+    entries: tuple[Divergence, ...] = ()
+    source: str = ""
+
+    def find(self, facets: Mapping[str, Any]) -> Divergence | None:
+        """The first entry matching a record's facets, or None."""
+        for entry in self.entries:
+            if entry.matches(facets):
+                return entry
+        return None
+
+
+def _parse_entry(raw: Any, where: str) -> Divergence:
+    if not isinstance(raw, dict):
+        raise InputError(f"{where} is not a table")
+    unknown = set(raw) - _FIELDS
+    if unknown:
+        raise InputError(f"{where} has unknown field {min(unknown)!r}")
+    for key in ("id", "title", "reason"):
+        if not isinstance(raw.get(key), str) or not raw[key].strip():
+            raise InputError(f"{where}.{key} is missing or empty")
+    evidence = raw.get("evidence")
+    if not isinstance(evidence, list) or not evidence or not all(isinstance(e, str) and e for e in evidence):
+        raise InputError(f"{where}.evidence must be a non-empty list of strings")
+    kinds = raw.get("kinds")
+    if not isinstance(kinds, list) or not kinds or any(k not in KINDS for k in kinds):
+        raise InputError(f"{where}.kinds={kinds!r} must be a non-empty list of {', '.join(KINDS)}")
+    match = raw.get("match")
+    if not isinstance(match, dict) or not match:
+        raise InputError(f"{where}.match must be a non-empty table")
+    for key in match:
+        if key not in MATCH_KEYS:
+            raise InputError(f"{where}.match has unknown key {key!r} (known: {', '.join(sorted(MATCH_KEYS))})")
+    return Divergence(
+        id=raw["id"],
+        title=raw["title"].strip(),
+        reason=" ".join(raw["reason"].split()),
+        evidence=tuple(evidence),
+        kinds=frozenset(kinds),
+        match=dict(match),
+    )
+
+
+def load_registry(path: str | Path = DEFAULT_REGISTRY) -> Registry:
+    """Read and validate a registry file; InputError names the file and the field that is wrong."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: registry file not found") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not valid TOML ({exc})") from None
+    unknown = set(data) - {"divergence"}
+    if unknown:
+        raise InputError(f"{path}: unknown top-level key {min(unknown)!r}")
+    raw_entries = data.get("divergence", [])
+    if not isinstance(raw_entries, list):
+        raise InputError(f"{path}: 'divergence' must be an array of tables ([[divergence]])")
+    entries = []
+    seen: set[str] = set()
+    for i, raw in enumerate(raw_entries):
+        try:
+            entry = _parse_entry(raw, f"divergence[{i}]")
+        except InputError as exc:
+            raise InputError(f"{path}: {exc}") from None
+        if entry.id in seen:
+            raise InputError(f"{path}: divergence[{i}].id={entry.id!r} is used twice")
+        seen.add(entry.id)
+        entries.append(entry)
+    return Registry(tuple(entries), str(path))

@@ -1,0 +1,158 @@
+"""The library under test: the one module of the harness that imports TensorFlow.
+
+``TFTarget.run(case)`` builds tensors of the case's dtypes, calls ``tf.keras.losses.BinaryCrossentropy``
+eagerly with the case's options and returns an ``Outcome``.  An exception raised by TensorFlow is an
+outcome (the reference may expect it), never a crash of the run.  TensorFlow is imported on first use,
+so importing this module is cheap and works without TensorFlow installed.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from harness.case import Case, Options, Outcome
+from harness.errors import TargetUnavailable
+
+__all__ = ["LossFactory", "TFTarget", "environment_flags", "import_tensorflow"]
+
+LossFactory = Callable[[Options], Callable[..., Any]]
+
+# Environment variables that change what TensorFlow computes or how; recorded in every report.
+NUMERIC_ENV = (
+    "TF_ENABLE_ONEDNN_OPTS",
+    "TF_USE_LEGACY_KERAS",
+    "KERAS_BACKEND",
+    "TF_DETERMINISTIC_OPS",
+    "TF_XLA_FLAGS",
+    "TF_CPP_MIN_LOG_LEVEL",
+    "OMP_NUM_THREADS",
+    "CUDA_VISIBLE_DEVICES",
+)
+
+
+def environment_flags() -> dict[str, str | None]:
+    return {k: os.environ.get(k) for k in NUMERIC_ENV}
+
+
+def import_tensorflow() -> Any:
+    """Import TensorFlow quietly, or raise TargetUnavailable with a one-line hint."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # TensorFlow's C++ runtime writes a few lines to file descriptor 2 before its log level is read;
+    # hold them back, and show them only if the import fails.
+    with tempfile.TemporaryFile(mode="w+b") as held:
+        saved = _redirect_fd(2, held.fileno())
+        try:
+            import tensorflow as tf
+        except ImportError as exc:
+            _restore_fd(2, saved)
+            raise TargetUnavailable(
+                f"TensorFlow is not installed ({exc}); install the extra: pip install 'bce-harness[tf]'"
+            ) from None
+        except BaseException:
+            _restore_fd(2, saved)
+            held.seek(0)
+            sys.stderr.write(held.read().decode(errors="replace"))
+            raise
+        _restore_fd(2, saved)
+    return tf
+
+
+def _redirect_fd(fd: int, to: int) -> int | None:
+    try:
+        sys.stderr.flush()
+        saved = os.dup(fd)
+        os.dup2(to, fd)
+        return saved
+    except OSError:  # no real descriptor 2 (embedded interpreters): nothing to hold back
+        return None
+
+
+def _restore_fd(fd: int, saved: int | None) -> None:
+    if saved is not None:
+        os.dup2(saved, fd)
+        os.close(saved)
+
+
+def _default_factory(tf: Any) -> LossFactory:
+    def make(options: Options) -> Callable[..., Any]:
+        return tf.keras.losses.BinaryCrossentropy(
+            from_logits=options.from_logits,
+            label_smoothing=options.label_smoothing,
+            axis=options.axis,
+            reduction=options.reduction,
+            dtype=options.dtype,
+        )
+
+    return make
+
+
+class TFTarget:
+    """Runs cases through TensorFlow.  ``loss_factory`` replaces the loss constructor (fault injection)."""
+
+    name = "tensorflow"
+
+    def __init__(self, *, loss_factory: LossFactory | None = None) -> None:
+        self.tf = import_tensorflow()
+        self._factory = loss_factory or _default_factory(self.tf)
+        self._losses: dict[Options, Any] = {}
+
+    def versions(self) -> dict[str, str | None]:
+        tf = self.tf
+        keras_module = tf.keras
+        keras_version = getattr(keras_module, "__version__", None)
+        if keras_version is None:
+            try:
+                import keras
+
+                keras_version = keras.__version__
+            except ImportError:
+                keras_version = None
+        return {
+            "tensorflow": tf.__version__,
+            "keras": keras_version,
+            "tf_keras_module": getattr(keras_module, "__name__", type(keras_module).__name__),
+            "tf_git_version": getattr(tf, "__git_version__", None) or tf.version.GIT_VERSION,
+            "platform": platform.platform(),
+            "machine": platform.machine(),
+        }
+
+    def _tensor(self, values: np.ndarray, dtype: str) -> Any:
+        if dtype == "bool":
+            return self.tf.constant(np.asarray(values) != 0)
+        if dtype in ("int32", "int64"):
+            return self.tf.constant(np.asarray(values).astype(dtype))
+        # values are exactly representable in dtype, so this conversion is exact for every dtype
+        return self.tf.constant(np.asarray(values, dtype=np.float64), dtype=getattr(self.tf, dtype))
+
+    def _loss(self, options: Options) -> Any:
+        loss = self._losses.get(options)
+        if loss is None:
+            loss = self._losses[options] = self._factory(options)
+        return loss
+
+    def run(self, case: Case) -> Outcome:
+        start = time.perf_counter()
+        try:
+            loss = self._loss(case.options)
+            y_true = self._tensor(case.y_true, case.true_dtype)
+            y_pred = self._tensor(case.y_pred, case.pred_dtype)
+            if case.sample_weight is None:
+                result = loss(y_true, y_pred)
+            elif case.sample_weight.ndim == 0:
+                result = loss(y_true, y_pred, sample_weight=float(case.sample_weight))
+            else:
+                result = loss(y_true, y_pred, sample_weight=self._tensor(case.sample_weight, case.weight_dtype))
+            value = np.asarray(result.numpy()).astype(np.float64)
+            dtype = result.dtype.name
+        except Exception as exc:  # noqa: BLE001 - an exception from the library is an outcome
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            return Outcome(error=f"{type(exc).__name__}: {message}"[:500], seconds=time.perf_counter() - start)
+        return Outcome(value=value, dtype=dtype, seconds=time.perf_counter() - start)
