@@ -64,19 +64,27 @@ class Options:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Options:
+        if not isinstance(d, Mapping):
+            raise UsageError(f"options={d!r} is not a table of option names")
         unknown = set(d) - {"from_logits", "label_smoothing", "axis", "reduction", "dtype"}
         if unknown:
             raise UsageError(f"options has unknown field(s) {sorted(unknown)}")
         return cls(**d)
 
 
-def _check_array(name: str, a: np.ndarray, dtype: str) -> np.ndarray:
+def _check_array(name: str, a: np.ndarray, dtype: str, dtype_arg: str) -> np.ndarray:
     if dtype not in INPUT_DTYPES:
-        raise UsageError(f"{name} dtype={dtype!r} is not one of {', '.join(INPUT_DTYPES)}")
-    a = np.asarray(a, dtype=np.float64)
+        raise UsageError(f"{dtype_arg}={dtype!r} is not one of {', '.join(INPUT_DTYPES)}")
+    try:
+        a = np.array(a, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise UsageError(f"{name}={a!r} is not an array of numbers") from None
     with np.errstate(invalid="ignore"):
-        if not np.array_equal(round_to(a, dtype), a, equal_nan=True):
-            raise UsageError(f"{name} holds values not representable in {dtype}")
+        rounded = round_to(a, dtype)
+        off = ~((rounded == a) | (np.isnan(rounded) & np.isnan(a)))
+    if off.any():
+        where = tuple(int(i) for i in np.argwhere(off)[0]) if a.ndim else ()
+        raise UsageError(f"{name}{list(where)}={float(a[where])!r} is not representable in {dtype_arg}={dtype!r}")
     a.setflags(write=False)
     return a
 
@@ -104,14 +112,14 @@ class Case:
     def __post_init__(self) -> None:
         if not self.id:
             raise UsageError("id='' is empty")
-        object.__setattr__(self, "y_true", _check_array("y_true", self.y_true, self.true_dtype))
+        object.__setattr__(self, "y_true", _check_array("y_true", self.y_true, self.true_dtype, "true_dtype"))
         if self.pred_dtype not in FLOAT_DTYPES:
-            raise UsageError(f"y_pred dtype={self.pred_dtype!r} is not one of {', '.join(FLOAT_DTYPES)}")
-        object.__setattr__(self, "y_pred", _check_array("y_pred", self.y_pred, self.pred_dtype))
+            raise UsageError(f"pred_dtype={self.pred_dtype!r} is not one of {', '.join(FLOAT_DTYPES)}")
+        object.__setattr__(self, "y_pred", _check_array("y_pred", self.y_pred, self.pred_dtype, "pred_dtype"))
         if self.sample_weight is not None:
             if self.weight_dtype not in FLOAT_DTYPES:
                 raise UsageError(f"weight_dtype={self.weight_dtype!r} is not one of {', '.join(FLOAT_DTYPES)}")
-            sw = _check_array("sample_weight", self.sample_weight, self.weight_dtype)
+            sw = _check_array("sample_weight", self.sample_weight, self.weight_dtype, "weight_dtype")
             object.__setattr__(self, "sample_weight", sw)
         if self.api != API_LOSS_CLASS:
             raise UsageError(f"api={self.api!r} is not {API_LOSS_CLASS!r}")
@@ -148,6 +156,8 @@ class Case:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Case:
         """Inverse of ``as_dict``; raises UsageError naming the field that is wrong."""
+        if not isinstance(d, Mapping):
+            raise UsageError(f"case={type(d).__name__} is not a JSON object")
         required = ("id", "options", "true_dtype", "pred_dtype", "y_true", "y_pred")
         for key in required:
             if key not in d:

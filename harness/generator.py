@@ -297,6 +297,8 @@ def load_special_cases(path: str | Path = DEFAULT_SPECIAL_CASES) -> list[Case]:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(f"{path}: special-case file not found") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the special cases ({exc.strerror or exc})") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: not valid TOML ({exc})") from None
     cases = []

@@ -18,7 +18,7 @@ import numpy as np
 
 from harness.errors import UsageError
 
-__all__ = ["atomic_write_text", "decode_array", "decode_number", "encode_array", "encode_number"]
+__all__ = ["atomic_write_text", "decode_array", "decode_number", "dumps", "encode_array", "encode_number"]
 
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
@@ -52,10 +52,9 @@ def encode_array(a: np.ndarray | None) -> Any:
     if a is None:
         return None
     a = np.asarray(a)
-    if a.dtype == np.bool_:
-        return a.tolist()
-    if np.issubdtype(a.dtype, np.integer):
-        return a.tolist()
+    if a.dtype == np.bool_ or np.issubdtype(a.dtype, np.integer):
+        kind = "bool" if a.dtype == np.bool_ else "int64"
+        return {"dtype": kind, "shape": list(a.shape), "data": a.ravel().tolist()}
     flat = [encode_number(v) for v in a.astype(np.float64).ravel().tolist()]
     if a.ndim == 0:
         return flat[0]
@@ -65,14 +64,25 @@ def encode_array(a: np.ndarray | None) -> Any:
 def decode_array(x: Any, name: str = "array") -> np.ndarray:
     """Inverse of ``encode_array``: float64 (or bool/int64) ndarray.  Raises UsageError naming ``name``."""
     if isinstance(x, dict):
-        if set(x) != {"shape", "data"}:
-            raise UsageError(f"{name} must have exactly the keys 'shape' and 'data'")
+        if set(x) - {"dtype"} != {"shape", "data"}:
+            raise UsageError(f"{name} must have the keys 'shape' and 'data' (and optionally 'dtype')")
         shape = x["shape"]
-        if not isinstance(shape, list) or not all(isinstance(s, int) and s >= 0 for s in shape):
+        if not isinstance(shape, list) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape):
             raise UsageError(f"{name}.shape={shape!r} is not a list of sizes")
         data = x["data"]
         if not isinstance(data, list) or len(data) != math.prod(shape):
             raise UsageError(f"{name}.data does not hold {math.prod(shape)} numbers")
+        kind = x.get("dtype", "float64")
+        if kind not in ("float64", "bool", "int64"):
+            raise UsageError(f"{name}.dtype={kind!r} is not one of float64, bool, int64")
+        if kind == "bool":
+            if not all(isinstance(v, bool) for v in data):
+                raise UsageError(f"{name}.data holds a value that is not a boolean")
+            return np.asarray(data, dtype=np.bool_).reshape(shape)
+        if kind == "int64":
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in data):
+                raise UsageError(f"{name}.data holds a value that is not an integer")
+            return np.asarray(data, dtype=np.int64).reshape(shape)
         values = [decode_number(v, f"{name}.data[{i}]") for i, v in enumerate(data)]
         return np.asarray(values, dtype=np.float64).reshape(shape)
     if isinstance(x, (bool, int, float, str)):

@@ -70,7 +70,8 @@ class Divergence:
     match: Mapping[str, Any] = field(default_factory=dict)
 
     def matches(self, facets: Mapping[str, Any]) -> bool:
-        return all(_matches_value(facets.get(key), want) for key, want in self.match.items())
+        """True when every match key is a facet of the record and matches it; a missing facet never does."""
+        return all(key in facets and _matches_value(facets[key], want) for key, want in self.match.items())
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -120,7 +121,7 @@ def _parse_entry(raw: Any, where: str) -> Divergence:
         if not isinstance(raw.get(key), str) or not raw[key].strip():
             raise InputError(f"{where}.{key} is missing or empty")
     evidence = raw.get("evidence")
-    if not isinstance(evidence, list) or not evidence or not all(isinstance(e, str) and e for e in evidence):
+    if not isinstance(evidence, list) or not evidence or not all(isinstance(e, str) and e.strip() for e in evidence):
         raise InputError(f"{where}.evidence must be a non-empty list of strings")
     kinds = raw.get("kinds")
     if not isinstance(kinds, list) or not kinds or any(k not in KINDS for k in kinds):
@@ -148,6 +149,8 @@ def load_registry(path: str | Path = DEFAULT_REGISTRY) -> Registry:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(f"{path}: registry file not found") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the registry ({exc.strerror or exc})") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: not valid TOML ({exc})") from None
     unknown = set(data) - {"divergence"}

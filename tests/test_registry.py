@@ -1,0 +1,228 @@
+"""The known-divergence registry: the real file, rejected files, matching rules and the runner's verdict."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from harness.case import Case, Options
+from harness.compare import KINDS, Comparison
+from harness.errors import EXIT_USAGE, InputError
+from harness.registry import DEFAULT_REGISTRY, MATCH_KEYS, Divergence, Registry, load_registry
+from harness.runner import verdict
+
+# -- the real registry ---------------------------------------------------------------------------------
+
+
+def test_real_registry_loads() -> None:
+    reg = load_registry(DEFAULT_REGISTRY)
+    assert reg.entries and reg.source == str(DEFAULT_REGISTRY)
+
+
+def test_real_registry_entries_are_explained() -> None:
+    for entry in load_registry().entries:
+        assert entry.reason.strip() and entry.title.strip(), entry.id
+        assert entry.evidence and all(e.strip() for e in entry.evidence), entry.id
+        assert entry.kinds and entry.kinds <= set(KINDS), entry.id
+        assert entry.match and set(entry.match) <= MATCH_KEYS, entry.id
+
+
+def test_real_registry_ids_are_unique() -> None:
+    ids = [e.id for e in load_registry().entries]
+    assert len(ids) == len(set(ids))
+
+
+def test_real_registry_finds_the_entry_of_a_matching_case() -> None:
+    case = Case(
+        id="values/probs/exact_bounds/f16-f16/dtype=f16/none",
+        y_true=np.ones((1, 1)),
+        y_pred=np.ones((1, 1)),
+        true_dtype="float16",
+        pred_dtype="float16",
+        options=Options(reduction=None, dtype="float16"),
+        tags={"family": "values", "regime": "exact_bounds", "shape": "B1"},
+    )
+    found = load_registry().find(case.facets)
+    assert found is not None and found.id == "low-precision-clip-lost"
+    float32 = dataclasses.replace(case, options=Options(reduction=None, dtype="float32"))
+    assert load_registry().find(float32.facets) is None
+
+
+# -- rejected files ------------------------------------------------------------------------------------
+
+GOOD = """\
+[[divergence]]
+id = "example"
+title = "an example"
+reason = "because"
+evidence = ["a source line"]
+kinds = ["nan_inf"]
+[divergence.match]
+compute_dtype = "float16"
+"""
+
+
+def test_the_template_of_the_bad_files_is_good(tmp_path: Path) -> None:
+    path = tmp_path / "registry.toml"
+    path.write_text(GOOD)
+    (entry,) = load_registry(path).entries
+    assert entry == Divergence(
+        "example", "an example", "because", ("a source line",), frozenset({"nan_inf"}), {"compute_dtype": "float16"}
+    )
+
+
+@pytest.mark.parametrize(
+    "text, fragments",
+    [
+        pytest.param("[[divergence]\nid = 'x'\n", ("not valid TOML", "line 1"), id="not TOML: unclosed [[divergence]"),
+        pytest.param(
+            GOOD.replace("[[divergence]]", "[[divergences]]", 1),
+            ("top-level key", "'divergences'"),
+            id="unknown top-level key 'divergences'",
+        ),
+        pytest.param(
+            "[divergence]\nid = 'x'\n", ("'divergence'", "array of tables"), id="[divergence] is a table, not an array"
+        ),
+        pytest.param(
+            GOOD.replace("kinds", 'colour = "red"\nkinds', 1),
+            ("divergence[0]", "'colour'"),
+            id="unknown field 'colour' in an entry",
+        ),
+        pytest.param(GOOD.replace('reason = "because"\n', ""), ("divergence[0].reason",), id="missing reason"),
+        pytest.param(GOOD.replace('"because"', '"   "'), ("divergence[0].reason",), id="blank reason"),
+        pytest.param(GOOD.replace('title = "an example"\n', ""), ("divergence[0].title",), id="missing title"),
+        pytest.param(GOOD.replace('["a source line"]', "[]"), ("divergence[0].evidence",), id="empty evidence"),
+        pytest.param(
+            GOOD.replace('["a source line"]', '"a source line"'),
+            ("divergence[0].evidence",),
+            id="evidence is a string, not a list",
+        ),
+        pytest.param(
+            GOOD.replace('["nan_inf"]', '["precision"]'),
+            ("divergence[0].kinds", "'precision'"),
+            id="unknown kind 'precision'",
+        ),
+        pytest.param(GOOD.replace('["nan_inf"]', "[]"), ("divergence[0].kinds",), id="empty kinds"),
+        pytest.param(
+            GOOD.replace("compute_dtype", "colour", 1),
+            ("divergence[0].match", "'colour'"),
+            id="unknown match key 'colour'",
+        ),
+        pytest.param(GOOD.replace('compute_dtype = "float16"\n', ""), ("divergence[0].match",), id="empty match table"),
+        pytest.param(GOOD + GOOD, ("divergence[1].id", "'example'", "twice"), id="duplicate id 'example'"),
+    ],
+)
+def test_bad_registry_is_rejected_naming_file_and_field(tmp_path: Path, text: str, fragments: tuple[str, ...]) -> None:
+    path = tmp_path / "registry.toml"
+    path.write_text(text)
+    with pytest.raises(InputError) as info:
+        load_registry(path)
+    message = str(info.value)
+    assert str(path) in message
+    for fragment in fragments:
+        assert fragment in message
+    assert "\n" not in message and info.value.exit_code == EXIT_USAGE
+
+
+def test_missing_registry_file_is_an_input_error(tmp_path: Path) -> None:
+    path = tmp_path / "absent.toml"
+    with pytest.raises(InputError, match="not found") as info:
+        load_registry(path)
+    assert str(path) in str(info.value)
+
+
+def test_registry_that_is_not_utf8_is_an_input_error(tmp_path: Path) -> None:
+    path = tmp_path / "registry.toml"
+    path.write_bytes(b"\xff\xfe")
+    with pytest.raises(InputError, match="not valid TOML") as info:
+        load_registry(path)
+    assert str(path) in str(info.value)
+
+
+# -- matching ------------------------------------------------------------------------------------------
+
+
+def matches(want: Any, have: Any, key: str = "reduction") -> bool:
+    """Whether an entry whose only match key is ``key = want`` matches a case whose facet is ``have``."""
+    entry = Divergence("e", "t", "r", ("ev",), frozenset({"tolerance"}), {key: want})
+    return entry.matches({key: have})
+
+
+@pytest.mark.parametrize(
+    "want, have, result",
+    [
+        pytest.param(["float16", "bfloat16"], "bfloat16", True, id="list is any-of: second item"),
+        pytest.param(["float16", "bfloat16"], "float32", False, id="list is any-of: no item"),
+        pytest.param("values/probs/*", "values/probs/nan/f32-f32", True, id="glob * matches"),
+        pytest.param("values/probs/*", "values/logits/nan/f32-f32", False, id="glob * does not match"),
+        pytest.param("values/probs/*", "Values/probs/nan", False, id="glob is case-sensitive"),
+        pytest.param("special/w [[]B]", "special/w [B]", True, id="glob [[] is a literal bracket"),
+        pytest.param(["x/*", "special/*"], "special/a", True, id="list of globs"),
+        pytest.param("none", None, True, id="'none' matches None"),
+        pytest.param("none", "none", True, id="'none' matches 'none'"),
+        pytest.param("none", "sum", False, id="'none' does not match 'sum'"),
+        pytest.param("sum", None, False, id="a string does not match None"),
+        pytest.param(True, True, True, id="true matches True"),
+        pytest.param(True, 1, False, id="true does not match 1"),
+        pytest.param(False, 0, False, id="false does not match 0"),
+        pytest.param(1, True, False, id="1 does not match True"),
+        pytest.param(0, 0.0, True, id="0 matches 0.0"),
+        pytest.param(0.1, 0.1, True, id="0.1 matches 0.1"),
+        pytest.param(-1, 1, False, id="-1 does not match 1"),
+    ],
+)
+def test_match_value_rules(want: Any, have: Any, result: bool) -> None:
+    assert matches(want, have) is result
+
+
+def test_every_match_key_must_match() -> None:
+    entry = Divergence(
+        "e", "t", "r", ("ev",), frozenset({"nan_inf"}), {"from_logits": True, "compute_dtype": "float16"}
+    )
+    assert entry.matches({"from_logits": True, "compute_dtype": "float16", "family": "values"})
+    assert not entry.matches({"from_logits": True, "compute_dtype": "float32"})
+    assert not entry.matches({"compute_dtype": "float16"})  # an absent facet is None, not True
+
+
+def test_find_returns_the_first_matching_entry() -> None:
+    wide = Divergence("wide", "t", "r", ("ev",), frozenset({"shape"}), {"family": "*"})
+    narrow = Divergence("narrow", "t", "r", ("ev",), frozenset({"shape"}), {"family": "values"})
+    assert Registry((narrow, wide)).find({"family": "values"}) is narrow
+    assert Registry((wide, narrow)).find({"family": "values"}) is wide
+    assert Registry((narrow,)).find({"family": "options"}) is None
+    assert Registry().find({"family": "values"}) is None
+
+
+# -- the verdict ---------------------------------------------------------------------------------------
+
+AGREES = Comparison(None, "agrees")
+NAN_INF = Comparison("nan_inf", "NaN/inf location mismatch")
+SHAPE = Comparison("shape", "shape mismatch")
+ENTRY = Divergence("clip-lost", "t", "r", ("ev",), frozenset({"nan_inf", "tolerance"}), {"compute_dtype": "float16"})
+
+
+@pytest.mark.parametrize(
+    "comparison, divergence, status, note",
+    [
+        pytest.param(AGREES, None, "pass", "", id="agrees, unregistered: pass"),
+        pytest.param(NAN_INF, None, "fail", "", id="differs, unregistered: fail"),
+        pytest.param(NAN_INF, ENTRY, "xfail", "known divergence 'clip-lost'", id="differs as registered: xfail"),
+        pytest.param(AGREES, ENTRY, "xpass", "'clip-lost' no longer reproduces", id="registered but agrees: xpass"),
+        pytest.param(SHAPE, ENTRY, "fail", "not 'shape'", id="differs with an unexplained kind: fail"),
+    ],
+)
+def test_verdict(comparison: Comparison, divergence: Divergence | None, status: str, note: str) -> None:
+    got_status, got_note = verdict(comparison, divergence)
+    assert got_status == status
+    assert note in got_note
+    if note == "":
+        assert got_note == ""
+
+
+def test_unexplained_kind_note_names_the_entry_and_its_kinds() -> None:
+    _, note = verdict(SHAPE, ENTRY)
+    assert "'clip-lost'" in note and "['nan_inf', 'tolerance']" in note
