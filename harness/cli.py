@@ -7,14 +7,24 @@ in a record; 2 a usage or input error, said in one line on stderr; 3 an internal
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 import time
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 
 from harness import __version__
-from harness.errors import EXIT_DIVERGED, EXIT_INTERNAL, EXIT_OK, HarnessError, UsageError
+from harness.errors import (
+    EXIT_DIVERGED,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    EXIT_USAGE,
+    HarnessError,
+    TargetUnavailable,
+    UsageError,
+)
 
 __all__ = ["main"]
 
@@ -46,6 +56,37 @@ def _seed(text: str) -> int:
     return value
 
 
+def _workers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
+
+
+def _shard(text: str) -> tuple[int, int]:
+    k, sep, n = text.partition("/")
+    try:
+        index, count = int(k), int(n)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not of the form K/N") from None
+    if not sep or count < 1 or not 1 <= index <= count:
+        raise argparse.ArgumentTypeError(f"{text!r} is not of the form K/N with 1 <= K <= N")
+    return index, count
+
+
 def build_parser() -> argparse.ArgumentParser:
     from harness.generator import DEFAULT_SEED, DEFAULT_SPECIAL_CASES
     from harness.reference import PROFILES
@@ -62,9 +103,29 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--select", default=None, metavar="GLOB", help="only cases whose id matches GLOB")
     run.add_argument("--registry", default=str(DEFAULT_REGISTRY), help="known-divergence registry (TOML)")
     run.add_argument("--special-cases", default=str(DEFAULT_SPECIAL_CASES), help="special-case table (TOML)")
-    run.add_argument("--profile", default="keras3", choices=sorted(PROFILES), help="semantics (default: %(default)s)")
+    run.add_argument(
+        "--profile",
+        default="auto",
+        choices=["auto", *sorted(PROFILES)],
+        help="semantics to judge against (default: %(default)s, from the installed TensorFlow and Keras)",
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--quiet", action="store_true", help="no summary table")
+    run.add_argument(
+        "--workers", type=_workers, default=None, help="TensorFlow worker processes (default: the cores; 0: in this process)"
+    )
+    run.add_argument("--timeout", type=_seconds, default=120.0, help="seconds a job may take before its worker is killed")
+    run.add_argument("--resume", action="store_true", help="continue the interrupted run whose stream is in --out")
+    run.add_argument("--shard", type=_shard, default=None, metavar="K/N", help="run only the K-th of N slices of the suite")
+    run.add_argument(
+        "--loss-factory", default=None, metavar="MODULE:FUNCTION", help="test this loss constructor instead of Keras's"
+    )
+
+    merge = sub.add_parser("merge", help="join the record streams of shard runs into one report")
+    merge.add_argument("dirs", nargs="+", metavar="DIR", help="report folders of the shards (their records.jsonl)")
+    merge.add_argument("--out", default="reports/merged", help="report folder (default: %(default)s)")
+    merge.add_argument("--registry", default=str(DEFAULT_REGISTRY), help="known-divergence registry (TOML)")
+    merge.add_argument("--quiet", action="store_true", help="no summary table")
 
     cases = sub.add_parser("cases", help="list the ids of the default suite")
     cases.add_argument("--seed", type=_seed, default=DEFAULT_SEED)
@@ -103,53 +164,159 @@ class _Progress:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from harness.generator import default_suite, select
+    from harness.profiles import select_profile
     from harness.registry import load_registry
-    from harness.report import meta, summary_table, write_reports
-    from harness.runner import run_cases
-    from harness.target import TFTarget, environment_flags
+    from harness.report import meta
+    from harness.runner import RunResult, run_cases, run_parallel
+    from harness.stream import RecordStream, load_stream, suite_fingerprint
+    from harness.target import TFTarget, environment_flags, load_factory
+    from harness.workers import default_workers
 
+    t0 = time.perf_counter()
     registry = load_registry(args.registry)
+    selection = select_profile(args.profile)
+    print(f"profile: {selection.profile} ({selection.reason})")
+    args.profile = selection.profile  # every later use (records, stream header, meta) sees the chosen one
+    registry = registry.for_tensorflow(selection.tensorflow)
     cases = select(
         default_suite(seed=args.seed, special_cases=args.special_cases), max_cases=args.max_cases, pattern=args.select
     )
+    if args.shard is not None:
+        k, n = args.shard
+        cases = cases[k - 1 :: n]
     if not cases:
         raise UsageError(f"--select {args.select!r} matches no case")
-    t0 = time.perf_counter()
-    target = TFTarget()
-    import_seconds = time.perf_counter() - t0
-    result = run_cases(cases, target, registry, profile=args.profile, progress=_Progress(not args.no_progress))
+    _check_factory(args.loss_factory)
+    if importlib.util.find_spec("tensorflow") is None:
+        raise TargetUnavailable("TensorFlow is not installed; install the extra: pip install 'bce-harness[tf]'")
+    workers = default_workers() if args.workers is None else args.workers
+    fingerprint = suite_fingerprint(cases)
+    header = {"seed": args.seed, "profile": args.profile, "suite": fingerprint, "shard": args.shard, "select": args.select}
+
+    done: list = []
+    if args.resume:
+        old_meta, done = load_stream(args.out, registry)
+        old = {k: old_meta.get(k) for k in header}
+        old["shard"] = tuple(old["shard"]) if old["shard"] else None
+        if old != header:
+            raise UsageError(f"--resume {args.out}: that run had {old}, this one {header}")
+        finished = {r.case.id for r in done}
+        cases = [c for c in cases if c.id not in finished]
+
+    progress = _Progress(not args.no_progress)
+    versions: dict = {}
+    with RecordStream(args.out, header, append=args.resume) as stream:
+        if workers == 0:
+            target = TFTarget(loss_factory=load_factory(args.loss_factory))
+            versions = target.versions()
+            result = run_cases(cases, target, registry, profile=args.profile, progress=progress, on_record=stream.append)
+        else:
+            result, versions = run_parallel(
+                cases,
+                registry,
+                workers=workers,
+                factory=args.loss_factory,
+                profile=args.profile,
+                timeout=args.timeout,
+                progress=progress,
+                on_record=stream.append,
+            )
+    if done:
+        result = RunResult(tuple(sorted(done + list(result.records), key=_suite_order(args))), result.seconds, result.interrupted)
     run_meta = meta(
         seed=args.seed,
         profile=args.profile,
-        versions=target.versions(),
+        versions=versions,
         env=environment_flags(),
         extra={
             "argv": sys.argv[1:],
             "registry": args.registry,
-            "suite_size": len(cases),
+            "suite": fingerprint,
+            "suite_size": len(cases) + len(done),
             "max_cases": args.max_cases,
             "select": args.select,
-            "tensorflow_import_seconds": round(import_seconds, 3),
+            "shard": list(args.shard) if args.shard else None,
+            "workers": workers,
+            "resumed_records": len(done),
+            "loss_factory": args.loss_factory,
             "wall_seconds": round(time.perf_counter() - t0, 3),
         },
     )
-    paths = write_reports(result, run_meta, args.out)
+    return _finish(result, run_meta, args.out, quiet=args.quiet, started=t0)
+
+
+def _suite_order(args: argparse.Namespace):
+    """Sort key putting records back in suite order after a resume."""
+    from harness.generator import default_suite
+
+    order = {c.id: i for i, c in enumerate(default_suite(seed=args.seed, special_cases=args.special_cases))}
+    return lambda r: order.get(r.case.id, len(order))
+
+
+def _check_factory(spec: str | None) -> None:
+    """Fail fast on a --loss-factory that cannot be found, without importing it (it may import TF)."""
+    if spec is None:
+        return
+    module, sep, attr = spec.partition(":")
+    if not sep or not module or not attr:
+        raise UsageError(f"--loss-factory={spec!r} is not of the form MODULE:FUNCTION")
+    try:
+        found = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        found = None
+    if found is None:
+        raise UsageError(f"--loss-factory={spec!r}: module {module!r} not found")
+
+
+def _finish(result, run_meta: dict, out: str, *, quiet: bool, started: float) -> int:
+    """Write the reports, print the summary, and choose the exit code."""
+    from harness.report import summary_table, write_reports
+
+    paths = write_reports(result, run_meta, out)
     t = result.totals()
-    if not args.quiet:
+    if not quiet:
         print(summary_table(result.records))
         print()
     print(
         f"{t['total']} records: {t['pass']} passed, {t['fail']} failed, {t['xfail']} xfailed, {t['xpass']} xpassed, "
-        f"{t['error']} errors in {time.perf_counter() - t0:.1f}s"
+        f"{t['error']} errors in {time.perf_counter() - started:.1f}s"
     )
-    for r in result.records:
+    for r in sorted(result.records, key=lambda r: r.comparison.kind not in ("crash", "timeout")):
         if r.status in ("fail", "xpass", "error"):
             print(f"{r.status.upper()} [{r.comparison.kind}] {r.case.id}")
     print(f"report: {paths['report']}  results: {paths['results']}")
     if result.interrupted:
-        print("interrupted: the report is partial", file=sys.stderr)
-        return EXIT_DIVERGED
+        print(f"bce-harness: interrupted; the report is partial (continue with: --resume --out {out})", file=sys.stderr)
+        return EXIT_USAGE
     return EXIT_OK if result.ok else EXIT_DIVERGED
+
+
+def _cmd_merge(args: argparse.Namespace) -> int:
+    from harness.registry import load_registry
+    from harness.report import meta
+    from harness.runner import RunResult
+    from harness.stream import load_stream, merge_records
+    from harness.target import environment_flags
+
+    t0 = time.perf_counter()
+    registry = load_registry(args.registry)
+    metas, groups = [], []
+    for d in args.dirs:
+        m, records = load_stream(d, registry)
+        metas.append(m)
+        groups.append(records)
+    seeds = {m.get("seed") for m in metas}
+    if len(seeds) != 1:
+        raise UsageError(f"the shards were run with different seeds: {sorted(map(str, seeds))}")
+    records = merge_records(groups)
+    run_meta = meta(
+        seed=seeds.pop(),
+        profile=metas[0].get("profile", "keras3"),
+        versions={},
+        env=environment_flags(),
+        extra={"merged_from": [str(Path(d)) for d in args.dirs], "shards": [m.get("shard") for m in metas]},
+    )
+    return _finish(RunResult(tuple(records)), run_meta, args.out, quiet=args.quiet, started=t0)
 
 
 def _cmd_cases(args: argparse.Namespace) -> int:
@@ -165,6 +332,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command == "run":
             return _cmd_run(args)
+        if args.command == "merge":
+            return _cmd_merge(args)
         return _cmd_cases(args)
     except HarnessError as exc:
         print(f"bce-harness: error: {exc}", file=sys.stderr)

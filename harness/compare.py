@@ -11,6 +11,8 @@ that fails names the failure ``kind``:
 ``tolerance``  a finite value is farther from the reference than its error bound
 ``unbounded``  the bound itself is not finite for a finite expected value (a sum too long for the
                format); such a record cannot be judged and is never reported as a pass
+``crash``      TensorFlow killed its worker process on this case (workers.py)
+``timeout``    TensorFlow did not return within the time limit on this case (workers.py)
 
 Differences are measured on every record, passing or not: largest absolute, relative and ULP difference
 over the elements that are finite on both sides.
@@ -29,7 +31,7 @@ from harness.jsonio import encode_number
 
 __all__ = ["KINDS", "Comparison", "compare"]
 
-KINDS = ("exception", "shape", "dtype", "nan_inf", "tolerance", "unbounded")
+KINDS = ("exception", "shape", "dtype", "nan_inf", "tolerance", "unbounded", "crash", "timeout")
 _ROWS = 5
 
 

@@ -1,23 +1,27 @@
 """The pipeline: for each case, reference and target, then compare, then the registry's verdict.
 
-A case whose evaluation raises inside the harness becomes an ``error`` record with the traceback's last
-line; it never takes the other records with it.  ``KeyboardInterrupt`` stops the run and keeps what was
-done (``RunResult.interrupted``).
+Cases are planned into jobs (``plan_jobs``: stackable cases of one signature together) and evaluated in
+this process (``run_cases``) or in TensorFlow worker processes (``run_parallel``, see workers.py).  A case
+whose evaluation raises inside the harness becomes an ``error`` record; a case that kills or hangs its
+worker becomes a ``crash`` or ``timeout`` failure; neither takes the other records with it.  Ctrl-C
+stops the run and keeps what was done (``RunResult.interrupted``).  ``on_record`` sees each record as it
+completes, which is how runs stream to disk.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from harness.case import Case, Expected, Outcome
-from harness.compare import Comparison, compare
+from harness.compare import Comparison
+from harness.profiles import record_facets
 from harness.reference import expected as reference_expected
 from harness.registry import Divergence, Registry
+from harness.workers import CaseResult, WorkerPool, evaluate
 
-__all__ = ["STATUSES", "Record", "RunResult", "Target", "run_cases", "verdict"]
+__all__ = ["STATUSES", "Record", "RunResult", "Target", "plan_jobs", "run_cases", "run_parallel", "verdict"]
 
 STATUSES = ("pass", "fail", "xfail", "xpass", "error")
 
@@ -26,6 +30,8 @@ class Target(Protocol):
     name: str
 
     def run(self, case: Case) -> Outcome: ...
+
+    def run_many(self, cases: Sequence[Case]) -> list[Outcome]: ...
 
     def versions(self) -> dict[str, Any]: ...
 
@@ -73,55 +79,104 @@ def verdict(comparison: Comparison, divergence: Divergence | None) -> tuple[str,
     return "fail", f"registered divergence {divergence.id!r} explains {sorted(divergence.kinds)}, not {comparison.kind!r}"
 
 
+def _record(case: Case, result: CaseResult, registry: Registry, profile: str) -> Record:
+    """The record of one evaluated case, with the registry's verdict."""
+    comparison, exp = result.comparison, result.expected
+    if comparison.kind == "error":
+        return Record(case, "error", comparison, exp, result.outcome, note=comparison.message.splitlines()[-1])
+    if exp is None:  # crash or timeout: the reference still gives the reproduction its expected value
+        try:
+            exp = reference_expected(case, profile=profile)
+        except Exception:  # noqa: BLE001 - the record stands without it
+            exp = None
+    divergence = registry.find(record_facets(case, exp, profile))
+    status, note = verdict(comparison, divergence)
+    return Record(case, status, comparison, exp, result.outcome, divergence if status in ("xfail", "xpass") else None, note)
+
+
+def plan_jobs(cases: Sequence[Case], *, job_size: int = 128) -> list[list[tuple[int, Case]]]:
+    """Cases grouped into jobs: stackable cases of one signature next to each other, at most job_size."""
+    from harness.target import batch_key  # no TensorFlow import: target.py imports it lazily
+
+    keyed = sorted(range(len(cases)), key=lambda i: (batch_key(cases[i]) is None, repr(batch_key(cases[i])), i))
+    return [[(i, cases[i]) for i in keyed[k : k + job_size]] for k in range(0, len(keyed), job_size)]
+
+
 def run_cases(
     cases: Sequence[Case],
-    target: Target,
+    target: Any,
     registry: Registry,
     *,
     profile: str = "keras3",
     progress: Callable[[int, int], None] | None = None,
     oracle: Callable[..., Expected] = reference_expected,
+    on_record: Callable[[Record], None] | None = None,
+    job_size: int = 128,
 ) -> RunResult:
-    """Run every case through reference and target; a failure inside one case becomes an error record."""
-    records: list[Record] = []
+    """Run every case in this process through ``target`` (a ``TFTarget`` or anything with ``run_many``).
+
+    A failure inside one case becomes that case's error record; Ctrl-C keeps what was done.
+    """
+    return _collect(
+        cases,
+        registry,
+        profile,
+        lambda jobs: (r for job in jobs for r in evaluate(job, target, profile, oracle=oracle)),
+        progress,
+        on_record,
+        job_size,
+    )
+
+
+def run_parallel(
+    cases: Sequence[Case],
+    registry: Registry,
+    *,
+    workers: int,
+    factory: str | None = None,
+    profile: str = "keras3",
+    timeout: float = 120.0,
+    progress: Callable[[int, int], None] | None = None,
+    on_record: Callable[[Record], None] | None = None,
+    job_size: int = 128,
+) -> tuple[RunResult, dict[str, Any]]:
+    """Run every case in ``workers`` TensorFlow worker processes; returns the result and their versions."""
+    with WorkerPool(workers, factory=factory, profile=profile, timeout=timeout) as pool:
+        result = _collect(cases, registry, profile, pool.run, progress, on_record, job_size)
+        return result, pool.versions
+
+
+def _collect(
+    cases: Sequence[Case],
+    registry: Registry,
+    profile: str,
+    execute: Callable[[list[list[tuple[int, Case]]]], Iterable[CaseResult]],
+    progress: Callable[[int, int], None] | None,
+    on_record: Callable[[Record], None] | None,
+    job_size: int,
+) -> RunResult:
+    records: dict[int, Record] = {}
     seconds = {"reference": 0.0, "target": 0.0, "compare": 0.0}
     interrupted = False
     total = len(cases)
-    for i, case in enumerate(cases):
-        try:
-            records.append(_run_one(case, target, registry, profile, oracle, seconds))
-        except KeyboardInterrupt:
-            interrupted = True
-            break
-        except Exception as exc:  # noqa: BLE001 - one broken case must not end the run
-            comparison = Comparison("exception", f"case: {case.id}\ninternal error: {type(exc).__name__}: {exc}")
-            records.append(Record(case, "error", comparison, note=f"{type(exc).__name__}: {exc}"))
-        if progress is not None:
-            progress(i + 1, total)
-    return RunResult(tuple(records), seconds, interrupted)
-
-
-def _run_one(
-    case: Case,
-    target: Target,
-    registry: Registry,
-    profile: str,
-    oracle: Callable[..., Expected],
-    seconds: dict[str, float],
-) -> Record:
-    t0 = time.perf_counter()
-    exp = oracle(case, profile=profile)
-    t1 = time.perf_counter()
-    out = target.run(case)
-    t2 = time.perf_counter()
-    comparison = compare(case, exp, out)
-    t3 = time.perf_counter()
-    seconds["reference"] += t1 - t0
-    seconds["target"] += t2 - t1
-    seconds["compare"] += t3 - t2
-    divergence = registry.find(case.facets)
-    status, note = verdict(comparison, divergence)
-    return Record(case, status, comparison, exp, out, divergence if status in ("xfail", "xpass") else None, note)
+    try:
+        for result in execute(plan_jobs(cases, job_size=job_size)):
+            case = cases[result.index]
+            try:
+                record = _record(case, result, registry, profile)
+            except Exception as exc:  # noqa: BLE001 - one broken case must not end the run
+                comparison = Comparison("error", f"case: {case.id}\ninternal error: {type(exc).__name__}: {exc}")
+                record = Record(case, "error", comparison, note=f"{type(exc).__name__}: {exc}")
+            records[result.index] = record
+            for k, v in result.seconds.items():
+                seconds[k] = seconds.get(k, 0.0) + v
+            if on_record is not None:
+                on_record(record)
+            if progress is not None:
+                progress(len(records), total)
+    except KeyboardInterrupt:
+        interrupted = True
+    return RunResult(tuple(records[i] for i in sorted(records)), seconds, interrupted)
 
 
 def iter_failures(records: Iterable[Record]) -> list[Record]:

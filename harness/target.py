@@ -8,20 +8,21 @@ so importing this module is cheap and works without TensorFlow installed.
 
 from __future__ import annotations
 
+import importlib
 import os
 import platform
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from harness.case import Case, Options, Outcome
-from harness.errors import TargetUnavailable
+from harness.errors import TargetUnavailable, UsageError
 
-__all__ = ["LossFactory", "TFTarget", "environment_flags", "import_tensorflow"]
+__all__ = ["LossFactory", "TFTarget", "batch_key", "environment_flags", "import_tensorflow", "load_factory"]
 
 LossFactory = Callable[[Options], Callable[..., Any]]
 
@@ -81,14 +82,36 @@ def _restore_fd(fd: int, saved: int | None) -> None:
         os.close(saved)
 
 
+def load_factory(spec: str | None) -> LossFactory | None:
+    """The loss factory named ``module:function`` (a function of ``Options`` returning a loss), or None.
+
+    This is how another implementation, or a deliberately broken one, is put under test, also in the
+    worker processes, which import it by name.
+    """
+    if spec is None:
+        return None
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise UsageError(f"loss_factory={spec!r} is not of the form 'module:function'")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise UsageError(f"loss_factory={spec!r} cannot be imported ({exc})") from None
+    if not callable(factory):
+        raise UsageError(f"loss_factory={spec!r} is not callable")
+    return factory
+
+
 def _default_factory(tf: Any) -> LossFactory:
     def make(options: Options) -> Callable[..., Any]:
+        # dtype only when set: Keras 2's constructor has no such argument (a TypeError even for None)
+        dtype = {} if options.dtype is None else {"dtype": options.dtype}
         return tf.keras.losses.BinaryCrossentropy(
             from_logits=options.from_logits,
             label_smoothing=options.label_smoothing,
             axis=options.axis,
             reduction=options.reduction,
-            dtype=options.dtype,
+            **dtype,
         )
 
     return make
@@ -156,3 +179,61 @@ class TFTarget:
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             return Outcome(error=f"{type(exc).__name__}: {message}"[:500], seconds=time.perf_counter() - start)
         return Outcome(value=value, dtype=dtype, seconds=time.perf_counter() - start)
+
+    def run_many(self, cases: Sequence[Case], *, max_stack: int = 512) -> list[Outcome]:
+        """Outcomes of ``cases`` in order, stacking compatible unreduced cases into one call.
+
+        Cases with the same ``batch_key`` differ only in their values; for those, one call on the inputs
+        stacked along a new leading axis computes each case's elementwise losses and their means over the
+        (negative) axis exactly as separate calls would, and the result splits back into per-case outcomes.
+        Everything else, reductions above all, gets its own real call.  If a stacked call raises, its cases
+        are run one by one, so an exception is still attributed to its own case.
+        """
+        outcomes: list[Outcome | None] = [None] * len(cases)
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for i, case in enumerate(cases):
+            key = batch_key(case)
+            if key is None:
+                outcomes[i] = self.run(case)
+            else:
+                groups.setdefault(key, []).append(i)
+        for indices in groups.values():
+            for start in range(0, len(indices), max_stack):
+                chunk = indices[start : start + max_stack]
+                stacked = self._run_stacked([cases[i] for i in chunk]) if len(chunk) > 1 else None
+                for j, i in enumerate(chunk):
+                    outcomes[i] = stacked[j] if stacked is not None else self.run(cases[i])
+        return [o for o in outcomes if o is not None]
+
+    def _run_stacked(self, cases: Sequence[Case]) -> list[Outcome] | None:
+        start = time.perf_counter()
+        first = cases[0]
+        try:
+            loss = self._loss(first.options)
+            y_true = self._tensor(np.stack([c.y_true for c in cases]), first.true_dtype)
+            y_pred = self._tensor(np.stack([c.y_pred for c in cases]), first.pred_dtype)
+            result = loss(y_true, y_pred)
+            values = np.asarray(result.numpy()).astype(np.float64)
+            dtype = result.dtype.name
+        except Exception:  # noqa: BLE001 - let the cases raise one by one, each against its own record
+            return None
+        if values.shape[:1] != (len(cases),):
+            return None
+        each = (time.perf_counter() - start) / len(cases)
+        return [Outcome(value=values[j], dtype=dtype, seconds=each) for j in range(len(cases))]
+
+
+def batch_key(case: Case) -> tuple[Any, ...] | None:
+    """The signature under which unreduced cases can share one stacked call, or None.
+
+    Stacking adds a leading axis, which leaves the semantics alone only when: nothing is reduced
+    (reduction None or "none"), the axis counts from the end, labels and predictions have the same rank
+    (Keras reconciles ranks that differ by a trailing 1 depending on the rank, which stacking changes), and
+    there is no sample_weight (a scalar or a per-sample weight would broadcast differently).
+    """
+    o = case.options
+    if o.reduction not in (None, "none") or o.axis >= 0 or case.sample_weight is not None:
+        return None
+    if case.y_true.ndim != case.y_pred.ndim or case.y_pred.ndim == 0:
+        return None
+    return (case.api, o, case.true_dtype, case.pred_dtype, case.y_true.shape, case.y_pred.shape)

@@ -1,0 +1,249 @@
+"""Worker processes: TensorFlow runs outside the harness's own process, so a case that kills or hangs it
+costs one record, not the run.
+
+The parent hands out *jobs* (lists of cases) to N spawned workers over pipes.  Each worker imports
+TensorFlow once, evaluates reference, target (``TFTarget.run_many``, which stacks what it can) and
+comparison for every case of a job, and sends the results back.  When a worker dies (abort, segfault) or
+a job exceeds its time limit, the worker is replaced and the job's cases are retried one per job, which
+pins the culprit: it becomes a ``crash`` or ``timeout`` result, and every other case still gets its own.
+
+The parent imports neither TensorFlow nor anything that does.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from harness.case import Case, Expected, Outcome
+from harness.compare import Comparison, compare
+from harness.errors import HarnessError, TargetUnavailable
+from harness.reference import expected as reference_expected
+
+__all__ = ["CaseResult", "WorkerPool", "default_workers", "evaluate"]
+
+# A worker that does not report ready within this many seconds of starting is given up on: TensorFlow
+# imports in 2-10 s on this class of machine.
+STARTUP_SECONDS = 180.0
+
+
+def default_workers() -> int:
+    """The cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True, eq=False)
+class CaseResult:
+    """One case evaluated: both sides, the comparison, and where the time went (seconds)."""
+
+    index: int
+    expected: Expected | None
+    outcome: Outcome | None
+    comparison: Comparison
+    seconds: dict[str, float]
+
+
+def evaluate(
+    jobs: Sequence[tuple[int, Case]], target: Any, profile: str, *, oracle: Callable[..., Expected] = reference_expected
+) -> list[CaseResult]:
+    """Reference, target and comparison for a job of (index, case) pairs, in this process."""
+    cases = [c for _, c in jobs]
+    t0 = time.perf_counter()
+    exps: list[Expected | BaseException] = []
+    for c in cases:
+        try:
+            exps.append(oracle(c, profile=profile))
+        except Exception as exc:  # noqa: BLE001 - becomes this case's error record
+            exps.append(exc)
+    t1 = time.perf_counter()
+    outcomes = target.run_many(cases)
+    t2 = time.perf_counter()
+    results = []
+    n = max(len(cases), 1)
+    for (index, case), exp, out in zip(jobs, exps, outcomes, strict=True):
+        c0 = time.perf_counter()
+        if isinstance(exp, BaseException):
+            msg = f"internal error in the reference: {type(exp).__name__}: {exp}"
+            comparison = Comparison("error", f"case: {case.id}\n{msg}")
+            exp_value: Expected | None = None
+        else:
+            try:
+                comparison = compare(case, exp, out)
+            except Exception as exc:  # noqa: BLE001
+                comparison = Comparison("error", f"case: {case.id}\ninternal error in the comparator: {exc!r}")
+            exp_value = exp
+        seconds = {"reference": (t1 - t0) / n, "target": (t2 - t1) / n, "compare": time.perf_counter() - c0}
+        results.append(CaseResult(index, exp_value, out, comparison, seconds))
+    return results
+
+
+def _worker_main(conn: Connection, factory_spec: str | None, profile: str) -> None:
+    """Loop of one worker: build the target, then evaluate jobs until told to stop."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    from harness.target import TFTarget, load_factory
+
+    try:
+        target = TFTarget(loss_factory=load_factory(factory_spec))
+        conn.send(("ready", target.versions()))
+    except HarnessError as exc:
+        conn.send(("fatal", type(exc).__name__, str(exc)))
+        return
+    while True:
+        try:
+            message = conn.recv()
+        except EOFError:
+            return
+        if message is None:
+            return
+        job_id, jobs = message
+        conn.send(("done", job_id, evaluate(jobs, target, profile)))
+
+
+@dataclass
+class _Slot:
+    process: Any
+    conn: Connection
+    ready: bool = False
+    job: tuple[int, list[tuple[int, Case]]] | None = None
+    started: float = 0.0
+    spawned: float = 0.0
+
+
+class WorkerPool:
+    """N TensorFlow worker processes with crash and hang recovery.
+
+    ``run(jobs)`` yields a ``CaseResult`` per case as results come in (not in order).  A job that kills
+    its worker or outlives ``timeout`` seconds is split into single-case jobs; a single case that does
+    either becomes a ``crash`` or ``timeout`` result.
+    """
+
+    def __init__(self, workers: int, *, factory: str | None = None, profile: str = "keras3", timeout: float = 120.0):
+        self.workers = workers
+        self.factory = factory
+        self.profile = profile
+        self.timeout = timeout
+        self.versions: dict[str, Any] = {}
+        self._ctx = mp.get_context("spawn")
+        self._slots: list[_Slot] = []
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+
+    def _spawn(self) -> _Slot:
+        parent, child = self._ctx.Pipe()
+        process = self._ctx.Process(
+            target=_worker_main, args=(child, self.factory, self.profile), daemon=True, name="bce-harness-worker"
+        )
+        process.start()
+        child.close()
+        return _Slot(process, parent, spawned=time.monotonic())
+
+    def _kill(self, slot: _Slot) -> None:
+        if slot.process.is_alive():
+            slot.process.kill()
+        slot.process.join(timeout=10)
+        slot.conn.close()
+
+    def close(self) -> None:
+        for slot in self._slots:
+            try:
+                if slot.process.is_alive() and slot.ready and slot.job is None:
+                    slot.conn.send(None)
+                    slot.process.join(timeout=5)
+            except (OSError, BrokenPipeError):
+                pass
+            self._kill(slot)
+        self._slots = []
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the loop ----------------------------------------------------------------------------------------
+
+    def run(self, jobs: Sequence[list[tuple[int, Case]]]) -> Iterator[CaseResult]:
+        queue: deque[list[tuple[int, Case]]] = deque(jobs)
+        if not self._slots:
+            self._slots = [self._spawn() for _ in range(min(self.workers, max(len(queue), 1)))]
+        next_id = 0
+        while queue or any(s.job is not None for s in self._slots):
+            for slot in self._slots:
+                if slot.ready and slot.job is None and queue:
+                    job = queue.popleft()
+                    slot.job = (next_id, job)
+                    next_id += 1
+                    slot.started = time.monotonic()
+                    slot.conn.send(slot.job)
+            ready = wait([s.conn for s in self._slots] + [s.process.sentinel for s in self._slots], timeout=0.5)
+            now = time.monotonic()
+            for i, slot in enumerate(list(self._slots)):
+                failure: str | None = None
+                if slot.conn in ready:
+                    try:
+                        message = slot.conn.recv()
+                    except (EOFError, OSError):
+                        failure = "crash"
+                    else:
+                        if message[0] == "ready":
+                            slot.ready = True
+                            self.versions = message[1]
+                        elif message[0] == "fatal":
+                            self.close()
+                            if message[1] == "TargetUnavailable":
+                                raise TargetUnavailable(message[2])
+                            raise HarnessError(f"worker could not start: {message[2]}")
+                        else:
+                            slot.job = None
+                            yield from message[2]
+                            continue
+                elif not slot.process.is_alive():
+                    failure = "crash"
+                elif slot.job is not None and now - slot.started > self.timeout:
+                    failure = "timeout"
+                elif not slot.ready and now - slot.spawned > STARTUP_SECONDS:
+                    self.close()
+                    raise HarnessError(f"a worker did not start within {STARTUP_SECONDS:.0f}s")
+                if failure is None:
+                    continue
+                exitcode = slot.process.exitcode
+                job = slot.job
+                self._kill(slot)
+                self._slots[i] = self._spawn()
+                if job is None:
+                    if not slot.ready:
+                        self.close()
+                        raise HarnessError(f"a worker died while starting (exit code {exitcode})")
+                    continue
+                cases = job[1]
+                if len(cases) > 1:
+                    queue.extendleft([[pair] for pair in reversed(cases)])  # retry one by one
+                    continue
+                yield _failed(cases[0], failure, exitcode, self.timeout)
+
+
+def _failed(pair: tuple[int, Case], kind: str, exitcode: int | None, timeout: float) -> CaseResult:
+    index, case = pair
+    if kind == "timeout":
+        what = f"TensorFlow did not return within {timeout:g}s; the worker was killed"
+    else:
+        sig = -exitcode if exitcode is not None and exitcode < 0 else None
+        name = signal.Signals(sig).name if sig else f"exit code {exitcode}"
+        what = f"the worker process died ({name}) while TensorFlow ran this case"
+    return CaseResult(
+        index,
+        None,
+        Outcome(error=f"{kind}: {what}"),
+        Comparison(kind, f"case: {case.id}\n{what}"),
+        {},
+    )
