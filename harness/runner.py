@@ -180,6 +180,9 @@ def _collect(
 
 
 def iter_failures(records: Iterable[Record]) -> list[Record]:
-    """Records that did not pass, the unexpected ones first."""
+    """Records that did not pass: crashes and hangs first, then the unexpected ones, then known ones."""
     order = {"error": 0, "fail": 1, "xpass": 2, "xfail": 3}
-    return sorted((r for r in records if r.status != "pass"), key=lambda r: (order[r.status], r.case.id))
+    return sorted(
+        (r for r in records if r.status != "pass"),
+        key=lambda r: (r.comparison.kind not in ("crash", "timeout"), order[r.status], r.case.id),
+    )

@@ -1,0 +1,39 @@
+"""Loss factories with planted process-level faults, imported by name by the worker processes.
+
+``make`` builds Keras's loss, except for two option values that no generated case uses: label_smoothing
+0.375 aborts the process (as a C++ CHECK failure would) and 0.625 hangs.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from harness.case import Options
+
+ABORT_SMOOTHING = 0.375
+HANG_SMOOTHING = 0.625
+
+
+def make(options: Options):
+    import tensorflow as tf
+
+    if options.label_smoothing == ABORT_SMOOTHING:
+
+        def abort(y_true, y_pred, sample_weight=None):
+            os.abort()
+
+        return abort
+    if options.label_smoothing == HANG_SMOOTHING:
+
+        def hang(y_true, y_pred, sample_weight=None):
+            time.sleep(3600)
+
+        return hang
+    return tf.keras.losses.BinaryCrossentropy(
+        from_logits=options.from_logits,
+        label_smoothing=options.label_smoothing,
+        axis=options.axis,
+        reduction=options.reduction,
+        dtype=options.dtype,
+    )
