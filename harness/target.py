@@ -122,8 +122,13 @@ class TFTarget:
 
     name = "tensorflow"
 
-    def __init__(self, *, loss_factory: LossFactory | None = None) -> None:
+    def __init__(self, *, loss_factory: LossFactory | None = None, threads: int | None = None) -> None:
         self.tf = import_tensorflow()
+        if threads is not None:
+            # Before the first op runs.  A worker is one core's worth of work: with N workers on N cores,
+            # TensorFlow's own thread pools would only fight over the same cores.
+            self.tf.config.threading.set_intra_op_parallelism_threads(threads)
+            self.tf.config.threading.set_inter_op_parallelism_threads(threads)
         self._factory = loss_factory or _default_factory(self.tf)
         self._losses: dict[Options, Any] = {}
 

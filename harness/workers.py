@@ -93,7 +93,7 @@ def _worker_main(conn: Connection, factory_spec: str | None, profile: str) -> No
     from harness.target import TFTarget, load_factory
 
     try:
-        target = TFTarget(loss_factory=load_factory(factory_spec))
+        target = TFTarget(loss_factory=load_factory(factory_spec), threads=1)
         conn.send(("ready", target.versions()))
     except HarnessError as exc:
         conn.send(("fatal", type(exc).__name__, str(exc)))
