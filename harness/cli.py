@@ -295,11 +295,13 @@ def _cmd_merge(args: argparse.Namespace) -> int:
     from harness.registry import load_registry
     from harness.report import meta
     from harness.runner import RunResult
+    from harness.profiles import installed_tensorflow
     from harness.stream import load_stream, merge_records
     from harness.target import environment_flags
 
     t0 = time.perf_counter()
-    registry = load_registry(args.registry)
+    # the shards ran here, on the installed TensorFlow: the entries whose range holds for it
+    registry = load_registry(args.registry).for_tensorflow(installed_tensorflow())
     metas, groups = [], []
     for d in args.dirs:
         m, records = load_stream(d, registry)

@@ -4,8 +4,9 @@ The default suite has four families, each a product over the axes that matter to
 every axis would be millions of cases and mostly redundant):
 
 ``values``   every (label dtype, prediction dtype) pair we support x every loss ``dtype`` x from_logits x a
-             value regime, with ``reduction=None`` on a (12, 1) batch (each element checked on its own)
-             and the default reduction on (4, 3)
+             value regime, with ``reduction="none"`` on a (12, 1) batch (each element checked on its own)
+             and the default reduction on (4, 3).  "none", not None: both lines document that spelling
+             (Keras 2's ReductionV2 rejects None), so the elementwise checks run on every line
 ``options``  every shape kind x axis x from_logits x label_smoothing x reduction x sample_weight form, on
              typical and soft values in float32
 ``dtype_reductions``  every compute dtype x every reduction x weights, so reductions are checked in each
@@ -144,7 +145,7 @@ def _values_family(seed: int) -> Iterator[Case]:
         for regime in regimes:
             if tdt in ("int32", "bool") and regime in ("soft_labels",):
                 continue
-            for reduction, shape in ((None, (12, 1)), ("sum_over_batch_size", (4, 3))):
+            for reduction, shape in (("none", (12, 1)), ("sum_over_batch_size", (4, 3))):
                 kind = "logits" if from_logits else "probs"
                 cid = f"values/{kind}/{regime}/{SHORT[tdt]}-{SHORT[pdt]}/dtype={SHORT[loss_dtype]}/{reduction or 'none'}"
                 rng = _rng(seed, cid)
@@ -347,7 +348,7 @@ def _special_case(raw: dict[str, Any]) -> Case:
             from_logits=raw.get("from_logits", False),
             label_smoothing=raw.get("label_smoothing", 0.0),
             axis=raw.get("axis", -1),
-            reduction=raw.get("reduction", None),
+            reduction=raw.get("reduction", "none"),
             dtype=raw.get("loss_dtype"),
         ),
         sample_weight=None if sw is None else round_to(_array(sw), "float32"),

@@ -39,19 +39,14 @@ class Keras3:
 
     def expected(self, case: Case) -> Expected:
         o = case.options
-        c = o.compute_dtype
+        c = self.compute_dtype(case)
         m = tol.error_model(c)
         rule = m.describe()
 
-        # Loss docstring: "Supported options are 'sum', 'sum_over_batch_size', 'mean',
-        # 'mean_with_sample_weight' or None ... 'none' and None perform no aggregation"; anything else is
-        # rejected at construction (keras/src/losses/loss.py standardize_reduction raises ValueError).
-        if o.reduction not in REDUCTIONS:
-            return Expected(raises=f"reduction={o.reduction!r} is not a supported reduction", dtype=c, rule=rule)
+        raises = self.option_error(case)
+        if raises:
+            return Expected(raises=raises, dtype=c, rule=rule)
 
-        # Loss docstring: "dtype: The dtype of the loss's computations. Defaults to None, which means using
-        # keras.backend.floatx()"; Loss.__call__ converts y_true and y_pred to it (loss.py), and
-        # binary_crossentropy casts y_true to y_pred's dtype, the same one.
         y = round_to(case.y_true, c).astype(WORK)
         p = round_to(case.y_pred, c).astype(WORK)
 
@@ -69,8 +64,7 @@ class Keras3:
         if o.from_logits:
             elem, err = self.logit_loss(z, p), tol.logit_error(z, dz, p, m)
         else:
-            pc = self.clip(p, c)
-            elem, err = self.probability_loss(z, pc), tol.probability_error(z, dz, pc, m)
+            elem, err = self.probability_terms(z, dz, p, c, m)
 
         # "axis: The axis along which to compute crossentropy (the features axis). Defaults to -1", and
         # "Returns: Binary crossentropy loss value. shape = [batch_size, d0, .. dN-1]": the mean over axis.
@@ -86,6 +80,32 @@ class Keras3:
         return Expected(value=value, bound=bound, dtype=c, rule=rule)
 
     # -- rules -------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def compute_dtype(case: Case) -> str:
+        """Loss docstring: "dtype: The dtype of the loss's computations. Defaults to None, which means using
+        keras.backend.floatx()"; Loss.__call__ converts y_true and y_pred to it (loss.py), and
+        binary_crossentropy casts y_true to y_pred's dtype, the same one."""
+        return case.options.compute_dtype
+
+    @staticmethod
+    def option_error(case: Case) -> str | None:
+        """Why the constructor must reject the options, or None.
+
+        Loss docstring: "Supported options are 'sum', 'sum_over_batch_size', 'mean',
+        'mean_with_sample_weight' or None ... 'none' and None perform no aggregation"; anything else is
+        rejected at construction (keras/src/losses/loss.py standardize_reduction raises ValueError).
+        """
+        if case.options.reduction not in REDUCTIONS:
+            return f"reduction={case.options.reduction!r} is not a supported reduction"
+        return None
+
+    def probability_terms(
+        self, z: np.ndarray, dz: np.ndarray, p: np.ndarray, dtype: str, m: tol.ErrorModel
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Elementwise loss of probabilities and its error bound: clip, then the cross-entropy."""
+        pc = self.clip(p, dtype)
+        return self.probability_loss(z, pc), tol.probability_error(z, dz, pc, m)
 
     @staticmethod
     def reconcile_ranks(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, str | None]:
@@ -231,6 +251,8 @@ class Keras3:
 
 
 PROFILES: dict[str, Callable[[], Keras3]] = {"keras3": Keras3}
+
+import harness.keras2  # noqa: E402,F401  -- the keras2 profile, a subclass of Keras3, registers itself here
 
 
 def expected(case: Case, *, profile: str = "keras3") -> Expected:

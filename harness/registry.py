@@ -8,13 +8,23 @@ The registry is a TOML file (``cases/known_divergences.toml``), one ``[[divergen
     reason = "why TensorFlow differs: which side is right and how we know"
     evidence = ["source line, doc sentence or upstream issue", ...]
     kinds = ["nan_inf"]                 # failure kinds this entry explains
+    versions = ">=2.16"                 # optional: the TensorFlow releases it holds for (PEP 440)
     [divergence.match]                  # every key must match the record (AND)
+    profile = "keras3"                  # the semantics the record was judged against
     compute_dtype = ["float16", "bfloat16"]   # a list means any of
     from_logits = false
     id = "values/probs/exact_bounds/*"        # strings are shell-style globs
 
-Match keys are the case facets (``Case.facets``): id, api, from_logits, label_smoothing, axis, reduction,
-dtype, compute_dtype, true_dtype, pred_dtype, weights and the case tags (family, regime, shape).
+Match keys are the record's facets (``profiles.record_facets``): the case's id, api, from_logits,
+label_smoothing, axis, reduction, dtype, true_dtype, pred_dtype, weights and tags (family, regime, shape),
+the ``profile`` and the ``compute_dtype`` that profile computes in.
+
+Two keys place an entry on a line, because neither alone can.  ``versions`` is a PEP 440 specifier set
+matched against the installed TensorFlow (``Registry.for_tensorflow``; pre-releases such as nightlies
+count): TensorFlow's own ops (``tf.nn.sigmoid_cross_entropy_with_logits``) are shared by both Keras lines,
+and a fix lands in a TensorFlow release.  ``match.profile`` says which documented semantics the finding is
+about: with ``TF_USE_LEGACY_KERAS=1`` TensorFlow 2.21 runs Keras 2 code, so a TensorFlow range cannot tell
+a Keras 3 finding from a Keras 2 one, and the Keras package's version would not name TensorFlow's ops.
 
 A record that fails with one of the entry's kinds is ``xfail``; one that the entry matches but that
 agrees is ``xpass`` (the divergence no longer reproduces: fix or narrow the entry), and so is one that
@@ -30,8 +40,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
+
 from harness.compare import KINDS
-from harness.errors import InputError
+from harness.errors import InputError, UsageError
 
 __all__ = ["DEFAULT_REGISTRY", "Divergence", "Registry", "load_registry"]
 
@@ -49,13 +62,14 @@ MATCH_KEYS = frozenset(
         "compute_dtype",
         "true_dtype",
         "pred_dtype",
+        "profile",
         "weights",
         "family",
         "regime",
         "shape",
     }
 )
-_FIELDS = {"id", "title", "reason", "evidence", "kinds", "match"}
+_FIELDS = {"id", "title", "reason", "evidence", "kinds", "match", "versions"}
 
 
 @dataclass(frozen=True)
@@ -68,6 +82,19 @@ class Divergence:
     evidence: tuple[str, ...]
     kinds: frozenset[str]
     match: Mapping[str, Any] = field(default_factory=dict)
+    versions: str | None = None  # PEP 440 specifiers over the TensorFlow version; None: every version
+
+    def holds_for(self, tensorflow: str | None) -> bool:
+        """Whether the entry's version range contains ``tensorflow`` (unknown: only an unranged entry)."""
+        if self.versions is None:
+            return True
+        if tensorflow is None:
+            return False
+        try:
+            version = Version(tensorflow)
+        except InvalidVersion:
+            raise UsageError(f"tensorflow={tensorflow!r} is not a PEP 440 version") from None
+        return SpecifierSet(self.versions).contains(version, prereleases=True)
 
     def matches(self, facets: Mapping[str, Any]) -> bool:
         """True when every match key is a facet of the record and matches it; a missing facet never does."""
@@ -81,6 +108,7 @@ class Divergence:
             "evidence": list(self.evidence),
             "kinds": sorted(self.kinds),
             "match": dict(self.match),
+            "versions": self.versions,
         }
 
 
@@ -102,6 +130,10 @@ def _matches_value(have: Any, want: Any) -> bool:
 class Registry:
     entries: tuple[Divergence, ...] = ()
     source: str = ""
+
+    def for_tensorflow(self, version: str | None) -> Registry:
+        """The entries whose ``versions`` range holds for TensorFlow ``version``."""
+        return Registry(tuple(e for e in self.entries if e.holds_for(version)), self.source)
 
     def find(self, facets: Mapping[str, Any]) -> Divergence | None:
         """The first entry matching a record's facets, or None."""
@@ -132,6 +164,12 @@ def _parse_entry(raw: Any, where: str) -> Divergence:
     for key in match:
         if key not in MATCH_KEYS:
             raise InputError(f"{where}.match has unknown key {key!r} (known: {', '.join(sorted(MATCH_KEYS))})")
+    versions = raw.get("versions")
+    if versions is not None:
+        try:
+            SpecifierSet(versions)
+        except (InvalidSpecifier, TypeError):
+            raise InputError(f"{where}.versions={versions!r} is not a PEP 440 specifier set such as '>=2.16'") from None
     return Divergence(
         id=raw["id"],
         title=raw["title"].strip(),
@@ -139,6 +177,7 @@ def _parse_entry(raw: Any, where: str) -> Divergence:
         evidence=tuple(evidence),
         kinds=frozenset(kinds),
         match=dict(match),
+        versions=versions,
     )
 
 

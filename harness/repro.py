@@ -47,7 +47,10 @@ def snippet(case: Case, expected: Expected, *, actual: str = "") -> str:
     o = case.options
     ctor = (
         f"tf.keras.losses.BinaryCrossentropy(from_logits={o.from_logits!r}, label_smoothing={o.label_smoothing!r}, "
-        f"axis={o.axis!r}, reduction={o.reduction!r}, dtype={o.dtype!r})"
+        f"axis={o.axis!r}, reduction={o.reduction!r}"
+        # dtype only when set: Keras 2's constructor has no such argument
+        + ("" if o.dtype is None else f", dtype={o.dtype!r}")
+        + ")"
     )
     call_args = "y_true, y_pred"
     lines = [

@@ -21,6 +21,7 @@ from harness.case import Case, Expected, Outcome
 from harness.compare import Comparison
 from harness.errors import InputError, UsageError
 from harness.jsonio import decode_array, decode_number, encode_array
+from harness.profiles import record_facets
 from harness.registry import Registry
 from harness.runner import Record, verdict
 
@@ -73,8 +74,9 @@ def _opt_number(x: Any, name: str) -> float | None:
     return None if x is None else decode_number(x, name)
 
 
-def record_from_json(d: dict[str, Any], registry: Registry) -> Record:
-    """Rebuild a record; its verdict is taken again against ``registry`` (the registry may have changed)."""
+def record_from_json(d: dict[str, Any], registry: Registry, *, profile: str = "keras3") -> Record:
+    """Rebuild a record; its verdict is taken again against ``registry`` (the registry may have changed),
+    matching the facets of ``profile``, the semantics the stream was judged against."""
     case = Case.from_dict(d["case"])
     cd = d["comparison"]
     comparison = Comparison(
@@ -106,7 +108,7 @@ def record_from_json(d: dict[str, Any], registry: Registry) -> Record:
         )
     if d["status"] == "error":
         return Record(case, "error", comparison, exp, out, note=d.get("note", ""))
-    divergence = registry.find(case.facets)
+    divergence = registry.find(record_facets(case, exp, profile))
     status, note = verdict(comparison, divergence)
     return Record(case, status, comparison, exp, out, divergence if status in ("xfail", "xpass") else None, note)
 
@@ -174,7 +176,7 @@ def load_stream(path: str | Path, registry: Registry) -> tuple[dict[str, Any], l
         if not line.strip():
             continue
         try:
-            records.append(record_from_json(json.loads(line), registry))
+            records.append(record_from_json(json.loads(line), registry, profile=head["meta"].get("profile", "keras3")))
         except (json.JSONDecodeError, KeyError, TypeError, UsageError) as exc:
             raise InputError(f"{path}: line {n} is not a record ({exc})") from None
     return head["meta"], records

@@ -1,6 +1,8 @@
 """The differential suite: every case of the default suite against the installed TensorFlow.
 
-A registered known divergence that reproduces is an xfail (with the registry's reason); one that no
+Each case is judged against the profile of the installed line (profiles.select_profile: Keras 2 on
+TensorFlow <= 2.15 or with TF_USE_LEGACY_KERAS=1, Keras 3 otherwise), with the registry entries whose
+version range holds for the installed TensorFlow.  A registered known divergence that reproduces is an xfail (with the registry's reason); one that no
 longer reproduces fails the test (strict: the registry must stay honest).  A failure prints the
 numpy-style mismatch message and a standalone reproduction.
 """
@@ -11,6 +13,7 @@ import pytest
 
 from harness.compare import compare
 from harness.generator import default_suite
+from harness.profiles import record_facets, select_profile
 from harness.reference import expected
 from harness.registry import load_registry
 from harness.repro import snippet
@@ -19,15 +22,16 @@ from harness.runner import verdict
 pytestmark = pytest.mark.tensorflow
 
 CASES = default_suite()
-REGISTRY = load_registry()
+SELECTION = select_profile()
+REGISTRY = load_registry().for_tensorflow(SELECTION.tensorflow)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_tensorflow_matches_the_specification(case, tf_target):
-    exp = expected(case)
+    exp = expected(case, profile=SELECTION.profile)
     out = tf_target.run(case)
     comparison = compare(case, exp, out)
-    status, note = verdict(comparison, REGISTRY.find(case.facets))
+    status, note = verdict(comparison, REGISTRY.find(record_facets(case, exp, SELECTION.profile)))
     if status == "xfail":
         pytest.xfail(f"{note}: {comparison.kind}")
     if status != "pass":

@@ -11,7 +11,8 @@ import pytest
 
 from harness.case import Case, Options
 from harness.compare import KINDS, Comparison
-from harness.errors import EXIT_USAGE, InputError
+from harness.errors import EXIT_USAGE, InputError, UsageError
+from harness.profiles import record_facets
 from harness.registry import DEFAULT_REGISTRY, MATCH_KEYS, Divergence, Registry, load_registry
 from harness.runner import verdict
 
@@ -46,10 +47,20 @@ def test_real_registry_finds_the_entry_of_a_matching_case() -> None:
         options=Options(reduction=None, dtype="float16"),
         tags={"family": "values", "regime": "exact_bounds", "shape": "B1"},
     )
-    found = load_registry().find(case.facets)
+    registry = load_registry().for_tensorflow("2.21.0")
+    found = registry.find(record_facets(case, None, "keras3"))
     assert found is not None and found.id == "low-precision-clip-lost"
     float32 = dataclasses.replace(case, options=Options(reduction=None, dtype="float32"))
-    assert load_registry().find(float32.facets) is None
+    assert registry.find(record_facets(float32, None, "keras3")) is None
+    # the same record judged against Keras 2, or on TensorFlow 2.15, is not this Keras 3 finding
+    assert registry.find(record_facets(case, None, "keras2")) is None
+    assert load_registry().for_tensorflow("2.15.1").find(record_facets(case, None, "keras3")) is None
+
+
+def test_keras3_entries_are_placed_on_the_keras3_line() -> None:
+    for entry in load_registry().entries:
+        if entry.match.get("profile") == "keras3":
+            assert entry.versions == ">=2.16", entry.id
 
 
 # -- rejected files ------------------------------------------------------------------------------------
@@ -114,6 +125,16 @@ def test_the_template_of_the_bad_files_is_good(tmp_path: Path) -> None:
         ),
         pytest.param(GOOD.replace('compute_dtype = "float16"\n', ""), ("divergence[0].match",), id="empty match table"),
         pytest.param(GOOD + GOOD, ("divergence[1].id", "'example'", "twice"), id="duplicate id 'example'"),
+        pytest.param(
+            GOOD.replace("kinds", 'versions = ">=two"\nkinds', 1),
+            ("divergence[0].versions", "'>=two'", "PEP 440"),
+            id="versions '>=two' is not a specifier",
+        ),
+        pytest.param(
+            GOOD.replace("kinds", "versions = 2.16\nkinds", 1),
+            ("divergence[0].versions", "2.16"),
+            id="versions is a number, not a string",
+        ),
     ],
 )
 def test_bad_registry_is_rejected_naming_file_and_field(tmp_path: Path, text: str, fragments: tuple[str, ...]) -> None:
@@ -186,6 +207,36 @@ def test_every_match_key_must_match() -> None:
     assert entry.matches({"from_logits": True, "compute_dtype": "float16", "family": "values"})
     assert not entry.matches({"from_logits": True, "compute_dtype": "float32"})
     assert not entry.matches({"compute_dtype": "float16"})  # an absent facet is None, not True
+
+
+@pytest.mark.parametrize(
+    "versions, tensorflow, holds",
+    [
+        pytest.param(None, "2.15.1", True, id="no range: every version"),
+        pytest.param(None, None, True, id="no range: also an unknown version"),
+        pytest.param(">=2.16", "2.21.0", True, id=">=2.16 holds for 2.21.0"),
+        pytest.param(">=2.16", "2.15.1", False, id=">=2.16 does not hold for 2.15.1"),
+        pytest.param(">=2.16", "2.22.0.dev20260301", True, id=">=2.16 holds for a nightly"),
+        pytest.param(">=2.16,<2.21", "2.21.0", False, id="an upper bound excludes the fixed release"),
+        pytest.param(">=2.16", None, False, id="a range never holds for an unknown version"),
+    ],
+)
+def test_version_range(versions: str | None, tensorflow: str | None, holds: bool) -> None:
+    entry = Divergence("e", "t", "r", ("ev",), frozenset({"shape"}), {"family": "*"}, versions)
+    assert entry.holds_for(tensorflow) is holds
+    assert len(Registry((entry,)).for_tensorflow(tensorflow).entries) == int(holds)
+
+
+def test_a_version_that_is_not_pep440_is_a_usage_error() -> None:
+    entry = Divergence("e", "t", "r", ("ev",), frozenset({"shape"}), {"family": "*"}, ">=2.16")
+    with pytest.raises(UsageError, match="tensorflow='nightly'"):
+        entry.holds_for("nightly")
+
+
+def test_profile_is_a_match_key() -> None:
+    entry = Divergence("e", "t", "r", ("ev",), frozenset({"shape"}), {"profile": "keras2"})
+    assert entry.matches({"profile": "keras2"}) and not entry.matches({"profile": "keras3"})
+    assert not entry.matches({})
 
 
 def test_find_returns_the_first_matching_entry() -> None:
