@@ -127,6 +127,15 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("--registry", default=str(DEFAULT_REGISTRY), help="known-divergence registry (TOML)")
     merge.add_argument("--quiet", action="store_true", help="no summary table")
 
+    compare = sub.add_parser("compare", help="what changed between two runs' results.json (same suite and seed)")
+    compare.add_argument("base", metavar="BASE", help="results.json (or its folder) of the earlier version")
+    compare.add_argument("new", metavar="NEW", help="results.json (or its folder) of the later version")
+    compare.add_argument("--exact", action="store_true", help="count any change of value as drift, not only beyond the bound")
+    compare.add_argument("--max-rows", type=_positive, default=5, help="cases shown per option family (default: %(default)s)")
+    compare.add_argument(
+        "--out", default=None, metavar="DIR", help="also write DIR/report.html, DIR/junit.xml, DIR/drift.json, DIR/regressions/*.md"
+    )
+
     cases = sub.add_parser("cases", help="list the ids of the default suite")
     cases.add_argument("--seed", type=_seed, default=DEFAULT_SEED)
     cases.add_argument("--select", default=None, metavar="GLOB")
@@ -321,6 +330,19 @@ def _cmd_merge(args: argparse.Namespace) -> int:
     return _finish(RunResult(tuple(records)), run_meta, args.out, quiet=args.quiet, started=t0)
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from harness.drift import compare_results, load_results, render_text
+    from harness.regression_report import write_compare_reports
+
+    new = load_results(args.new)
+    drift = compare_results(load_results(args.base), new, exact=args.exact)
+    print(render_text(drift, max_rows=args.max_rows))
+    if args.out is not None:
+        paths = write_compare_reports(drift, new, args.out)
+        print(f"report: {paths['html']}  junit: {paths['junit']}  regressions: {len(paths['regressions'])} in {paths['regressions_dir']}")
+    return EXIT_DIVERGED if drift.regressed else EXIT_OK
+
+
 def _cmd_cases(args: argparse.Namespace) -> int:
     from harness.generator import default_suite, select
 
@@ -336,6 +358,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_run(args)
         if args.command == "merge":
             return _cmd_merge(args)
+        if args.command == "compare":
+            return _cmd_compare(args)
         return _cmd_cases(args)
     except HarnessError as exc:
         print(f"bce-harness: error: {exc}", file=sys.stderr)

@@ -24,7 +24,9 @@ from typing import Any
 import numpy as np
 
 from harness import __version__
+from harness.html_report import write_html
 from harness.jsonio import atomic_write_text, dumps, encode_array, encode_number
+from harness.junit import write_junit
 from harness.repro import snippet
 from harness.runner import Record, RunResult, iter_failures
 
@@ -32,7 +34,10 @@ __all__ = ["FORMAT_VERSION", "build_results", "render_markdown", "summary_rows",
 
 # FORMAT_VERSION history:
 #   1 - first schema: meta / records / totals; non-passing records carry inputs, expected, actual, bound.
-FORMAT_VERSION = 1
+#   2 - every record carries its outcome (actual, actual_dtype, actual_error), expected_dtype and bound,
+#       so two runs can be compared value by value (bce-harness compare); compute_dtype is the profile's
+#       (Keras 2 computes in y_pred's dtype); meta has cpu_flags.
+FORMAT_VERSION = 2
 
 _XFAIL_REPROS_PER_ENTRY = 3
 _FAIL_REPROS = 100
@@ -51,9 +56,27 @@ def meta(*, seed: int, profile: str, versions: dict[str, Any], env: dict[str, An
         "keras": versions.get("keras"),
         "target": versions,
         "platform": platform.platform(),
+        "cpu_flags": cpu_flags(),
         "environment": env,
         **extra,
     }
+
+
+# The CPU features that decide which kernels (and so which roundings) TensorFlow's CPU ops use.
+_NUMERIC_CPU_FLAGS = re.compile(r"^(sse\d.*|ssse3|avx.*|fma\d?|f16c|amx.*|neon|asimd.*|sve.*)$")
+
+
+def cpu_flags() -> list[str]:
+    """The numerics-relevant flags of /proc/cpuinfo (empty where there is none, e.g. macOS)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    for line in text.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() in ("flags", "Features"):
+            return sorted(f for f in value.split() if _NUMERIC_CPU_FLAGS.match(f))
+    return []
 
 
 def record_dict(r: Record) -> dict[str, Any]:
@@ -64,7 +87,7 @@ def record_dict(r: Record) -> dict[str, Any]:
         "options": c.options.as_dict(),
         "input_dtype": c.pred_dtype,
         "true_dtype": c.true_dtype,
-        "compute_dtype": c.options.compute_dtype,
+        "compute_dtype": c.options.compute_dtype if r.expected is None or r.expected.dtype is None else r.expected.dtype,
         "shape": list(c.y_pred.shape),
         "true_shape": list(c.y_true.shape),
         "tags": dict(c.tags),
@@ -74,6 +97,13 @@ def record_dict(r: Record) -> dict[str, Any]:
         "max_rel": encode_number(r.comparison.max_rel),
         "max_ulp": r.comparison.max_ulp,
     }
+    e, o = r.expected, r.outcome
+    # every record's outcome and bound (format 2): compare measures drift between two runs with them
+    d["actual"] = None if o is None or o.value is None else encode_array(o.value)
+    d["actual_dtype"] = None if o is None else o.dtype
+    d["actual_error"] = None if o is None else o.error
+    d["expected_dtype"] = None if e is None else e.dtype
+    d["bound"] = None if e is None or e.bound is None else encode_array(np.asarray(e.bound, dtype=np.float64))
     if r.divergence is not None:
         d["divergence"] = r.divergence.id
     if r.note:
@@ -84,13 +114,8 @@ def record_dict(r: Record) -> dict[str, Any]:
         d["y_pred"] = encode_array(c.y_pred)
         d["sample_weight"] = encode_array(c.sample_weight)
         d["weight_dtype"] = c.weight_dtype
-        e, o = r.expected, r.outcome
         d["expected"] = None if e is None or e.value is None else encode_array(np.asarray(e.value, dtype=np.float64))
-        d["bound"] = None if e is None or e.bound is None else encode_array(np.asarray(e.bound, dtype=np.float64))
         d["expected_error"] = None if e is None else e.raises
-        d["actual"] = None if o is None or o.value is None else encode_array(o.value)
-        d["actual_dtype"] = None if o is None else o.dtype
-        d["actual_error"] = None if o is None else o.error
     return d
 
 
@@ -220,9 +245,13 @@ def write_reports(result: RunResult, run_meta: dict[str, Any], out_dir: str | Pa
     """Write results.json, report.md and repro/*.py for non-passing records; return the paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    results = build_results(result, run_meta)
     paths = {
-        "results": atomic_write_text(out / "results.json", dumps(build_results(result, run_meta))),
+        "results": atomic_write_text(out / "results.json", dumps(results)),
         "report": atomic_write_text(out / "report.md", render_markdown(result, run_meta)),
+        # rendered from the JSON-level results, as compare renders them from files
+        "html": write_html(results, out / "report.html"),
+        "junit": write_junit(results, out / "junit.xml"),
     }
     repro_dir = out / "repro"
     if repro_dir.is_dir():  # reproductions of an earlier run in the same folder would mislead

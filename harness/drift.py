@@ -1,0 +1,317 @@
+"""Drift between two runs: what changed from BASE to NEW, case by case, from their ``results.json``.
+
+Both files must come from runs of the same suite with the same seed (format 2 or later, where every record
+carries TensorFlow's outcome), typically on two TensorFlow versions or two Keras lines.  Three lists:
+
+``new divergences``  cases that passed in BASE and do not in NEW (or were known and now fail unexpectedly):
+                     a regression, and ``regressed`` is true
+``fixed``            cases that did not pass in BASE and pass in NEW
+``drift``            cases whose TensorFlow output moved: it raised in one run only, its dtype or shape
+                     changed, its NaN/inf moved, or a finite value moved by more than the tolerance -- the
+                     larger of the two records' error bounds, elementwise, so two results that are both
+                     within a correct implementation's reach of the exact value do not count -- or, with
+                     ``exact``, by anything at all (+0 and -0 are the same value)
+
+Each change is grouped by option family (the case's family and probs/logits, as in the run summary) and
+keeps both sides' values, so a report can show before and after.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.dtypes import FLOAT_DTYPES, float_format, ulp_distance
+from harness.errors import InputError, UsageError
+from harness.jsonio import decode_array, encode_number
+
+__all__ = ["MIN_FORMAT", "Change", "Drift", "compare_results", "group_of", "load_results", "render_text"]
+
+MIN_FORMAT = 2  # report.py FORMAT_VERSION 2: every record has its outcome
+_OK = ("pass", "xpass")
+_ROWS = 3
+
+
+def load_results(path: str | Path) -> dict[str, Any]:
+    """A results.json (or the one in a folder), checked for what ``compare`` needs."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "results.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: results file not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: not a results.json ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("meta"), dict) or not isinstance(data.get("records"), list):
+        raise InputError(f"{path}: not a results.json (no meta and records)")
+    version = data["meta"].get("format_version")
+    if not isinstance(version, int) or version < MIN_FORMAT:
+        raise InputError(f"{path}: format_version={version!r}; compare needs {MIN_FORMAT} or later (run it again)")
+    data["meta"]["source"] = str(path)
+    return data
+
+
+def group_of(record: Mapping[str, Any]) -> str:
+    """The option family of a record: its family tag and probs/logits (the run summary's rows)."""
+    kind = "logits" if record.get("options", {}).get("from_logits") else "probs"
+    return f"{record.get('tags', {}).get('family', '?')}/{kind}"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One case that differs between BASE and NEW.  ``before``/``after`` are the two records."""
+
+    id: str
+    group: str
+    what: str  # new divergence / fixed: the statuses; drift: raised, exception, dtype, shape, nan_inf, value
+    before: Mapping[str, Any]
+    after: Mapping[str, Any]
+    moved: int = 0  # elements that moved beyond the tolerance
+    total: int = 0
+    max_abs: float | None = None
+    max_ulp: int | None = None
+    rows: tuple[tuple[str, float, float, float], ...] = ()  # (index, before, after, tolerance)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "group": self.group,
+            "what": self.what,
+            "before": _side(self.before),
+            "after": _side(self.after),
+            "moved": self.moved,
+            "total": self.total,
+            "max_abs": encode_number(self.max_abs),
+            "max_ulp": self.max_ulp,
+            "rows": [[r[0], *(encode_number(x) for x in r[1:])] for r in self.rows],
+        }
+
+
+@dataclass(frozen=True)
+class Drift:
+    """The comparison of two runs."""
+
+    base: Mapping[str, Any]  # meta of each side
+    new: Mapping[str, Any]
+    exact: bool
+    new_divergences: tuple[Change, ...] = ()
+    fixed: tuple[Change, ...] = ()
+    drift: tuple[Change, ...] = ()
+    only_base: tuple[str, ...] = ()
+    only_new: tuple[str, ...] = ()
+    compared: int = 0
+    groups: Mapping[str, int] = field(default_factory=dict)  # cases compared per option family
+
+    @property
+    def regressed(self) -> bool:
+        return bool(self.new_divergences)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "base": _version_line(self.base),
+            "new": _version_line(self.new),
+            "exact": self.exact,
+            "compared": self.compared,
+            "regressed": self.regressed,
+            "new_divergences": [c.as_dict() for c in self.new_divergences],
+            "fixed": [c.as_dict() for c in self.fixed],
+            "drift": [c.as_dict() for c in self.drift],
+            "only_base": list(self.only_base),
+            "only_new": list(self.only_new),
+        }
+
+
+def _side(r: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: r.get(k) for k in ("status", "kind", "divergence", "actual", "actual_dtype", "actual_error", "bound")}
+
+
+def _version_line(m: Mapping[str, Any]) -> str:
+    return f"TensorFlow {m.get('tensorflow')}, Keras {m.get('keras')}, profile {m.get('profile')}"
+
+
+def compare_results(base: Mapping[str, Any], new: Mapping[str, Any], *, exact: bool = False) -> Drift:
+    """What changed from ``base`` to ``new`` (two loaded results files of the same suite and seed)."""
+    if not isinstance(exact, bool):
+        raise UsageError(f"exact={exact!r} is not a bool")
+    bm, nm = base["meta"], new["meta"]
+    if bm.get("seed") != nm.get("seed"):
+        raise InputError(f"{bm.get('source')} and {nm.get('source')} were run with different seeds ({bm.get('seed')} and {nm.get('seed')})")
+    before = {r["id"]: r for r in base["records"]}
+    after = {r["id"]: r for r in new["records"]}
+    common = [i for i in after if i in before]
+    new_div, fixed, drifted = [], [], []
+    groups: dict[str, int] = defaultdict(int)
+    for cid in common:
+        b, a = before[cid], after[cid]
+        group = group_of(a)
+        groups[group] += 1
+        if b["status"] == "pass" and a["status"] in ("fail", "xfail", "error") or (
+            b["status"] == "xfail" and a["status"] in ("fail", "error")
+        ):
+            new_div.append(Change(cid, group, f"{b['status']} -> {a['status']}", b, a))
+        elif b["status"] not in _OK and a["status"] in _OK:
+            fixed.append(Change(cid, group, f"{b['status']} -> {a['status']}", b, a))
+        moved = _moved(cid, group, b, a, exact)
+        if moved is not None:
+            drifted.append(moved)
+    return Drift(
+        base=bm,
+        new=nm,
+        exact=exact,
+        new_divergences=tuple(new_div),
+        fixed=tuple(fixed),
+        drift=tuple(drifted),
+        only_base=tuple(i for i in before if i not in after),
+        only_new=tuple(i for i in after if i not in before),
+        compared=len(common),
+        groups=dict(groups),
+    )
+
+
+def _array(x: Any, name: str) -> np.ndarray | None:
+    return None if x is None else np.asarray(decode_array(x, name), dtype=np.float64)
+
+
+def _exception_class(error: str) -> str:
+    return error.split(":", 1)[0]
+
+
+def _moved(cid: str, group: str, b: Mapping[str, Any], a: Mapping[str, Any], exact: bool) -> Change | None:
+    """The drift of one case's output, or None when it did not move (beyond the tolerance)."""
+    be, ae = b.get("actual_error"), a.get("actual_error")
+    if be is not None or ae is not None:
+        if be is None or ae is None:
+            return Change(cid, group, "raised", b, a)
+        if _exception_class(be) != _exception_class(ae):
+            return Change(cid, group, "exception", b, a)
+        return None
+    bv, av = _array(b.get("actual"), f"{cid}: BASE actual"), _array(a.get("actual"), f"{cid}: NEW actual")
+    if bv is None or av is None:  # a harness error on one side: nothing to measure
+        return None
+    if b.get("actual_dtype") != a.get("actual_dtype"):
+        return _with_values(Change(cid, group, "dtype", b, a), bv, av, None)
+    if bv.shape != av.shape:
+        return Change(cid, group, "shape", b, a, total=int(av.size))
+    nan_moved = np.isnan(bv) != np.isnan(av)
+    inf_moved = (np.isposinf(bv) != np.isposinf(av)) | (np.isneginf(bv) != np.isneginf(av))
+    if (nan_moved | inf_moved).any():
+        return _with_values(Change(cid, group, "nan_inf", b, a), bv, av, nan_moved | inf_moved)
+    tol = np.zeros(av.shape)
+    if not exact:
+        for side in (b, a):
+            bound = _array(side.get("bound"), f"{cid}: bound")
+            if bound is not None and bound.shape in ((), av.shape):
+                tol = np.maximum(tol, np.broadcast_to(bound, av.shape))
+    finite = np.isfinite(bv) & np.isfinite(av)
+    with np.errstate(invalid="ignore"):
+        diff = np.where(finite, np.abs(av - bv), 0.0)
+    over = finite & (diff > tol)
+    if not over.any():
+        return None
+    return _with_values(Change(cid, group, "value", b, a), bv, av, over, tol)
+
+
+def _with_values(
+    change: Change, bv: np.ndarray, av: np.ndarray, where: np.ndarray | None, tol: np.ndarray | None = None
+) -> Change:
+    """The change with its moved count, largest differences and up to three before/after rows."""
+    same_shape = bv.shape == av.shape
+    if where is None:
+        where = np.ones(av.shape, dtype=bool) if same_shape else np.zeros(av.shape, dtype=bool)
+    finite = np.isfinite(bv) & np.isfinite(av) if same_shape else np.zeros(av.shape, dtype=bool)
+    with np.errstate(invalid="ignore"):
+        diff = np.where(finite, np.abs(av - bv), 0.0) if same_shape else np.zeros(av.shape)
+    # ULPs of the coarser of the two dtypes: a move from float16 to float32 is counted in float16 steps
+    dtypes = [t for t in (change.before.get("actual_dtype"), change.after.get("actual_dtype")) if t in FLOAT_DTYPES]
+    dtype = min(dtypes, key=lambda t: float_format(t).mant_bits) if dtypes else "float64"
+    ulps = ulp_distance(av, bv, dtype) if same_shape else np.zeros(av.shape, int)
+    ulps = np.where(finite, ulps, 0)
+    rows = []
+    for flat in np.flatnonzero(np.ravel(where))[:_ROWS]:
+        i = np.unravel_index(flat, av.shape) if av.shape else ()
+        t = float(np.broadcast_to(tol, av.shape)[i]) if tol is not None else 0.0
+        rows.append((str(tuple(int(k) for k in i)), float(bv[i]), float(av[i]), t))
+    return Change(
+        change.id,
+        change.group,
+        change.what,
+        change.before,
+        change.after,
+        moved=int(np.count_nonzero(where)),
+        total=int(av.size),
+        max_abs=float(diff.max()) if diff.size else 0.0,
+        max_ulp=int(ulps.max()) if ulps.size else 0,
+        rows=tuple(rows),
+    )
+
+
+def _outcome_text(r: Mapping[str, Any], limit: int = 4) -> str:
+    if r.get("actual_error"):
+        return r["actual_error"][:100]
+    value = _array(r.get("actual"), "actual")
+    if value is None:
+        return "(no outcome)"
+    flat = [f"{v:.9g}" for v in value.ravel()[:limit]]
+    more = ", ..." if value.size > limit else ""
+    return f"{'[' + ', '.join(flat) + more + ']' if value.ndim else flat[0]} shape {list(value.shape)} {r.get('actual_dtype')}"
+
+
+def _change_lines(c: Change) -> list[str]:
+    head = f"  {c.id}: {c.what}"
+    if c.total and c.what in ("value", "nan_inf", "dtype"):
+        head += f", {c.moved}/{c.total} elements, max |diff| {c.max_abs:.3g}, max {c.max_ulp} ULP"
+    lines = [head]
+    if c.rows:
+        for index, bv, av, tol in c.rows:
+            lines.append(f"      {index}: {bv:.9g} -> {av:.9g}" + (f" (tolerance {tol:.3g})" if tol else ""))
+    else:
+        lines.append(f"      before: {_outcome_text(c.before)}")
+        lines.append(f"      after:  {_outcome_text(c.after)}")
+    if c.what.endswith(("fail", "xfail", "error")) and c.after.get("kind"):
+        lines[0] += f" [{c.after['kind']}{', ' + c.after['divergence'] if c.after.get('divergence') else ''}]"
+    return lines
+
+
+def _section(title: str, changes: tuple[Change, ...], max_rows: int) -> list[str]:
+    lines = [f"{title}: {len(changes)}"]
+    by_group: dict[str, list[Change]] = defaultdict(list)
+    for c in changes:
+        by_group[c.group].append(c)
+    for group in sorted(by_group):
+        items = by_group[group]
+        kinds = defaultdict(int)
+        for c in items:
+            kinds[c.what] += 1
+        lines.append(f"  {group}: {len(items)} ({', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))})")
+        for c in items[:max_rows]:
+            lines += ["  " + line for line in _change_lines(c)]
+        if len(items) > max_rows:
+            lines.append(f"      ... {len(items) - max_rows} more in {group}")
+    return lines
+
+
+def render_text(d: Drift, *, max_rows: int = 5) -> str:
+    """The terminal report: both versions, then each list grouped by option family."""
+    if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
+        raise UsageError(f"max_rows={max_rows!r} is not a positive integer")
+    tolerance = "any change (--exact)" if d.exact else "the larger of the two error bounds"
+    lines = [
+        f"BASE: {_version_line(d.base)} ({d.base.get('source')})",
+        f"NEW:  {_version_line(d.new)} ({d.new.get('source')})",
+        f"{d.compared} cases compared; value drift is a move beyond {tolerance}",
+    ]
+    if d.only_base or d.only_new:
+        lines.append(f"not compared: {len(d.only_base)} cases only in BASE, {len(d.only_new)} only in NEW")
+    lines.append("")
+    lines += _section("new divergences (passed in BASE, not in NEW)", d.new_divergences, max_rows)
+    lines += [""] + _section("fixed (did not pass in BASE, pass in NEW)", d.fixed, max_rows)
+    lines += [""] + _section("value drift (TensorFlow's output moved)", d.drift, max_rows)
+    lines += ["", "NEW regressed" if d.regressed else "no regression"]
+    return "\n".join(lines)
