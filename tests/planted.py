@@ -30,10 +30,12 @@ def make(options: Options):
             time.sleep(3600)
 
         return hang
+    # dtype only when set: Keras 2's constructor has no such argument (the tf215 and tf-legacy-keras lines)
+    dtype = {} if options.dtype is None else {"dtype": options.dtype}
     return tf.keras.losses.BinaryCrossentropy(
         from_logits=options.from_logits,
         label_smoothing=options.label_smoothing,
         axis=options.axis,
         reduction=options.reduction,
-        dtype=options.dtype,
+        **dtype,
     )
