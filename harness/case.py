@@ -18,9 +18,22 @@ from harness.dtypes import FLOAT_DTYPES, INPUT_DTYPES, round_to
 from harness.errors import UsageError
 from harness.jsonio import decode_array, encode_array
 
-__all__ = ["API_LOSS_CLASS", "REDUCTIONS", "Case", "Expected", "Options", "Outcome"]
+__all__ = ["API_LOSS_CLASS", "APIS", "GRADS", "MODES", "PRODUCERS", "REDUCTIONS", "Case", "Expected", "Options", "Outcome"]
 
 API_LOSS_CLASS = "BinaryCrossentropy"
+# The ways users reach binary cross-entropy (target.py calls each; reference.py says what each computes).
+APIS: tuple[str, ...] = (
+    API_LOSS_CLASS,  # tf.keras.losses.BinaryCrossentropy
+    "binary_crossentropy",  # tf.keras.losses.binary_crossentropy
+    "ops.binary_crossentropy",  # keras.ops.binary_crossentropy
+    "metrics.BinaryCrossentropy",  # tf.keras.metrics.BinaryCrossentropy: update_state per leading slice
+    "nn.sigmoid_cross_entropy_with_logits",  # tf.nn.sigmoid_cross_entropy_with_logits
+)
+MODES: tuple[str, ...] = ("eager", "function", "xla")  # xla: tf.function(jit_compile=True)
+# What produced the probabilities when ``producer`` is set: y_pred then holds logits, and the target applies
+# the producer to them (inside the traced function in graph modes) before the loss sees them.
+PRODUCERS: tuple[str, ...] = ("tf.sigmoid", "keras.activations.sigmoid", "keras.ops.sigmoid")
+GRADS: tuple[str, ...] = ("y_pred", "sample_weight")  # the gradient of the result's sum w.r.t. this input
 # Keras 3.15 keras/src/losses/loss.py standardize_reduction: the accepted values.
 REDUCTIONS: tuple[str | None, ...] = ("sum", "sum_over_batch_size", "mean", "mean_with_sample_weight", "none", None)
 
@@ -94,8 +107,12 @@ class Case:
     """One call of the loss: inputs with their dtypes, constructor options, and descriptive tags.
 
     ``sample_weight`` is None, a 0-d array (a Python scalar in the call) or an array of ``weight_dtype``.
-    ``tags`` name where the case sits in the grid (family, regime, shape, weights); the registry and the
-    summary group by them.
+    ``api`` and ``mode`` say which entry point is called and how (eager, traced, XLA).  ``producer`` makes
+    y_pred logits that a sigmoid turns into the probabilities; ``mask`` is a Keras mask set on y_pred (one
+    boolean per loss element); ``grad`` asks for the gradient of the result's sum with respect to y_pred
+    (or the producer's logits) or sample_weight instead of the result.  For the metric, the leading axis of
+    y_true, y_pred and sample_weight counts the ``update_state`` calls.  ``tags`` name where the case sits
+    in the grid (family, regime, shape, weights); the registry and the summary group by them.
     """
 
     id: str
@@ -108,6 +125,10 @@ class Case:
     weight_dtype: str = "float32"
     api: str = API_LOSS_CLASS
     tags: Mapping[str, str] = field(default_factory=dict)
+    mode: str = "eager"
+    producer: str | None = None
+    mask: np.ndarray | None = None
+    grad: str | None = None
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -121,9 +142,41 @@ class Case:
                 raise UsageError(f"weight_dtype={self.weight_dtype!r} is not one of {', '.join(FLOAT_DTYPES)}")
             sw = _check_array("sample_weight", self.sample_weight, self.weight_dtype, "weight_dtype")
             object.__setattr__(self, "sample_weight", sw)
-        if self.api != API_LOSS_CLASS:
-            raise UsageError(f"api={self.api!r} is not {API_LOSS_CLASS!r}")
+        if self.api not in APIS:
+            raise UsageError(f"api={self.api!r} is not one of {', '.join(APIS)}")
+        if self.mode not in MODES:
+            raise UsageError(f"mode={self.mode!r} is not one of {', '.join(MODES)}")
+        if self.producer is not None and self.producer not in PRODUCERS:
+            raise UsageError(f"producer={self.producer!r} is not None or one of {', '.join(PRODUCERS)}")
+        if self.grad is not None and self.grad not in GRADS:
+            raise UsageError(f"grad={self.grad!r} is not None or one of {', '.join(GRADS)}")
+        if self.mask is not None:
+            mask = np.asarray(self.mask)
+            if mask.dtype != np.bool_:
+                raise UsageError(f"mask dtype={mask.dtype} is not bool")
+            mask = mask.copy()
+            mask.setflags(write=False)
+            object.__setattr__(self, "mask", mask)
         object.__setattr__(self, "tags", dict(self.tags))
+
+    @property
+    def compute_dtype(self) -> str:
+        """The dtype the entry point computes in: the loss's and metric's ``dtype`` option, else y_pred's."""
+        if self.api in (API_LOSS_CLASS, "metrics.BinaryCrossentropy"):
+            return self.options.compute_dtype
+        return self.pred_dtype
+
+    @property
+    def path(self) -> str:
+        """The entry point and how it is reached, e.g. ``BinaryCrossentropy/xla`` or ``.../grad:y_pred``."""
+        parts = [self.api, self.mode]
+        if self.producer:
+            parts.append(f"producer:{self.producer}")
+        if self.mask is not None:
+            parts.append("mask")
+        if self.grad:
+            parts.append(f"grad:{self.grad}")
+        return "/".join(parts)
 
     @property
     def facets(self) -> dict[str, Any]:
@@ -131,8 +184,13 @@ class Case:
         return {
             "id": self.id,
             "api": self.api,
+            "mode": self.mode,
+            "producer": self.producer or "none",
+            "mask": "none" if self.mask is None else "mask",
+            "grad": self.grad or "none",
+            "path": self.path,
             **self.options.as_dict(),
-            "compute_dtype": self.options.compute_dtype,
+            "compute_dtype": self.compute_dtype,
             "true_dtype": self.true_dtype,
             "pred_dtype": self.pred_dtype,
             "weights": "none" if self.sample_weight is None else self.tags.get("weights", "array"),
@@ -151,6 +209,10 @@ class Case:
             "y_pred": encode_array(self.y_pred),
             "sample_weight": None if self.sample_weight is None else encode_array(self.sample_weight),
             "tags": dict(self.tags),
+            "mode": self.mode,
+            "producer": self.producer,
+            "mask": None if self.mask is None else encode_array(self.mask),
+            "grad": self.grad,
         }
 
     @classmethod
@@ -174,6 +236,10 @@ class Case:
             weight_dtype=d.get("weight_dtype", "float32"),
             api=d.get("api", API_LOSS_CLASS),
             tags=d.get("tags", {}),
+            mode=d.get("mode", "eager"),
+            producer=d.get("producer"),
+            mask=None if d.get("mask") is None else decode_array(d["mask"], "mask"),
+            grad=d.get("grad"),
         )
 
 

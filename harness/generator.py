@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.case import REDUCTIONS, Case, Options
+from harness.case import MODES, PRODUCERS, REDUCTIONS, Case, Options
 from harness.dtypes import float_format, round_to
 from harness.errors import InputError, UsageError
 
@@ -291,6 +291,153 @@ def _errors_family(seed: int) -> Iterator[Case]:
     )
 
 
+# -- every way users reach BCE: entry points x modes, producers, masks, gradients ------------------------
+
+PATH_APIS = ("BinaryCrossentropy", "binary_crossentropy", "ops.binary_crossentropy", "metrics.BinaryCrossentropy", "nn.sigmoid_cross_entropy_with_logits")
+PATH_PROB_REGIMES = ("typical", "near_bounds", "exact_bounds", "soft_labels", "nan")
+PATH_LOGIT_REGIMES = ("typical", "large_1e2", "infinite", "soft_labels", "nan")
+
+
+def _saturated_logits(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Logits whose float32 sigmoid is 0 or 1 or within a few ULP of them: where the clip decides."""
+    y = np.resize(np.asarray([0.0, 1.0]), n)
+    x = np.resize(np.asarray([20.0, -20.0, 100.0, -100.0, 16.0, -17.0, 5.0, -5.0]), n)
+    return y, x
+
+
+def _path_case(
+    seed: int, api: str, mode: str, rest: str, y: np.ndarray, p: np.ndarray, shape: tuple[int, ...], *,
+    options: Options, regime: str, dtype: str = "float32", weights: np.ndarray | None = None,
+    weight_form: str = "none", **fields: Any,
+) -> Case:  # fmt: skip
+    return Case(
+        id=f"paths/{api}/{mode}/{rest}",
+        y_true=round_to(y, dtype).reshape(shape),
+        y_pred=round_to(p, dtype).reshape(shape),
+        true_dtype=dtype,
+        pred_dtype=dtype,
+        options=options,
+        sample_weight=weights,
+        api=api,
+        mode=mode,
+        tags={"family": "paths", "regime": regime, "shape": "x".join(map(str, shape)), "weights": weight_form},
+        **fields,
+    )
+
+
+def _paths_family(seed: int) -> Iterator[Case]:
+    """Each entry point in each mode on the value regimes, then producers, masks and gradients.
+
+    Ids are ``paths/<api>/<mode>/<rest>``: the same ``rest`` in two modes is the same call, which is how
+    cross-mode differences are found (report.py).
+    """
+    for api, mode in itertools.product(PATH_APIS, MODES):
+        logit_choices = (True,) if api == "nn.sigmoid_cross_entropy_with_logits" else (False, True)
+        for from_logits in logit_choices:
+            regimes = PATH_LOGIT_REGIMES if from_logits else PATH_PROB_REGIMES
+            kind = "logits" if from_logits else "probs"
+            reductions: tuple[str | None, ...] = (None, "sum_over_batch_size") if api == "BinaryCrossentropy" else (None,)
+            for regime, reduction in itertools.product(regimes, reductions):
+                rest = f"{kind}/{regime}/{reduction or 'None'}"
+                rng = _rng(seed, f"paths/{api}/{rest}")
+                shape = (2, 3, 2) if api == "metrics.BinaryCrossentropy" else (6, 2)
+                n = math.prod(shape)
+                make = _logits if from_logits else _probabilities
+                y, p = make(regime, "float32", rng, n)
+                ls = 0.1 if regime == "soft_labels" and api in ("BinaryCrossentropy", "binary_crossentropy", "metrics.BinaryCrossentropy") else 0.0
+                yield _path_case(
+                    seed, api, mode, rest, y, p, shape,
+                    options=Options(from_logits=from_logits, label_smoothing=ls, reduction=reduction), regime=regime,
+                )  # fmt: skip
+            # weighted: the loss class's weighted mean and the metric's weighted running mean
+            if api in ("BinaryCrossentropy", "metrics.BinaryCrossentropy"):
+                rest = f"{kind}/typical/weighted"
+                rng = _rng(seed, f"paths/{api}/{rest}")
+                shape = (2, 3, 2) if api == "metrics.BinaryCrossentropy" else (6, 2)
+                y, p = (_logits if from_logits else _probabilities)("typical", "float32", rng, math.prod(shape))
+                w = round_to(rng.uniform(0.25, 2.0, shape[:-1]), "float32")
+                red = "mean_with_sample_weight" if api == "BinaryCrossentropy" else None
+                yield _path_case(
+                    seed, api, mode, rest, y, p, shape, options=Options(from_logits=from_logits, reduction=red),
+                    regime="typical", weights=w, weight_form="per_sample",
+                )  # fmt: skip
+        if api == "nn.sigmoid_cross_entropy_with_logits":
+            continue
+        # sigmoid-produced probabilities with from_logits=False
+        for producer, regime in itertools.product(PRODUCERS, ("typical", "saturated")):
+            rest = f"producer={producer}/{regime}"
+            rng = _rng(seed, f"paths/{api}/{rest}")
+            shape = (2, 4, 2) if api == "metrics.BinaryCrossentropy" else (8, 2)
+            n = math.prod(shape)
+            y, x = _saturated_logits(rng, n) if regime == "saturated" else _logits("typical", "float32", rng, n)
+            yield _path_case(
+                seed, api, mode, rest, y, x, shape, options=Options(), regime=regime, producer=producer,
+            )  # fmt: skip
+    yield from _mask_cases(seed)
+    yield from _gradient_cases(seed)
+
+
+MASK = np.asarray([[True, True, False, False], [True, True, True, False]])
+
+
+def _mask_cases(seed: int) -> Iterator[Case]:
+    """A (2, 4) mask on (2, 4, 3) predictions: every reduction, with and without (B, 1) weights."""
+    for mode, reduction, weighted in itertools.product(MODES, REDUCTIONS, (False, True)):
+        rest = f"mask/{reduction or 'None'}/w={'column' if weighted else 'none'}"
+        rng = _rng(seed, f"paths/BinaryCrossentropy/{rest}")
+        y, p = _probabilities("typical", "float32", rng, 24)
+        w = round_to(rng.uniform(0.25, 2.0, (2, 1)), "float32") if weighted else None
+        yield _path_case(
+            seed, "BinaryCrossentropy", mode, rest, y, p, (2, 4, 3), options=Options(reduction=reduction),
+            regime="typical", weights=w, weight_form="column" if weighted else "none", mask=MASK,
+        )  # fmt: skip
+    for mode in MODES:
+        rng = _rng(seed, "paths/BinaryCrossentropy/mask/nan")
+        y, p = _probabilities("typical", "float32", rng, 24)
+        p[3 * 3] = math.nan  # element (0, 3, 0): its position (0, 3) is masked
+        yield _path_case(
+            seed, "BinaryCrossentropy", mode, "mask/masked_nan/sum_over_batch_size", y, p, (2, 4, 3),
+            options=Options(), regime="masked_nan", mask=MASK,
+        )  # fmt: skip
+        rng = _rng(seed, "paths/metrics.BinaryCrossentropy/mask")
+        y, p = _probabilities("typical", "float32", rng, 48)
+        yield _path_case(
+            seed, "metrics.BinaryCrossentropy", mode, "mask/typical", y, p, (2, 2, 4, 3), options=Options(),
+            regime="typical", mask=np.stack([MASK, MASK]),
+        )  # fmt: skip
+
+
+def _gradient_cases(seed: int) -> Iterator[Case]:
+    """Gradients w.r.t. y_pred of every stateless entry point, and w.r.t. sample_weight of the loss."""
+    grad_apis = ("BinaryCrossentropy", "binary_crossentropy", "ops.binary_crossentropy", "nn.sigmoid_cross_entropy_with_logits")
+    for api, mode in itertools.product(grad_apis, MODES):
+        logit_choices = (True,) if api == "nn.sigmoid_cross_entropy_with_logits" else (False, True)
+        for from_logits in logit_choices:
+            regimes = ("typical", "large_1e2", "infinite") if from_logits else ("typical", "near_bounds", "exact_bounds")
+            reductions: tuple[str | None, ...] = (
+                ("sum", "sum_over_batch_size", "mean_with_sample_weight") if api == "BinaryCrossentropy" else (None,)
+            )
+            for regime, reduction in itertools.product(regimes, reductions):
+                kind = "logits" if from_logits else "probs"
+                rest = f"grad=y_pred/{kind}/{regime}/{reduction or 'None'}"
+                rng = _rng(seed, f"paths/{api}/{rest}")
+                y, p = (_logits if from_logits else _probabilities)(regime, "float32", rng, 12)
+                w = round_to(rng.uniform(0.25, 2.0, 6), "float32") if reduction == "mean_with_sample_weight" else None
+                yield _path_case(
+                    seed, api, mode, rest, y, p, (6, 2), options=Options(from_logits=from_logits, reduction=reduction),
+                    regime=regime, weights=w, weight_form="none" if w is None else "per_sample", grad="y_pred",
+                )  # fmt: skip
+    for mode, reduction in itertools.product(MODES, ("sum", "sum_over_batch_size", "mean_with_sample_weight", None)):
+        rest = f"grad=sample_weight/{reduction or 'None'}"
+        rng = _rng(seed, f"paths/BinaryCrossentropy/{rest}")
+        y, p = _probabilities("typical", "float32", rng, 12)
+        w = round_to(rng.uniform(0.25, 2.0, 6), "float32")
+        yield _path_case(
+            seed, "BinaryCrossentropy", mode, rest, y, p, (6, 2), options=Options(reduction=reduction),
+            regime="typical", weights=w, weight_form="per_sample", grad="sample_weight",
+        )  # fmt: skip
+
+
 def load_special_cases(path: str | Path = DEFAULT_SPECIAL_CASES) -> list[Case]:
     """The curated boundary cases: a TOML array ``[[case]]`` of named inputs (see the file's header)."""
     path = Path(path)
@@ -373,6 +520,7 @@ def default_suite(*, seed: int = DEFAULT_SEED, special_cases: str | Path | None 
     cases.extend(_values_family(seed))
     cases.extend(_dtype_reductions_family(seed))
     cases.extend(_options_family(seed))
+    cases.extend(_paths_family(seed))
     ids = [c.id for c in cases]
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)

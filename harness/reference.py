@@ -20,7 +20,7 @@ from collections.abc import Callable
 import numpy as np
 
 from harness import tolerance as tol
-from harness.case import REDUCTIONS, Case, Expected
+from harness.case import API_LOSS_CLASS, REDUCTIONS, Case, Expected, Options
 from harness.dtypes import WORK, round_to
 from harness.errors import UsageError
 
@@ -38,6 +38,14 @@ class Keras3:
     epsilon = EPSILON
 
     def expected(self, case: Case) -> Expected:
+        if case.grad is not None:
+            from harness.gradient import expected_gradient
+
+            return expected_gradient(self, case)
+        if case.api == "metrics.BinaryCrossentropy":
+            return self.metric(case)
+        if case.api != API_LOSS_CLASS:
+            return self.function(case)
         o = case.options
         c = self.compute_dtype(case)
         m = tol.error_model(c)
@@ -48,7 +56,7 @@ class Keras3:
             return Expected(raises=raises, dtype=c, rule=rule)
 
         y = round_to(case.y_true, c).astype(WORK)
-        p = round_to(case.y_pred, c).astype(WORK)
+        p, dp = self.predictions(case, c, m)
 
         y, p, raises = self.reconcile_ranks(y, p)
         if raises:
@@ -65,6 +73,8 @@ class Keras3:
             elem, err = self.logit_loss(z, p), tol.logit_error(z, dz, p, m)
         else:
             elem, err = self.probability_terms(z, dz, p, c, m)
+            if dp is not None:
+                err = err + tol.input_error(z, self.clip(p, c), np.reshape(dp, p.shape), m)
 
         # "axis: The axis along which to compute crossentropy (the features axis). Defaults to -1", and
         # "Returns: Binary crossentropy loss value. shape = [batch_size, d0, .. dN-1]": the mean over axis.
@@ -76,8 +86,104 @@ class Keras3:
         weights, raises = self.align_weights(case, loss.shape, c)
         if raises:
             return Expected(raises=raises, dtype=c, rule=rule)
-        value, bound = self.reduce(loss, loss_err, weights, o.reduction, m)
+        if case.mask is not None:
+            if case.mask.shape != loss.shape:
+                return Expected(raises=f"mask shape {case.mask.shape} is not the loss shape {loss.shape}", dtype=c, rule=rule)
+            value, bound = self.reduce(loss, loss_err, weights, o.reduction, m, mask=case.mask)
+        else:
+            value, bound = self.reduce(loss, loss_err, weights, o.reduction, m)
         return Expected(value=value, bound=bound, dtype=c, rule=rule)
+
+    # -- the other entry points --------------------------------------------------------------------------
+
+    def function(self, case: Case) -> Expected:
+        """The stateless functions, each by its own docstring.
+
+        ``tf.keras.losses.binary_crossentropy(y_true, y_pred, from_logits, label_smoothing, axis)``:
+        "Returns: Binary crossentropy loss value. shape = [batch_size, d0, .. dN-1]" -- the loss class's
+        per-sample loss, without rank reconciliation, weights or reduction; it computes in y_pred's dtype
+        (losses.py: y_pred = ops.convert_to_tensor(y_pred); y_true = ops.cast(y_true, y_pred.dtype)).
+        ``keras.ops.binary_crossentropy(target, output, from_logits)``: elementwise, "target ... Its shape
+        should match the shape of the output tensor"; no smoothing, no mean.
+        ``tf.nn.sigmoid_cross_entropy_with_logits(labels, logits)``: elementwise on logits, "logits and
+        labels must have the same type and shape", "max(x, 0) - x * z + log(1 + exp(-abs(x)))".
+        """
+        o = case.options
+        c = case.pred_dtype
+        m = tol.error_model(c)
+        rule = m.describe()
+        api = case.api
+        if api != "binary_crossentropy" and case.true_dtype != case.pred_dtype:
+            return Expected(raises=f"{api} takes labels and predictions of one dtype", dtype=c, rule=rule)
+        if case.y_true.shape != case.y_pred.shape:
+            return Expected(raises=f"{api}: y_true shape {case.y_true.shape} is not y_pred shape {case.y_pred.shape}", dtype=c, rule=rule)
+        y = round_to(case.y_true, c).astype(WORK)
+        p, dp = self.predictions(case, c, m)
+        ls = float(o.label_smoothing) if api == "binary_crossentropy" else 0.0
+        z = y * (1 - WORK(ls)) + WORK(0.5) * WORK(ls) if ls else y
+        dz = tol.smoothing_error(y, ls, m)
+        if o.from_logits or api == "nn.sigmoid_cross_entropy_with_logits":
+            elem, err = self.logit_loss(z, p), tol.logit_error(z, dz, p, m)
+        else:
+            elem, err = self.probability_terms(z, dz, p, c, m)
+            if dp is not None:
+                err = err + tol.input_error(z, self.clip(p, c), dp, m)
+        if api != "binary_crossentropy":
+            return Expected(value=elem, bound=err, dtype=c, rule=rule)
+        if elem.ndim == 0 or not -elem.ndim <= o.axis < elem.ndim:
+            return Expected(raises=f"axis={o.axis} is out of range for rank {elem.ndim}", dtype=c, rule=rule)
+        value, bound = self.mean_over_axis(elem, err, o.axis, m)
+        return Expected(value=value, bound=bound, dtype=c, rule=rule)
+
+    def metric(self, case: Case) -> Expected:
+        """``tf.keras.metrics.BinaryCrossentropy``: the mean of the per-sample losses over every update.
+
+        metrics/probabilistic_metrics.py: a MeanMetricWrapper of binary_crossentropy; "result() will return
+        the average metric value across all samples seen so far" (reduction_metrics.py MeanMetricWrapper),
+        and Mean's "sample_weight: Optional weighting of each example": result = sum w l / sum w over all
+        samples of all updates, 0 when nothing was seen (divide_no_nan).  Each update's per-sample losses
+        are binary_crossentropy's (in y_pred's dtype), then cast to the metric's dtype (float32 default).
+        The leading axis of the case's arrays counts the update_state calls.
+        """
+        c = case.options.compute_dtype
+        per = Case(
+            id=case.id, y_true=case.y_true, y_pred=case.y_pred, true_dtype=case.true_dtype, pred_dtype=case.pred_dtype,
+            options=Options(from_logits=case.options.from_logits, label_smoothing=case.options.label_smoothing),
+            api="binary_crossentropy", producer=case.producer,
+        )  # fmt: skip
+        inner = self.function(per)
+        m = tol.error_model(c)
+        rule = m.describe()
+        if inner.raises is not None:
+            return Expected(raises=inner.raises, dtype=c, rule=rule)
+        assert inner.value is not None and inner.bound is not None
+        # the cast to the metric's dtype rounds each per-sample loss once more
+        values = round_to(np.asarray(inner.value, dtype=np.float64), c).astype(WORK)
+        errors = np.asarray(inner.bound, dtype=WORK) + m.u * np.abs(values)
+        if case.sample_weight is None:
+            weights = np.ones(values.shape, dtype=WORK)
+        else:
+            w = round_to(case.sample_weight, c).astype(WORK)
+            if w.shape != values.shape[: w.ndim]:
+                return Expected(raises=f"sample_weight shape {w.shape} does not fit the losses {values.shape}", dtype=c, rule=rule)
+            weights = np.broadcast_to(w.reshape(w.shape + (1,) * (values.ndim - w.ndim)), values.shape)
+        value, bound = self.reduce(values, errors, weights, "mean_with_sample_weight", m)
+        return Expected(value=value, bound=bound, dtype=c, rule=rule)
+
+    def predictions(self, case: Case, dtype: str, m: tol.ErrorModel) -> tuple[np.ndarray, np.ndarray | None]:
+        """y_pred as the entry point receives it, and the error it carries in from its producer, if any.
+
+        With a producer, y_pred holds logits x and the loss receives sigmoid(x) computed in the dtype: the
+        documented input of a from_logits=False loss is that probability.  Its computation is within
+        c_lib ULP of sigmoid(x) (tolerance.py), an input error the bound carries (tolerance.input_error).
+        """
+        x = round_to(case.y_pred, dtype).astype(WORK)
+        if case.producer is None:
+            return x, None
+        with np.errstate(over="ignore"):
+            sig = np.where(x >= 0, 1 / (1 + np.exp(-x)), np.exp(x) / (1 + np.exp(x)))
+        p = round_to(np.asarray(sig, dtype=np.float64), dtype).astype(WORK)
+        return p, m.lib * np.abs(p)
 
     # -- rules -------------------------------------------------------------------------------------------
 
@@ -86,7 +192,7 @@ class Keras3:
         """Loss docstring: "dtype: The dtype of the loss's computations. Defaults to None, which means using
         keras.backend.floatx()"; Loss.__call__ converts y_true and y_pred to it (loss.py), and
         binary_crossentropy casts y_true to y_pred's dtype, the same one."""
-        return case.options.compute_dtype
+        return case.compute_dtype
 
     @staticmethod
     def option_error(case: Case) -> str | None:
@@ -215,6 +321,8 @@ class Keras3:
         weights: np.ndarray | None,
         reduction: str | None,
         m: tol.ErrorModel,
+        *,
+        mask: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Weights, then the reduction, as the Loss docstring says:
 
@@ -224,7 +332,38 @@ class Keras3:
         (reduce_values: ops.prod(ops.shape(values))); without weights 'mean_with_sample_weight' is the
         plain mean.  A zero divisor gives 0 (reduce_values uses ops.divide_no_nan), so an empty batch
         reduces to 0, a scalar.
+
+        A Keras mask on y_pred (one boolean per loss element) removes the masked elements: they contribute
+        nothing, and the means count only the unmasked ones.  No docstring states this; the source says it
+        in loss.py apply_mask: "Valid entries have weight total/valid, while invalid ones have 0 ...
+        mean(loss * sample_weight * total / valid) = sum(loss * sample_weight) / valid" for 'mean' and
+        'sum_over_batch_size', and the mask multiplies the weights for the others.  So: 'sum' and 'none'
+        weight by the mask, the two batch means divide by the number of unmasked elements, and
+        'mean_with_sample_weight' by the sum of the unmasked weights.  A masked element is excluded, so a
+        NaN there does not reach the result.
         """
+        if mask is not None:
+            keep = np.asarray(mask, dtype=bool)
+            base = np.ones(loss.shape, dtype=WORK) if weights is None else np.asarray(weights, dtype=WORK)
+            masked_w = np.where(keep, base, WORK(0))
+            err = np.where(keep, tol.product_error(loss, loss_err, masked_w, m), WORK(0))
+            with np.errstate(invalid="ignore"):
+                contrib = np.where(keep, loss * masked_w, WORK(0)).astype(WORK)
+            if reduction in (None, "none"):
+                return contrib, err
+            total = np.sum(contrib, dtype=WORK)
+            total_err = tol.sum_error(contrib, err, None, m)
+            if reduction == "sum":
+                return np.asarray(total, dtype=WORK), np.asarray(total_err, dtype=WORK)
+            if reduction == "mean_with_sample_weight" and weights is not None:
+                divisor = np.sum(masked_w, dtype=WORK)
+                div_err = tol.sum_error(masked_w, np.zeros(masked_w.shape, WORK), None, m)
+            else:
+                divisor = WORK(int(keep.sum()))
+                div_err = WORK(tol.count_error(int(keep.sum()), m) + 2 * m.u * float(divisor))  # total/valid, then /total
+            with np.errstate(invalid="ignore", divide="ignore"):
+                value = np.where(divisor == 0, WORK(0), total / np.where(divisor == 0, 1, divisor))
+            return np.asarray(value, dtype=WORK), np.asarray(tol.divide_error(value, total_err, divisor, div_err, m), dtype=WORK)
         if weights is not None:
             err = tol.product_error(loss, loss_err, weights, m)
             with np.errstate(invalid="ignore"):

@@ -54,6 +54,11 @@ MATCH_KEYS = frozenset(
     {
         "id",
         "api",
+        "mode",
+        "producer",
+        "mask",
+        "grad",
+        "path",
         "from_logits",
         "label_smoothing",
         "axis",

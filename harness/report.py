@@ -14,6 +14,7 @@ with NaN and infinities encoded losslessly ("nan", "inf", "-inf").
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import platform
 import re
 from collections import defaultdict
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from harness import __version__
+from harness.crossmode import cross_mode_divergences
 from harness.html_report import write_html
 from harness.jsonio import atomic_write_text, dumps, encode_array, encode_number
 from harness.junit import write_junit
@@ -124,12 +126,16 @@ def build_results(result: RunResult, run_meta: dict[str, Any]) -> dict[str, Any]
         "meta": {**run_meta, "seconds": {k: round(v, 3) for k, v in result.seconds.items()}, "interrupted": result.interrupted},
         "records": [record_dict(r) for r in result.records],
         "totals": result.totals(),
+        "cross_mode": [c.as_dict() for c in cross_mode_divergences(result.records)],
     }
 
 
 def _group(r: Record) -> tuple[str, str]:
     kind = "logits" if r.case.options.from_logits else "probs"
-    return f"{r.case.tags.get('family', '?')}/{kind}", r.case.options.compute_dtype
+    family = r.case.tags.get("family", "?")
+    if family == "paths":  # the entry point and mode are what distinguishes these
+        return f"paths/{r.case.api}/{r.case.mode}" + ("/grad" if r.case.grad else ""), r.case.compute_dtype
+    return f"{family}/{kind}", r.case.options.compute_dtype
 
 
 def summary_rows(records: Iterable[Record]) -> list[dict[str, Any]]:
@@ -182,6 +188,15 @@ def _repro(r: Record) -> str:
     return snippet(r.case, r.expected, actual=_actual_text(r))
 
 
+def _brief(outcome: Any) -> str:
+    if outcome is None:
+        return "no outcome"
+    if "error" in outcome:
+        return outcome["error"][:80]
+    text = json.dumps(outcome["value"])
+    return (text if len(text) < 90 else text[:87] + "...") + f" ({outcome['status']})"
+
+
 def render_markdown(result: RunResult, run_meta: dict[str, Any]) -> str:
     t = result.totals()
     lines = [
@@ -223,6 +238,19 @@ def render_markdown(result: RunResult, run_meta: dict[str, Any]) -> str:
     for r in failures:
         if r.status == "xfail" and r.divergence is not None:
             by_entry[r.divergence.id].append(r)
+    lines += ["## Cross-mode divergences", ""]
+    crossed = cross_mode_divergences(result.records)
+    if not crossed:
+        lines += ["None: every call gave the same answer (within its error bound) in every mode it ran in.", ""]
+    else:
+        lines += [
+            "The same call answered differently in eager, tf.function and XLA (each mode is also compared with "
+            "the reference above):",
+            "",
+        ]
+        for c in crossed:
+            lines += [f"- `{c.call}` ({c.how}): " + "; ".join(f"{m}: {_brief(o)}" for m, o in c.outcomes.items())]
+        lines += [""]
     lines += ["## Known divergences", ""]
     if not by_entry:
         lines += ["None reproduced.", ""]

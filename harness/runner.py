@@ -96,9 +96,14 @@ def _record(case: Case, result: CaseResult, registry: Registry, profile: str) ->
 
 def plan_jobs(cases: Sequence[Case], *, job_size: int = 128) -> list[list[tuple[int, Case]]]:
     """Cases grouped into jobs: stackable cases of one signature next to each other, at most job_size."""
-    from harness.target import batch_key  # no TensorFlow import: target.py imports it lazily
+    from harness.target import batch_key, trace_key  # no TensorFlow import: target.py imports it lazily
 
-    keyed = sorted(range(len(cases)), key=lambda i: (batch_key(cases[i]) is None, repr(batch_key(cases[i])), i))
+    def order(i: int) -> tuple[bool, str, str, int]:
+        # stackable cases of one signature together; traced cases of one function together, so that a
+        # worker traces (and XLA compiles) each function once instead of every worker tracing all of them
+        return batch_key(cases[i]) is None, repr(batch_key(cases[i])), repr(trace_key(cases[i])), i
+
+    keyed = sorted(range(len(cases)), key=order)
     return [[(i, cases[i]) for i in keyed[k : k + job_size]] for k in range(0, len(keyed), job_size)]
 
 

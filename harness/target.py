@@ -22,7 +22,15 @@ import numpy as np
 from harness.case import Case, Options, Outcome
 from harness.errors import TargetUnavailable, UsageError
 
-__all__ = ["LossFactory", "TFTarget", "batch_key", "environment_flags", "import_tensorflow", "load_factory"]
+__all__ = [
+    "LossFactory",
+    "TFTarget",
+    "batch_key",
+    "environment_flags",
+    "import_tensorflow",
+    "load_factory",
+    "trace_key",
+]
 
 LossFactory = Callable[[Options], Callable[..., Any]]
 
@@ -63,6 +71,7 @@ def import_tensorflow() -> Any:
             sys.stderr.write(held.read().decode(errors="replace"))
             raise
         _restore_fd(2, saved)
+    tf.get_logger().setLevel("ERROR")  # retracing notices and the like are not results
     return tf
 
 
@@ -131,6 +140,8 @@ class TFTarget:
             self.tf.config.threading.set_inter_op_parallelism_threads(threads)
         self._factory = loss_factory or _default_factory(self.tf)
         self._losses: dict[Options, Any] = {}
+        self._metrics: dict[Options, Any] = {}
+        self._compiled_cache: dict[tuple[Any, ...], Callable[..., Any]] = {}
 
     def versions(self) -> dict[str, str | None]:
         tf = self.tf
@@ -169,21 +180,119 @@ class TFTarget:
     def run(self, case: Case) -> Outcome:
         start = time.perf_counter()
         try:
-            loss = self._loss(case.options)
+            fn = self._compiled(case)
             y_true = self._tensor(case.y_true, case.true_dtype)
             y_pred = self._tensor(case.y_pred, case.pred_dtype)
             if case.sample_weight is None:
-                result = loss(y_true, y_pred)
-            elif case.sample_weight.ndim == 0:
-                result = loss(y_true, y_pred, sample_weight=float(case.sample_weight))
+                weight = None
+            elif case.sample_weight.ndim == 0 and case.grad is None:
+                weight = float(case.sample_weight)
             else:
-                result = loss(y_true, y_pred, sample_weight=self._tensor(case.sample_weight, case.weight_dtype))
-            value = np.asarray(result.numpy()).astype(np.float64)
+                weight = self._tensor(case.sample_weight, case.weight_dtype)
+            if case.api == "metrics.BinaryCrossentropy":
+                self._metrics[case.options].reset_state()
+            result = fn(y_true, y_pred, weight)
             dtype = result.dtype.name
+            # NumPy cannot hold bfloat16 without ml_dtypes' help at every rank: widen exactly first
+            value = np.asarray(self.tf.cast(result, self.tf.float64).numpy(), dtype=np.float64)
         except Exception as exc:  # noqa: BLE001 - an exception from the library is an outcome
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             return Outcome(error=f"{type(exc).__name__}: {message}"[:500], seconds=time.perf_counter() - start)
         return Outcome(value=value, dtype=dtype, seconds=time.perf_counter() - start)
+
+    # -- entry points and modes --------------------------------------------------------------------------
+
+    def _entry(self, case: Case) -> Callable[..., Any]:
+        """The call of ``case.api`` on (y_true, y_pred, sample_weight), with its producer and mask."""
+        tf, o = self.tf, case.options
+        keras = tf.keras
+        api = case.api
+        if api == "BinaryCrossentropy":
+            loss = self._loss(o)
+
+            def call(y_true, y_pred, weight):
+                return loss(y_true, y_pred) if weight is None else loss(y_true, y_pred, sample_weight=weight)
+
+        elif api == "binary_crossentropy":
+
+            def call(y_true, y_pred, weight):
+                return keras.losses.binary_crossentropy(
+                    y_true, y_pred, from_logits=o.from_logits, label_smoothing=o.label_smoothing, axis=o.axis
+                )
+
+        elif api == "ops.binary_crossentropy":
+
+            def call(y_true, y_pred, weight):
+                return keras.ops.binary_crossentropy(y_true, y_pred, from_logits=o.from_logits)
+
+        elif api == "nn.sigmoid_cross_entropy_with_logits":
+
+            def call(y_true, y_pred, weight):
+                return tf.nn.sigmoid_cross_entropy_with_logits(labels=y_true, logits=y_pred)
+
+        elif api == "metrics.BinaryCrossentropy":
+            if o not in self._metrics:
+                self._metrics[o] = keras.metrics.BinaryCrossentropy(
+                    from_logits=o.from_logits, label_smoothing=o.label_smoothing, dtype=o.dtype
+                )
+            metric = self._metrics[o]
+
+            def call(y_true, y_pred, weight):
+                for u in range(y_pred.shape[0]):  # one update_state per leading slice
+                    metric.update_state(y_true[u], y_pred[u], sample_weight=None if weight is None else weight[u])
+                return metric.result()
+
+        else:  # pragma: no cover - Case validates api
+            raise UsageError(f"api={api!r} is not supported by the target")
+
+        producer = {
+            None: None,
+            "tf.sigmoid": tf.sigmoid,
+            "keras.activations.sigmoid": keras.activations.sigmoid,
+            "keras.ops.sigmoid": keras.ops.sigmoid,
+        }[case.producer]
+        mask = None if case.mask is None else np.asarray(case.mask)
+
+        def entry(y_true, y_pred, weight):
+            if producer is not None:
+                y_pred = producer(y_pred)
+            if mask is not None:
+                from keras.src.backend import set_keras_mask  # the mask a Masking layer would attach
+
+                y_pred = tf.identity(y_pred) if producer is None else y_pred
+                set_keras_mask(y_pred, tf.constant(mask))
+            return call(y_true, y_pred, weight)
+
+        return entry
+
+    def _compiled(self, case: Case) -> Callable[..., Any]:
+        """The entry point in the case's mode, asking for a gradient where the case does; cached."""
+        key = trace_key(case)
+        fn = self._compiled_cache.get(key)
+        if fn is not None:
+            return fn
+        tf = self.tf
+        entry = self._entry(case)
+        if case.grad is None:
+            run = entry
+        else:
+            source = case.grad
+
+            def run(y_true, y_pred, weight):
+                with tf.GradientTape() as tape:
+                    tape.watch(y_pred if source == "y_pred" else weight)
+                    result = entry(y_true, y_pred, weight)
+                grad = tape.gradient(result, y_pred if source == "y_pred" else weight)
+                if grad is None:
+                    raise ValueError("no gradient: the result does not depend on " + source)
+                return grad
+
+        if case.mode == "function":
+            run = tf.function(run)
+        elif case.mode == "xla":
+            run = tf.function(run, jit_compile=True)
+        self._compiled_cache[key] = run
+        return run
 
     def run_many(self, cases: Sequence[Case], *, max_stack: int = 512) -> list[Outcome]:
         """Outcomes of ``cases`` in order, stacking compatible unreduced cases into one call.
@@ -228,6 +337,15 @@ class TFTarget:
         return [Outcome(value=values[j], dtype=dtype, seconds=each) for j in range(len(cases))]
 
 
+def trace_key(case: Case) -> tuple[Any, ...]:
+    """What decides the Python function the target builds for a case, and so what a trace is reused for."""
+    return (
+        case.api, case.mode, case.options, case.producer, case.grad,
+        None if case.mask is None else case.mask.tobytes() + str(case.mask.shape).encode(),
+        case.sample_weight is not None and case.sample_weight.ndim == 0,
+    )  # fmt: skip
+
+
 def batch_key(case: Case) -> tuple[Any, ...] | None:
     """The signature under which unreduced cases can share one stacked call, or None.
 
@@ -237,6 +355,8 @@ def batch_key(case: Case) -> tuple[Any, ...] | None:
     there is no sample_weight (a scalar or a per-sample weight would broadcast differently).
     """
     o = case.options
+    if case.api != "BinaryCrossentropy" or case.mode != "eager" or case.producer or case.grad or case.mask is not None:
+        return None
     if o.reduction not in (None, "none") or o.axis >= 0 or case.sample_weight is not None:
         return None
     if case.y_true.ndim != case.y_pred.ndim or case.y_pred.ndim == 0:

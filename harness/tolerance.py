@@ -46,7 +46,7 @@ import numpy as np
 
 from harness.dtypes import WORK, WORK_UNIT_ROUNDOFF, float_format
 
-__all__ = ["ErrorModel", "error_model", "gamma", "mul0"]
+__all__ = ["ErrorModel", "error_model", "gamma", "input_error", "mul0"]
 
 C_LIB = 4.0  # ULP; see the module docstring
 
@@ -219,3 +219,18 @@ def product_error(values: np.ndarray, errors: np.ndarray, weights: np.ndarray, m
     w = np.abs(np.asarray(weights, dtype=WORK))
     v = np.abs(np.asarray(values, dtype=WORK))
     return (mul0(w, errors) + m.u * mul0(v, w) + m.eta).astype(WORK)
+
+
+def input_error(z: np.ndarray, pc: np.ndarray, dp: np.ndarray, m: ErrorModel) -> np.ndarray:
+    """Bound for the loss's change when its probability input is off by ``dp`` (first order).
+
+    A probability produced by a sigmoid in the dtype is within c_lib ULP of the rounded sigmoid; the loss
+    moves by |dl/dp| dp = (|z| / p + |1 - z| / (1 - p)) dp.  Where the clip holds p at a bound the loss does
+    not move with p; the first-order term still covers a p within dp of the bound.
+    """
+    z = np.asarray(z, dtype=WORK)
+    pc = np.asarray(pc, dtype=WORK)
+    dp = np.asarray(dp, dtype=WORK)
+    with np.errstate(divide="ignore"):
+        slope = mul0(np.abs(z), 1 / pc) + mul0(np.abs(1 - z), 1 / (1 - pc))
+    return mul0(slope, dp).astype(WORK)
