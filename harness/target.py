@@ -146,18 +146,21 @@ class TFTarget:
     def versions(self) -> dict[str, str | None]:
         tf = self.tf
         keras_module = tf.keras
+        module_name = getattr(keras_module, "__name__", "")
+        # The package behind tf.keras: tf_keras on the legacy line (TF_USE_LEGACY_KERAS=1), where a Keras 3
+        # package may be installed beside it and is not the one under test; keras otherwise.
+        package = "tf_keras" if module_name.startswith("tf_keras") else "keras"
         keras_version = getattr(keras_module, "__version__", None)
         if keras_version is None:
             try:
-                import keras
-
-                keras_version = keras.__version__
-            except ImportError:
+                keras_version = importlib.import_module(package).__version__
+            except (ImportError, AttributeError):
                 keras_version = None
         return {
             "tensorflow": tf.__version__,
             "keras": keras_version,
-            "tf_keras_module": getattr(keras_module, "__name__", type(keras_module).__name__),
+            "tf_keras_module": module_name or type(keras_module).__name__,
+            "keras_package": package,
             "tf_git_version": getattr(tf, "__git_version__", None) or tf.version.GIT_VERSION,
             "platform": platform.platform(),
             "machine": platform.machine(),
