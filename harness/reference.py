@@ -342,33 +342,15 @@ class Keras3:
         'mean_with_sample_weight' by the sum of the unmasked weights.  A masked element is excluded, so a
         NaN there does not reach the result.
         """
-        if mask is not None:
-            keep = np.asarray(mask, dtype=bool)
-            base = np.ones(loss.shape, dtype=WORK) if weights is None else np.asarray(weights, dtype=WORK)
-            masked_w = np.where(keep, base, WORK(0))
-            err = np.where(keep, tol.product_error(loss, loss_err, masked_w, m), WORK(0))
-            with np.errstate(invalid="ignore"):
-                contrib = np.where(keep, loss * masked_w, WORK(0)).astype(WORK)
-            if reduction in (None, "none"):
-                return contrib, err
-            total = np.sum(contrib, dtype=WORK)
-            total_err = tol.sum_error(contrib, err, None, m)
-            if reduction == "sum":
-                return np.asarray(total, dtype=WORK), np.asarray(total_err, dtype=WORK)
-            if reduction == "mean_with_sample_weight" and weights is not None:
-                divisor = np.sum(masked_w, dtype=WORK)
-                div_err = tol.sum_error(masked_w, np.zeros(masked_w.shape, WORK), None, m)
-            else:
-                divisor = WORK(int(keep.sum()))
-                div_err = WORK(tol.count_error(int(keep.sum()), m) + 2 * m.u * float(divisor))  # total/valid, then /total
-            with np.errstate(invalid="ignore", divide="ignore"):
-                value = np.where(divisor == 0, WORK(0), total / np.where(divisor == 0, 1, divisor))
-            return np.asarray(value, dtype=WORK), np.asarray(tol.divide_error(value, total_err, divisor, div_err, m), dtype=WORK)
+        keep = None if mask is None else np.asarray(mask, dtype=bool)
+        mask_weighted = weights is not None
+        if keep is not None:  # a masked element weighs 0, and contributes exactly 0 whatever its value
+            weights = np.where(keep, 1 if weights is None else weights, 0).astype(WORK)
         if weights is not None:
             err = tol.product_error(loss, loss_err, weights, m)
             with np.errstate(invalid="ignore"):
                 loss = (loss * weights).astype(WORK)
-            loss_err = err
+            loss, loss_err = (loss, err) if keep is None else (np.where(keep, loss, 0), np.where(keep, err, 0))
         if reduction in (None, "none"):
             return loss, loss_err
         with np.errstate(invalid="ignore"):
@@ -376,13 +358,16 @@ class Keras3:
         total_err = tol.sum_error(loss, loss_err, None, m)
         if reduction == "sum":
             return np.asarray(total, dtype=WORK), np.asarray(total_err, dtype=WORK)
-        if reduction == "mean_with_sample_weight" and weights is not None:
+        if reduction == "mean_with_sample_weight" and (weights is not None and (keep is None or mask_weighted)):
             # The sum of the weights, each per-sample weight counted once per loss element it scales.
             divisor = np.sum(weights, dtype=WORK)
             div_err = tol.sum_error(weights, np.zeros(weights.shape, WORK), None, m)
         else:
-            divisor = WORK(loss.size)
-            div_err = WORK(tol.count_error(loss.size, m))
+            count = loss.size if keep is None else int(keep.sum())
+            divisor = WORK(count)
+            div_err = WORK(tol.count_error(count, m))
+            if keep is not None:  # Keras weighs each kept element total/valid and divides by total: 2 roundings
+                div_err += WORK(2 * m.u * count)
         with np.errstate(invalid="ignore", divide="ignore"):
             value = np.where(divisor == 0, WORK(0), total / np.where(divisor == 0, 1, divisor))
         bound = tol.divide_error(value, total_err, divisor, div_err, m)
