@@ -3,10 +3,60 @@
 from __future__ import annotations
 
 import os
+import random
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+# Hypothesis profiles.  "quick" is the default pytest's (the property tests add well under a minute);
+# "ci" is quick, derandomized, so a CI run repeats exactly; "nightly" is thorough.  The environment picks:
+# BCE_HYPOTHESIS_PROFILE=nightly (or pytest --hypothesis-profile nightly), else "ci" where CI is set, else
+# "quick".  print_blob: a failure prints the @reproduce_failure line that replays it.
+settings.register_profile(
+    "quick", max_examples=40, deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile("ci", settings.get_profile("quick"), derandomize=True)
+settings.register_profile(
+    "nightly", max_examples=2000, deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("BCE_HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "quick"))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """One Hypothesis seed for the whole session, printed, unless given or derandomized: a failure of a
+    random run can then be repeated with --hypothesis-seed.  An xdist worker takes the controller's."""
+    worker = getattr(config, "workerinput", {})
+    if "hypothesis_seed" in worker:
+        config.option.hypothesis_seed = worker["hypothesis_seed"]
+        return
+    profile = config.getoption("hypothesis_profile", None) or settings.get_current_profile_name()
+    if config.getoption("hypothesis_seed", None) is None and not settings.get_profile(profile).derandomize:
+        config.option.hypothesis_seed = str(random.SystemRandom().randrange(2**32))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:
+    """xdist: hand the session's Hypothesis seed to each worker."""
+    node.workerinput["hypothesis_seed"] = node.config.getoption("hypothesis_seed", None)
+
+
+def _hypothesis_seed_line(config: pytest.Config) -> str:
+    seed = config.getoption("hypothesis_seed", None)
+    if seed is None:
+        return "hypothesis: derandomized (each test's seed is fixed by its name)"
+    return f"hypothesis seed: {seed} (repeat with --hypothesis-seed={seed})"
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return _hypothesis_seed_line(config)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if exitstatus != 0:
+        terminalreporter.write_line(_hypothesis_seed_line(config))
 
 
 @pytest.fixture(scope="session")
