@@ -69,7 +69,7 @@ def _differ(a: Any, b: Any, bound: np.ndarray | None) -> str | None:
     if bound is None or bound.shape != va.shape:
         return None
     finite = np.isfinite(va) & np.isfinite(vb)
-    if np.any(np.abs(va - vb)[finite] > bound[finite]):
+    if np.any(np.abs(va[finite] - vb[finite]) > bound[finite]):
         return "value"
     return None
 
