@@ -140,6 +140,30 @@ def build_parser() -> argparse.ArgumentParser:
     cases.add_argument("--seed", type=_seed, default=DEFAULT_SEED)
     cases.add_argument("--select", default=None, metavar="GLOB")
     cases.add_argument("--special-cases", default=str(DEFAULT_SPECIAL_CASES))
+
+    from harness.fuzz import DEFAULT_EXAMPLES
+    from harness.replay import DEFAULT_REGRESSIONS
+
+    fuzz = sub.add_parser("fuzz", help="search the whole case space with Hypothesis; shrink and save each new divergence")
+    fuzz.add_argument(
+        "--examples", type=_positive, default=DEFAULT_EXAMPLES, help="cases a search round tries (default: %(default)s)"
+    )
+    fuzz.add_argument("--seed", type=_seed, default=None, help="Hypothesis seed (default: a random one, printed)")
+    fuzz.add_argument("--out", default="reports/fuzz", help="folder for repro_<fingerprint>.py (default: %(default)s)")
+    fuzz.add_argument(
+        "--regressions", default=str(DEFAULT_REGRESSIONS), help="folder for <fingerprint>.json (default: %(default)s)"
+    )
+    fuzz.add_argument("--registry", default=str(DEFAULT_REGISTRY), help="known-divergence registry (TOML)")
+    fuzz.add_argument("--profile", default="auto", choices=["auto", *sorted(PROFILES)], help="semantics (default: %(default)s)")
+    fuzz.add_argument("--loss-factory", default=None, metavar="MODULE:FUNCTION", help="fuzz this loss constructor instead")
+
+    replay = sub.add_parser("replay", help="re-run saved cases (JSON files, or folders of them) and report them as run does")
+    replay.add_argument("files", nargs="+", metavar="FILE", help="case files, or folders whose *.json files are cases")
+    replay.add_argument("--out", default="reports/replay", help="report folder (default: %(default)s)")
+    replay.add_argument("--registry", default=str(DEFAULT_REGISTRY), help="known-divergence registry (TOML)")
+    replay.add_argument("--profile", default="auto", choices=["auto", *sorted(PROFILES)], help="semantics (default: %(default)s)")
+    replay.add_argument("--loss-factory", default=None, metavar="MODULE:FUNCTION", help="replay against this loss constructor")
+    replay.add_argument("--quiet", action="store_true", help="no summary table")
     return parser
 
 
@@ -343,6 +367,94 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return EXIT_DIVERGED if drift.regressed else EXIT_OK
 
 
+def _cmd_fuzz(args: argparse.Namespace) -> int:
+    import datetime
+
+    from harness.fuzz import fuzz, require_hypothesis, save_finding
+    from harness.profiles import select_profile
+    from harness.registry import load_registry
+    from harness.target import TFTarget, load_factory
+
+    require_hypothesis()
+    selection = select_profile(args.profile)
+    if selection.profile != "keras3":
+        raise UsageError(f"fuzz draws Keras 3 options; profile {selection.profile!r} is not supported ({selection.reason})")
+    registry = load_registry(args.registry).for_tensorflow(selection.tensorflow)
+    _check_factory(args.loss_factory)
+    target = TFTarget(loss_factory=load_factory(args.loss_factory))
+    result = fuzz(target, registry, examples=args.examples, seed=args.seed, profile=selection.profile)
+    versions = target.versions()
+    provenance = {
+        "found_utc": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "seed": result.seed,
+        "examples": args.examples,
+        "profile": selection.profile,
+        "tensorflow": versions.get("tensorflow"),
+        "keras": versions.get("keras"),
+        "loss_factory": args.loss_factory,
+    }
+    print(f"fuzz: {result.calls} cases in {result.seconds:.1f}s, seed {result.seed}, {args.examples} examples a round")
+    if result.known:
+        print("known divergences met: " + ", ".join(f"{k} x{n}" for k, n in result.known.items()))
+    for finding in result.findings:
+        saved = save_finding(finding, out=args.out, regressions=args.regressions, provenance=provenance)
+        print(f"{'NEW' if saved.new else 'SEEN'} [{finding.comparison.kind}] {finding.case.id}")
+        print("  " + finding.comparison.message.replace("\n", "\n  "))
+        print(f"  reproduction: {saved.repro}")
+        print(f"  case: {saved.regression}" + ("" if saved.new else " (saved before, left as it was)"))
+    if not result.findings:
+        print("no unregistered divergence")
+        return EXIT_OK
+    print(f"{len(result.findings)} unregistered divergence(s); again: bce-harness fuzz --seed {result.seed} --examples {args.examples}")
+    return EXIT_DIVERGED
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from harness.profiles import select_profile
+    from harness.registry import load_registry
+    from harness.replay import case_files, load_case
+    from harness.report import meta
+    from harness.runner import run_cases
+    from harness.target import TFTarget, environment_flags, load_factory
+
+    t0 = time.perf_counter()
+    selection = select_profile(args.profile)
+    registry = load_registry(args.registry).for_tensorflow(selection.tensorflow)
+    files = case_files(args.files)
+    if not files:
+        raise UsageError(f"no case file (*.json) in {' '.join(args.files)}")
+    cases = [load_case(f) for f in files]
+    _check_factory(args.loss_factory)
+    target = TFTarget(loss_factory=load_factory(args.loss_factory))
+    result = run_cases(cases, target, registry, profile=selection.profile)
+    run_meta = meta(
+        seed=None,
+        profile=selection.profile,
+        versions=target.versions(),
+        env=environment_flags(),
+        extra={
+            "argv": sys.argv[1:],
+            "registry": args.registry,
+            "replayed": [str(f) for f in files],
+            "loss_factory": args.loss_factory,
+        },
+    )
+    return _finish(result, run_meta, args.out, quiet=args.quiet, started=t0)
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from harness.drift import compare_results, load_results, render_text
+    from harness.regression_report import write_compare_reports
+
+    new = load_results(args.new)
+    drift = compare_results(load_results(args.base), new, exact=args.exact)
+    print(render_text(drift, max_rows=args.max_rows))
+    if args.out is not None:
+        paths = write_compare_reports(drift, new, args.out)
+        print(f"report: {paths['html']}  junit: {paths['junit']}  regressions: {len(paths['regressions'])} in {paths['regressions_dir']}")
+    return EXIT_DIVERGED if drift.regressed else EXIT_OK
+
+
 def _cmd_cases(args: argparse.Namespace) -> int:
     from harness.generator import default_suite, select
 
@@ -358,6 +470,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_run(args)
         if args.command == "merge":
             return _cmd_merge(args)
+        if args.command == "fuzz":
+            return _cmd_fuzz(args)
+        if args.command == "replay":
+            return _cmd_replay(args)
         if args.command == "compare":
             return _cmd_compare(args)
         return _cmd_cases(args)

@@ -45,7 +45,10 @@ _XFAIL_REPROS_PER_ENTRY = 3
 _FAIL_REPROS = 100
 
 
-def meta(*, seed: int, profile: str, versions: dict[str, Any], env: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+def meta(
+    *, seed: int | None, profile: str, versions: dict[str, Any], env: dict[str, Any], extra: dict[str, Any]
+) -> dict[str, Any]:
+    """The ``meta`` block; ``seed`` is None for a run that draws nothing (``replay``)."""
     return {
         "format_version": FORMAT_VERSION,
         "harness_version": __version__,

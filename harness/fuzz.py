@@ -1,0 +1,301 @@
+"""Property-based search: Hypothesis draws whole cases, each divergence is shrunk and saved for replay.
+
+``fuzz`` runs the pipeline (reference, target, comparator) on cases drawn by ``strategies.cases()``.  A draw
+that disagrees is a *finding* unless a registry entry that matches the case lists the failure's kind (any
+matching entry, not only the first: a random case can hold two registered divergences at once).  A draw that
+agrees is never a finding, even where an entry matches: a random draw can sit in a registered class without
+showing it (a scalar weight of 1, a NaN elsewhere in the same row), so strictness about ``xpass`` stays with
+the grid suite, whose cases are built to show each divergence.
+
+Hypothesis tells failures apart by the exception raised, so each failure kind raises its own exception
+class: Hypothesis then shrinks every kind separately, freely across options, to a minimal case.  Hypothesis
+also stops generating soon after its first failure, so the search runs in rounds (see ``fuzz``).  The
+shrunk case's *fingerprint* hashes the API, its option signature and the failure kind, so the same kind of
+divergence gets the same name on every run and a saved regression is not saved twice.
+
+Hypothesis is imported when ``fuzz`` runs (the ``fuzz`` extra); the rest of this module needs only NumPy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from harness.case import Case, Expected, Outcome
+from harness.compare import KINDS, Comparison, compare
+from harness.errors import UsageError
+from harness.jsonio import atomic_write_text, dumps
+from harness.profiles import record_facets
+from harness.reference import expected as reference_expected
+from harness.registry import Divergence, Registry
+from harness.replay import DEFAULT_REGRESSIONS
+from harness.repro import snippet
+from harness.runner import Target
+
+__all__ = [
+    "DEFAULT_EXAMPLES",
+    "Finding",
+    "FuzzResult",
+    "SavedFinding",
+    "explanation",
+    "fingerprint",
+    "fuzz",
+    "require_hypothesis",
+    "save_finding",
+]
+
+# The default budget: the cases a search round generates (shrinking adds its own).  About 11 ms a case on one
+# core (Hypothesis's drawing about 6, reference and TensorFlow about 5), so a round that finds nothing takes
+# some 12 s.  tests/test_fuzz.py finds every planted fault well within it.
+DEFAULT_EXAMPLES = 1000
+
+
+@dataclass(frozen=True, eq=False)
+class Finding:
+    """A shrunk divergence nobody registered: the case (id ``fuzz/<fingerprint>``) and both sides."""
+
+    fingerprint: str
+    case: Case
+    expected: Expected
+    outcome: Outcome
+    comparison: Comparison
+
+    @property
+    def actual(self) -> str:
+        """What TensorFlow returned or raised, for people."""
+        o = self.outcome
+        if o.error is not None:
+            return o.error
+        return f"{o.value.tolist() if o.value is not None else None} ({o.dtype})"
+
+
+@dataclass(frozen=True, eq=False)
+class FuzzResult:
+    findings: tuple[Finding, ...]
+    seed: int
+    examples: int  # the budget asked for
+    calls: int  # cases evaluated, shrinking included
+    seconds: float
+    known: Mapping[str, int] = field(default_factory=dict)  # draws explained, by registry entry id
+
+
+@dataclass(frozen=True)
+class SavedFinding:
+    repro: Path
+    regression: Path
+    new: bool  # False: the regression file was already there (the same fingerprint found before)
+
+
+def explanation(registry: Registry, facets: Mapping[str, Any], kind: str | None) -> Divergence | None:
+    """The first registry entry that matches a record's ``facets`` and lists the failure ``kind``, if any."""
+    for entry in registry.entries:
+        if kind in entry.kinds and entry.matches(facets):
+            return entry
+    return None
+
+
+def _smoothing_class(ls: float) -> str:
+    return "0" if ls == 0 else "1" if ls == 1 else "(0,1)"
+
+
+def fingerprint(case: Case, kind: str) -> str:
+    """12 hex digits naming a kind of divergence: the API, the option signature and the failure kind.
+
+    The option signature is what shrinking leaves standing: from_logits, whether labels are smoothed
+    (0, between, 1), whether the axis is the last one, the reduction (None and "none" are one), the loss
+    dtype as given and the form of sample_weight.  Values, sizes and input dtypes are left out, so a
+    divergence found again with other numbers gets the same name.
+    """
+    if kind not in KINDS:
+        raise UsageError(f"kind={kind!r} is not one of {', '.join(KINDS)}")
+    o = case.options
+    rank = max(case.y_true.ndim, case.y_pred.ndim)
+    signature = {
+        "api": case.api,
+        "kind": kind,
+        "from_logits": o.from_logits,
+        "label_smoothing": _smoothing_class(o.label_smoothing),
+        "axis": "last" if rank and o.axis % rank == rank - 1 else "other",
+        "reduction": "none" if o.reduction is None else o.reduction,
+        "dtype": o.dtype or "default",
+        "weights": case.facets["weights"],
+    }
+    return hashlib.sha256(json.dumps(signature, sort_keys=True).encode()).hexdigest()[:12]
+
+
+class _Divergence(AssertionError):
+    """Raised inside the search for an unexplained divergence; one subclass per failure kind."""
+
+
+_DIVERGENCE_BY_KIND: dict[str, type[_Divergence]] = {
+    kind: type(f"Divergence_{kind}", (_Divergence,), {}) for kind in KINDS
+}
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for e in exc.exceptions for leaf in _leaves(e)]
+    return [exc]
+
+
+def require_hypothesis() -> Any:
+    """The hypothesis module, or UsageError with the extra to install."""
+    try:
+        import hypothesis
+    except ImportError as exc:
+        raise UsageError(
+            f"hypothesis is not installed ({exc}); install the extra: pip install 'bce-harness[fuzz]'"
+        ) from None
+    return hypothesis
+
+
+def fuzz(
+    target: Target,
+    registry: Registry,
+    *,
+    examples: int = DEFAULT_EXAMPLES,
+    seed: int | None = None,
+    strategy: Any = None,
+    profile: str = "keras3",
+    oracle: Callable[..., Expected] = reference_expected,
+) -> FuzzResult:
+    """Search ``strategy`` (default ``strategies.cases()``) for divergences of ``target`` from the reference.
+
+    The search runs in rounds.  Each round is one Hypothesis run of up to ``examples`` generated cases;
+    Hypothesis ends a round's generation soon after its first failure and shrinks what it found, so the
+    next round continues with a fresh seed, the failure kinds already found set aside.  The search stops
+    at the first round that finds nothing new: ``examples`` cases have then been tried in vain.  ``seed``
+    makes the whole search repeatable (None: a random one, returned in the result).  A failure inside the
+    harness itself (the reference or the comparator raising) is raised as RuntimeError naming the case.
+    """
+    if isinstance(examples, bool) or not isinstance(examples, int) or examples < 1:
+        raise UsageError(f"examples={examples!r} is not a positive integer")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise UsageError(f"seed={seed!r} is not a non-negative integer")
+    hypothesis = require_hypothesis()
+    from harness.strategies import cases
+
+    seed = random.SystemRandom().randrange(2**32) if seed is None else seed
+    search = _Search(target, registry, profile, oracle)
+    start = time.perf_counter()
+    for round_seed in range(seed, seed + len(KINDS) + 1):
+        found = len(search.findings)
+        search.run(hypothesis, cases() if strategy is None else strategy, examples=examples, seed=round_seed)
+        if len(search.findings) == found:
+            break
+    return FuzzResult(
+        findings=tuple(search.findings[fp] for fp in sorted(search.findings)),
+        seed=seed,
+        examples=examples,
+        calls=search.calls,
+        seconds=time.perf_counter() - start,
+        known=dict(sorted(search.known.items())),
+    )
+
+
+class _Search:
+    """The state of one fuzz search across its rounds: what was found, what the registry explained."""
+
+    def __init__(self, target: Target, registry: Registry, profile: str, oracle: Callable[..., Expected]) -> None:
+        self.target = target
+        self.registry = registry
+        self.profile = profile
+        self.oracle = oracle
+        self.findings: dict[str, Finding] = {}
+        self.known: Counter[str] = Counter()
+        self.calls = 0
+        self._crash: list[str] = []
+
+    def run(self, hypothesis: Any, strategy: Any, *, examples: int, seed: int) -> None:
+        """One Hypothesis run: generate, and shrink each new failure kind to a recorded Finding."""
+        from hypothesis.control import current_build_context
+
+        done = {f.comparison.kind for f in self.findings.values()}
+
+        @hypothesis.settings(
+            max_examples=examples,
+            database=None,
+            deadline=None,
+            derandomize=False,
+            phases=(hypothesis.Phase.explicit, hypothesis.Phase.generate, hypothesis.Phase.shrink),
+            suppress_health_check=list(hypothesis.HealthCheck),
+            report_multiple_bugs=True,
+            verbosity=hypothesis.Verbosity.quiet,
+            print_blob=False,
+        )
+        @hypothesis.seed(seed)
+        @hypothesis.given(strategy)
+        def check(case: Case) -> None:
+            final = current_build_context().is_final
+            kind = self.check(case, final=final)
+            if kind is not None and kind not in done:
+                raise _DIVERGENCE_BY_KIND[kind](case.id)
+
+        try:
+            check()
+        except Exception as exc:  # noqa: BLE001 - divergences are expected here; anything else is re-raised
+            others = [e for e in _leaves(exc) if not isinstance(e, _Divergence)]
+            if others:
+                detail = self._crash[0] if self._crash else f"{type(others[0]).__name__}: {others[0]}"
+                raise RuntimeError(f"the harness failed during the fuzz search (seed {seed}): {detail}") from others[0]
+
+    def check(self, case: Case, *, final: bool) -> str | None:
+        """The failure kind of ``case`` if it is an unexplained divergence (recorded when ``final``), else None."""
+        self.calls += 1
+        try:
+            exp = self.oracle(case, profile=self.profile)
+            out = self.target.run(case)
+            comparison = compare(case, exp, out)
+        except Exception as exc:
+            if final:
+                self._crash.append(f"{type(exc).__name__}: {exc}; case: {json.dumps(case.as_dict(), allow_nan=False)}")
+            raise
+        if comparison.agrees:
+            return None
+        entry = explanation(self.registry, record_facets(case, exp, self.profile), comparison.kind)
+        if entry is not None:
+            self.known[entry.id] += 1
+            return None
+        assert comparison.kind is not None
+        if final:
+            fp = fingerprint(case, comparison.kind)
+            saved = replace(case, id=f"fuzz/{fp}")
+            message = comparison.message.replace(f"case: {case.id}", f"case: {saved.id}")
+            self.findings[fp] = Finding(fp, saved, exp, out, replace(comparison, message=message))
+        return comparison.kind
+
+
+def save_finding(
+    finding: Finding,
+    *,
+    out: str | Path,
+    regressions: str | Path = DEFAULT_REGRESSIONS,
+    provenance: Mapping[str, Any] | None = None,
+) -> SavedFinding:
+    """Write ``out/repro_<fp>.py`` (standalone: exit 1 while the divergence reproduces) and, unless it is
+    there already, ``regressions/<fp>.json`` (the case, and ``finding``: kind, message and ``provenance``)."""
+    repro = atomic_write_text(
+        Path(out) / f"repro_{finding.fingerprint}.py", snippet(finding.case, finding.expected, actual=finding.actual)
+    )
+    regression = Path(regressions) / f"{finding.fingerprint}.json"
+    if regression.exists():
+        return SavedFinding(repro, regression, new=False)
+    record = {
+        **finding.case.as_dict(),
+        "finding": {
+            "fingerprint": finding.fingerprint,
+            "kind": finding.comparison.kind,
+            "message": finding.comparison.message,
+            "actual": finding.actual,
+            **(provenance or {}),
+        },
+    }
+    atomic_write_text(regression, dumps(record))
+    return SavedFinding(repro, regression, new=True)
