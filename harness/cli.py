@@ -36,34 +36,24 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
-    return value
+def _integer(minimum: int, what: str):
+    """An argparse type: an integer of at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r} is {what}")
+        return value
+
+    return parse
 
 
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is negative")
-    return value
-
-
-def _workers(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is negative")
-    return value
+_positive = _integer(1, "not a positive integer")
+_seed = _integer(0, "negative")
+_workers = _integer(0, "negative")
 
 
 def _seconds(text: str) -> float:
@@ -354,19 +344,6 @@ def _cmd_merge(args: argparse.Namespace) -> int:
     return _finish(RunResult(tuple(records)), run_meta, args.out, quiet=args.quiet, started=t0)
 
 
-def _cmd_compare(args: argparse.Namespace) -> int:
-    from harness.drift import compare_results, load_results, render_text
-    from harness.regression_report import write_compare_reports
-
-    new = load_results(args.new)
-    drift = compare_results(load_results(args.base), new, exact=args.exact)
-    print(render_text(drift, max_rows=args.max_rows))
-    if args.out is not None:
-        paths = write_compare_reports(drift, new, args.out)
-        print(f"report: {paths['html']}  junit: {paths['junit']}  regressions: {len(paths['regressions'])} in {paths['regressions_dir']}")
-    return EXIT_DIVERGED if drift.regressed else EXIT_OK
-
-
 def _cmd_fuzz(args: argparse.Namespace) -> int:
     import datetime
 
@@ -470,12 +447,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_run(args)
         if args.command == "merge":
             return _cmd_merge(args)
+        if args.command == "compare":
+            return _cmd_compare(args)
         if args.command == "fuzz":
             return _cmd_fuzz(args)
         if args.command == "replay":
             return _cmd_replay(args)
-        if args.command == "compare":
-            return _cmd_compare(args)
         return _cmd_cases(args)
     except HarnessError as exc:
         print(f"bce-harness: error: {exc}", file=sys.stderr)
