@@ -46,14 +46,21 @@ class Comparison:
     max_abs: float | None = None
     max_rel: float | None = None
     max_ulp: int | None = None
+    also: tuple[str, ...] = ()  # further kinds found after the first (tolerance beside nan_inf)
 
     @property
     def agrees(self) -> bool:
         return self.kind is None
 
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """Every failure kind found, the first one first."""
+        return () if self.kind is None else (self.kind, *self.also)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
+            "also": list(self.also),
             "message": self.message,
             "mismatched": self.mismatched,
             "total": self.total,
@@ -110,10 +117,18 @@ def compare(case: Case, expected: Expected, outcome: Outcome) -> Comparison:
     nan_bad = np.isnan(a) != np.isnan(e)
     inf_bad = (np.isposinf(a) != np.isposinf(e)) | (np.isneginf(a) != np.isneginf(e))
     bad = nan_bad | inf_bad
-    if bad.any():
-        return Comparison("nan_inf", _mismatch(header, "NaN/inf location mismatch", a, e, diff, expected, ulps, bad), int(bad.sum()), **stats)
-
     bound = np.asarray(expected.bound, dtype=np.longdouble)
+    if bad.any():
+        # The finite elements are still checked: a registered NaN at one position must not hide a wrong
+        # value at another, so the record carries the tolerance kind too (see ``also``).
+        over = finite & np.isfinite(bound) & (diff > bound)
+        message = _mismatch(header, "NaN/inf location mismatch", a, e, diff, expected, ulps, bad)
+        also: tuple[str, ...] = ()
+        if over.any():
+            also = ("tolerance",)
+            message += "\n" + _mismatch(header, f"and not equal to tolerance ({expected.rule})", a, e, diff, expected, ulps, over)
+        return Comparison("nan_inf", message, int(bad.sum()), also=also, **stats)
+
     unbounded = finite & ~np.isfinite(bound)
     if unbounded.any():
         return Comparison(

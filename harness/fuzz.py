@@ -93,10 +93,17 @@ class SavedFinding:
     new: bool  # False: the regression file was already there (the same fingerprint found before)
 
 
-def explanation(registry: Registry, facets: Mapping[str, Any], kind: str | None) -> Divergence | None:
-    """The first registry entry that matches a record's ``facets`` and lists the failure ``kind``, if any."""
+def explanation(
+    registry: Registry, facets: Mapping[str, Any], kind: str | tuple[str, ...] | None
+) -> Divergence | None:
+    """The first registry entry that matches a record's ``facets`` and lists every failure ``kind``, if any.
+
+    ``kind`` is one kind or all of a comparison's (``Comparison.kinds``): a registered NaN must not explain
+    a wrong value found beside it in the same record.
+    """
+    kinds = (kind,) if kind is None or isinstance(kind, str) else kind
     for entry in registry.entries:
-        if kind in entry.kinds and entry.matches(facets):
+        if all(k in entry.kinds for k in kinds) and entry.matches(facets):
             return entry
     return None
 
@@ -259,7 +266,7 @@ class _Search:
             raise
         if comparison.agrees:
             return None
-        entry = explanation(self.registry, record_facets(case, exp, self.profile), comparison.kind)
+        entry = explanation(self.registry, record_facets(case, exp, self.profile), comparison.kinds)
         if entry is not None:
             self.known[entry.id] += 1
             return None

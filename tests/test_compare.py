@@ -189,3 +189,19 @@ def test_as_dict_is_json_safe() -> None:
     d = c.as_dict()
     assert d["max_rel"] == "inf"
     assert json.loads(json.dumps(d, allow_nan=False)) == d
+
+
+def test_a_nan_mismatch_still_reports_wrong_finite_values() -> None:
+    """A registered NaN at one position must not hide a wrong value at another (the record fails)."""
+    from harness.registry import Divergence
+    from harness.runner import verdict
+
+    case = Case(id="t", y_true=np.array([1.0, 0.0]), y_pred=np.array([0.5, 0.5]), true_dtype="float32", pred_dtype="float32")
+    exp = Expected(value=np.array([0.0, 1.0]), bound=np.array([1e-6, 1e-6]), dtype="float32", rule="r")
+    out = Outcome(value=np.array([np.nan, 1.5]), dtype="float32")
+    comparison = compare(case, exp, out)
+    assert comparison.kinds == ("nan_inf", "tolerance")
+    known_nan = Divergence("n", "t", "r", ("e",), frozenset({"nan_inf"}), {"id": "*"})
+    assert verdict(comparison, known_nan)[0] == "fail"
+    only_nan = compare(case, exp, Outcome(value=np.array([np.nan, 1.0]), dtype="float32"))
+    assert only_nan.kinds == ("nan_inf",) and verdict(only_nan, known_nan)[0] == "xfail"

@@ -42,7 +42,7 @@ def _check(case: Case, tf_target) -> None:
     comparison = compare(case, exp, out)
     if comparison.agrees:
         return
-    entry = explanation(REGISTRY, record_facets(case, exp, SELECTION.profile), comparison.kind)
+    entry = explanation(REGISTRY, record_facets(case, exp, SELECTION.profile), comparison.kinds)
     if entry is None:
         actual = out.error or f"{out.value!r} ({out.dtype})"
         pytest.fail(f"{comparison.message}\n\nReproduction:\n{snippet(case, exp, actual=actual)}", pytrace=False)
