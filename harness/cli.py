@@ -202,7 +202,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     args.profile = selection.profile  # every later use (records, stream header, meta) sees the chosen one
     registry = registry.for_tensorflow(selection.tensorflow)
     cases = select(
-        default_suite(seed=args.seed, special_cases=args.special_cases), max_cases=args.max_cases, pattern=args.select
+        default_suite(seed=args.seed, special_cases=args.special_cases, paths=selection.profile == "keras3"),
+        max_cases=args.max_cases,
+        pattern=args.select,
     )
     if args.shard is not None:
         k, n = args.shard

@@ -248,12 +248,12 @@ class TFTarget:
         else:  # pragma: no cover - Case validates api
             raise UsageError(f"api={api!r} is not supported by the target")
 
-        producer = {
-            None: None,
-            "tf.sigmoid": tf.sigmoid,
-            "keras.activations.sigmoid": keras.activations.sigmoid,
-            "keras.ops.sigmoid": keras.ops.sigmoid,
-        }[case.producer]
+        # looked up only when asked for: the Keras 2 line has no keras.ops
+        producer = None if case.producer is None else {
+            "tf.sigmoid": lambda: tf.sigmoid,
+            "keras.activations.sigmoid": lambda: keras.activations.sigmoid,
+            "keras.ops.sigmoid": lambda: keras.ops.sigmoid,
+        }[case.producer]()
         mask = None if case.mask is None else np.asarray(case.mask)
 
         def entry(y_true, y_pred, weight):

@@ -21,8 +21,8 @@ from harness.runner import verdict
 
 pytestmark = pytest.mark.tensorflow
 
-CASES = default_suite()
 SELECTION = select_profile()
+CASES = default_suite(paths=SELECTION.profile == "keras3")
 REGISTRY = load_registry().for_tensorflow(SELECTION.tensorflow)
 
 

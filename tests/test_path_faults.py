@@ -12,10 +12,16 @@ import fnmatch
 import pytest
 
 from harness.generator import default_suite
+from harness.profiles import select_profile
 from harness.runner import run_cases
 from harness.target import TFTarget
 
-pytestmark = pytest.mark.tensorflow
+pytestmark = [
+    pytest.mark.tensorflow,
+    pytest.mark.skipif(
+        select_profile().profile != "keras3", reason="the paths family and these faults are Keras 3's (tf.keras >= 2.16)"
+    ),
+]
 
 
 def _paths(pattern: str):
