@@ -52,9 +52,8 @@ def snippet(case: Case, expected: Expected, *, actual: str = "") -> str:
         + ("" if o.dtype is None else f", dtype={o.dtype!r}")
         + ")"
     )
-    call_args = "y_true, y_pred"
     lines = [
-        f"# Reproduction of bce-harness case {case.id!r}",
+        f"# Reproduction of bce-harness case {case.id!r} (path {case.path})",
         "# Needs only tensorflow and numpy.  Exit status 1: the divergence reproduces; 0: it does not.",
     ]
     if actual:
@@ -70,21 +69,23 @@ def snippet(case: Case, expected: Expected, *, actual: str = "") -> str:
         f"y_true = {_tensor(case.y_true, case.true_dtype)}",
         f"y_pred = {_tensor(case.y_pred, case.pred_dtype)}",
     ]
-    if case.sample_weight is not None:
-        if case.sample_weight.ndim == 0:
-            lines.append(f"sample_weight = {_num(float(case.sample_weight))}")
-        else:
-            lines.append(f"sample_weight = {_tensor(case.sample_weight, case.weight_dtype)}")
-        call_args += ", sample_weight=sample_weight"
+    if case.sample_weight is None:
+        lines.append("sample_weight = None")
+    elif case.sample_weight.ndim == 0 and case.grad is None:
+        lines.append(f"sample_weight = {_num(float(case.sample_weight))}")
+    else:
+        lines.append(f"sample_weight = {_tensor(case.sample_weight, case.weight_dtype)}")
+    lines += _call_source(case, ctor)
+    lines.append("")
     if expected.raises is not None:
         lines += [
             f"# Expected: the call raises ({expected.raises}).",
             "try:",
-            f"    actual = {ctor}({call_args})",
+            "    actual = run(y_true, y_pred, sample_weight)",
             "except Exception as exc:",
             '    print("raised as expected:", type(exc).__name__, exc)',
             "    sys.exit(0)",
-            'print("returned instead of raising:", actual.numpy())',
+            'print("returned instead of raising:", tf.cast(actual, tf.float64).numpy())',
             "sys.exit(1)",
         ]
         return "\n".join(lines) + "\n"
@@ -94,11 +95,11 @@ def snippet(case: Case, expected: Expected, *, actual: str = "") -> str:
         f"expected = {_literal(np.asarray(expected.value, dtype=np.float64))}",
         f"bound = {_literal(np.asarray(expected.bound, dtype=np.float64))}",
         "try:",
-        f"    actual = {ctor}({call_args})",
+        "    actual = run(y_true, y_pred, sample_weight)",
         "except Exception as exc:",
         '    print("raised, but a value was expected:", type(exc).__name__, exc)',
         "    sys.exit(1)",
-        "a = np.asarray(actual.numpy(), dtype=np.float64)",
+        "a = np.asarray(tf.cast(actual, tf.float64).numpy(), dtype=np.float64)",
         'print("actual (TF):", a.tolist(), actual.dtype.name)',
         f'print("expected:   ", np.asarray(expected).tolist(), {expected.dtype!r})',
         "same = a.shape == np.shape(expected) and actual.dtype.name == " + repr(expected.dtype),
@@ -110,3 +111,63 @@ def snippet(case: Case, expected: Expected, *, actual: str = "") -> str:
         "sys.exit(0 if same else 1)",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _call_source(case: Case, ctor: str) -> list[str]:
+    """Source of ``run(y_true, y_pred, sample_weight)``: the case's entry point, producer, mask, gradient
+    and mode, as harness/target.py builds them."""
+    o = case.options
+    lines = [""]
+    if case.api == "metrics.BinaryCrossentropy":
+        dtype = "" if o.dtype is None else f", dtype={o.dtype!r}"
+        lines.append(
+            f"metric = tf.keras.metrics.BinaryCrossentropy(from_logits={o.from_logits!r}, "
+            f"label_smoothing={o.label_smoothing!r}{dtype})"
+        )
+    elif case.api == "BinaryCrossentropy":
+        lines.append(f"loss = {ctor}")
+    lines += ["", "", "def call(y_true, y_pred, sample_weight):"]
+    if case.producer is not None:
+        producer = f"tf.{case.producer}" if case.producer.startswith("keras.") else case.producer
+        lines.append(f"    y_pred = {producer}(y_pred)")
+    if case.mask is not None:
+        lines.append("    from keras.src.backend import set_keras_mask  # the mask a Masking layer attaches")
+        if case.producer is None:
+            lines.append("    y_pred = tf.identity(y_pred)")
+        lines.append(f"    set_keras_mask(y_pred, tf.constant({case.mask.tolist()!r}))")
+    if case.api == "BinaryCrossentropy":
+        lines.append("    return loss(y_true, y_pred) if sample_weight is None else loss(y_true, y_pred, sample_weight=sample_weight)")
+    elif case.api == "binary_crossentropy":
+        lines.append(
+            f"    return tf.keras.losses.binary_crossentropy(y_true, y_pred, from_logits={o.from_logits!r}, "
+            f"label_smoothing={o.label_smoothing!r}, axis={o.axis!r})"
+        )
+    elif case.api == "ops.binary_crossentropy":
+        lines.append(f"    return tf.keras.ops.binary_crossentropy(y_true, y_pred, from_logits={o.from_logits!r})")
+    elif case.api == "nn.sigmoid_cross_entropy_with_logits":
+        lines.append("    return tf.nn.sigmoid_cross_entropy_with_logits(labels=y_true, logits=y_pred)")
+    else:
+        lines += [
+            "    for u in range(y_pred.shape[0]):  # one update_state per leading slice",
+            "        metric.update_state(y_true[u], y_pred[u], sample_weight=None if sample_weight is None else sample_weight[u])",
+            "    return metric.result()",
+        ]
+    lines += ["", ""]
+    if case.grad is None:
+        lines.append("run = call")
+    else:
+        source = "y_pred" if case.grad == "y_pred" else "sample_weight"
+        lines += [
+            "def run(y_true, y_pred, sample_weight):",
+            f"    # the gradient of the result's sum with respect to {source}",
+            "    with tf.GradientTape() as tape:",
+            f"        tape.watch({source})",
+            "        result = call(y_true, y_pred, sample_weight)",
+            f"    return tape.gradient(result, {source})",
+            "",
+        ]
+    if case.mode == "function":
+        lines.append("run = tf.function(run)")
+    elif case.mode == "xla":
+        lines.append("run = tf.function(run, jit_compile=True)")
+    return lines
