@@ -459,9 +459,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HarnessError as exc:
         print(f"bce-harness: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # before the run started or while reports were written: as pytest, exit 2
         print("bce-harness: interrupted", file=sys.stderr)
-        return EXIT_DIVERGED
+        return EXIT_USAGE
     except BrokenPipeError:
         return EXIT_OK
     except Exception as exc:  # noqa: BLE001 - the last line of defence: exit 3, one line unless asked

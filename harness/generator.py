@@ -381,7 +381,11 @@ MASK = np.asarray([[True, True, False, False], [True, True, True, False]])
 
 
 def _mask_cases(seed: int) -> Iterator[Case]:
-    """A (2, 4) mask on (2, 4, 3) predictions: every reduction, with and without (B, 1) weights."""
+    """A (2, 4) mask on (2, 4, 3) predictions: every reduction, with and without (B, 1) weights.
+
+    The metric is left out: the harness feeds it one update per slice of y_pred, and slicing drops a Keras
+    mask, so such a case would not exercise the metric's masking at all.
+    """
     for mode, reduction, weighted in itertools.product(MODES, REDUCTIONS, (False, True)):
         rest = f"mask/{reduction or 'None'}/w={'column' if weighted else 'none'}"
         rng = _rng(seed, f"paths/BinaryCrossentropy/{rest}")
@@ -398,12 +402,6 @@ def _mask_cases(seed: int) -> Iterator[Case]:
         yield _path_case(
             seed, "BinaryCrossentropy", mode, "mask/masked_nan/sum_over_batch_size", y, p, (2, 4, 3),
             options=Options(), regime="masked_nan", mask=MASK,
-        )  # fmt: skip
-        rng = _rng(seed, "paths/metrics.BinaryCrossentropy/mask")
-        y, p = _probabilities("typical", "float32", rng, 48)
-        yield _path_case(
-            seed, "metrics.BinaryCrossentropy", mode, "mask/typical", y, p, (2, 2, 4, 3), options=Options(),
-            regime="typical", mask=np.stack([MASK, MASK]),
         )  # fmt: skip
 
 
