@@ -26,6 +26,9 @@ Constants (``ErrorModel``):
     Absolute error allowed per operation for underflow.  TensorFlow runs its CPU kernels with denormals
     flushed to zero (``tensorflow/core/platform/denormal.h``, ``ScopedFlushDenormal``), so a result or
     input below the smallest normal number may become 0: ``eta`` is the compute dtype's smallest normal.
+    float16 is the exception: its kernels compute in float32, where every float16 value and product of
+    two is normal, and round back with gradual underflow, so its ``eta`` is half its smallest subnormal
+    (2**-25).  bfloat16 shares float32's exponent range, so its subnormals are flushed like float32's.
     It matters only for results near the underflow threshold.
 
 Sums over ``n`` terms (reductions, the mean over ``axis``) use the bound that holds for *any* order of
@@ -71,7 +74,8 @@ class ErrorModel:
 
 def error_model(dtype: str) -> ErrorModel:
     fmt = float_format(dtype)
-    return ErrorModel(dtype=dtype, u=fmt.unit_roundoff + WORK_UNIT_ROUNDOFF, eta=fmt.smallest_normal)
+    eta = fmt.smallest_subnormal / 2 if dtype == "float16" else fmt.smallest_normal
+    return ErrorModel(dtype=dtype, u=fmt.unit_roundoff + WORK_UNIT_ROUNDOFF, eta=eta)
 
 
 def gamma(n: int | np.ndarray, u: float) -> np.ndarray:
