@@ -196,6 +196,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from harness.workers import default_workers
 
     t0 = time.perf_counter()
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UsageError(f"--out {args.out!r} is a file, not a folder")
     registry = load_registry(args.registry)
     selection = select_profile(args.profile)
     print(f"profile: {selection.profile} ({selection.reason})")

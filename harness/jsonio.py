@@ -82,7 +82,10 @@ def decode_array(x: Any, name: str = "array") -> np.ndarray:
         if kind == "int64":
             if not all(isinstance(v, int) and not isinstance(v, bool) for v in data):
                 raise UsageError(f"{name}.data holds a value that is not an integer")
-            return np.asarray(data, dtype=np.int64).reshape(shape)
+            try:
+                return np.asarray(data, dtype=np.int64).reshape(shape)
+            except OverflowError:
+                raise UsageError(f"{name}.data holds an integer outside int64") from None
         values = [decode_number(v, f"{name}.data[{i}]") for i, v in enumerate(data)]
         return np.asarray(values, dtype=np.float64).reshape(shape)
     if isinstance(x, (bool, int, float, str)):
