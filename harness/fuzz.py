@@ -23,10 +23,12 @@ import json
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from harness.case import Case, Expected, Outcome
 from harness.compare import KINDS, Comparison, compare
@@ -93,9 +95,7 @@ class SavedFinding:
     new: bool  # False: the regression file was already there (the same fingerprint found before)
 
 
-def explanation(
-    registry: Registry, facets: Mapping[str, Any], kind: str | tuple[str, ...] | None
-) -> Divergence | None:
+def explanation(registry: Registry, facets: Mapping[str, Any], kind: str | tuple[str, ...] | None) -> Divergence | None:
     """The first registry entry that matches a record's ``facets`` and lists every failure ``kind``, if any.
 
     ``kind`` is one kind or all of a comparison's (``Comparison.kinds``): a registered NaN must not explain
@@ -197,6 +197,8 @@ def fuzz(
         search.run(hypothesis, cases() if strategy is None else strategy, examples=examples, seed=round_seed)
         if len(search.findings) == found:
             break
+    for fp, finding in list(search.findings.items()):
+        search.findings[fp] = search.fewer_elements(finding)
     return FuzzResult(
         findings=tuple(search.findings[fp] for fp in sorted(search.findings)),
         seed=seed,
@@ -255,11 +257,8 @@ class _Search:
 
     def check(self, case: Case, *, final: bool) -> str | None:
         """The failure kind of ``case`` if it is an unexplained divergence (recorded when ``final``), else None."""
-        self.calls += 1
         try:
-            exp = self.oracle(case, profile=self.profile)
-            out = self.target.run(case)
-            comparison = compare(case, exp, out)
+            exp, out, comparison = self._evaluate(case)
         except Exception as exc:
             if final:
                 self._crash.append(f"{type(exc).__name__}: {exc}; case: {json.dumps(case.as_dict(), allow_nan=False)}")
@@ -273,10 +272,72 @@ class _Search:
         assert comparison.kind is not None
         if final:
             fp = fingerprint(case, comparison.kind)
-            saved = replace(case, id=f"fuzz/{fp}")
-            message = comparison.message.replace(f"case: {case.id}", f"case: {saved.id}")
-            self.findings[fp] = Finding(fp, saved, exp, out, replace(comparison, message=message))
+            self.findings[fp] = _finding(fp, case, exp, out, comparison)
         return comparison.kind
+
+    def _evaluate(self, case: Case) -> tuple[Expected, Outcome, Comparison]:
+        self.calls += 1
+        exp = self.oracle(case, profile=self.profile)
+        out = self.target.run(case)
+        return exp, out, compare(case, exp, out)
+
+    def fewer_elements(self, finding: Finding, *, budget: int = 200) -> Finding:
+        """Delete batch rows, time steps and columns from a finding while it still diverges the same way.
+
+        Hypothesis shrinks sizes and values, but it seldom lowers two sizes together (the batch and the
+        length of per-sample weights, say): every array drawn after them would shift.  This pass deletes
+        one index along one axis at a time (with the matching weights) and keeps the first deletion after
+        which the case still fails with the same first kind and no registry entry explains it, until no
+        deletion does or ``budget`` cases have been evaluated: the result is 1-minimal under deletion.
+        """
+        from harness.strategies import regime_of, shape_kind
+
+        kind = finding.comparison.kind
+        spent = 0
+        while spent < budget:
+            for candidate in _one_index_fewer(finding.case, shape_kind):
+                candidate = replace(candidate, tags={**candidate.tags, "regime": regime_of(candidate)})
+                exp, out, comparison = self._evaluate(candidate)
+                spent += 1
+                facets = record_facets(candidate, exp, self.profile)
+                if comparison.kind == kind and explanation(self.registry, facets, comparison.kinds) is None:
+                    finding = _finding(finding.fingerprint, candidate, exp, out, comparison)
+                    break
+                if spent >= budget:
+                    break
+            else:
+                break
+        return finding
+
+
+def _finding(fp: str, case: Case, exp: Expected, out: Outcome, comparison: Comparison) -> Finding:
+    """The Finding of ``case``, renamed ``fuzz/<fp>`` (its message too)."""
+    saved = replace(case, id=f"fuzz/{fp}")
+    message = comparison.message.replace(f"case: {case.id}", f"case: {saved.id}")
+    return Finding(fp, saved, exp, out, replace(comparison, message=message))
+
+
+def _one_index_fewer(case: Case, shape_kind: Callable[..., str | None]) -> Iterator[Case]:
+    """``case`` with one index deleted along one axis both inputs have, weights cut to match, the shape
+    kind unchanged (so a (B, C) batch keeps two columns and every batch one sample)."""
+    y, p, w = case.y_true, case.y_pred, case.sample_weight
+    rank = max(y.ndim, p.ndim)
+    if rank == 0:
+        return
+    axis = case.options.axis % rank
+    for k in range(min(y.ndim, p.ndim)):
+        for i in range(y.shape[k]):
+            fewer_y, fewer_p = np.delete(y, i, axis=k), np.delete(p, i, axis=k)
+            if shape_kind(fewer_y.shape, fewer_p.shape) != case.tags.get("shape"):
+                continue
+            fewer_w = w
+            if w is not None and w.ndim > 0 and k != axis:
+                loss_axis = k if k < axis else k - 1  # the loss has every input axis but ``axis``
+                if case.tags.get("weights") == "per_element":
+                    fewer_w = np.delete(w, i, axis=loss_axis)
+                elif loss_axis == 0:  # per-sample, column and zero weights follow the loss's first axis
+                    fewer_w = np.delete(w, i, axis=0)
+            yield replace(case, y_true=fewer_y, y_pred=fewer_p, sample_weight=fewer_w)
 
 
 def save_finding(

@@ -51,6 +51,7 @@ __all__ = [
     "probabilities",
     "regime_of",
     "sample_weights",
+    "shape_kind",
     "shapes",
 ]
 
@@ -160,6 +161,23 @@ def _shape_of(kind: str, max_side: int, max_size: int) -> st.SearchStrategy[Shap
         return ShapePair(kind, *pairs[kind])
 
     return build()
+
+
+def shape_kind(y_true: tuple[int, ...], y_pred: tuple[int, ...]) -> str | None:
+    """The kind of ``shapes()`` that draws this pair of shapes, or None (the inverse of ``shapes``)."""
+    if len(y_true) != len(y_pred):
+        if y_pred == y_true + (1,) and len(y_true) == 1 and y_true[0] >= 1:
+            return "labels_B_preds_B1"
+        if y_true == y_pred + (1,) and len(y_pred) == 1 and y_pred[0] >= 1:
+            return "labels_B1_preds_B"
+        return None
+    if y_true != y_pred or not y_true or min(y_true[1:], default=1) < 1:
+        return None
+    if y_true[0] == 0:
+        return {2: "empty", 3: "empty_BTC"}.get(len(y_true))
+    if len(y_true) == 2:
+        return "B1" if y_true[1] == 1 else "BC"
+    return {1: "rank1", 3: "BTC"}.get(len(y_true))
 
 
 def dtypes(*, allowed: Sequence[str | None] = FLOAT_DTYPES) -> st.SearchStrategy[str | None]:

@@ -141,9 +141,9 @@ class _ReferenceTarget:
 
 
 def test_the_search_shrinks_a_planted_fault_and_finds_nothing_in_a_faithful_target(tmp_path: Path) -> None:
-    result = fuzz(_ReferenceTarget(broken=False), Registry(), examples=100, seed=3)
-    assert result.findings == () and result.calls >= 100
-    result = fuzz(_ReferenceTarget(broken=True), Registry(), examples=100, seed=3)
+    result = fuzz(_ReferenceTarget(broken=False), Registry(), examples=60, seed=3)
+    assert result.findings == () and result.calls >= 60
+    result = fuzz(_ReferenceTarget(broken=True), Registry(), examples=60, seed=3)
     assert result.findings, "a doubled weighted loss was not found"
     for finding in result.findings:
         case = finding.case
@@ -158,6 +158,34 @@ def test_the_search_shrinks_a_planted_fault_and_finds_nothing_in_a_faithful_targ
     assert loaded.as_dict() == result.findings[0].case.as_dict()
     again = save_finding(result.findings[0], out=tmp_path / "out", regressions=tmp_path / "reg", provenance={"seed": 4})
     assert not again.new and json.loads(saved.regression.read_text())["finding"]["seed"] == 3
+
+
+@pytest.mark.parametrize(
+    "shape, axis, form, weights, expected",
+    [
+        pytest.param((3, 2, 4), -1, "per_sample", (3,), {(2, 2, 4): (2,), (3, 1, 4): (3,), (3, 2, 3): (3,)}, id="BTC"),
+        pytest.param(
+            (3, 2, 4), 1, "per_element", (3, 4), {(2, 2, 4): (2, 4), (3, 1, 4): (3, 4), (3, 2, 3): (3, 3)}, id="axis 1"
+        ),
+        pytest.param((2, 3), 0, "column", (3, 1), {(1, 3): (3, 1), (2, 2): (2, 1)}, id="BC, axis 0"),
+    ],
+)
+def test_one_index_fewer_cuts_the_weights_along_the_same_loss_axis(
+    shape: tuple[int, ...], axis: int, form: str, weights: tuple[int, ...], expected: dict[tuple[int, ...], tuple]
+) -> None:
+    from harness.fuzz import _one_index_fewer
+    from harness.strategies import shape_kind
+
+    kind = shape_kind(shape, shape)
+    case = _case(
+        y_true=np.zeros(shape),
+        y_pred=np.full(shape, 0.5),
+        options=Options(axis=axis),
+        sample_weight=np.ones(weights),
+        tags={"family": "fuzz", "shape": kind, "weights": form},
+    )
+    got = {c.y_pred.shape: c.sample_weight.shape for c in _one_index_fewer(case, shape_kind)}
+    assert got == expected
 
 
 # -- planted faults in TensorFlow ----------------------------------------------------------------------
@@ -282,15 +310,17 @@ def test_cli_fuzz_writes_a_reproduction_that_fails_on_the_broken_keras_only(tmp_
     saved = sorted(regressions.glob("*.json"))
     assert scripts and len(scripts) == len(saved)
     script = scripts[0]
-    on_broken = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, env=_env(broken), check=False
-    )
-    assert on_broken.returncode == 1 and "DIVERGES" in on_broken.stdout, on_broken.stdout + on_broken.stderr
-    assert "actual (TF):" in on_broken.stdout and "expected:" in on_broken.stdout
-    on_stock = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, env=_env(None), check=False
-    )
-    assert on_stock.returncode == 0 and "agrees" in on_stock.stdout, on_stock.stdout + on_stock.stderr
+    # the script against the broken Keras and against a correct one, side by side
+    runs = {
+        name: subprocess.Popen(
+            [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
+        for name, env in (("broken", _env(broken)), ("stock", _env(None)))
+    }
+    (broken_out, broken_err), (stock_out, stock_err) = (runs[name].communicate() for name in ("broken", "stock"))
+    assert runs["broken"].returncode == 1 and "DIVERGES" in broken_out, broken_out + broken_err
+    assert "actual (TF):" in broken_out and "expected:" in broken_out
+    assert runs["stock"].returncode == 0 and "agrees" in stock_out, stock_out + stock_err
 
     cases = [load_case(f) for f in saved]
     stock = run_cases(cases, tf_target, REGISTRY, profile=SELECTION.profile)

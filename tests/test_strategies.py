@@ -32,6 +32,7 @@ from harness.strategies import (
     probabilities,
     regime_of,
     sample_weights,
+    shape_kind,
     shapes,
 )
 
@@ -121,6 +122,7 @@ def test_cases_are_valid_and_tagged_as_they_are(data: st.DataObject) -> None:
     kind, form = case.tags["shape"], case.tags["weights"]
     assert case.tags["family"] == "fuzz" and kind in SHAPE_KINDS and form in WEIGHT_FORMS
     assert case.tags["regime"] == regime_of(case) and case.id.startswith(f"fuzz/{kind}/")
+    assert shape_kind(case.y_true.shape, case.y_pred.shape) == kind
     assert case.y_pred.size <= 24
     if kind in ("empty", "empty_BTC"):
         assert case.y_pred.shape[0] == 0 and case.options.axis == -1
@@ -225,9 +227,23 @@ def test_logits_reach_large_magnitudes_infinities_and_nan_when_asked() -> None:
     assert not np.any(np.isnan(_finds(logits((3,), dtype="float32"), lambda x: x.size == 3)))
 
 
+# Each regime within the part of the space it belongs to (the search is shorter there, and these options
+# are among the ones cases() draws by default).
+REGIME_SPACE: dict[str, dict[str, Any]] = {
+    "unclipped_one": {"from_logits": (False,), "loss_dtypes": ("float16", "bfloat16")},
+    "infinite_indeterminate": {"from_logits": (True,)},
+    "nan": {},
+    "infinite_determinate": {"from_logits": (True,)},
+    "clipped": {"from_logits": (False,)},
+    "large": {"from_logits": (True,)},
+    "typical": {},
+}
+
+
 @pytest.mark.parametrize("regime", REGIMES)
 def test_every_regime_is_reachable(regime: str) -> None:
-    assert _finds(cases(), lambda c: c.tags["regime"] == regime).tags["regime"] == regime
+    strategy = cases(**REGIME_SPACE[regime])
+    assert _finds(strategy, lambda c: c.tags["regime"] == regime).tags["regime"] == regime
 
 
 @pytest.mark.parametrize("form", WEIGHT_FORMS)
@@ -262,6 +278,28 @@ def _case(y: list[float], p: list[float], **option_values: Any) -> Case:
         pred_dtype="float32",
         options=Options(**option_values),
     )
+
+
+@pytest.mark.parametrize(
+    "y, p, kind",
+    [
+        ((3,), (3,), "rank1"),
+        ((0,), (0,), None),
+        ((2, 1), (2, 1), "B1"),
+        ((2, 3), (2, 3), "BC"),
+        ((0, 3), (0, 3), "empty"),
+        ((2, 0), (2, 0), None),
+        ((2, 3, 4), (2, 3, 4), "BTC"),
+        ((0, 3, 4), (0, 3, 4), "empty_BTC"),
+        ((2,), (2, 1), "labels_B_preds_B1"),
+        ((2, 1), (2,), "labels_B1_preds_B"),
+        ((2, 3), (2, 2), None),
+        ((2,), (2, 3), None),
+    ],
+    ids=str,
+)
+def test_shape_kind_names_the_pair(y: tuple[int, ...], p: tuple[int, ...], kind: str | None) -> None:
+    assert shape_kind(y, p) == kind
 
 
 @pytest.mark.parametrize(
