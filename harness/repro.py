@@ -131,7 +131,12 @@ def _call_source(case: Case, ctor: str) -> list[str]:
         producer = f"tf.{case.producer}" if case.producer.startswith("keras.") else case.producer
         lines.append(f"    y_pred = {producer}(y_pred)")
     if case.mask is not None:
-        lines.append("    from keras.src.backend import set_keras_mask  # the mask a Masking layer attaches")
+        lines += [
+            "    try:  # the mask a Masking layer attaches (Keras 3.16 moved the helper)",
+            "        from keras.src.backend import set_keras_mask",
+            "    except ImportError:",
+            "        from keras.src.backend.common.masking import set_keras_mask",
+        ]
         if case.producer is None:
             lines.append("    y_pred = tf.identity(y_pred)")
         lines.append(f"    set_keras_mask(y_pred, tf.constant({case.mask.tolist()!r}))")

@@ -260,7 +260,11 @@ class TFTarget:
             if producer is not None:
                 y_pred = producer(y_pred)
             if mask is not None:
-                from keras.src.backend import set_keras_mask  # the mask a Masking layer would attach
+                # the mask a Masking layer would attach; Keras 3.16 moved the helper to backend.common
+                try:
+                    from keras.src.backend import set_keras_mask
+                except ImportError:
+                    from keras.src.backend.common.masking import set_keras_mask
 
                 y_pred = tf.identity(y_pred) if producer is None else y_pred
                 set_keras_mask(y_pred, tf.constant(mask))
