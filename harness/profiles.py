@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
+import numpy as np
+
 from harness.case import Case, Expected
 from harness.errors import UsageError
 
@@ -39,6 +41,7 @@ __all__ = [
 ]
 
 AUTO = "auto"
+FLOAT_COMPUTE = ("float16", "bfloat16", "float32", "float64")
 # lazy_loader.py: os.environ.get("TF_USE_LEGACY_KERAS", None) in ("true", "True", "1")
 LEGACY_KERAS_VALUES = ("true", "True", "1")
 # The distributions that install the ``tensorflow`` module, the release first.
@@ -113,8 +116,21 @@ def select_profile(requested: str = AUTO, *, environ: Mapping[str, str] | None =
 
 
 def record_facets(case: Case, expected: Expected | None, profile: str) -> dict[str, Any]:
-    """The facets the registry matches: the case's, the profile, and the profile's compute dtype."""
+    """The facets the registry matches: the case's, the profile, the profile's compute dtype, and
+    ``flushed_weights``: whether a sample weight, as the compute dtype holds it, is one the kernels read
+    as 0 (nonzero and subnormal: ``tolerance.flushable``)."""
     facets = {**case.facets, "profile": profile}
     if expected is not None and expected.dtype is not None:
         facets["compute_dtype"] = expected.dtype
+    facets["flushed_weights"] = _flushed_weights(case, facets["compute_dtype"])
     return facets
+
+
+def _flushed_weights(case: Case, compute_dtype: str) -> bool:
+    from harness.dtypes import round_to
+    from harness.tolerance import error_model, flushable
+
+    if case.sample_weight is None or compute_dtype not in FLOAT_COMPUTE:
+        return False
+    w = round_to(case.sample_weight, compute_dtype)  # as the reference reads it (reference.py)
+    return bool(np.any(flushable(w, error_model(compute_dtype))))

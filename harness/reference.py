@@ -361,7 +361,7 @@ class Keras3:
         if reduction == "mean_with_sample_weight" and (weights is not None and (keep is None or mask_weighted)):
             # The sum of the weights, each per-sample weight counted once per loss element it scales.
             divisor = np.sum(weights, dtype=WORK)
-            div_err = tol.sum_error(weights, np.zeros(weights.shape, WORK), None, m)
+            div_err = tol.sum_error(weights, tol.flush_error(weights, m), None, m)
         else:
             count = loss.size if keep is None else int(keep.sum())
             divisor = WORK(count)

@@ -17,7 +17,8 @@ The registry is a TOML file (``cases/known_divergences.toml``), one ``[[divergen
 
 Match keys are the record's facets (``profiles.record_facets``): the case's id, api, from_logits,
 label_smoothing, axis, reduction, dtype, true_dtype, pred_dtype, weights and tags (family, regime, shape),
-the ``profile`` and the ``compute_dtype`` that profile computes in.
+the ``profile``, the ``compute_dtype`` that profile computes in, and ``flushed_weights`` (a sample weight
+the kernels read as 0).
 
 Two keys place an entry on a line, because neither alone can.  ``versions`` is a PEP 440 specifier set
 matched against the installed TensorFlow (``Registry.for_tensorflow``; pre-releases such as nightlies
@@ -72,6 +73,7 @@ MATCH_KEYS = frozenset(
         "family",
         "regime",
         "shape",
+        "flushed_weights",
     }
 )
 _FIELDS = {"id", "title", "reason", "evidence", "kinds", "match", "versions"}

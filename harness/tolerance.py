@@ -30,6 +30,15 @@ Constants (``ErrorModel``):
     two is normal, and round back with gradual underflow, so its ``eta`` is half its smallest subnormal
     (2**-25).  bfloat16 shares float32's exponent range, so its subnormals are flushed like float32's.
     It matters only for results near the underflow threshold.
+``flush``
+    Inputs with ``0 < |x| < flush`` are read as 0 by the same kernels (denormals-are-zero): the compute
+    dtype's smallest normal, and 0 for float16 (no flushing).  A flushed operand is not a small absolute
+    error of the result: a subnormal weight times a loss of 20 loses 20 times the weight, and times an
+    infinite loss gives 0 * inf = NaN.  So a product with a flushable operand is allowed its whole exact
+    value as error (``product_error``), a sum of weights loses its flushable ones (``flush_error``), and
+    the NaN is left to the registry (``subnormal-weight-flushed``): no bound covers a NaN.
+    Measured on TensorFlow 2.21 (CPU): ``BinaryCrossentropy(reduction="sum")`` with weight 1e-40 gives 0.0
+    where the loss is 15.9 (float32) and NaN where it is inf (bfloat16); float64 weights of 1e-310 likewise.
 
 Sums over ``n`` terms (reductions, the mean over ``axis``) use the bound that holds for *any* order of
 summation, ``|fl(sum x_i) - sum x_i| <= gamma(n-1) * sum |x_i|`` with ``gamma(k) = k u / (1 - k u)``
@@ -49,7 +58,7 @@ import numpy as np
 
 from harness.dtypes import WORK, WORK_UNIT_ROUNDOFF, float_format
 
-__all__ = ["ErrorModel", "error_model", "gamma", "input_error", "mul0"]
+__all__ = ["ErrorModel", "error_model", "flush_error", "flushable", "gamma", "input_error", "mul0"]
 
 C_LIB = 4.0  # ULP; see the module docstring
 
@@ -62,6 +71,7 @@ class ErrorModel:
     u: float
     eta: float
     c_lib: float = C_LIB
+    flush: float = 0.0
 
     @property
     def lib(self) -> float:
@@ -74,8 +84,26 @@ class ErrorModel:
 
 def error_model(dtype: str) -> ErrorModel:
     fmt = float_format(dtype)
-    eta = fmt.smallest_subnormal / 2 if dtype == "float16" else fmt.smallest_normal
-    return ErrorModel(dtype=dtype, u=fmt.unit_roundoff + WORK_UNIT_ROUNDOFF, eta=eta)
+    flushes = dtype != "float16"
+    eta = fmt.smallest_normal if flushes else fmt.smallest_subnormal / 2
+    return ErrorModel(
+        dtype=dtype,
+        u=fmt.unit_roundoff + WORK_UNIT_ROUNDOFF,
+        eta=eta,
+        flush=fmt.smallest_normal if flushes else 0.0,
+    )
+
+
+def flushable(x: np.ndarray, m: ErrorModel) -> np.ndarray:
+    """Where the compute dtype's kernels read ``x`` as 0: nonzero and below ``m.flush`` in magnitude."""
+    a = np.abs(np.asarray(x, dtype=WORK))
+    return (a > 0) & (a < m.flush)
+
+
+def flush_error(x: np.ndarray, m: ErrorModel) -> np.ndarray:
+    """Error of reading ``x`` with subnormals flushed: |x| where it is flushable, else 0."""
+    a = np.abs(np.asarray(x, dtype=WORK))
+    return np.where(flushable(a, m), a, WORK(0))
 
 
 def gamma(n: int | np.ndarray, u: float) -> np.ndarray:
@@ -200,15 +228,19 @@ def sum_error(values: np.ndarray, errors: np.ndarray, axis: int | None, m: Error
 def divide_error(
     quotient: np.ndarray, num_error: np.ndarray, divisor: np.ndarray, divisor_error: np.ndarray, m: ErrorModel
 ) -> np.ndarray:
-    """Bound for fl(N / D) given bounds on N and D: err(N)/|D| + |N/D| err(D)/|D| + u |N/D|.
+    """Bound for fl(N / D) given bounds on N and D: (err(N) + |N/D| err(D)) / (|D| - err(D)) + u |N/D|.
 
-    Covers the cast of an integer count to the dtype too: pass its rounding as ``divisor_error``.
-    Where D == 0 Keras returns 0 by definition (divide_no_nan), exactly: bound 0.
+    N'/D' - N/D = (N' - N)/D' + (N/D)(D - D')/D', and |D'| >= |D| - err(D): exact, not first order, so it
+    holds where err(D) is not small against D (flushed weights).  Where err(D) >= |D| the computed divisor
+    may be 0 and the bound is infinite.  Covers the cast of an integer count to the dtype too: pass its
+    rounding as ``divisor_error``.  Where D == 0 Keras returns 0 by definition (divide_no_nan), exactly:
+    bound 0.
     """
     d = np.abs(np.asarray(divisor, dtype=WORK))
     q = np.abs(np.asarray(quotient, dtype=WORK))
+    low = d - np.asarray(divisor_error, dtype=WORK)
     with np.errstate(divide="ignore", invalid="ignore"):
-        err = num_error / d + q * divisor_error / d + m.u * q
+        err = np.where(low > 0, (num_error + q * divisor_error) / np.where(low > 0, low, 1), np.inf) + m.u * q
     return np.where(d == 0, WORK(0), err).astype(WORK)
 
 
@@ -219,10 +251,13 @@ def count_error(n: int, m: ErrorModel) -> float:
 
 
 def product_error(values: np.ndarray, errors: np.ndarray, weights: np.ndarray, m: ErrorModel) -> np.ndarray:
-    """Bound for fl(v * w) with exact weights w: |w| err(v) + u |v w| + eta."""
+    """Bound for fl(v * w) with exact weights w: |w| err(v) + u |v w| + eta, and |v w| where either operand
+    is flushable (read as 0, the product is 0: see ``flush`` in the module docstring)."""
     w = np.abs(np.asarray(weights, dtype=WORK))
     v = np.abs(np.asarray(values, dtype=WORK))
-    return (mul0(w, errors) + m.u * mul0(v, w) + m.eta).astype(WORK)
+    vw = mul0(v, w)
+    flushed = np.where(flushable(w, m) | flushable(v, m), vw, WORK(0))
+    return (mul0(w, errors) + m.u * vw + m.eta + flushed).astype(WORK)
 
 
 def input_error(z: np.ndarray, pc: np.ndarray, dp: np.ndarray, m: ErrorModel) -> np.ndarray:

@@ -12,7 +12,9 @@ import pytest
 from harness.case import Case, Options
 from harness.dtypes import round_to
 from harness.generator import DEFAULT_SPECIAL_CASES, load_special_cases, special_expectations
+from harness.profiles import record_facets
 from harness.reference import expected
+from harness.registry import load_registry
 
 
 def case(y, p, *, input_dtype="float32", sw=None, loss_dtype=None, **options) -> Case:
@@ -187,10 +189,13 @@ def test_calls_that_must_raise(c, fragment):
 
 def test_bounds_are_finite_wherever_the_expected_value_is(default_cases):
     # A check that cannot fail is a defect: a finite expected value with an infinite bound would be
-    # reported as 'unbounded', never as a pass; the default suite must have none.
+    # reported as 'unbounded', never as a pass; the default suite must have none, except where a
+    # registered divergence says why (subnormal-weight-flushed: every weight flushed, the divisor may be 0).
+    registry = load_registry()
     for c in default_cases:
         e = expected(c)
-        if e.value is not None:
+        entry = registry.find(record_facets(c, e, "keras3"))
+        if e.value is not None and not (entry and "unbounded" in entry.kinds):
             v = np.asarray(e.value, dtype=np.float64)
             b = np.asarray(e.bound, dtype=np.float64)
             assert np.all(np.isfinite(b[np.isfinite(v)])), c.id
