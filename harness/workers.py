@@ -32,6 +32,7 @@ __all__ = ["CaseResult", "WorkerPool", "default_workers", "evaluate"]
 # A worker that does not report ready within this many seconds of starting is given up on: TensorFlow
 # imports in 2-10 s on this class of machine.
 STARTUP_SECONDS = 180.0
+CRASH_REAP_SECONDS = 10.0  # how long a crashed worker may take to exit before it is killed
 
 
 def default_workers() -> int:
@@ -216,6 +217,10 @@ class WorkerPool:
                     raise HarnessError(f"a worker did not start within {STARTUP_SECONDS:.0f}s")
                 if failure is None:
                     continue
+                if failure == "crash":
+                    # The pipe closes before the process is reaped (an abort handler may still be running):
+                    # wait for the exit status so the record can name the signal.
+                    slot.process.join(timeout=CRASH_REAP_SECONDS)
                 exitcode = slot.process.exitcode
                 job = slot.job
                 self._kill(slot)
