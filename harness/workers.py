@@ -88,9 +88,22 @@ def evaluate(
     return results
 
 
+def _no_core_dumps() -> None:
+    """A worker that aborts leaves no core file.  The crash is a record with its reproduction, and the core of
+    a process with TensorFlow loaded is gigabytes: writing it keeps the dying worker alive (and holding the
+    run's stdout) for as long as the disk takes, which stalls the parent's reaping and its exit."""
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    except (ImportError, ValueError, OSError):  # not POSIX, or not permitted: keep the system's setting
+        pass
+
+
 def _worker_main(conn: Connection, factory_spec: str | None, profile: str) -> None:
     """Loop of one worker: build the target, then evaluate jobs until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    _no_core_dumps()
     from harness.target import TFTarget, load_factory
 
     try:
