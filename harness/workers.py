@@ -12,9 +12,11 @@ The parent imports neither TensorFlow nor anything that does.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -187,11 +189,21 @@ class WorkerPool:
     # -- the loop ----------------------------------------------------------------------------------------
 
     def run(self, jobs: Sequence[list[tuple[int, Case]]]) -> Iterator[CaseResult]:
+        """Results of ``jobs`` as workers finish them.  Ctrl-C raises KeyboardInterrupt here at the next turn of
+        the loop (it waits at most half a second for workers), never inside a spawn, a pipe transfer or a
+        join: an interrupt there could leave a started worker untracked, alive after the run and holding the
+        run's stdout (a CI run of the Ctrl-C test showed such a worker outliving the run)."""
+        with _deferred_interrupt() as interrupted:
+            yield from self._run(jobs, interrupted)
+
+    def _run(self, jobs: Sequence[list[tuple[int, Case]]], interrupted: threading.Event) -> Iterator[CaseResult]:
         queue: deque[list[tuple[int, Case]]] = deque(jobs)
-        if not self._slots:
-            self._slots = [self._spawn() for _ in range(min(self.workers, max(len(queue), 1)))]
+        while len(self._slots) < min(self.workers, max(len(queue), 1)):
+            self._slots.append(self._spawn())
         next_id = 0
         while queue or any(s.job is not None for s in self._slots):
+            if interrupted.is_set():
+                raise KeyboardInterrupt
             for slot in self._slots:
                 if slot.ready and slot.job is None and queue:
                     job = queue.popleft()
@@ -248,6 +260,25 @@ class WorkerPool:
                     queue.extendleft([[pair] for pair in reversed(cases)])  # retry one by one
                     continue
                 yield _failed(cases[0], failure, exitcode, self.timeout)
+
+
+@contextlib.contextmanager
+def _deferred_interrupt() -> Iterator[threading.Event]:
+    """SIGINT sets the yielded event instead of raising wherever the main thread happens to be.  Off the main
+    thread, or where SIGINT is ignored (a background job), nothing changes."""
+    event = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield event
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.SIG_IGN or previous is None:
+        yield event
+        return
+    signal.signal(signal.SIGINT, lambda signum, frame: event.set())
+    try:
+        yield event
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _failed(pair: tuple[int, Case], kind: str, exitcode: int | None, timeout: float) -> CaseResult:
