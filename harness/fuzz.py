@@ -101,11 +101,7 @@ def explanation(registry: Registry, facets: Mapping[str, Any], kind: str | tuple
     ``kind`` is one kind or all of a comparison's (``Comparison.kinds``): a registered NaN must not explain
     a wrong value found beside it in the same record.
     """
-    kinds = (kind,) if kind is None or isinstance(kind, str) else kind
-    for entry in registry.entries:
-        if all(k in entry.kinds for k in kinds) and entry.matches(facets):
-            return entry
-    return None
+    return registry.explain(facets, (kind,) if kind is None or isinstance(kind, str) else kind)
 
 
 def _smoothing_class(ls: float) -> str:

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import fnmatch
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -148,6 +148,21 @@ class Registry:
             if entry.matches(facets):
                 return entry
         return None
+
+    def explain(self, facets: Mapping[str, Any], kinds: Sequence[str | None]) -> Divergence | None:
+        """The first entry that matches ``facets`` and lists every one of ``kinds`` (all of a comparison's: a
+        registered NaN must not explain a wrong value found beside it in the same record), or None."""
+        for entry in self.entries:
+            if all(k in entry.kinds for k in kinds) and entry.matches(facets):
+                return entry
+        return None
+
+    def judge(self, facets: Mapping[str, Any], kinds: Sequence[str | None]) -> Divergence | None:
+        """The entry a record's verdict is taken against: for a divergence, the first entry that explains all
+        its ``kinds``, else the first that matches (its note then says which kind it does not explain); for
+        an agreement (no kinds), the first that matches (an ``xpass``).  The one rule for run, replay, merge
+        and fuzz."""
+        return (self.explain(facets, kinds) if kinds else None) or self.find(facets)
 
 
 def _parse_entry(raw: Any, where: str) -> Divergence:

@@ -90,7 +90,7 @@ def _record(case: Case, result: CaseResult, registry: Registry, profile: str) ->
             exp = reference_expected(case, profile=profile)
         except Exception:  # noqa: BLE001 - the record stands without it
             exp = None
-    divergence = registry.find(record_facets(case, exp, profile))
+    divergence = registry.judge(record_facets(case, exp, profile), comparison.kinds)
     status, note = verdict(comparison, divergence)
     return Record(case, status, comparison, exp, result.outcome, divergence if status in ("xfail", "xpass") else None, note)
 

@@ -108,7 +108,7 @@ def record_from_json(d: dict[str, Any], registry: Registry, *, profile: str = "k
         )
     if d["status"] == "error":
         return Record(case, "error", comparison, exp, out, note=d.get("note", ""))
-    divergence = registry.find(record_facets(case, exp, profile))
+    divergence = registry.judge(record_facets(case, exp, profile), comparison.kinds)
     status, note = verdict(comparison, divergence)
     return Record(case, status, comparison, exp, out, divergence if status in ("xfail", "xpass") else None, note)
 

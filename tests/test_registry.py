@@ -248,6 +248,20 @@ def test_find_returns_the_first_matching_entry() -> None:
     assert Registry().find({"family": "values"}) is None
 
 
+def test_judge_takes_the_entry_that_explains_every_kind() -> None:
+    # Two entries match a record; the verdict must not depend on which is listed first.
+    nan = Divergence("nan", "t", "r", ("ev",), frozenset({"nan_inf"}), {"family": "values"})
+    both = Divergence("both", "t", "r", ("ev",), frozenset({"nan_inf", "tolerance"}), {"family": "*"})
+    facets = {"family": "values"}
+    for registry in (Registry((nan, both)), Registry((both, nan))):
+        assert registry.judge(facets, ("nan_inf", "tolerance")) is both
+        assert registry.judge(facets, ()) is registry.entries[0]  # an agreement: the first match (xpass)
+    assert Registry((nan, both)).judge(facets, ("nan_inf",)) is nan
+    # nothing explains "shape": the first match, whose note says what it does not explain
+    assert Registry((nan, both)).judge(facets, ("shape",)) is nan
+    assert verdict(Comparison("shape", "m"), Registry((nan, both)).judge(facets, ("shape",)))[0] == "fail"
+
+
 # -- the verdict ---------------------------------------------------------------------------------------
 
 AGREES = Comparison(None, "agrees")
