@@ -262,23 +262,28 @@ class WorkerPool:
                 yield _failed(cases[0], failure, exitcode, self.timeout)
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C, and what a CI runner sends to cancel a job
+
+
 @contextlib.contextmanager
 def _deferred_interrupt() -> Iterator[threading.Event]:
-    """SIGINT sets the yielded event instead of raising wherever the main thread happens to be.  Off the main
-    thread, or where SIGINT is ignored (a background job), nothing changes."""
+    """SIGINT and SIGTERM set the yielded event instead of raising (or killing) wherever the main thread
+    happens to be, so a cancelled run stops at a safe point with a partial report.  Off the main thread
+    nothing changes, nor for a signal that is ignored (a background job of a non-interactive shell ignores
+    SIGINT: it is not the job's to take)."""
     event = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield event
-        return
-    previous = signal.getsignal(signal.SIGINT)
-    if previous is signal.SIG_IGN or previous is None:
-        yield event
-        return
-    signal.signal(signal.SIGINT, lambda signum, frame: event.set())
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in STOP_SIGNALS:
+            handler = signal.getsignal(sig)
+            if handler is not signal.SIG_IGN and handler is not None:
+                previous[sig] = handler
+                signal.signal(sig, lambda signum, frame: event.set())
     try:
         yield event
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _failed(pair: tuple[int, Case], kind: str, exitcode: int | None, timeout: float) -> CaseResult:

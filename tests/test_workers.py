@@ -129,7 +129,14 @@ def test_shards_merge_into_the_whole(tmp_path):
     assert sorted(r["id"] for r in merged["records"]) == sorted(r["id"] for r in whole["records"])
 
 
-def test_ctrl_c_stops_cleanly_with_a_partial_report(special, tmp_path):
+def _sigint_as_at_a_terminal() -> None:
+    # A background job of a non-interactive shell (how a CI runner may start the tests) inherits SIGINT
+    # ignored, and so would the run; a Ctrl-C at a terminal reaches a process that has it at its default.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_stops_cleanly_with_a_partial_report(special, tmp_path, sig):
     pytest.importorskip("tensorflow")
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), str(REPO)]), "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -137,6 +144,7 @@ def test_ctrl_c_stops_cleanly_with_a_partial_report(special, tmp_path):
         [sys.executable, "-m", "harness", "run", "--special-cases", str(special), "--select", "special/*",
          "--loss-factory", "planted:make", "--workers", "1", "--timeout", "600", "--out", str(out), "--no-progress"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env,
+        preexec_fn=_sigint_as_at_a_terminal,
     )  # fmt: skip
     stream = out / "records.jsonl"
     deadline = time.monotonic() + 120
@@ -145,7 +153,7 @@ def test_ctrl_c_stops_cleanly_with_a_partial_report(special, tmp_path):
     while time.monotonic() < deadline and not (stream.exists() and stream.read_text().count("\n") >= 1):
         time.sleep(0.2)
     time.sleep(3)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     try:
         # EOF on the pipes needs every holder gone: a worker that outlived the run would hold them too
         stdout, stderr = proc.communicate(timeout=120)
@@ -153,7 +161,7 @@ def test_ctrl_c_stops_cleanly_with_a_partial_report(special, tmp_path):
         alive = proc.poll() is None
         proc.kill()
         pytest.fail(
-            "the run did not stop within 120 s of Ctrl-C" if alive else "a worker outlived the run (its stdout is open)"
+            f"the run did not stop within 120 s of {sig.name}" if alive else "a worker outlived the run (its stdout is open)"
         )
     assert proc.returncode == 2, stdout + stderr
     assert "Traceback" not in stderr
