@@ -137,3 +137,15 @@ def test_empty_batch_reduces_to_scalar_zero(reduction):
 def test_mismatched_shapes_must_raise():
     # backend.binary_crossentropy docstring: "target: A tensor with the same shape as `output`"
     assert "differ" in raises(case(np.ones((2, 3)), np.full((3,), 0.5)))
+
+
+def test_gradients_are_refused_not_taken_from_keras3():
+    # Keras 2's derivative is that of log(p + eps); none is modelled, so the profile must not answer with
+    # Keras 3's.
+    import dataclasses
+
+    from harness.errors import UsageError
+
+    c = dataclasses.replace(case(np.ones((2, 3)), np.full((2, 3), 0.7)), grad="y_pred")
+    with pytest.raises(UsageError, match="keras3 profile only"):
+        expected(c, profile="keras2")
