@@ -107,7 +107,8 @@ def select_profile(requested: str = AUTO, *, environ: Mapping[str, str] | None =
         profile = "keras2"
         reason = f"TF_USE_LEGACY_KERAS={legacy} routes tf.keras to tf_keras {keras or '(not installed)'}"
     else:
-        package, keras = "keras", installed_version("keras")
+        # the keras module comes from the "keras" distribution, or "keras-nightly" beside tf-nightly
+        package, keras = "keras", installed_version("keras") or installed_version("keras-nightly")
         profile = "keras3" if keras is None or keras.startswith("3.") else "keras2"
         reason = f"tf.keras is the keras package {keras}" if keras else "keras is not installed; assuming Keras 3"
     if requested != AUTO:

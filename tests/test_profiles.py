@@ -46,6 +46,12 @@ def installed(monkeypatch):
             id="TF_USE_LEGACY_KERAS=yes is not one of TF's values: keras3",
         ),
         pytest.param({"tf-nightly": "2.22.0.dev20260301", "keras": "3.16.0"}, {}, "keras3", id="tf-nightly: keras3"),
+        pytest.param(
+            {"tf-nightly": "2.23.0.dev20261026", "keras-nightly": "3.16.0.dev2026102704"},
+            {},
+            "keras3",
+            id="tf-nightly with keras-nightly: keras3",
+        ),
         pytest.param({}, {}, "keras3", id="nothing installed: keras3"),
     ],
 )
@@ -55,6 +61,8 @@ def test_auto_selection(installed, versions, env, profile):
     assert selection.profile == profile
     assert selection.tensorflow == versions.get("tensorflow", versions.get("tf-nightly"))
     assert selection.reason
+    if "keras-nightly" in versions:  # tf-nightly pulls in keras-nightly, which provides the keras module
+        assert selection.keras == versions["keras-nightly"] and "3.16" in selection.reason
 
 
 def test_a_forced_profile_wins_and_says_what_auto_would_choose(installed):
