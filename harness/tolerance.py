@@ -36,7 +36,8 @@ Constants (``ErrorModel``):
     error of the result: a subnormal weight times a loss of 20 loses 20 times the weight, and times an
     infinite loss gives 0 * inf = NaN.  So a product with a flushable operand is allowed its whole exact
     value as error (``product_error``), a sum of weights loses its flushable ones (``flush_error``), and
-    the NaN is left to the registry (``subnormal-weight-flushed``): no bound covers a NaN.
+    the NaN and the zero divisor are left to the registry (``subnormal-weight-flushed``,
+    ``subnormal-weights-zero-divisor``): no bound covers them.
     Measured on TensorFlow 2.21 (CPU): ``BinaryCrossentropy(reduction="sum")`` with weight 1e-40 gives 0.0
     where the loss is 15.9 (float32) and NaN where it is inf (bfloat16); float64 weights of 1e-310 likewise.
 

@@ -190,7 +190,7 @@ def test_calls_that_must_raise(c, fragment):
 def test_bounds_are_finite_wherever_the_expected_value_is(default_cases):
     # A check that cannot fail is a defect: a finite expected value with an infinite bound would be
     # reported as 'unbounded', never as a pass; the default suite must have none, except where a
-    # registered divergence says why (subnormal-weight-flushed: every weight flushed, the divisor may be 0).
+    # registered divergence says why (subnormal-weights-zero-divisor: every weight flushed, the divisor may be 0).
     registry = load_registry()
     for c in default_cases:
         e = expected(c)
@@ -215,3 +215,37 @@ def test_reference_never_imports_tensorflow():
         "print(bad); sys.exit(1 if bad else 0)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_stacked_expectations_equal_each_case_s_own(default_cases):
+    # workers.expectations computes stackable cases in one vectorised call; row by row it must give exactly
+    # what one call per case gives, value and bound, or the speed would change the verdicts.
+    from harness.target import batch_key
+    from harness.workers import expectations
+
+    stackable = [c for c in default_cases if batch_key(c) is not None]
+    assert len(stackable) > 100
+    for c, got in zip(stackable, expectations(stackable, "keras3"), strict=True):
+        want = expected(c)
+        assert got.dtype == want.dtype and got.value.shape == want.value.shape, c.id
+        assert np.array_equal(got.value, want.value, equal_nan=True), c.id
+        assert np.array_equal(got.bound, want.bound, equal_nan=True), c.id
+
+
+def test_a_stacked_expectation_that_raises_is_retried_case_by_case(default_cases):
+    from harness.target import batch_key
+    from harness.workers import expectations
+
+    first = next(c for c in default_cases if batch_key(c) is not None)
+    group = [c for c in default_cases if batch_key(c) == batch_key(first)][:3]
+    assert len(group) == 3
+
+    def oracle(case, *, profile):
+        if case.id == group[1].id or case.y_true.ndim > first.y_true.ndim:  # the stacked call and one case
+            raise ValueError(case.id)
+        return expected(case, profile=profile)
+
+    got = expectations(group, "keras3", oracle=oracle)
+    assert isinstance(got[1], ValueError) and str(got[1]) == group[1].id
+    assert np.array_equal(got[0].value, expected(group[0]).value, equal_nan=True)
+    assert np.array_equal(got[2].value, expected(group[2]).value, equal_nan=True)
