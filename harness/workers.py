@@ -20,16 +20,18 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection, wait
 from typing import Any
+
+import numpy as np
 
 from harness.case import Case, Expected, Outcome
 from harness.compare import Comparison, compare
 from harness.errors import HarnessError, TargetUnavailable
 from harness.reference import expected as reference_expected
 
-__all__ = ["CaseResult", "WorkerPool", "default_workers", "evaluate"]
+__all__ = ["CaseResult", "WorkerPool", "default_workers", "evaluate", "expectations"]
 
 # A worker that does not report ready within this many seconds of starting is given up on: TensorFlow
 # imports in 2-10 s on this class of machine.
@@ -62,12 +64,7 @@ def evaluate(
     """Reference, target and comparison for a job of (index, case) pairs, in this process."""
     cases = [c for _, c in jobs]
     t0 = time.perf_counter()
-    exps: list[Expected | BaseException] = []
-    for c in cases:
-        try:
-            exps.append(oracle(c, profile=profile))
-        except Exception as exc:  # noqa: BLE001 - becomes this case's error record
-            exps.append(exc)
+    exps = expectations(cases, profile, oracle=oracle)
     t1 = time.perf_counter()
     outcomes = target.run_many(cases)
     t2 = time.perf_counter()
@@ -88,6 +85,62 @@ def evaluate(
         seconds = {"reference": (t1 - t0) / n, "target": (t2 - t1) / n, "compare": time.perf_counter() - c0}
         results.append(CaseResult(index, exp_value, out, comparison, seconds))
     return results
+
+
+def expectations(
+    cases: Sequence[Case], profile: str, *, oracle: Callable[..., Expected] = reference_expected
+) -> list[Expected | BaseException]:
+    """The oracle's expectation for each case (or the exception it raised), stacking as the target does.
+
+    Cases that share a ``target.batch_key`` differ only in their values and are unreduced, elementwise
+    losses averaged over a negative axis: the expectation of the cases stacked along a new leading axis
+    is, row by row, each case's own expectation, value and bound alike (no rule of the reference looks
+    across rows; tests/test_workers.py checks the equality on every stackable group of the default suite).
+    One vectorised call then replaces a row's worth of small ones.  A stacked call that raises, or
+    returns another shape, falls back to one call per case.
+    """
+    from harness.target import batch_key  # no TensorFlow import: target.py imports it lazily
+
+    out: list[Expected | BaseException | None] = [None] * len(cases)
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, case in enumerate(cases):
+        key = batch_key(case)
+        if key is None:
+            out[i] = _expect(oracle, case, profile)
+        else:
+            groups.setdefault(key, []).append(i)
+    for indices in groups.values():
+        rows = _stacked_expectation([cases[i] for i in indices], profile, oracle) if len(indices) > 1 else None
+        for j, i in enumerate(indices):
+            out[i] = rows[j] if rows is not None else _expect(oracle, cases[i], profile)
+    return [e for e in out if e is not None]
+
+
+def _expect(oracle: Callable[..., Expected], case: Case, profile: str) -> Expected | BaseException:
+    try:
+        return oracle(case, profile=profile)
+    except Exception as exc:  # noqa: BLE001 - becomes this case's error record
+        return exc
+
+
+def _stacked_expectation(cases: Sequence[Case], profile: str, oracle: Callable[..., Expected]) -> list[Expected] | None:
+    first = cases[0]
+    try:
+        stacked = replace(
+            first,
+            id=f"{first.id} (stacked)",
+            y_true=np.stack([c.y_true for c in cases]),
+            y_pred=np.stack([c.y_pred for c in cases]),
+        )
+        exp = oracle(stacked, profile=profile)
+    except Exception:  # noqa: BLE001 - each case then gets its own call, and its own error
+        return None
+    if exp.value is None or exp.bound is None or exp.value.shape[:1] != (len(cases),) or exp.bound.shape != exp.value.shape:
+        return None
+    return [
+        Expected(value=exp.value[j], bound=exp.bound[j], dtype=exp.dtype, raises=None, rule=exp.rule)
+        for j in range(len(cases))
+    ]
 
 
 def _no_core_dumps() -> None:
