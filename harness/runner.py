@@ -21,7 +21,7 @@ from harness.reference import expected as reference_expected
 from harness.registry import Divergence, Registry
 from harness.workers import CaseResult, WorkerPool, evaluate
 
-__all__ = ["STATUSES", "Record", "RunResult", "Target", "plan_jobs", "run_cases", "run_parallel", "verdict"]
+__all__ = ["STATUSES", "Record", "RunResult", "Target", "judged", "plan_jobs", "run_cases", "run_parallel", "verdict"]
 
 STATUSES = ("pass", "fail", "xfail", "xpass", "error")
 
@@ -90,9 +90,17 @@ def _record(case: Case, result: CaseResult, registry: Registry, profile: str) ->
             exp = reference_expected(case, profile=profile)
         except Exception:  # noqa: BLE001 - the record stands without it
             exp = None
+    return judged(case, comparison, exp, result.outcome, registry, profile)
+
+
+def judged(
+    case: Case, comparison: Comparison, exp: Expected | None, out: Outcome | None, registry: Registry, profile: str
+) -> Record:
+    """The record of a compared case with the registry's verdict (``Registry.judge``, then ``verdict``): the one
+    place run, replay, merge and the pytest suites turn a comparison into pass, fail, xfail or xpass."""
     divergence = registry.judge(record_facets(case, exp, profile), comparison.kinds)
     status, note = verdict(comparison, divergence)
-    return Record(case, status, comparison, exp, result.outcome, divergence if status in ("xfail", "xpass") else None, note)
+    return Record(case, status, comparison, exp, out, divergence if status in ("xfail", "xpass") else None, note)
 
 
 def plan_jobs(cases: Sequence[Case], *, job_size: int = 128) -> list[list[tuple[int, Case]]]:

@@ -21,9 +21,8 @@ from harness.case import Case, Expected, Outcome
 from harness.compare import Comparison
 from harness.errors import InputError, UsageError
 from harness.jsonio import decode_array, decode_number, encode_array
-from harness.profiles import record_facets
 from harness.registry import Registry
-from harness.runner import Record, verdict
+from harness.runner import Record, judged
 
 __all__ = [
     "STREAM_NAME",
@@ -108,9 +107,7 @@ def record_from_json(d: dict[str, Any], registry: Registry, *, profile: str = "k
         )
     if d["status"] == "error":
         return Record(case, "error", comparison, exp, out, note=d.get("note", ""))
-    divergence = registry.judge(record_facets(case, exp, profile), comparison.kinds)
-    status, note = verdict(comparison, divergence)
-    return Record(case, status, comparison, exp, out, divergence if status in ("xfail", "xpass") else None, note)
+    return judged(case, comparison, exp, out, registry, profile)
 
 
 class RecordStream:
