@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -35,6 +35,9 @@ __all__ = [
 LossFactory = Callable[[Options], Callable[..., Any]]
 
 # Environment variables that change what TensorFlow computes or how; recorded in every report.
+T = TypeVar("T")
+MAX_STACK = 512  # cases per stacked call: a few MB of float64 at the suite's largest shapes
+
 NUMERIC_ENV = (
     "TF_ENABLE_ONEDNN_OPTS",
     "TF_USE_LEGACY_KERAS",
@@ -301,7 +304,7 @@ class TFTarget:
         self._compiled_cache[key] = run
         return run
 
-    def run_many(self, cases: Sequence[Case], *, max_stack: int = 512) -> list[Outcome]:
+    def run_many(self, cases: Sequence[Case], *, max_stack: int = MAX_STACK) -> list[Outcome]:
         """Outcomes of ``cases`` in order, stacking compatible unreduced cases into one call.
 
         Cases with the same ``batch_key`` differ only in their values; for those, one call on the inputs
@@ -310,21 +313,7 @@ class TFTarget:
         Everything else, reductions above all, gets its own real call.  If a stacked call raises, its cases
         are run one by one, so an exception is still attributed to its own case.
         """
-        outcomes: list[Outcome | None] = [None] * len(cases)
-        groups: dict[tuple[Any, ...], list[int]] = {}
-        for i, case in enumerate(cases):
-            key = batch_key(case)
-            if key is None:
-                outcomes[i] = self.run(case)
-            else:
-                groups.setdefault(key, []).append(i)
-        for indices in groups.values():
-            for start in range(0, len(indices), max_stack):
-                chunk = indices[start : start + max_stack]
-                stacked = self._run_stacked([cases[i] for i in chunk]) if len(chunk) > 1 else None
-                for j, i in enumerate(chunk):
-                    outcomes[i] = stacked[j] if stacked is not None else self.run(cases[i])
-        return [o for o in outcomes if o is not None]
+        return map_stacked(cases, self.run, self._run_stacked, max_stack=max_stack)
 
     def _run_stacked(self, cases: Sequence[Case]) -> list[Outcome] | None:
         start = time.perf_counter()
@@ -342,6 +331,33 @@ class TFTarget:
             return None
         each = (time.perf_counter() - start) / len(cases)
         return [Outcome(value=values[j], dtype=dtype, seconds=each) for j in range(len(cases))]
+
+
+def map_stacked(
+    cases: Sequence[Case],
+    one: Callable[[Case], T],
+    stacked: Callable[[Sequence[Case]], list[T] | None],
+    *,
+    max_stack: int = MAX_STACK,
+) -> list[T]:
+    """``one(case)`` for each case, in order, except that cases sharing a ``batch_key`` go to ``stacked`` in
+    groups of up to ``max_stack``, which returns one result per case, or None to have them done one by one.
+    The grouping both sides of a comparison use: the target's calls and the reference's."""
+    out: list[T | None] = [None] * len(cases)
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, case in enumerate(cases):
+        key = batch_key(case)
+        if key is None:
+            out[i] = one(case)
+        else:
+            groups.setdefault(key, []).append(i)
+    for indices in groups.values():
+        for start in range(0, len(indices), max_stack):
+            chunk = indices[start : start + max_stack]
+            rows = stacked([cases[i] for i in chunk]) if len(chunk) > 1 else None
+            for j, i in enumerate(chunk):
+                out[i] = rows[j] if rows is not None else one(cases[i])
+    return [r for r in out if r is not None]
 
 
 def trace_key(case: Case) -> tuple[Any, ...]:

@@ -95,25 +95,15 @@ def expectations(
     Cases that share a ``target.batch_key`` differ only in their values and are unreduced, elementwise
     losses averaged over a negative axis: the expectation of the cases stacked along a new leading axis
     is, row by row, each case's own expectation, value and bound alike (no rule of the reference looks
-    across rows; tests/test_workers.py checks the equality on every stackable group of the default suite).
+    across rows; tests/test_reference.py checks the equality on every stackable group of the default suite).
     One vectorised call then replaces a row's worth of small ones.  A stacked call that raises, or
     returns another shape, falls back to one call per case.
     """
-    from harness.target import batch_key  # no TensorFlow import: target.py imports it lazily
+    from harness.target import map_stacked  # no TensorFlow import: target.py imports it lazily
 
-    out: list[Expected | BaseException | None] = [None] * len(cases)
-    groups: dict[tuple[Any, ...], list[int]] = {}
-    for i, case in enumerate(cases):
-        key = batch_key(case)
-        if key is None:
-            out[i] = _expect(oracle, case, profile)
-        else:
-            groups.setdefault(key, []).append(i)
-    for indices in groups.values():
-        rows = _stacked_expectation([cases[i] for i in indices], profile, oracle) if len(indices) > 1 else None
-        for j, i in enumerate(indices):
-            out[i] = rows[j] if rows is not None else _expect(oracle, cases[i], profile)
-    return [e for e in out if e is not None]
+    return map_stacked(
+        cases, lambda case: _expect(oracle, case, profile), lambda group: _stacked_expectation(group, profile, oracle)
+    )
 
 
 def _expect(oracle: Callable[..., Expected], case: Case, profile: str) -> Expected | BaseException:
