@@ -27,7 +27,9 @@ from typing import Any
 import numpy as np
 
 from harness.case import Case, Expected
+from harness.dtypes import FLOAT_DTYPES, round_to
 from harness.errors import UsageError
+from harness.tolerance import error_model, flushable
 
 __all__ = [
     "AUTO",
@@ -41,7 +43,6 @@ __all__ = [
 ]
 
 AUTO = "auto"
-FLOAT_COMPUTE = ("float16", "bfloat16", "float32", "float64")
 # lazy_loader.py: os.environ.get("TF_USE_LEGACY_KERAS", None) in ("true", "True", "1")
 LEGACY_KERAS_VALUES = ("true", "True", "1")
 # The distributions that install the ``tensorflow`` module, the release first.
@@ -128,10 +129,7 @@ def record_facets(case: Case, expected: Expected | None, profile: str) -> dict[s
 
 
 def _flushed_weights(case: Case, compute_dtype: str) -> bool:
-    from harness.dtypes import round_to
-    from harness.tolerance import error_model, flushable
-
-    if case.sample_weight is None or compute_dtype not in FLOAT_COMPUTE:
+    if case.sample_weight is None or compute_dtype not in FLOAT_DTYPES:
         return False
     w = round_to(case.sample_weight, compute_dtype)  # as the reference reads it (reference.py)
     return bool(np.any(flushable(w, error_model(compute_dtype))))
