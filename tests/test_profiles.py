@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -82,6 +84,26 @@ def test_record_facets_carry_the_profile_and_its_compute_dtype():
     facets = record_facets(c, expected(c, profile="keras2"), "keras2")
     assert facets["profile"] == "keras2" and facets["compute_dtype"] == "float16"
     assert record_facets(c, expected(c, profile="keras3"), "keras3")["compute_dtype"] == "float32"
+
+
+@pytest.mark.parametrize(
+    "weight, dtype, flushed",
+    [
+        (1e-40, None, True),  # a float32 subnormal
+        (1e-30, None, False),  # normal
+        (0.0, None, False),  # zero is zero, not flushed
+        (1e-40, "bfloat16", True),  # bfloat16 has float32's exponent range
+        (1e-310, "float64", True),
+        (1e-7, "float16", False),  # a float16 subnormal, but float16 kernels compute in float32
+        (1e-40, "float64", False),  # normal in float64
+    ],
+)
+def test_flushed_weights_facet(weight, dtype, flushed):
+    # the facet the subnormal-weight registry entries key on
+    c = Case(id="t", y_true=np.ones((2, 1)), y_pred=np.full((2, 1), 0.5), true_dtype="float64", pred_dtype="float64",
+             options=Options(reduction="sum", dtype=dtype), sample_weight=np.array([1.0, weight]), weight_dtype="float64")
+    assert record_facets(c, expected(c), "keras3")["flushed_weights"] is flushed
+    assert record_facets(dataclasses.replace(c, sample_weight=None), None, "keras3")["flushed_weights"] is False
 
 
 @pytest.mark.tensorflow

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from harness.tolerance import C_LIB, error_model, gamma, mul0, sum_error
+from harness.tolerance import C_LIB, divide_error, error_model, gamma, mul0, product_error, sum_error
 
 
 def test_gamma_grows_with_n_and_is_infinite_past_one_over_u():
@@ -20,6 +20,25 @@ def test_gamma_grows_with_n_and_is_infinite_past_one_over_u():
 def test_mul0_takes_zero_times_infinity_as_zero():
     got = mul0(np.array([0.0, 2.0, 0.0]), np.array([np.inf, 3.0, -np.inf]))
     assert got.tolist() == [0.0, 6.0, 0.0]
+
+
+def test_a_flushable_operand_costs_the_whole_product_and_nothing_else_does():
+    m = error_model("float32")
+    v, err = np.array([1e4, 1e4, 1e4]), np.zeros(3)  # a loss of 1e4 (a logit of -1e4 with label 1)
+    w = np.array([1e-40, 1e-30, 0.5])  # subnormal, normal, normal
+    b = product_error(v, err, w, m)
+    assert b[0] >= 1e4 * 1e-40 > 50 * m.eta  # read as 0, the product loses all of itself, far beyond eta
+    want = [m.u * 1e4 * 1e-30 + m.eta, m.u * 5e3 + m.eta]
+    np.testing.assert_allclose(b[1:].astype(float), want, rtol=1e-12)  # no extra term where normal
+    f16 = error_model("float16")  # float16 kernels compute in float32: nothing is flushed
+    assert f16.flush == 0 and product_error(v[:1], err[:1], np.array([6e-8]), f16)[0] < 1e4 * 6e-8
+
+
+def test_the_quotient_bound_is_infinite_where_the_divisor_may_vanish():
+    m = error_model("float32")
+    assert np.isinf(divide_error(np.array(0.5), np.array(0.0), np.array(2e-40), np.array(2e-40), m))
+    finite = divide_error(np.array(0.5), np.array(0.0), np.array(2.0), np.array(1e-7), m)
+    assert np.isfinite(finite) and finite < 1e-6
 
 
 def test_sum_bound_grows_with_the_number_of_terms():
