@@ -127,25 +127,29 @@ def dropped_label_smoothing(tf, o: Options):
     return _real(tf, o, label_smoothing=0.0)
 
 
-def lower_clip_lost(tf, o: Options):
-    """Probabilities clipped to [0, 1 - eps] only: p = 0 with y = 1 gives inf.
-
-    Built on Keras's own Loss base class, so conversion, weights and reductions stay Keras's.
-    """
+def probability_bce(tf, o: Options, *, lo: float, hi: float, shift: float = 0.0):
+    """A binary cross-entropy of probabilities, -(y log(p + shift) + (1 - y) log(1 - p + shift)) with p
+    clipped to [lo, hi], built on Keras's own Loss base class, so conversion, weights and reductions stay
+    Keras's; logits go to the real loss.  Planted faults vary the clip and the shift."""
     if o.from_logits:
         return _real(tf, o)
     from keras.src.losses.loss import squeeze_or_expand_to_same_rank
 
     ls, axis = o.label_smoothing, o.axis
 
-    class LowerClipLost(tf.keras.losses.Loss):
+    class PlantedBCE(tf.keras.losses.Loss):
         def call(self, y_true, y_pred):
             y_true, y_pred = squeeze_or_expand_to_same_rank(y_true, y_pred)
             y = y_true * (1.0 - ls) + 0.5 * ls
-            p = tf.clip_by_value(y_pred, 0.0, 1.0 - 1e-7)
-            return tf.reduce_mean(-(y * tf.math.log(p) + (1 - y) * tf.math.log(1 - p)), axis=axis)
+            p = tf.clip_by_value(y_pred, lo, hi)
+            return tf.reduce_mean(-(y * tf.math.log(p + shift) + (1 - y) * tf.math.log(1 - p + shift)), axis=axis)
 
-    return LowerClipLost(reduction=o.reduction, dtype=o.dtype)
+    return PlantedBCE(reduction=o.reduction, dtype=o.dtype)
+
+
+def lower_clip_lost(tf, o: Options):
+    """Probabilities clipped to [0, 1 - eps] only: p = 0 with y = 1 gives inf."""
+    return probability_bce(tf, o, lo=0.0, hi=1.0 - 1e-7)
 
 
 # fault name -> (factory, family/kind of record that must fail, a case id fragment that must be named)

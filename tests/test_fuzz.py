@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 from hypothesis import settings
-from test_fault_injection import FAULTS, _real
+from test_fault_injection import FAULTS, _real, probability_bce
 
 from harness.case import Case, Expected, Options, Outcome
 from harness.cli import main
@@ -199,20 +199,7 @@ def relative_bias(tf, o: Options):
 
 def epsilon_inside_the_log(tf, o: Options):
     """Keras 2's log(p + eps) with Keras 3's clip: the probabilities' losses move by eps / p."""
-    if o.from_logits:
-        return _real(tf, o)
-    from keras.src.losses.loss import squeeze_or_expand_to_same_rank
-
-    ls, axis = o.label_smoothing, o.axis
-
-    class EpsilonInsideTheLog(tf.keras.losses.Loss):
-        def call(self, y_true, y_pred):
-            y_true, y_pred = squeeze_or_expand_to_same_rank(y_true, y_pred)
-            y = y_true * (1.0 - ls) + 0.5 * ls
-            p = tf.clip_by_value(y_pred, 1e-7, 1.0 - 1e-7)
-            return tf.reduce_mean(-(y * tf.math.log(p + 1e-7) + (1 - y) * tf.math.log(1 - p + 1e-7)), axis=axis)
-
-    return EpsilonInsideTheLog(reduction=o.reduction, dtype=o.dtype)
+    return probability_bce(tf, o, lo=1e-7, hi=1.0 - 1e-7, shift=1e-7)
 
 
 def weights_squared(tf, o: Options):
