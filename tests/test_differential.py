@@ -28,13 +28,23 @@ REGISTRY = load_registry().for_tensorflow(SELECTION.tensorflow)
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_tensorflow_matches_the_specification(case, tf_target):
+    check(case, tf_target)
+
+
+def check(case, tf_target, *, source: str = "") -> None:
+    """Run ``case`` against the reference and judge it with run's own rule: pass, xfail with the registry's
+    reason, or fail with the mismatch and a reproduction (``source``: where the case came from)."""
     exp = expected(case, profile=SELECTION.profile)
     out = tf_target.run(case)
     comparison = compare(case, exp, out)
-    record = judged(case, comparison, exp, out, REGISTRY, SELECTION.profile)  # run's own rule
-    status, note = record.status, record.note
-    if status == "xfail":
-        pytest.xfail(f"{note}: {comparison.kind}")
-    if status != "pass":
+    record = judged(case, comparison, exp, out, REGISTRY, SELECTION.profile)
+    if record.status == "xfail":
+        pytest.xfail(f"{record.note}: {comparison.kind}")
+    if record.status != "pass":
         actual = out.error or f"{out.value!r} ({out.dtype})"
-        pytest.fail(f"{status}: {note}\n{comparison.message}\n\nReproduction:\n{snippet(case, exp, actual=actual)}", pytrace=False)
+        where = f"{source}: " if source else ""
+        pytest.fail(
+            f"{where}{record.status}: {record.note}\n{comparison.message}\n\nReproduction:\n"
+            f"{snippet(case, exp, actual=actual)}",
+            pytrace=False,
+        )
