@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from harness.case import Case, Expected, Outcome
-from harness.compare import Comparison, compare
+from harness.compare import Comparison, compare, compare_many
 from harness.errors import HarnessError, TargetUnavailable
 from harness.reference import expected as reference_expected
 
@@ -61,28 +61,43 @@ class CaseResult:
 def evaluate(
     jobs: Sequence[tuple[int, Case]], target: Any, profile: str, *, oracle: Callable[..., Expected] = reference_expected
 ) -> list[CaseResult]:
-    """Reference, target and comparison for a job of (index, case) pairs, in this process."""
+    """Reference, target and comparison for a job of (index, case) pairs, in this process.
+
+    The comparisons are made in one ``compare_many`` call; if it raises, one ``compare`` per record instead,
+    so that the record at fault gets the error.
+    """
     cases = [c for _, c in jobs]
     t0 = time.perf_counter()
     exps = expectations(cases, profile, oracle=oracle)
     t1 = time.perf_counter()
     outcomes = target.run_many(cases)
     t2 = time.perf_counter()
+    rows = list(zip(jobs, exps, outcomes, strict=True))
+    judged = [k for k, exp in enumerate(exps) if not isinstance(exp, BaseException)]
+    try:
+        verdicts = compare_many([cases[k] for k in judged], [exps[k] for k in judged], [rows[k][2] for k in judged])
+        many: dict[int, Comparison] | None = dict(zip(judged, verdicts, strict=True))
+    except Exception:  # noqa: BLE001 - the per-record loop below attributes the error to its record
+        many = None
+    t3 = time.perf_counter()
     results = []
     n = max(len(cases), 1)
-    for (index, case), exp, out in zip(jobs, exps, outcomes, strict=True):
+    for k, ((index, case), exp, out) in enumerate(rows):
         c0 = time.perf_counter()
         if isinstance(exp, BaseException):
             msg = f"internal error in the reference: {type(exp).__name__}: {exp}"
             comparison = Comparison("error", f"case: {case.id}\n{msg}")
             exp_value: Expected | None = None
+        elif many is not None:
+            comparison, exp_value = many[k], exp
         else:
             try:
                 comparison = compare(case, exp, out)
             except Exception as exc:  # noqa: BLE001
                 comparison = Comparison("error", f"case: {case.id}\ninternal error in the comparator: {exc!r}")
             exp_value = exp
-        seconds = {"reference": (t1 - t0) / n, "target": (t2 - t1) / n, "compare": time.perf_counter() - c0}
+        compare_seconds = (t3 - t2) / n if many is not None else time.perf_counter() - c0
+        seconds = {"reference": (t1 - t0) / n, "target": (t2 - t1) / n, "compare": compare_seconds}
         results.append(CaseResult(index, exp_value, out, comparison, seconds))
     return results
 

@@ -1,7 +1,9 @@
 """The comparator on hand-made expectations and outcomes: every phase, the message, the statistics.
 
 No TensorFlow and no reference here: ``Expected`` and ``Outcome`` are built directly, so each test states
-exactly what the two sides said and which phase must catch the difference.
+exactly what the two sides said and which phase must catch the difference.  ``compare_many``, the vectorised
+comparator, must give exactly what ``compare`` gives, record by record: on crafted groups, on the default
+suite's expectations (the reference, no TensorFlow) and on a planted fault.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ import re
 import numpy as np
 import pytest
 
+import harness.compare
 from harness.case import Case, Expected, Outcome
-from harness.compare import KINDS, compare
+from harness.compare import KINDS, Comparison, compare, compare_many
+from harness.dtypes import FLOAT_DTYPES, float_format, round_to
 
 CASE = Case(id="compare/probe", y_true=np.zeros(3), y_pred=np.zeros(3), true_dtype="float32", pred_dtype="float32")
 ONE_UP = float(np.nextafter(np.float32(1.0), np.float32(2.0)))  # 1 + 2**-23, the float32 after 1.0
@@ -205,3 +209,230 @@ def test_a_nan_mismatch_still_reports_wrong_finite_values() -> None:
     assert verdict(comparison, known_nan)[0] == "fail"
     only_nan = compare(case, exp, Outcome(value=np.array([np.nan, 1.0]), dtype="float32"))
     assert only_nan.kinds == ("nan_inf",) and verdict(only_nan, known_nan)[0] == "xfail"
+
+
+# --- compare_many: the vectorised comparator equals compare, record by record --------------------------------
+
+
+def many_case(j: int) -> Case:
+    return Case(
+        id=f"compare/many/{j}", y_true=np.zeros(1), y_pred=np.zeros(1), true_dtype="float32", pred_dtype="float32"
+    )
+
+
+def assert_many_equals_compare(
+    monkeypatch: pytest.MonkeyPatch, cases: list[Case], expecteds: list[Expected], outcomes: list[Outcome]
+) -> list[Comparison]:
+    """compare_many equals compare on every record, and hands compare exactly the records that are not
+    agreeing values of one shape and dtype (those the vectorised pass must judge itself)."""
+    scalar: list[str] = []
+
+    def counting_compare(case: Case, exp: Expected, out: Outcome) -> Comparison:
+        scalar.append(case.id)
+        return compare(case, exp, out)
+
+    with monkeypatch.context() as m:
+        m.setattr(harness.compare, "compare", counting_compare)
+        many = compare_many(cases, expecteds, outcomes)
+    assert len(many) == len(cases)
+    not_vectorised = []
+    for case, exp, out, got_many in zip(cases, expecteds, outcomes, many, strict=True):
+        assert got_many == compare(case, exp, out), case.id
+        one_shape = np.shape(exp.value) == np.shape(exp.bound) == np.shape(out.value)
+        if not (got_many.agrees and exp.raises is None and out.error is None and exp.dtype == out.dtype and one_shape):
+            not_vectorised.append(case.id)
+    assert scalar == not_vectorised
+    return many
+
+
+def dtype_group(dtype: str) -> list[tuple[Expected, Outcome]]:
+    """Rows of (4, 3) values rounded to ``dtype`` within a bound of 4 unit roundoffs, the last row 64 off."""
+    u = float_format(dtype).unit_roundoff
+    rng = np.random.default_rng(FLOAT_DTYPES.index(dtype))
+    rows = []
+    for j in range(5):
+        e = rng.uniform(-3.0, 3.0, (4, 3))
+        a = round_to(e * (1 + 64 * u) if j == 4 else e, dtype)
+        rows.append((want(e, bound=4 * u * np.abs(e), dtype=dtype), got(a, dtype=dtype)))
+    return rows
+
+
+SCALAR_BOUND = Expected(value=np.array([1.0, 2.0]), bound=np.array(0.5), dtype="float32", rule="scalar bound")
+AGREE_12 = [(want(np.full((12, 1), 0.5 + j), bound=2.0**-20), got(np.full((12, 1), 0.5 + j))) for j in range(4)]
+GROUPS = {
+    "agreeing rows": [(want([[0.25, 1.0, 2.0]] * 4, bound=2.0**-23), got([[0.25, ONE_UP, 2.0]] * 4)) for _ in range(3)],
+    "tolerance in one row of several": [
+        *AGREE_12[:2],
+        (want(np.ones((12, 1)), bound=2.0**-24), got(np.full((12, 1), ONE_UP))),
+        *AGREE_12[2:],
+    ],
+    "nan_inf": [
+        (want([1.0, math.nan]), got([math.nan, 1.0])),
+        (want([math.inf, 1.0]), got([-math.inf, 1.0])),
+        (want([math.inf, 1.0]), got([3.4e38, 1.0])),
+        (want([math.nan, -math.inf]), got([math.nan, -math.inf])),
+    ],
+    "nan_inf and tolerance": [
+        (want([math.nan, 1.0], bound=1e-6), got([1.0, 1.5])),
+        (want([1.0, 1.0], bound=1e-6), got([math.nan, 1.0])),
+        (want([1.0, 1.0], bound=1e-6), got([1.0, 1.0])),
+    ],
+    "unbounded": [
+        (want([1.0, 2.0], bound=[math.inf, 0.0]), got([1.0, 2.0])),
+        (want([1.0, 2.0], bound=[math.nan, 0.0]), got([1.0, 2.0])),
+        (want([math.inf, 2.0], bound=[math.inf, 0.0]), got([math.inf, 2.0])),
+        (want([1.0, 1.0], bound=[math.inf, 0.0]), got([1.0, 5.0])),
+    ],
+    "shape mismatch": [*AGREE_12[:2], (want(np.ones((12, 1))), got(np.ones(12))), (want(0.5), got([]))],
+    "dtype mismatch": [*AGREE_12[:2], (want(np.ones((12, 1))), got(np.ones((12, 1)), dtype="float64"))],
+    "raised on one side or both": [
+        (RAISES, got([0.5])),
+        (want([0.5]), ERROR),
+        (RAISES, ERROR),
+        (want([0.5]), got([0.5])),
+    ],
+    "0-d": [
+        (want(1.0, bound=2.0**-23), got(ONE_UP)),
+        (want(1.0, bound=0.0), got(ONE_UP)),
+        (want(1.0), got(math.nan)),
+        (want(1.0, bound=math.inf), got(1.0)),
+        (want(0.0, bound=0.0), got(2.0**-149)),
+        (want(2.0, bound=1.0), got(2.5)),
+    ],
+    "empty": [
+        (want(np.zeros(0)), got(np.zeros(0))),
+        (want(np.zeros((0, 3))), got(np.zeros((0, 3)))),
+        (want(np.zeros((0, 3))), got(np.zeros((0, 3)))),
+    ],
+    "+0 and -0": [(want([0.0, -0.0]), got([-0.0, 0.0])), (want(-0.0), got(0.0)), (want(0.0), got(0.0))],
+    "bound of another shape": [(SCALAR_BOUND, got([1.25, 2.0])), (SCALAR_BOUND, got([1.0, 3.0]))],
+    "float64 far apart": [(want([1e300, 1.0], bound=1e301, dtype="float64"), got([-1e300, 1.0], dtype="float64"))],
+    **{f"dtype {dtype}": dtype_group(dtype) for dtype in FLOAT_DTYPES},
+}
+GROUPS["all groups in one call"] = [row for rows in GROUPS.values() for row in rows]
+
+
+@pytest.mark.parametrize("rows", [pytest.param(rows, id=name) for name, rows in GROUPS.items()])
+def test_compare_many_equals_compare_on_crafted_groups(
+    monkeypatch: pytest.MonkeyPatch, rows: list[tuple[Expected, Outcome]]
+) -> None:
+    cases = [many_case(j) for j in range(len(rows))]
+    assert_many_equals_compare(monkeypatch, cases, [e for e, _ in rows], [o for _, o in rows])
+
+
+def test_crafted_groups_reach_every_verdict() -> None:
+    """The table above is only a test if it has rows of every kind the comparator gives, agreement included."""
+    rows = GROUPS["all groups in one call"]
+    verdicts = [compare(CASE, e, o) for e, o in rows]
+    assert {c.kind for c in verdicts} == {None, "exception", "shape", "dtype", "nan_inf", "tolerance", "unbounded"}
+    assert any(c.also == ("tolerance",) for c in verdicts)
+
+
+def test_compare_many_equals_compare_on_the_default_suite(
+    monkeypatch: pytest.MonkeyPatch, default_cases: list[Case]
+) -> None:
+    """The reference's expectations of the default suite against synthetic outcomes: the expected values
+    rounded to the compute dtype, with every 37th record pushed far off and every 53rd given a NaN."""
+    from harness.reference import expected as reference_expected
+
+    cases, expecteds, outcomes = [], [], []
+    for j, case in enumerate(default_cases):
+        try:
+            exp = reference_expected(case)
+        except Exception:  # noqa: BLE001 - a reference error is a record of its own, never compared
+            continue
+        if exp.raises is not None:
+            out = Outcome(error="ValueError: planted")
+        else:
+            a = np.array(round_to(exp.value, exp.dtype), dtype=np.float64)
+            flat = a.reshape(-1)
+            if flat.size and j % 37 == 0:
+                flat[0] = round_to(flat[0] * 1.0625 + 0.0625, exp.dtype)
+            if flat.size and j % 53 == 0:
+                flat[-1] = math.nan
+            out = Outcome(value=a, dtype=exp.dtype)
+        cases.append(case)
+        expecteds.append(exp)
+        outcomes.append(out)
+    many = assert_many_equals_compare(monkeypatch, cases, expecteds, outcomes)
+    assert {None, "tolerance", "nan_inf"} <= {c.kind for c in many}
+    assert any("raised as expected" in c.message for c in many)
+
+
+def test_compare_many_reports_a_planted_fault_in_a_large_agreeing_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One wrong element among 500 agreeing (12, 1) records: that record, and only that one, fails on tolerance
+    (and only it goes through the scalar compare: the vectorised pass judged the others)."""
+    rng = np.random.default_rng(5)
+    values = round_to(rng.uniform(0.0, 4.0, (500, 12, 1)), "float32")
+    wrong = values[317].copy()
+    wrong[5, 0] += 2.0**-10
+    cases = [many_case(j) for j in range(500)]
+    expecteds = [want(v, bound=2.0**-20) for v in values]
+    outcomes = [got(wrong if j == 317 else v) for j, v in enumerate(values)]
+    many = assert_many_equals_compare(monkeypatch, cases, expecteds, outcomes)
+    assert many[317].kind == "tolerance" and many[317].mismatched == 1
+    assert f"case: {cases[317].id}" in many[317].message.splitlines()
+    assert " (5, 0): " in many[317].message
+    assert [j for j, c in enumerate(many) if not c.agrees] == [317]
+
+
+def test_evaluate_compares_a_job_in_one_call_and_falls_back_record_by_record(
+    monkeypatch: pytest.MonkeyPatch, default_cases: list[Case]
+) -> None:
+    """workers.evaluate: a record whose reference raised is an error record and is not compared; the others get
+    compare's verdict from one compare_many call, and if that call raises, from one compare per record, each
+    with its own error handling."""
+    from harness import workers
+    from harness.reference import expected as reference_expected
+    from harness.target import batch_key
+
+    jobs = list(enumerate(default_cases[:60]))
+    assert batch_key(jobs[18][1]) is None  # the oracle is called on this case alone, not on a stack of cases
+    broken = jobs[18][1].id
+
+    def oracle(case: Case, profile: str) -> Expected:
+        if case.id == broken:
+            raise KeyError("planted")
+        return reference_expected(case, profile=profile)
+
+    class Echo:
+        """A target that returns the reference's values rounded to the compute dtype, and raises where it must."""
+
+        def run_many(self, cases: list[Case]) -> list[Outcome]:
+            exps = [reference_expected(case) for case in cases]
+            return [
+                Outcome(error="ValueError: planted")
+                if e.raises
+                else Outcome(value=round_to(e.value, e.dtype), dtype=e.dtype)
+                for e in exps
+            ]
+
+    compared: list[str] = []
+
+    def spy(cases: list[Case], expecteds: list[Expected], outcomes: list[Outcome]) -> list[Comparison]:
+        compared.extend(case.id for case in cases)
+        return compare_many(cases, expecteds, outcomes)
+
+    monkeypatch.setattr(workers, "compare_many", spy)
+    results = workers.evaluate(jobs, Echo(), "keras3", oracle=oracle)
+    assert compared == [case.id for _, case in jobs if case.id != broken]
+    assert results[18].expected is None and results[18].comparison.kind == "error"
+    assert "internal error in the reference: KeyError: 'planted'" in results[18].comparison.message
+    for r in results[:18] + results[19:]:
+        assert r.comparison == compare(jobs[r.index][1], r.expected, r.outcome)
+    assert len({r.seconds["compare"] for r in results}) == 1
+
+    def failing(*args: object) -> list[Comparison]:
+        raise RuntimeError("compare_many planted")
+
+    def compare_failing_on_20(case: Case, exp: Expected, out: Outcome) -> Comparison:
+        if case.id == jobs[20][1].id:
+            raise ValueError("planted")
+        return compare(case, exp, out)
+
+    monkeypatch.setattr(workers, "compare_many", failing)
+    monkeypatch.setattr(workers, "compare", compare_failing_on_20)
+    fallback = workers.evaluate(jobs, Echo(), "keras3", oracle=oracle)
+    assert fallback[20].comparison.kind == "error"
+    assert "internal error in the comparator: ValueError('planted')" in fallback[20].comparison.message
+    assert [r.comparison for r in fallback[:20] + fallback[21:]] == [r.comparison for r in results[:20] + results[21:]]
