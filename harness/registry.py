@@ -35,6 +35,7 @@ fails with a kind the entry does not explain: that is ``fail``.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -119,6 +120,9 @@ class Divergence:
         }
 
 
+_MISSING = object()  # a facet the record does not have, in Registry.judge's memo keys
+
+
 def _matches_value(have: Any, want: Any) -> bool:
     if isinstance(want, list):
         return any(_matches_value(have, w) for w in want)
@@ -137,6 +141,14 @@ def _matches_value(have: Any, want: Any) -> bool:
 class Registry:
     entries: tuple[Divergence, ...] = ()
     source: str = ""
+    # judge()'s answers by the values (and types: True and 1 hash alike but match differently) of the facets
+    # some entry reads: a run judges thousands of records that share them
+    _verdicts: dict[tuple[Any, ...], Divergence | None] = field(default_factory=dict, compare=False, repr=False)
+
+    @functools.cached_property
+    def _read(self) -> tuple[str, ...]:
+        """The facets some entry's match reads, in a fixed order."""
+        return tuple(sorted({key for entry in self.entries for key in entry.match}))
 
     def for_tensorflow(self, version: str | None) -> Registry:
         """The entries whose ``versions`` range holds for TensorFlow ``version``."""
@@ -162,6 +174,18 @@ class Registry:
         its ``kinds``, else the first that matches (its note then says which kind it does not explain); for
         an agreement (no kinds), the first that matches (an ``xpass``).  The one rule for run, replay, merge
         and fuzz."""
+        values = [facets.get(k, _MISSING) for k in self._read]
+        key = (*values, *map(type, values), *kinds)
+        try:
+            return self._verdicts[key]
+        except KeyError:
+            pass
+        except TypeError:  # a facet value that cannot be hashed: judge without the memo
+            return self._judge(facets, kinds)
+        found = self._verdicts[key] = self._judge(facets, kinds)
+        return found
+
+    def _judge(self, facets: Mapping[str, Any], kinds: Sequence[str | None]) -> Divergence | None:
         return (self.explain(facets, kinds) if kinds else None) or self.find(facets)
 
 

@@ -209,6 +209,30 @@ def test_every_match_key_must_match() -> None:
     assert not entry.matches({"compute_dtype": "float16"})  # an absent facet is None, not True
 
 
+def test_judge_remembers_answers_by_value_and_type() -> None:
+    """judge() remembers its answers by the facet values the entries read; one registry asked in turn about
+    facets that hash alike (True and 1, 0 and 0.0 and False), a missing facet after None, and a facet no
+    entry reads, must still give each its own answer; a value that cannot be hashed is judged without it."""
+    is_true = Divergence("is-true", "t", "r", ("ev",), frozenset({"tolerance"}), {"x": True})
+    is_zero = Divergence("is-zero", "t", "r", ("ev",), frozenset({"nan_inf"}), {"y": 0})
+    registry = Registry((is_true, is_zero))
+    asked = [
+        ({"x": 1}, (), None),
+        ({"x": True}, (), is_true),
+        ({"x": True, "other": 5}, ("tolerance",), is_true),
+        ({"x": 1}, (), None),
+        ({"x": None}, (), None),
+        ({}, (), None),
+        ({"y": 0.0}, ("tolerance",), is_zero),
+        ({"y": False}, (), None),
+        ({"y": 0, "x": True}, ("nan_inf",), is_zero),
+        ({"y": 0, "x": True}, ("tolerance",), is_true),
+        ({"y": [0]}, (), None),
+    ]
+    for facets, kinds, want in asked * 2:
+        assert registry.judge(facets, kinds) is want, (facets, kinds)
+
+
 @pytest.mark.parametrize(
     "versions, tensorflow, holds",
     [
