@@ -8,7 +8,7 @@ reference rounds from there into the loss's compute dtype as the loss does.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -197,7 +197,8 @@ class Case:
             **self.tags,
         }
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, *, encode: Callable[[np.ndarray], Any] = encode_array) -> dict[str, Any]:
+        """The case as JSON-safe data; ``encode`` writes its arrays (``jsonio.pack_array`` for the stream)."""
         return {
             "id": self.id,
             "api": self.api,
@@ -205,13 +206,13 @@ class Case:
             "true_dtype": self.true_dtype,
             "pred_dtype": self.pred_dtype,
             "weight_dtype": self.weight_dtype,
-            "y_true": encode_array(self.y_true),
-            "y_pred": encode_array(self.y_pred),
-            "sample_weight": None if self.sample_weight is None else encode_array(self.sample_weight),
+            "y_true": encode(self.y_true),
+            "y_pred": encode(self.y_pred),
+            "sample_weight": None if self.sample_weight is None else encode(self.sample_weight),
             "tags": dict(self.tags),
             "mode": self.mode,
             "producer": self.producer,
-            "mask": None if self.mask is None else encode_array(self.mask),
+            "mask": None if self.mask is None else encode(self.mask),
             "grad": self.grad,
         }
 

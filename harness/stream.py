@@ -20,7 +20,7 @@ import numpy as np
 from harness.case import Case, Expected, Outcome
 from harness.compare import Comparison
 from harness.errors import InputError, UsageError
-from harness.jsonio import decode_array, decode_number, encode_array
+from harness.jsonio import decode_array, decode_number, pack_array
 from harness.registry import Registry
 from harness.runner import Record, judged
 
@@ -37,7 +37,11 @@ __all__ = [
 STREAM_NAME = "records.jsonl"
 # STREAM_VERSION history:
 #   1 - first layout: a header line with meta, then one full record per line.
-STREAM_VERSION = 1
+#   2 - arrays packed (jsonio.pack_array: base64 of their bytes), not lists of numbers: a line is written per
+#       record, and printing its floats was most of a large run's time in this process.  Version 1 streams
+#       are still read (decode_array takes both forms).
+STREAM_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
 
 
 def suite_fingerprint(cases: Sequence[Case]) -> str:
@@ -50,13 +54,13 @@ def suite_fingerprint(cases: Sequence[Case]) -> str:
 
 
 def _array(a: np.ndarray | None) -> Any:
-    return None if a is None else encode_array(np.asarray(a, dtype=np.float64))
+    return None if a is None else pack_array(np.asarray(a, dtype=np.float64))
 
 
 def record_to_json(r: Record) -> dict[str, Any]:
     e, o, c = r.expected, r.outcome, r.comparison
     return {
-        "case": r.case.as_dict(),
+        "case": r.case.as_dict(encode=pack_array),
         "status": r.status,
         "note": r.note,
         "comparison": c.as_dict(),
@@ -165,8 +169,8 @@ def load_stream(path: str | Path, registry: Registry) -> tuple[dict[str, Any], l
         head = json.loads(lines[0])
     except json.JSONDecodeError:
         raise InputError(f"{path}: line 1 is not JSON") from None
-    if not isinstance(head, dict) or head.get("stream") != STREAM_VERSION or "meta" not in head:
-        raise InputError(f"{path}: line 1 is not a version {STREAM_VERSION} stream header")
+    if not isinstance(head, dict) or head.get("stream") not in _READABLE_VERSIONS or "meta" not in head:
+        raise InputError(f"{path}: line 1 is not the header of a stream of version {' or '.join(map(str, _READABLE_VERSIONS))}")
     complete = lines[1:-1] if lines[-1] else lines[1:]  # the text after the last newline may be torn
     records = []
     for n, line in enumerate(complete, start=2):

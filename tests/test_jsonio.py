@@ -14,7 +14,7 @@ import pytest
 from harness import jsonio
 from harness.case import Case, Options
 from harness.errors import UsageError
-from harness.jsonio import atomic_write_text, decode_array, encode_array
+from harness.jsonio import atomic_write_text, decode_array, encode_array, pack_array
 
 F64 = np.finfo(np.float64)
 
@@ -56,8 +56,31 @@ def assert_identical(got: np.ndarray, want: np.ndarray) -> None:
         pytest.param(np.asarray(True), id="0-d bool"),
     ],
 )
-def test_array_round_trip_is_exact(array: np.ndarray) -> None:
-    assert_identical(decode_array(through_json(encode_array(array))), array)
+@pytest.mark.parametrize("encode", [encode_array, pack_array], ids=["lists", "packed"])
+def test_array_round_trip_is_exact(array: np.ndarray, encode: Any) -> None:
+    assert_identical(decode_array(through_json(encode(array))), array)
+
+
+def test_packed_arrays_are_little_endian_base64() -> None:
+    assert pack_array(np.array([1.0, -0.0])) == {"dtype": "float64", "shape": [2], "b64": "AAAAAAAA8D8AAAAAAAAAgA=="}
+    assert pack_array(np.array([1.0], dtype=">f8")) == pack_array(np.array([1.0]))
+
+
+@pytest.mark.parametrize(
+    "packed, fragment",
+    [
+        pytest.param({"dtype": "float64", "shape": [2], "b64": "AAAAAAAA8D8="}, "holds 8 bytes, not the 16", id="short"),
+        pytest.param({"dtype": "float64", "shape": [1], "b64": "not base64!"}, "y.b64 is not base64", id="not base64"),
+        pytest.param({"dtype": "float32", "shape": [1], "b64": "AAAAAA=="}, "y.dtype='float32'", id="unknown dtype"),
+        pytest.param({"dtype": "float64", "shape": [-1], "b64": ""}, "y.shape=[-1]", id="negative size"),
+        pytest.param({"dtype": "float64", "b64": ""}, "keys 'dtype', 'shape' and 'b64'", id="no shape"),
+        pytest.param({"dtype": "float64", "shape": [], "b64": "", "data": []}, "keys 'dtype'", id="extra key"),
+    ],
+)
+def test_malformed_packed_array_names_the_field(packed: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(UsageError) as info:
+        decode_array(packed, "y")
+    assert fragment in str(info.value)
 
 
 def test_float32_arrays_come_back_as_float64_with_the_same_values() -> None:
@@ -187,6 +210,30 @@ def test_malformed_case_raises_usage_error_naming_the_field(data: dict[str, Any]
         Case.from_dict(data)
     for fragment in fragments:
         assert fragment in str(info.value)
+
+
+# -- report text ---------------------------------------------------------------------------------------
+
+
+def test_dumps_round_trips_and_puts_each_record_on_its_own_line() -> None:
+    report = {
+        "meta": {"seed": 1, "environment": {"A": None}},
+        "records": [{"id": "a", "actual": encode_array(np.array([0.5, math.inf]))}, {"id": "b", "actual": 0.25}],
+        "totals": {"pass": 2},
+        "cross_mode": [],
+    }
+    text = jsonio.dumps(report)
+    assert json.loads(text) == report and text.endswith("}\n")
+    lines = text.splitlines()
+    assert '  {"id": "a", "actual": {"shape": [2], "data": [0.5, "inf"]}},' in lines
+    assert '  {"id": "b", "actual": 0.25}' in lines
+    assert jsonio.dumps([1, "x"]) == '[1, "x"]\n'
+
+
+@pytest.mark.parametrize("obj", [{"records": [{"x": math.nan}]}, {"meta": {"x": math.inf}}, [math.nan]])
+def test_dumps_refuses_a_bare_nan(obj: Any) -> None:
+    with pytest.raises(ValueError):
+        jsonio.dumps(obj)
 
 
 # -- atomic writes -------------------------------------------------------------------------------------
