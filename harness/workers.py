@@ -13,6 +13,7 @@ The parent imports neither TensorFlow nor anything that does.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import multiprocessing as mp
 import os
 import signal
@@ -258,17 +259,19 @@ class WorkerPool:
         queue: deque[list[tuple[int, Case]]] = deque(jobs)
         while len(self._slots) < min(self.workers, max(len(queue), 1)):
             self._slots.append(self._spawn())
-        next_id = 0
+        ids = itertools.count()
+
+        def dispatch(slot: _Slot) -> None:
+            if slot.ready and slot.job is None and queue:
+                slot.job = (next(ids), queue.popleft())
+                slot.started = time.monotonic()
+                slot.conn.send(slot.job)
+
         while queue or any(s.job is not None for s in self._slots):
             if interrupted.is_set():
                 raise KeyboardInterrupt
             for slot in self._slots:
-                if slot.ready and slot.job is None and queue:
-                    job = queue.popleft()
-                    slot.job = (next_id, job)
-                    next_id += 1
-                    slot.started = time.monotonic()
-                    slot.conn.send(slot.job)
+                dispatch(slot)
             ready = wait([s.conn for s in self._slots] + [s.process.sentinel for s in self._slots], timeout=0.5)
             now = time.monotonic()
             for i, slot in enumerate(list(self._slots)):
@@ -288,7 +291,10 @@ class WorkerPool:
                                 raise TargetUnavailable(message[2])
                             raise HarnessError(f"worker could not start: {message[2]}")
                         else:
+                            # the worker's next job goes out before this one's results are taken in: the
+                            # caller's work on them (verdicts, the stream) would otherwise leave it idle
                             slot.job = None
+                            dispatch(slot)
                             yield from message[2]
                             continue
                 elif not slot.process.is_alive():

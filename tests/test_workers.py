@@ -168,3 +168,20 @@ def test_ctrl_c_stops_cleanly_with_a_partial_report(special, tmp_path, sig):
     assert "interrupted" in stderr and "--resume" in stderr
     meta = json.loads((out / "results.json").read_text())["meta"]
     assert meta["interrupted"] is True
+
+
+def test_a_worker_gets_its_next_job_before_its_results_are_taken_in():
+    """The caller's work on a job's results (verdicts, the stream) must not leave the worker idle: when the
+    first result of a job reaches the caller, the worker is already at the next one."""
+    pytest.importorskip("tensorflow")
+    from harness.generator import default_suite
+    from harness.workers import WorkerPool
+
+    cases = default_suite(special_cases=None)[:4]
+    jobs = [[(0, cases[0]), (1, cases[1])], [(2, cases[2]), (3, cases[3])]]
+    with WorkerPool(1) as pool:
+        results = pool.run(jobs)
+        first = next(results)
+        assert first.index == 0
+        assert pool._slots[0].job is not None and [i for i, _ in pool._slots[0].job[1]] == [2, 3]
+        assert sorted(r.index for r in [first, *results]) == [0, 1, 2, 3]
