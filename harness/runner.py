@@ -10,6 +10,7 @@ completes, which is how runs stream to disk.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -153,11 +154,16 @@ def run_parallel(
     progress: Callable[[int, int], None] | None = None,
     on_record: Callable[[Record], None] | None = None,
     job_size: int = 128,
+    pool: WorkerPool | None = None,
 ) -> tuple[RunResult, dict[str, Any]]:
-    """Run every case in ``workers`` TensorFlow worker processes; returns the result and their versions."""
-    with WorkerPool(workers, factory=factory, profile=profile, timeout=timeout) as pool:
-        result = _collect(cases, registry, profile, pool.run, progress, on_record, job_size)
-        return result, pool.versions
+    """Run every case in ``workers`` TensorFlow worker processes; returns the result and their versions.
+
+    ``pool``: an open pool to run in (its own settings apply; the caller closes it), so that its workers can
+    import TensorFlow while the caller does something else, or serve several runs."""
+    if pool is not None:
+        return _collect(cases, registry, profile, pool.run, progress, on_record, job_size), pool.versions
+    with WorkerPool(workers, factory=factory, profile=profile, timeout=timeout) as own:
+        return _collect(cases, registry, profile, own.run, progress, on_record, job_size), own.versions
 
 
 def _collect(
@@ -170,12 +176,16 @@ def _collect(
     job_size: int,
 ) -> RunResult:
     records: dict[int, Record] = {}
-    seconds = {"reference": 0.0, "target": 0.0, "compare": 0.0}
+    # where the time went: the evaluation's stages, summed over records (in the workers when there are any),
+    # then this process's own work on each record: the verdict, and on_record (the stream, in a run)
+    seconds = {"reference": 0.0, "target": 0.0, "compare": 0.0, "verdict": 0.0, "on_record": 0.0}
     interrupted = False
     total = len(cases)
+    clock = time.perf_counter
     try:
         for result in execute(plan_jobs(cases, job_size=job_size)):
             case = cases[result.index]
+            t0 = clock()
             try:
                 record = _record(case, result, registry, profile)
             except Exception as exc:  # noqa: BLE001 - one broken case must not end the run
@@ -184,8 +194,11 @@ def _collect(
             records[result.index] = record
             for k, v in result.seconds.items():
                 seconds[k] = seconds.get(k, 0.0) + v
+            t1 = clock()
+            seconds["verdict"] += t1 - t0
             if on_record is not None:
                 on_record(record)
+                seconds["on_record"] += clock() - t1
             if progress is not None:
                 progress(len(records), total)
     except KeyboardInterrupt:
