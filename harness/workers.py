@@ -13,10 +13,13 @@ The parent imports neither TensorFlow nor anything that does.
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import itertools
 import multiprocessing as mp
 import os
 import signal
+import sys
+import tempfile
 import threading
 import time
 from collections import deque
@@ -38,6 +41,9 @@ __all__ = ["CaseResult", "WorkerPool", "default_workers", "evaluate", "expectati
 # imports in 2-10 s on this class of machine.
 STARTUP_SECONDS = 180.0
 CRASH_REAP_SECONDS = 10.0  # how long a crashed worker may take to exit before it is killed
+HANG_SIGNAL = signal.SIGUSR1  # asks a hung worker for its Python traceback (faulthandler) before it is killed
+HANG_TRACE_SECONDS = 1.0  # how long the parent waits for that traceback
+TAIL_BYTES = 4096  # how much of a crashed or hung worker's last output its record keeps
 
 
 def default_workers() -> int:
@@ -161,10 +167,24 @@ def _no_core_dumps() -> None:
         pass
 
 
-def _worker_main(conn: Connection, factory_spec: str | None, profile: str) -> None:
+def _capture_output(log: str) -> None:
+    """The worker's file descriptors 1 and 2 go to ``log``: what TensorFlow or a loss prints stays out of the
+    run's own output, and the end of it (with the Python traceback that faulthandler writes on a fatal
+    signal, or on HANG_SIGNAL) goes into the record of the case that crashed or hung."""
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    for target_fd in (1, 2):
+        os.dup2(fd, target_fd)
+    os.close(fd)
+    sys.stdout.reconfigure(line_buffering=True)  # what a loss prints before it crashes is not lost in a buffer
+    faulthandler.enable(all_threads=False)
+    faulthandler.register(HANG_SIGNAL, all_threads=False)
+
+
+def _worker_main(conn: Connection, factory_spec: str | None, profile: str, log: str) -> None:
     """Loop of one worker: build the target, then evaluate jobs until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     _no_core_dumps()
+    _capture_output(log)
     from harness.target import TFTarget, load_factory
 
     try:
@@ -181,6 +201,8 @@ def _worker_main(conn: Connection, factory_spec: str | None, profile: str) -> No
         if message is None:
             return
         job_id, jobs = message
+        sys.stdout.flush()
+        os.ftruncate(1, 0)  # the log holds the current job's output only (appends go on at the new end)
         conn.send(("done", job_id, evaluate(jobs, target, profile)))
 
 
@@ -188,6 +210,7 @@ def _worker_main(conn: Connection, factory_spec: str | None, profile: str) -> No
 class _Slot:
     process: Any
     conn: Connection
+    log: str
     ready: bool = False
     job: tuple[int, list[tuple[int, Case]]] | None = None
     started: float = 0.0
@@ -210,17 +233,22 @@ class WorkerPool:
         self.versions: dict[str, Any] = {}
         self._ctx = mp.get_context("spawn")
         self._slots: list[_Slot] = []
+        self._logs: tempfile.TemporaryDirectory[str] | None = None
+        self._spawned = itertools.count()
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
     def _spawn(self) -> _Slot:
+        if self._logs is None:
+            self._logs = tempfile.TemporaryDirectory(prefix="bce-harness-workers-")
+        log = os.path.join(self._logs.name, f"worker-{next(self._spawned)}.log")
         parent, child = self._ctx.Pipe()
         process = self._ctx.Process(
-            target=_worker_main, args=(child, self.factory, self.profile), daemon=True, name="bce-harness-worker"
+            target=_worker_main, args=(child, self.factory, self.profile, log), daemon=True, name="bce-harness-worker"
         )
         process.start()
         child.close()
-        return _Slot(process, parent, spawned=time.monotonic())
+        return _Slot(process, parent, log, spawned=time.monotonic())
 
     def _kill(self, slot: _Slot) -> None:
         if slot.process.is_alive():
@@ -238,6 +266,9 @@ class WorkerPool:
                 pass
             self._kill(slot)
         self._slots = []
+        if self._logs is not None:
+            self._logs.cleanup()
+            self._logs = None
 
     def __enter__(self) -> WorkerPool:
         return self
@@ -310,20 +341,26 @@ class WorkerPool:
                     # The pipe closes before the process is reaped (an abort handler may still be running):
                     # wait for the exit status so the record can name the signal.
                     slot.process.join(timeout=CRASH_REAP_SECONDS)
+                elif slot.process.is_alive():  # a hang: have the worker write where it is before it is killed
+                    with contextlib.suppress(OSError):
+                        os.kill(slot.process.pid, HANG_SIGNAL)
+                    slot.process.join(timeout=HANG_TRACE_SECONDS)
                 exitcode = slot.process.exitcode
                 job = slot.job
                 self._kill(slot)
+                output = _tail(slot.log)
                 self._slots[i] = self._spawn()
                 if job is None:
                     if not slot.ready:
                         self.close()
-                        raise HarnessError(f"a worker died while starting (exit code {exitcode})")
+                        said = f"; its last output:\n{output}" if output else ""
+                        raise HarnessError(f"a worker died while starting (exit code {exitcode}){said}")
                     continue
                 cases = job[1]
                 if len(cases) > 1:
                     queue.extendleft([[pair] for pair in reversed(cases)])  # retry one by one
                     continue
-                yield _failed(cases[0], failure, exitcode, self.timeout)
+                yield _failed(cases[0], failure, exitcode, self.timeout, output)
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C, and what a CI runner sends to cancel a job
@@ -350,7 +387,19 @@ def _deferred_interrupt() -> Iterator[threading.Event]:
             signal.signal(sig, handler)
 
 
-def _failed(pair: tuple[int, Case], kind: str, exitcode: int | None, timeout: float) -> CaseResult:
+def _tail(log: str) -> str:
+    """The last lines the worker wrote (at most TAIL_BYTES), or "" if it wrote nothing."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - TAIL_BYTES))
+            data = f.read()
+    except OSError:
+        return ""
+    text = data.decode(errors="replace").strip()
+    return text if len(data) < TAIL_BYTES else "...\n" + text.partition("\n")[2]
+
+
+def _failed(pair: tuple[int, Case], kind: str, exitcode: int | None, timeout: float, output: str = "") -> CaseResult:
     index, case = pair
     if kind == "timeout":
         what = f"TensorFlow did not return within {timeout:g}s; the worker was killed"
@@ -358,6 +407,8 @@ def _failed(pair: tuple[int, Case], kind: str, exitcode: int | None, timeout: fl
         sig = -exitcode if exitcode is not None and exitcode < 0 else None
         name = signal.Signals(sig).name if sig else f"exit code {exitcode}"
         what = f"the worker process died ({name}) while TensorFlow ran this case"
+    if output:
+        what += f"\nthe worker's last output:\n{output}"
     return CaseResult(
         index,
         None,

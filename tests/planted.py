@@ -1,7 +1,7 @@
 """Loss factories with planted process-level faults, imported by name by the worker processes.
 
 ``make`` builds Keras's loss, except for two option values that no generated case uses: label_smoothing
-0.375 aborts the process (as a C++ CHECK failure would) and 0.625 hangs.
+0.375 aborts the process (as a C++ CHECK failure would) and 0.625 hangs (after printing a line).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from harness.case import Options
 
 ABORT_SMOOTHING = 0.375
 HANG_SMOOTHING = 0.625
+HANG_SAYS = "planted hang: sleeping for an hour"
 
 
 def make(options: Options):
@@ -27,6 +28,7 @@ def make(options: Options):
     if options.label_smoothing == HANG_SMOOTHING:
 
         def hang(y_true, y_pred, sample_weight=None):
+            print(HANG_SAYS)  # belongs in the timeout record, not in the run's output
             time.sleep(3600)
 
         return hang

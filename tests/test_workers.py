@@ -77,6 +77,13 @@ def test_crash_and_hang_become_records_and_the_rest_is_kept(special, tmp_path):
     for name in ("ordinary one", "ordinary two", "ordinary three"):
         assert records[f"special/{name}"]["status"] == "pass"
     assert "SIGABRT" in records["special/aborts"]["message"]
+    # each record carries the worker's last output: the Python stack faulthandler wrote at the abort, and at
+    # the hang (asked for before the kill) with what the loss printed; none of it is in the run's own output
+    assert "Fatal Python error: Aborted" in records["special/aborts"]["message"]
+    assert 'planted.py", line' in records["special/aborts"]["message"]
+    hang = records["special/hangs"]["message"]
+    assert "planted hang: sleeping for an hour" in hang and "in hang" in hang
+    assert "planted hang" not in proc.stdout + proc.stderr and "Fatal Python error" not in proc.stdout + proc.stderr
     # crashes and hangs are listed first, each with its reproduction
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("FAIL")]
     assert lines[:2] == ["FAIL [crash] special/aborts", "FAIL [timeout] special/hangs"] or lines[:2] == [
