@@ -146,6 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
     fuzz.add_argument("--registry", default=str(DEFAULT_REGISTRY), help="known-divergence registry (TOML)")
     fuzz.add_argument("--profile", default="auto", choices=["auto", *sorted(PROFILES)], help="semantics (default: %(default)s)")
     fuzz.add_argument("--loss-factory", default=None, metavar="MODULE:FUNCTION", help="fuzz this loss constructor instead")
+    fuzz.add_argument(
+        "--shard", type=_shard, default=None, metavar="K/N",
+        help="the K-th of N searches of one seed, each drawing other cases (a CI matrix of N jobs)",
+    )  # fmt: skip
 
     replay = sub.add_parser("replay", help="re-run saved cases (JSON files, or folders of them) and report them as run does")
     replay.add_argument("files", nargs="+", metavar="FILE", help="case files, or folders whose *.json files are cases")
@@ -351,7 +355,9 @@ def _cmd_merge(args: argparse.Namespace) -> int:
 def _cmd_fuzz(args: argparse.Namespace) -> int:
     import datetime
 
-    from harness.fuzz import fuzz, require_hypothesis, save_finding
+    import random
+
+    from harness.fuzz import fuzz, require_hypothesis, save_finding, shard_seed
     from harness.profiles import select_profile
     from harness.registry import load_registry
     from harness.target import TFTarget, load_factory
@@ -363,18 +369,26 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
     registry = load_registry(args.registry).for_tensorflow(selection.tensorflow)
     _check_factory(args.loss_factory)
     target = TFTarget(loss_factory=load_factory(args.loss_factory))
-    result = fuzz(target, registry, examples=args.examples, seed=args.seed, profile=selection.profile)
+    # with shards, the seed named (or drawn) is the search's, and each shard derives its own from it
+    seed = args.seed if args.seed is not None or args.shard is None else random.SystemRandom().randrange(2**32)
+    result = fuzz(
+        target, registry, examples=args.examples, seed=None if seed is None else shard_seed(seed, args.shard),
+        profile=selection.profile,
+    )  # fmt: skip
+    seed = result.seed if seed is None else seed
+    shard = "" if args.shard is None else f" --shard {args.shard[0]}/{args.shard[1]}"
     versions = target.versions()
     provenance = {
         "found_utc": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "seed": result.seed,
+        "seed": seed,
+        "shard": None if args.shard is None else list(args.shard),
         "examples": args.examples,
         "profile": selection.profile,
         "tensorflow": versions.get("tensorflow"),
         "keras": versions.get("keras"),
         "loss_factory": args.loss_factory,
     }
-    print(f"fuzz: {result.calls} cases in {result.seconds:.1f}s, seed {result.seed}, {args.examples} examples a round")
+    print(f"fuzz: {result.calls} cases in {result.seconds:.1f}s, seed {seed}{shard}, {args.examples} examples a round")
     if result.known:
         print("known divergences met: " + ", ".join(f"{k} x{n}" for k, n in result.known.items()))
     for finding in result.findings:
@@ -386,7 +400,7 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
     if not result.findings:
         print("no unregistered divergence")
         return EXIT_OK
-    print(f"{len(result.findings)} unregistered divergence(s); again: bce-harness fuzz --seed {result.seed} --examples {args.examples}")
+    print(f"{len(result.findings)} unregistered divergence(s); again: bce-harness fuzz --seed {seed}{shard} --examples {args.examples}")
     return EXIT_DIVERGED
 
 

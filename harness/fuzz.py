@@ -51,6 +51,7 @@ __all__ = [
     "fuzz",
     "require_hypothesis",
     "save_finding",
+    "shard_seed",
 ]
 
 # The default budget: the cases a search round generates (shrinking adds its own).  About 11 ms a case on one
@@ -157,6 +158,16 @@ def require_hypothesis() -> Any:
             f"hypothesis is not installed ({exc}); install the extra: pip install 'bce-harness[fuzz]'"
         ) from None
     return hypothesis
+
+
+def shard_seed(seed: int, shard: tuple[int, int] | None) -> int:
+    """The seed shard ``(k, n)`` of a search with ``seed`` runs with: ``seed`` itself without shards, else a
+    32-bit hash of the three, so the shards of one search draw different cases (consecutive seeds would not
+    do: a search's rounds take ``seed``, ``seed + 1``, ...) and each shard repeats with the same arguments."""
+    if shard is None:
+        return seed
+    k, n = shard
+    return int.from_bytes(hashlib.sha256(f"bce-harness fuzz {seed} shard {k}/{n}".encode()).digest()[:4], "big")
 
 
 def fuzz(
