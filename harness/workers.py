@@ -41,7 +41,8 @@ __all__ = ["CaseResult", "WorkerPool", "default_workers", "evaluate", "expectati
 # imports in 2-10 s on this class of machine.
 STARTUP_SECONDS = 180.0
 CRASH_REAP_SECONDS = 10.0  # how long a crashed worker may take to exit before it is killed
-HANG_SIGNAL = signal.SIGUSR1  # asks a hung worker for its Python traceback (faulthandler) before it is killed
+# asks a hung worker for its Python traceback (faulthandler) before it is killed; POSIX only
+HANG_SIGNAL: signal.Signals | None = getattr(signal, "SIGUSR1", None)
 HANG_TRACE_SECONDS = 1.0  # how long the parent waits for that traceback
 TAIL_BYTES = 4096  # how much of a crashed or hung worker's last output its record keeps
 
@@ -177,7 +178,8 @@ def _capture_output(log: str) -> None:
     os.close(fd)
     sys.stdout.reconfigure(line_buffering=True)  # what a loss prints before it crashes is not lost in a buffer
     faulthandler.enable(all_threads=False)
-    faulthandler.register(HANG_SIGNAL, all_threads=False)
+    if HANG_SIGNAL is not None:
+        faulthandler.register(HANG_SIGNAL, all_threads=False)
 
 
 def _worker_main(conn: Connection, factory_spec: str | None, profile: str, log: str) -> None:
@@ -341,7 +343,7 @@ class WorkerPool:
                     # The pipe closes before the process is reaped (an abort handler may still be running):
                     # wait for the exit status so the record can name the signal.
                     slot.process.join(timeout=CRASH_REAP_SECONDS)
-                elif slot.process.is_alive():  # a hang: have the worker write where it is before it is killed
+                elif HANG_SIGNAL is not None and slot.process.is_alive():  # a hang: have it say where it is
                     with contextlib.suppress(OSError):
                         os.kill(slot.process.pid, HANG_SIGNAL)
                     slot.process.join(timeout=HANG_TRACE_SECONDS)
