@@ -354,7 +354,6 @@ def _cmd_merge(args: argparse.Namespace) -> int:
 
 def _cmd_fuzz(args: argparse.Namespace) -> int:
     import datetime
-
     import random
 
     from harness.fuzz import fuzz, require_hypothesis, save_finding, shard_seed
