@@ -26,6 +26,7 @@ carries the load.  Nothing here asserts a time.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing as mp
 import os
 import tempfile
@@ -80,13 +81,14 @@ def sample(cases: Sequence[Case], n: int) -> list[Case]:
 def harness_run(cases: Sequence[Case], registry: Registry, workers: int) -> tuple[RunResult, float, float, float]:
     """The run as ``bce-harness run`` makes it (records streamed), then its reports: (result, pool start-up s,
     run s, report s).  The pool is started first, and timed alone: its workers import TensorFlow."""
-    with tempfile.TemporaryDirectory() as out, WorkerPool(max(workers, 1)) as pool:
+    with tempfile.TemporaryDirectory() as out, contextlib.ExitStack() as stack:
+        pool = stack.enter_context(WorkerPool(workers)) if workers else None
         t0 = time.perf_counter()
-        if workers:  # one single-record job for each worker: every worker started, TensorFlow imported
+        if pool is not None:  # one single-record job for each worker: every worker started, TensorFlow imported
             list(pool.run([[(0, cases[0])] for _ in range(workers)]))
         t1 = time.perf_counter()
         with RecordStream(out, {"benchmark": True}) as stream:
-            if workers == 0:
+            if pool is None:
                 result = run_cases(cases, TFTarget(), registry, on_record=stream.append)
             else:
                 result, _ = run_parallel(cases, registry, workers=workers, on_record=stream.append, pool=pool)

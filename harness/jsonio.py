@@ -54,8 +54,9 @@ def encode_array(a: np.ndarray | None) -> Any:
     if a is None:
         return None
     a = np.asarray(a)
-    if a.dtype.kind in "biu":
-        return {"dtype": "bool" if a.dtype.kind == "b" else "int64", "shape": list(a.shape), "data": a.ravel().tolist()}
+    kind = _kind(a)
+    if kind != "float64":
+        return {"dtype": kind, "shape": list(a.shape), "data": a.ravel().tolist()}
     values = a.astype(np.float64, copy=False).ravel()
     flat = values.tolist()
     # A finite sum means every element is finite (a NaN or an infinity makes it NaN or infinite), and then
@@ -65,6 +66,11 @@ def encode_array(a: np.ndarray | None) -> Any:
         for i in np.flatnonzero(~np.isfinite(values)).tolist():
             flat[i] = encode_number(flat[i])
     return flat[0] if a.ndim == 0 else {"shape": list(a.shape), "data": flat}
+
+
+def _kind(a: np.ndarray) -> str:
+    """What an array is written as, by both encodings: booleans, integers (as int64) or floats (float64)."""
+    return "bool" if a.dtype.kind == "b" else "int64" if a.dtype.kind in "iu" else "float64"
 
 
 # pack_array's element types: little-endian whatever the machine, so a file reads the same everywhere
@@ -78,7 +84,7 @@ def pack_array(a: np.ndarray | None) -> Any:
     if a is None:
         return None
     a = np.asarray(a)
-    kind = "bool" if a.dtype.kind == "b" else "int64" if a.dtype.kind in "iu" else "float64"
+    kind = _kind(a)
     data = np.ascontiguousarray(a, dtype=_PACKED[kind]).tobytes()
     return {"dtype": kind, "shape": list(a.shape), "b64": base64.b64encode(data).decode("ascii")}
 

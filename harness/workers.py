@@ -83,7 +83,7 @@ def evaluate(
     rows = list(zip(jobs, exps, outcomes, strict=True))
     judged = [k for k, exp in enumerate(exps) if not isinstance(exp, BaseException)]
     try:
-        verdicts = compare_many([cases[k] for k in judged], [exps[k] for k in judged], [rows[k][2] for k in judged])
+        verdicts = compare_many([cases[k] for k in judged], [exps[k] for k in judged], [outcomes[k] for k in judged])
         many: dict[int, Comparison] | None = dict(zip(judged, verdicts, strict=True))
     except Exception:  # noqa: BLE001 - the per-record loop below attributes the error to its record
         many = None
