@@ -78,9 +78,9 @@ def _shard(text: str) -> tuple[int, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from harness.generator import DEFAULT_SEED, DEFAULT_SPECIAL_CASES
-    from harness.reference import PROFILES
-    from harness.registry import DEFAULT_REGISTRY
+    from harness.generate.grid import DEFAULT_SEED, DEFAULT_SPECIAL_CASES
+    from harness.oracle.keras3 import PROFILES
+    from harness.judge.registry import DEFAULT_REGISTRY
 
     parser = _Parser(prog="bce-harness", description="Differential harness for tf.keras.losses.BinaryCrossentropy.")
     parser.add_argument("--version", action="version", version=f"bce-harness {__version__}")
@@ -132,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     cases.add_argument("--special-cases", default=str(DEFAULT_SPECIAL_CASES))
 
     from harness.fuzz import DEFAULT_EXAMPLES
-    from harness.replay import DEFAULT_REGRESSIONS
+    from harness.generate.saved import DEFAULT_REGRESSIONS
 
     fuzz = sub.add_parser("fuzz", help="search the whole case space with Hypothesis; shrink and save each new divergence")
     fuzz.add_argument(
@@ -190,14 +190,14 @@ class _Progress:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from harness.generator import default_suite, select
-    from harness.profiles import select_profile
-    from harness.registry import load_registry
-    from harness.report import meta
-    from harness.runner import RunResult, run_cases, run_parallel
-    from harness.stream import RecordStream, load_stream, suite_fingerprint
+    from harness.generate.grid import default_suite, select
+    from harness.oracle.profiles import select_profile
+    from harness.judge.registry import load_registry
+    from harness.report.summary import meta
+    from harness.run.runner import RunResult, run_cases, run_parallel
+    from harness.run.stream import RecordStream, load_stream, suite_fingerprint
     from harness.target import TFTarget, environment_flags, load_factory
-    from harness.workers import default_workers
+    from harness.run.workers import default_workers
 
     t0 = time.perf_counter()
     if Path(args.out).exists() and not Path(args.out).is_dir():
@@ -278,7 +278,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _suite_order(args: argparse.Namespace):
     """Sort key putting records back in suite order after a resume."""
-    from harness.generator import default_suite
+    from harness.generate.grid import default_suite
 
     order = {c.id: i for i, c in enumerate(default_suite(seed=args.seed, special_cases=args.special_cases))}
     return lambda r: order.get(r.case.id, len(order))
@@ -301,7 +301,7 @@ def _check_factory(spec: str | None) -> None:
 
 def _finish(result, run_meta: dict, out: str, *, quiet: bool, started: float) -> int:
     """Write the reports, print the summary, and choose the exit code."""
-    from harness.report import summary_table, write_reports
+    from harness.report.summary import summary_table, write_reports
 
     paths = write_reports(result, run_meta, out)
     t = result.totals()
@@ -323,11 +323,11 @@ def _finish(result, run_meta: dict, out: str, *, quiet: bool, started: float) ->
 
 
 def _cmd_merge(args: argparse.Namespace) -> int:
-    from harness.registry import load_registry
-    from harness.report import meta
-    from harness.runner import RunResult
-    from harness.profiles import installed_tensorflow
-    from harness.stream import load_stream, merge_records
+    from harness.judge.registry import load_registry
+    from harness.report.summary import meta
+    from harness.run.runner import RunResult
+    from harness.oracle.profiles import installed_tensorflow
+    from harness.run.stream import load_stream, merge_records
     from harness.target import environment_flags
 
     t0 = time.perf_counter()
@@ -357,8 +357,8 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
     import random
 
     from harness.fuzz import fuzz, require_hypothesis, save_finding, shard_seed
-    from harness.profiles import select_profile
-    from harness.registry import load_registry
+    from harness.oracle.profiles import select_profile
+    from harness.judge.registry import load_registry
     from harness.target import TFTarget, load_factory
 
     require_hypothesis()
@@ -404,11 +404,11 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from harness.profiles import select_profile
-    from harness.registry import load_registry
-    from harness.replay import case_files, load_case
-    from harness.report import meta
-    from harness.runner import run_cases
+    from harness.oracle.profiles import select_profile
+    from harness.judge.registry import load_registry
+    from harness.generate.saved import case_files, load_case
+    from harness.report.summary import meta
+    from harness.run.runner import run_cases
     from harness.target import TFTarget, environment_flags, load_factory
 
     t0 = time.perf_counter()
@@ -437,8 +437,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from harness.drift import compare_results, load_results, render_text
-    from harness.regression_report import write_compare_reports
+    from harness.report.drift import compare_results, load_results, render_text
+    from harness.report.issue import write_compare_reports
 
     new = load_results(args.new)
     drift = compare_results(load_results(args.base), new, exact=args.exact)
@@ -450,7 +450,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_cases(args: argparse.Namespace) -> int:
-    from harness.generator import default_suite, select
+    from harness.generate.grid import default_suite, select
 
     for case in select(default_suite(seed=args.seed, special_cases=args.special_cases), pattern=args.select):
         print(case.id)

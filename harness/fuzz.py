@@ -31,15 +31,15 @@ from typing import Any
 import numpy as np
 
 from harness.case import Case, Expected, Outcome
-from harness.compare import KINDS, Comparison, compare
+from harness.judge.compare import KINDS, Comparison, compare
 from harness.errors import UsageError
 from harness.jsonio import atomic_write_text, dumps
-from harness.profiles import record_facets
-from harness.reference import expected as reference_expected
-from harness.registry import Divergence, Registry
-from harness.replay import DEFAULT_REGRESSIONS
-from harness.repro import snippet
-from harness.runner import Target
+from harness.oracle.profiles import record_facets
+from harness.oracle.keras3 import expected as reference_expected
+from harness.judge.registry import Divergence, Registry
+from harness.generate.saved import DEFAULT_REGRESSIONS
+from harness.report.repro import snippet
+from harness.run.runner import Target
 
 __all__ = [
     "DEFAULT_EXAMPLES",
@@ -56,7 +56,7 @@ __all__ = [
 
 # The default budget: the cases a search round generates (shrinking adds its own).  About 11 ms a case on one
 # core (Hypothesis's drawing about 6, reference and TensorFlow about 5), so a round that finds nothing takes
-# some 12 s.  tests/test_fuzz.py finds every planted fault well within it.
+# some 12 s.  tests/instrument/test_fuzz.py finds every planted fault well within it.
 DEFAULT_EXAMPLES = 1000
 
 
@@ -194,7 +194,7 @@ def fuzz(
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise UsageError(f"seed={seed!r} is not a non-negative integer")
     hypothesis = require_hypothesis()
-    from harness.strategies import cases
+    from harness.generate.strategies import cases
 
     seed = random.SystemRandom().randrange(2**32) if seed is None else seed
     search = _Search(target, registry, profile, oracle)
@@ -297,7 +297,7 @@ class _Search:
         which the case still fails with the same first kind and no registry entry explains it, until no
         deletion does or ``budget`` cases have been evaluated: the result is 1-minimal under deletion.
         """
-        from harness.strategies import regime_of, shape_kind
+        from harness.generate.strategies import regime_of, shape_kind
 
         kind = finding.comparison.kind
         spent = 0

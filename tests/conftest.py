@@ -73,13 +73,13 @@ def tf_target():
 
 @pytest.fixture(scope="session")
 def default_cases():
-    from harness.generator import default_suite
+    from harness.generate.grid import default_suite
 
     return default_suite()
 
 
 @pytest.fixture(scope="session")
 def registry():
-    from harness.registry import load_registry
+    from harness.judge.registry import load_registry
 
     return load_registry()

@@ -1,0 +1,546 @@
+"""The case generator: a deterministic, seeded grid over inputs and options, plus the curated special cases.
+
+The default suite has four families, each a product over the axes that matter to it (a full product of
+every axis would be millions of cases and mostly redundant):
+
+``values``   every (label dtype, prediction dtype) pair we support x every loss ``dtype`` x from_logits x a
+             value regime, with ``reduction="none"`` on a (12, 1) batch (each element checked on its own)
+             and the default reduction on (4, 3).  "none", not None: both lines document that spelling
+             (Keras 2's ReductionV2 rejects None), so the elementwise checks run on every line
+``options``  every shape kind x axis x from_logits x label_smoothing x reduction x sample_weight form, on
+             typical and soft values in float32
+``dtype_reductions``  every compute dtype x every reduction x weights, so reductions are checked in each
+             format
+``errors``   the calls that must raise
+``special``  the curated boundary cases of ``cases/special_cases.toml``
+
+Array values are drawn from ``numpy.random.default_rng([seed, crc32(case id)])``, so a case's data depends
+on the seed and its id only, never on which other cases are generated or in what order.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import tomllib
+import zlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.case import MODES, PRODUCERS, REDUCTIONS, Case, Options
+from harness.dtypes import float_format, round_to
+from harness.errors import InputError, UsageError
+
+__all__ = [
+    "DEFAULT_SEED",
+    "DEFAULT_SPECIAL_CASES",
+    "LOGIT_REGIMES",
+    "PROB_REGIMES",
+    "default_suite",
+    "load_special_cases",
+    "select",
+]
+
+DEFAULT_SEED = 20261122
+DEFAULT_SPECIAL_CASES = Path(__file__).resolve().parents[2] / "cases" / "special_cases.toml"
+
+PROB_REGIMES = ("typical", "near_bounds", "exact_bounds", "tiny", "soft_labels", "nan")
+LOGIT_REGIMES = ("typical", "large_1e2", "large_1e4", "infinite", "tiny", "soft_labels", "nan")
+LOSS_DTYPES: tuple[str | None, ...] = (None, "float16", "bfloat16", "float32", "float64")
+DTYPE_PAIRS = (
+    ("float16", "float16"),
+    ("bfloat16", "bfloat16"),
+    ("float32", "float32"),
+    ("float64", "float64"),
+    ("int32", "float32"),
+    ("bool", "float32"),
+)
+SHORT = {"float16": "f16", "bfloat16": "bf16", "float32": "f32", "float64": "f64", "int32": "i32", "bool": "bool", None: "default"}
+
+
+def _rng(seed: int, case_id: str) -> np.random.Generator:
+    return np.random.default_rng([seed, zlib.crc32(case_id.encode())])
+
+
+def _ulp_below_one(dtype: str) -> float:
+    return 2.0 ** -(float_format(dtype).mant_bits + 1)
+
+
+def _hard_labels(rng: np.random.Generator, n: int) -> np.ndarray:
+    y = rng.integers(0, 2, n).astype(np.float64)
+    y[:2] = [0.0, 1.0]  # both classes always present
+    return y
+
+
+def _probabilities(regime: str, dtype: str, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, predictions) of a probability regime, before rounding to the dtypes."""
+    y = _hard_labels(rng, n)
+    if regime in ("typical", "nan"):
+        p = rng.uniform(0.02, 0.98, n)
+        if regime == "nan":
+            p[n // 2] = math.nan
+    elif regime == "soft_labels":
+        y = rng.uniform(0.0, 1.0, n)
+        p = rng.uniform(0.02, 0.98, n)
+    elif regime == "exact_bounds":
+        # every (label, prediction) pair of {0, 1} x {0, 1}, the rest typical
+        y[:4] = [0.0, 0.0, 1.0, 1.0]
+        p = rng.uniform(0.02, 0.98, n)
+        p[:4] = [0.0, 1.0, 0.0, 1.0]
+    elif regime == "near_bounds":
+        # each value with both labels: the largest value below 1, 1 - eps (1.0 in float16/bfloat16),
+        # 1 - 1e-6, eps, eps / 2 and the smallest normal number
+        fmt = float_format(dtype)
+        near = [1.0 - _ulp_below_one(dtype), 1.0 - 1e-7, 1.0 - 1e-6, 1e-7, 0.5e-7, fmt.smallest_normal]
+        p = np.resize(np.repeat(np.asarray(near), 2), n)
+        y = np.resize(np.asarray([0.0, 1.0]), n)
+    elif regime == "tiny":
+        fmt = float_format(dtype)
+        tiny = [fmt.smallest_subnormal, 3 * fmt.smallest_subnormal, fmt.smallest_normal / 2, fmt.smallest_normal]
+        p = np.resize(np.asarray(tiny), n)
+    else:
+        raise UsageError(f"regime={regime!r} is not one of {', '.join(PROB_REGIMES)}")
+    return y, p
+
+
+def _logits(regime: str, dtype: str, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    y = _hard_labels(rng, n)
+    sign = np.where(rng.integers(0, 2, n) == 0, -1.0, 1.0)
+    if regime in ("typical", "nan"):
+        x = rng.normal(0.0, 3.0, n)
+        if regime == "nan":
+            x[n // 2] = math.nan
+    elif regime == "soft_labels":
+        y = rng.uniform(0.0, 1.0, n)
+        x = rng.normal(0.0, 3.0, n)
+    elif regime == "large_1e2":
+        x = sign * rng.uniform(50.0, 150.0, n)
+    elif regime == "large_1e4":
+        x = sign * rng.uniform(5e3, 2e4, n)
+    elif regime == "infinite":
+        y[:4] = [0.0, 0.0, 1.0, 1.0]
+        x = rng.normal(0.0, 3.0, n)
+        x[:4] = [-math.inf, math.inf, -math.inf, math.inf]
+    elif regime == "tiny":
+        fmt = float_format(dtype)
+        x = sign * np.resize(np.asarray([fmt.smallest_subnormal, fmt.smallest_normal, 1e-3]), n)
+    else:
+        raise UsageError(f"regime={regime!r} is not one of {', '.join(LOGIT_REGIMES)}")
+    return y, x
+
+
+def _labels_for(dtype: str, y: np.ndarray) -> np.ndarray:
+    """Labels as the label dtype holds them: integer and boolean labels are hard."""
+    if dtype in ("int32", "int64", "bool"):
+        return np.round(np.nan_to_num(y)).clip(0, 1)
+    return round_to(y, dtype)
+
+
+def _values_family(seed: int) -> Iterator[Case]:
+    for (tdt, pdt), loss_dtype, from_logits in itertools.product(DTYPE_PAIRS, LOSS_DTYPES, (False, True)):
+        regimes = LOGIT_REGIMES if from_logits else PROB_REGIMES
+        for regime in regimes:
+            if tdt in ("int32", "bool") and regime in ("soft_labels",):
+                continue
+            for reduction, shape in (("none", (12, 1)), ("sum_over_batch_size", (4, 3))):
+                kind = "logits" if from_logits else "probs"
+                cid = f"values/{kind}/{regime}/{SHORT[tdt]}-{SHORT[pdt]}/dtype={SHORT[loss_dtype]}/{reduction or 'none'}"
+                rng = _rng(seed, cid)
+                n = math.prod(shape)
+                make = _logits if from_logits else _probabilities
+                y, p = make(regime, pdt, rng, n)
+                yield Case(
+                    id=cid,
+                    y_true=_labels_for(tdt, y).reshape(shape),
+                    y_pred=round_to(p, pdt).reshape(shape),
+                    true_dtype=tdt,
+                    pred_dtype=pdt,
+                    options=Options(from_logits=from_logits, reduction=reduction, dtype=loss_dtype),
+                    tags={"family": "values", "regime": regime, "shape": "B1" if shape[1] == 1 else "BC"},
+                )
+
+
+# shape kind -> (label shape, prediction shape, axes to try)
+SHAPES: dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]] = {
+    "rank1": ((5,), (5,), (-1,)),
+    "B1": ((5, 1), (5, 1), (-1,)),
+    "BC": ((4, 3), (4, 3), (-1, 0, 1)),
+    "BTC": ((3, 2, 4), (3, 2, 4), (-1, 1, 0)),
+    "labels_B_preds_B1": ((5,), (5, 1), (-1,)),
+    "labels_B1_preds_B": ((5, 1), (5,), (-1,)),
+    "empty": ((0, 3), (0, 3), (-1,)),
+    "empty_BTC": ((0, 2, 3), (0, 2, 3), (-1,)),
+}
+WEIGHT_FORMS = ("none", "scalar", "per_sample", "column", "per_element", "zeros")
+SMOOTHINGS = (0.0, 0.1, 1.0)
+
+
+def _loss_shape(y_shape: tuple[int, ...], p_shape: tuple[int, ...], axis: int) -> tuple[int, ...]:
+    shape = p_shape if len(p_shape) >= len(y_shape) else y_shape
+    if len(shape) == 1 and len(y_shape) != len(p_shape):
+        shape = shape + (1,)
+    return tuple(s for i, s in enumerate(shape) if i != axis % len(shape))
+
+
+def _weights(form: str, batch: int, loss_shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray | None:
+    if form == "none":
+        return None
+    if form == "scalar":
+        return np.asarray(2.5)
+    if form == "per_sample":
+        return round_to(rng.uniform(0.5, 2.0, batch), "float32")
+    if form == "column":
+        return round_to(rng.uniform(0.5, 2.0, (batch, 1)), "float32")
+    if form == "per_element":
+        return round_to(rng.uniform(0.5, 2.0, loss_shape), "float32")
+    if form == "zeros":
+        return np.zeros(batch)
+    raise UsageError(f"weights={form!r} is not one of {', '.join(WEIGHT_FORMS)}")
+
+
+def _options_family(seed: int) -> Iterator[Case]:
+    for shape_kind, (ys, ps, axes) in SHAPES.items():
+        for axis, from_logits, ls, reduction, form in itertools.product(
+            axes, (False, True), SMOOTHINGS, REDUCTIONS, WEIGHT_FORMS
+        ):
+            loss_shape = _loss_shape(ys, ps, axis)
+            if axis != -1 and form not in ("none", "scalar"):
+                continue  # per-sample weights are defined against the batch axis of the default axis
+            if form == "per_element" and len(loss_shape) < 2:
+                continue  # the same as per_sample there
+            if len(loss_shape) == 0 and form not in ("none", "scalar"):
+                continue  # a rank-1 batch has a scalar loss: there is no sample to weight
+            regime = "soft_labels" if ls == 0.1 else "typical"
+            cid = (
+                f"options/{shape_kind}/axis={axis}/{'logits' if from_logits else 'probs'}/ls={ls:g}"
+                f"/{reduction or 'None'}/w={form}"
+            )
+            rng = _rng(seed, cid)
+            n = math.prod(ps)
+            make = _logits if from_logits else _probabilities
+            y, p = make(regime, "float32", rng, max(n, 2))
+            y, p = y[:n], p[:n]
+            yield Case(
+                id=cid,
+                y_true=round_to(y, "float32").reshape(ys),
+                y_pred=round_to(p, "float32").reshape(ps),
+                true_dtype="float32",
+                pred_dtype="float32",
+                options=Options(from_logits=from_logits, label_smoothing=ls, axis=axis, reduction=reduction),
+                sample_weight=_weights(form, ys[0], loss_shape, rng),
+                tags={"family": "options", "regime": regime, "shape": shape_kind, "weights": form},
+            )
+
+
+def _dtype_reductions_family(seed: int) -> Iterator[Case]:
+    for loss_dtype, reduction, form, from_logits in itertools.product(
+        LOSS_DTYPES, REDUCTIONS, ("none", "per_sample"), (False, True)
+    ):
+        cid = f"dtype_reductions/dtype={SHORT[loss_dtype]}/{reduction or 'None'}/w={form}/{'logits' if from_logits else 'probs'}"
+        rng = _rng(seed, cid)
+        make = _logits if from_logits else _probabilities
+        y, p = make("typical", "float32", rng, 24)
+        yield Case(
+            id=cid,
+            y_true=round_to(y, "float32").reshape(8, 3),
+            y_pred=round_to(p, "float32").reshape(8, 3),
+            true_dtype="float32",
+            pred_dtype="float32",
+            options=Options(from_logits=from_logits, reduction=reduction, dtype=loss_dtype),
+            sample_weight=_weights(form, 8, (8,), rng),
+            tags={"family": "dtype_reductions", "regime": "typical", "shape": "BC", "weights": form},
+        )
+
+
+def _errors_family(seed: int) -> Iterator[Case]:
+    rng = _rng(seed, "errors")
+    y = _hard_labels(rng, 6).reshape(2, 3)
+    p = round_to(rng.uniform(0.1, 0.9, 6), "float32").reshape(2, 3)
+    base = {"y_true": y, "y_pred": p, "true_dtype": "float32", "pred_dtype": "float32"}
+    for bad in ("avg", "auto", "SUM", "sum_over_batch"):
+        yield Case(
+            id=f"errors/reduction={bad}",
+            options=Options(reduction=bad),
+            tags={"family": "errors", "regime": "typical", "shape": "BC"},
+            **base,
+        )
+    yield Case(
+        id="errors/shape_mismatch/(2,3)-vs-(2,2)",
+        y_true=y,
+        y_pred=p[:, :2],
+        true_dtype="float32",
+        pred_dtype="float32",
+        tags={"family": "errors", "regime": "typical", "shape": "mismatch"},
+    )
+    yield Case(
+        id="errors/shape_mismatch/(2,3)-vs-(3,)",
+        y_true=y,
+        y_pred=p[0],
+        true_dtype="float32",
+        pred_dtype="float32",
+        tags={"family": "errors", "regime": "typical", "shape": "mismatch"},
+    )
+    yield Case(
+        id="errors/sample_weight/(3,)-vs-loss(2,)",
+        sample_weight=np.ones(3),
+        tags={"family": "errors", "regime": "typical", "shape": "BC", "weights": "mismatch"},
+        **base,
+    )
+
+
+# -- every way users reach BCE: entry points x modes, producers, masks, gradients ------------------------
+
+PATH_APIS = ("BinaryCrossentropy", "binary_crossentropy", "ops.binary_crossentropy", "metrics.BinaryCrossentropy", "nn.sigmoid_cross_entropy_with_logits")
+PATH_PROB_REGIMES = ("typical", "near_bounds", "exact_bounds", "soft_labels", "nan")
+PATH_LOGIT_REGIMES = ("typical", "large_1e2", "infinite", "soft_labels", "nan")
+
+
+def _saturated_logits(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Logits whose float32 sigmoid is 0 or 1 or within a few ULP of them: where the clip decides."""
+    y = np.resize(np.asarray([0.0, 1.0]), n)
+    x = np.resize(np.asarray([20.0, -20.0, 100.0, -100.0, 16.0, -17.0, 5.0, -5.0]), n)
+    return y, x
+
+
+def _path_case(
+    seed: int, api: str, mode: str, rest: str, y: np.ndarray, p: np.ndarray, shape: tuple[int, ...], *,
+    options: Options, regime: str, dtype: str = "float32", weights: np.ndarray | None = None,
+    weight_form: str = "none", **fields: Any,
+) -> Case:  # fmt: skip
+    return Case(
+        id=f"paths/{api}/{mode}/{rest}",
+        y_true=round_to(y, dtype).reshape(shape),
+        y_pred=round_to(p, dtype).reshape(shape),
+        true_dtype=dtype,
+        pred_dtype=dtype,
+        options=options,
+        sample_weight=weights,
+        api=api,
+        mode=mode,
+        tags={"family": "paths", "regime": regime, "shape": "x".join(map(str, shape)), "weights": weight_form},
+        **fields,
+    )
+
+
+def _paths_family(seed: int) -> Iterator[Case]:
+    """Each entry point in each mode on the value regimes, then producers, masks and gradients.
+
+    Ids are ``paths/<api>/<mode>/<rest>``: the same ``rest`` in two modes is the same call, which is how
+    cross-mode differences are found (report.py).
+    """
+    for api, mode in itertools.product(PATH_APIS, MODES):
+        logit_choices = (True,) if api == "nn.sigmoid_cross_entropy_with_logits" else (False, True)
+        for from_logits in logit_choices:
+            regimes = PATH_LOGIT_REGIMES if from_logits else PATH_PROB_REGIMES
+            kind = "logits" if from_logits else "probs"
+            reductions: tuple[str | None, ...] = (None, "sum_over_batch_size") if api == "BinaryCrossentropy" else (None,)
+            for regime, reduction in itertools.product(regimes, reductions):
+                rest = f"{kind}/{regime}/{reduction or 'None'}"
+                rng = _rng(seed, f"paths/{api}/{rest}")
+                shape = (2, 3, 2) if api == "metrics.BinaryCrossentropy" else (6, 2)
+                n = math.prod(shape)
+                make = _logits if from_logits else _probabilities
+                y, p = make(regime, "float32", rng, n)
+                ls = 0.1 if regime == "soft_labels" and api in ("BinaryCrossentropy", "binary_crossentropy", "metrics.BinaryCrossentropy") else 0.0
+                yield _path_case(
+                    seed, api, mode, rest, y, p, shape,
+                    options=Options(from_logits=from_logits, label_smoothing=ls, reduction=reduction), regime=regime,
+                )  # fmt: skip
+            # weighted: the loss class's weighted mean and the metric's weighted running mean
+            if api in ("BinaryCrossentropy", "metrics.BinaryCrossentropy"):
+                rest = f"{kind}/typical/weighted"
+                rng = _rng(seed, f"paths/{api}/{rest}")
+                shape = (2, 3, 2) if api == "metrics.BinaryCrossentropy" else (6, 2)
+                y, p = (_logits if from_logits else _probabilities)("typical", "float32", rng, math.prod(shape))
+                w = round_to(rng.uniform(0.25, 2.0, shape[:-1]), "float32")
+                red = "mean_with_sample_weight" if api == "BinaryCrossentropy" else None
+                yield _path_case(
+                    seed, api, mode, rest, y, p, shape, options=Options(from_logits=from_logits, reduction=red),
+                    regime="typical", weights=w, weight_form="per_sample",
+                )  # fmt: skip
+        if api == "nn.sigmoid_cross_entropy_with_logits":
+            continue
+        # sigmoid-produced probabilities with from_logits=False
+        for producer, regime in itertools.product(PRODUCERS, ("typical", "saturated")):
+            rest = f"producer={producer}/{regime}"
+            rng = _rng(seed, f"paths/{api}/{rest}")
+            shape = (2, 4, 2) if api == "metrics.BinaryCrossentropy" else (8, 2)
+            n = math.prod(shape)
+            y, x = _saturated_logits(rng, n) if regime == "saturated" else _logits("typical", "float32", rng, n)
+            yield _path_case(
+                seed, api, mode, rest, y, x, shape, options=Options(), regime=regime, producer=producer,
+            )  # fmt: skip
+    yield from _mask_cases(seed)
+    yield from _gradient_cases(seed)
+
+
+MASK = np.asarray([[True, True, False, False], [True, True, True, False]])
+
+
+def _mask_cases(seed: int) -> Iterator[Case]:
+    """A (2, 4) mask on (2, 4, 3) predictions: every reduction, with and without (B, 1) weights.
+
+    The metric is left out: the harness feeds it one update per slice of y_pred, and slicing drops a Keras
+    mask, so such a case would not exercise the metric's masking at all.
+    """
+    for mode, reduction, weighted in itertools.product(MODES, REDUCTIONS, (False, True)):
+        rest = f"mask/{reduction or 'None'}/w={'column' if weighted else 'none'}"
+        rng = _rng(seed, f"paths/BinaryCrossentropy/{rest}")
+        y, p = _probabilities("typical", "float32", rng, 24)
+        w = round_to(rng.uniform(0.25, 2.0, (2, 1)), "float32") if weighted else None
+        yield _path_case(
+            seed, "BinaryCrossentropy", mode, rest, y, p, (2, 4, 3), options=Options(reduction=reduction),
+            regime="typical", weights=w, weight_form="column" if weighted else "none", mask=MASK,
+        )  # fmt: skip
+    for mode in MODES:
+        rng = _rng(seed, "paths/BinaryCrossentropy/mask/nan")
+        y, p = _probabilities("typical", "float32", rng, 24)
+        p[3 * 3] = math.nan  # element (0, 3, 0): its position (0, 3) is masked
+        yield _path_case(
+            seed, "BinaryCrossentropy", mode, "mask/masked_nan/sum_over_batch_size", y, p, (2, 4, 3),
+            options=Options(), regime="masked_nan", mask=MASK,
+        )  # fmt: skip
+
+
+def _gradient_cases(seed: int) -> Iterator[Case]:
+    """Gradients w.r.t. y_pred of every stateless entry point, and w.r.t. sample_weight of the loss."""
+    grad_apis = ("BinaryCrossentropy", "binary_crossentropy", "ops.binary_crossentropy", "nn.sigmoid_cross_entropy_with_logits")
+    for api, mode in itertools.product(grad_apis, MODES):
+        logit_choices = (True,) if api == "nn.sigmoid_cross_entropy_with_logits" else (False, True)
+        for from_logits in logit_choices:
+            regimes = ("typical", "large_1e2", "infinite") if from_logits else ("typical", "near_bounds", "exact_bounds")
+            reductions: tuple[str | None, ...] = (
+                ("sum", "sum_over_batch_size", "mean_with_sample_weight") if api == "BinaryCrossentropy" else (None,)
+            )
+            for regime, reduction in itertools.product(regimes, reductions):
+                kind = "logits" if from_logits else "probs"
+                rest = f"grad=y_pred/{kind}/{regime}/{reduction or 'None'}"
+                rng = _rng(seed, f"paths/{api}/{rest}")
+                y, p = (_logits if from_logits else _probabilities)(regime, "float32", rng, 12)
+                w = round_to(rng.uniform(0.25, 2.0, 6), "float32") if reduction == "mean_with_sample_weight" else None
+                yield _path_case(
+                    seed, api, mode, rest, y, p, (6, 2), options=Options(from_logits=from_logits, reduction=reduction),
+                    regime=regime, weights=w, weight_form="none" if w is None else "per_sample", grad="y_pred",
+                )  # fmt: skip
+    for mode, reduction in itertools.product(MODES, ("sum", "sum_over_batch_size", "mean_with_sample_weight", None)):
+        rest = f"grad=sample_weight/{reduction or 'None'}"
+        rng = _rng(seed, f"paths/BinaryCrossentropy/{rest}")
+        y, p = _probabilities("typical", "float32", rng, 12)
+        w = round_to(rng.uniform(0.25, 2.0, 6), "float32")
+        yield _path_case(
+            seed, "BinaryCrossentropy", mode, rest, y, p, (6, 2), options=Options(reduction=reduction),
+            regime="typical", weights=w, weight_form="per_sample", grad="sample_weight",
+        )  # fmt: skip
+
+
+def load_special_cases(path: str | Path = DEFAULT_SPECIAL_CASES) -> list[Case]:
+    """The curated boundary cases: a TOML array ``[[case]]`` of named inputs (see the file's header)."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: special-case file not found") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the special cases ({exc.strerror or exc})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not valid TOML ({exc})") from None
+    cases = []
+    for i, raw in enumerate(data.get("case", [])):
+        try:
+            cases.append(_special_case(raw))
+        except (UsageError, KeyError, TypeError, ValueError) as exc:
+            msg = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise InputError(f"{path}: case[{i}]: {msg}") from None
+    return cases
+
+
+SPECIAL_FIELDS = {
+    "id", "y_true", "y_pred", "dtype", "true_dtype", "pred_dtype", "sample_weight",
+    "from_logits", "label_smoothing", "axis", "reduction", "loss_dtype", "expect", "note",
+}  # fmt: skip
+
+
+def _number(v: Any) -> float:
+    if isinstance(v, str):
+        return {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}[v]
+    return float(v)
+
+
+def _array(v: Any) -> np.ndarray:
+    if isinstance(v, list):
+        return np.asarray([_array(x) for x in v], dtype=np.float64)
+    return np.asarray(_number(v), dtype=np.float64)
+
+
+def _special_case(raw: dict[str, Any]) -> Case:
+    unknown = set(raw) - SPECIAL_FIELDS
+    if unknown:
+        raise UsageError(f"unknown field {min(unknown)!r}")
+    dtype = raw.get("dtype", "float32")
+    tdt = raw.get("true_dtype", dtype)
+    pdt = raw.get("pred_dtype", dtype)
+    sw = raw.get("sample_weight")
+    return Case(
+        id=f"special/{raw['id']}",
+        y_true=round_to(_array(raw["y_true"]), tdt),
+        y_pred=round_to(_array(raw["y_pred"]), pdt),
+        true_dtype=tdt,
+        pred_dtype=pdt,
+        options=Options(
+            from_logits=raw.get("from_logits", False),
+            label_smoothing=raw.get("label_smoothing", 0.0),
+            axis=raw.get("axis", -1),
+            reduction=raw.get("reduction", "none"),
+            dtype=raw.get("loss_dtype"),
+        ),
+        sample_weight=None if sw is None else round_to(_array(sw), "float32"),
+        tags={"family": "special", "regime": "special", "shape": "special"},
+    )
+
+
+def special_expectations(path: str | Path = DEFAULT_SPECIAL_CASES) -> dict[str, float | list[Any]]:
+    """Hand-worked values stated in the special-case file (``expect``), by case id."""
+    data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    return {f"special/{raw['id']}": raw["expect"] for raw in data.get("case", []) if "expect" in raw}
+
+
+def default_suite(
+    *, seed: int = DEFAULT_SEED, special_cases: str | Path | None = DEFAULT_SPECIAL_CASES, paths: bool = True
+) -> list[Case]:
+    """Every case of the default suite, in a fixed order.  ``seed`` must be a non-negative int.
+
+    ``paths=False`` leaves out the paths family (entry points, modes, producers, masks, gradients): it is
+    written for Keras 3, whose entry points (keras.ops above all) the Keras 2 line does not have.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise UsageError(f"seed={seed!r} is not a non-negative integer")
+    cases: list[Case] = []
+    if special_cases is not None:
+        cases.extend(load_special_cases(special_cases))
+    cases.extend(_errors_family(seed))
+    cases.extend(_values_family(seed))
+    cases.extend(_dtype_reductions_family(seed))
+    cases.extend(_options_family(seed))
+    if paths:
+        cases.extend(_paths_family(seed))
+    ids = [c.id for c in cases]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise InputError(f"case id {dup!r} is generated twice")
+    return cases
+
+
+def select(cases: Sequence[Case], *, max_cases: int | None = None, pattern: str | None = None) -> list[Case]:
+    """A subset: ids matching the glob ``pattern``, then at most ``max_cases`` spread evenly over the list."""
+    import fnmatch
+
+    if max_cases is not None and (isinstance(max_cases, bool) or not isinstance(max_cases, int) or max_cases < 1):
+        raise UsageError(f"max_cases={max_cases!r} is not a positive integer")
+    chosen = [c for c in cases if pattern is None or fnmatch.fnmatchcase(c.id, pattern)]
+    if max_cases is not None and len(chosen) > max_cases:
+        step = len(chosen) / max_cases
+        chosen = [chosen[int(i * step)] for i in range(max_cases)]
+    return chosen

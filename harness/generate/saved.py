@@ -1,0 +1,88 @@
+"""Saved cases: reading them back, safely, to re-run them through the pipeline.
+
+A case file is one JSON object, ``Case.as_dict()`` (NaN and infinities as the strings "nan", "inf",
+"-inf", see jsonio.py), optionally with a ``finding`` object saying how it was found (``fuzz`` writes one).
+Loading parses JSON and nothing else: no code is evaluated, a bare ``NaN``/``Infinity`` constant is refused,
+and a malformed file raises InputError in one line naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from harness.case import Case
+from harness.errors import InputError, UsageError
+
+__all__ = ["CASE_FIELDS", "DEFAULT_REGRESSIONS", "case_files", "load_case"]
+
+DEFAULT_REGRESSIONS = Path(__file__).resolve().parents[2] / "cases" / "regressions"
+# The top-level fields a case file may have: the Case's own (as ``Case.as_dict`` writes them) and ``finding``.
+CASE_FIELDS = frozenset({f.name for f in fields(Case)} | {"finding"})
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f'bare {name} is not JSON; write the string "nan", "inf" or "-inf"')
+
+
+def load_case(path: str | Path) -> Case:
+    """The case saved in ``path``; InputError names the file and the field that is wrong."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{path}: case file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read the case file ({getattr(exc, 'strerror', None) or exc})") from None
+    try:
+        data = json.loads(text, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    except ValueError as exc:
+        raise InputError(f"{path}: not valid JSON ({exc})") from None
+    try:
+        return _case(data)
+    except UsageError as exc:
+        raise InputError(f"{path}: {exc}") from None
+
+
+def _case(data: Any) -> Case:
+    if not isinstance(data, Mapping):
+        raise UsageError(f"the file holds a JSON {type(data).__name__}, not an object")
+    unknown = set(data) - CASE_FIELDS
+    if unknown:
+        raise UsageError(f"unknown field {min(unknown)!r}")
+    if not isinstance(data.get("id"), str):
+        raise UsageError(f"field 'id'={data.get('id')!r} is not a string")
+    for key in ("tags", "finding"):
+        if key in data and not isinstance(data[key], Mapping):
+            raise UsageError(f"field {key!r} is not an object")
+    tags = data.get("tags", {})
+    bad = [k for k, v in tags.items() if not isinstance(v, str)]
+    if bad:
+        raise UsageError(f"field 'tags.{min(bad)}'={tags[min(bad)]!r} is not a string")
+    for key in ("true_dtype", "pred_dtype", "weight_dtype", "api"):
+        if key in data and not isinstance(data[key], str):
+            raise UsageError(f"field {key!r}={data[key]!r} is not a string")
+    try:
+        return Case.from_dict({k: v for k, v in data.items() if k != "finding"})
+    except (TypeError, ValueError) as exc:  # UsageError is a ValueError and already names the field
+        if isinstance(exc, UsageError):
+            raise
+        raise UsageError(f"a field has the wrong type ({exc})") from None
+
+
+def case_files(paths: Iterable[str | Path]) -> list[Path]:
+    """The case files named: files as given, folders as the ``*.json`` files directly in them, sorted."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files.extend(sorted(p.glob("*.json")))
+        elif p.exists():
+            files.append(p)
+        else:
+            raise InputError(f"{p}: case file not found")
+    return files

@@ -1,0 +1,258 @@
+"""The known-divergence registry: where TensorFlow is known to differ from the specification, and why.
+
+The registry is a TOML file (``cases/known_divergences.toml``), one ``[[divergence]]`` table per entry:
+
+    [[divergence]]
+    id = "short-stable-name"
+    title = "one line"
+    reason = "why TensorFlow differs: which side is right and how we know"
+    evidence = ["source line, doc sentence or upstream issue", ...]
+    kinds = ["nan_inf"]                 # failure kinds this entry explains
+    versions = ">=2.16"                 # optional: the TensorFlow releases it holds for (PEP 440)
+    [divergence.match]                  # every key must match the record (AND)
+    profile = "keras3"                  # the semantics the record was judged against
+    compute_dtype = ["float16", "bfloat16"]   # a list means any of
+    from_logits = false
+    id = "values/probs/exact_bounds/*"        # strings are shell-style globs
+
+Match keys are the record's facets (``profiles.record_facets``): the case's id, api, from_logits,
+label_smoothing, axis, reduction, dtype, true_dtype, pred_dtype, weights and tags (family, regime, shape),
+the ``profile``, the ``compute_dtype`` that profile computes in, and ``flushed_weights`` (a sample weight
+the kernels read as 0).
+
+Two keys place an entry on a line, because neither alone can.  ``versions`` is a PEP 440 specifier set
+matched against the installed TensorFlow (``Registry.for_tensorflow``; pre-releases such as nightlies
+count): TensorFlow's own ops (``tf.nn.sigmoid_cross_entropy_with_logits``) are shared by both Keras lines,
+and a fix lands in a TensorFlow release.  ``match.profile`` says which documented semantics the finding is
+about: with ``TF_USE_LEGACY_KERAS=1`` TensorFlow 2.21 runs Keras 2 code, so a TensorFlow range cannot tell
+a Keras 3 finding from a Keras 2 one, and the Keras package's version would not name TensorFlow's ops.
+
+A record that fails with one of the entry's kinds is ``xfail``; one that the entry matches but that
+agrees is ``xpass`` (the divergence no longer reproduces: fix or narrow the entry), and so is one that
+fails with a kind the entry does not explain: that is ``fail``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+from harness.judge.compare import KINDS
+from harness.errors import InputError, UsageError
+
+__all__ = ["DEFAULT_REGISTRY", "Divergence", "Registry", "load_registry"]
+
+DEFAULT_REGISTRY = Path(__file__).resolve().parents[2] / "cases" / "known_divergences.toml"
+
+MATCH_KEYS = frozenset(
+    {
+        "id",
+        "api",
+        "mode",
+        "producer",
+        "mask",
+        "grad",
+        "path",
+        "from_logits",
+        "label_smoothing",
+        "axis",
+        "reduction",
+        "dtype",
+        "compute_dtype",
+        "true_dtype",
+        "pred_dtype",
+        "profile",
+        "weights",
+        "family",
+        "regime",
+        "shape",
+        "flushed_weights",
+    }
+)
+_FIELDS = {"id", "title", "reason", "evidence", "kinds", "match", "versions"}
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """One registered divergence."""
+
+    id: str
+    title: str
+    reason: str
+    evidence: tuple[str, ...]
+    kinds: frozenset[str]
+    match: Mapping[str, Any] = field(default_factory=dict)
+    versions: str | None = None  # PEP 440 specifiers over the TensorFlow version; None: every version
+
+    def holds_for(self, tensorflow: str | None) -> bool:
+        """Whether the entry's version range contains ``tensorflow`` (unknown: only an unranged entry)."""
+        if self.versions is None:
+            return True
+        if tensorflow is None:
+            return False
+        try:
+            version = Version(tensorflow)
+        except InvalidVersion:
+            raise UsageError(f"tensorflow={tensorflow!r} is not a PEP 440 version") from None
+        return SpecifierSet(self.versions).contains(version, prereleases=True)
+
+    def matches(self, facets: Mapping[str, Any]) -> bool:
+        """True when every match key is a facet of the record and matches it; a missing facet never does."""
+        return all(key in facets and _matches_value(facets[key], want) for key, want in self.match.items())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "reason": self.reason,
+            "evidence": list(self.evidence),
+            "kinds": sorted(self.kinds),
+            "match": dict(self.match),
+            "versions": self.versions,
+        }
+
+
+_MISSING = object()  # a facet the record does not have, in Registry.judge's memo keys
+
+
+def _matches_value(have: Any, want: Any) -> bool:
+    if isinstance(want, list):
+        return any(_matches_value(have, w) for w in want)
+    if want == "none" and have is None:
+        return True
+    if isinstance(want, str) and isinstance(have, str):
+        return fnmatch.fnmatchcase(have, want)
+    if isinstance(want, bool) or isinstance(have, bool):
+        return want is have
+    if isinstance(want, (int, float)) and isinstance(have, (int, float)):
+        return float(want) == float(have)
+    return want == have
+
+
+@dataclass(frozen=True)
+class Registry:
+    entries: tuple[Divergence, ...] = ()
+    source: str = ""
+    # judge()'s answers by the values (and types: True and 1 hash alike but match differently) of the facets
+    # some entry reads: a run judges thousands of records that share them
+    _verdicts: dict[tuple[Any, ...], Divergence | None] = field(default_factory=dict, compare=False, repr=False)
+
+    @functools.cached_property
+    def _read(self) -> tuple[str, ...]:
+        """The facets some entry's match reads, in a fixed order."""
+        return tuple(sorted({key for entry in self.entries for key in entry.match}))
+
+    def for_tensorflow(self, version: str | None) -> Registry:
+        """The entries whose ``versions`` range holds for TensorFlow ``version``."""
+        return Registry(tuple(e for e in self.entries if e.holds_for(version)), self.source)
+
+    def find(self, facets: Mapping[str, Any]) -> Divergence | None:
+        """The first entry matching a record's facets, or None."""
+        for entry in self.entries:
+            if entry.matches(facets):
+                return entry
+        return None
+
+    def explain(self, facets: Mapping[str, Any], kinds: Sequence[str | None]) -> Divergence | None:
+        """The first entry that matches ``facets`` and lists every one of ``kinds`` (all of a comparison's: a
+        registered NaN must not explain a wrong value found beside it in the same record), or None."""
+        for entry in self.entries:
+            if all(k in entry.kinds for k in kinds) and entry.matches(facets):
+                return entry
+        return None
+
+    def judge(self, facets: Mapping[str, Any], kinds: Sequence[str | None]) -> Divergence | None:
+        """The entry a record's verdict is taken against: for a divergence, the first entry that explains all
+        its ``kinds``, else the first that matches (its note then says which kind it does not explain); for
+        an agreement (no kinds), the first that matches (an ``xpass``).  The one rule for run, replay, merge
+        and fuzz."""
+        values = [facets.get(k, _MISSING) for k in self._read]
+        key = (*values, *map(type, values), *kinds)
+        try:
+            return self._verdicts[key]
+        except KeyError:
+            pass
+        except TypeError:  # a facet value that cannot be hashed: judge without the memo
+            return self._judge(facets, kinds)
+        found = self._verdicts[key] = self._judge(facets, kinds)
+        return found
+
+    def _judge(self, facets: Mapping[str, Any], kinds: Sequence[str | None]) -> Divergence | None:
+        return (self.explain(facets, kinds) if kinds else None) or self.find(facets)
+
+
+def _parse_entry(raw: Any, where: str) -> Divergence:
+    if not isinstance(raw, dict):
+        raise InputError(f"{where} is not a table")
+    unknown = set(raw) - _FIELDS
+    if unknown:
+        raise InputError(f"{where} has unknown field {min(unknown)!r}")
+    for key in ("id", "title", "reason"):
+        if not isinstance(raw.get(key), str) or not raw[key].strip():
+            raise InputError(f"{where}.{key} is missing or empty")
+    evidence = raw.get("evidence")
+    if not isinstance(evidence, list) or not evidence or not all(isinstance(e, str) and e.strip() for e in evidence):
+        raise InputError(f"{where}.evidence must be a non-empty list of strings")
+    kinds = raw.get("kinds")
+    if not isinstance(kinds, list) or not kinds or any(k not in KINDS for k in kinds):
+        raise InputError(f"{where}.kinds={kinds!r} must be a non-empty list of {', '.join(KINDS)}")
+    match = raw.get("match")
+    if not isinstance(match, dict) or not match:
+        raise InputError(f"{where}.match must be a non-empty table")
+    for key in match:
+        if key not in MATCH_KEYS:
+            raise InputError(f"{where}.match has unknown key {key!r} (known: {', '.join(sorted(MATCH_KEYS))})")
+    versions = raw.get("versions")
+    if versions is not None:
+        try:
+            SpecifierSet(versions)
+        except (InvalidSpecifier, TypeError):
+            raise InputError(f"{where}.versions={versions!r} is not a PEP 440 specifier set such as '>=2.16'") from None
+    return Divergence(
+        id=raw["id"],
+        title=raw["title"].strip(),
+        reason=" ".join(raw["reason"].split()),
+        evidence=tuple(evidence),
+        kinds=frozenset(kinds),
+        match=dict(match),
+        versions=versions,
+    )
+
+
+def load_registry(path: str | Path = DEFAULT_REGISTRY) -> Registry:
+    """Read and validate a registry file; InputError names the file and the field that is wrong."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: registry file not found") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the registry ({exc.strerror or exc})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not valid TOML ({exc})") from None
+    unknown = set(data) - {"divergence"}
+    if unknown:
+        raise InputError(f"{path}: unknown top-level key {min(unknown)!r}")
+    raw_entries = data.get("divergence", [])
+    if not isinstance(raw_entries, list):
+        raise InputError(f"{path}: 'divergence' must be an array of tables ([[divergence]])")
+    entries = []
+    seen: set[str] = set()
+    for i, raw in enumerate(raw_entries):
+        try:
+            entry = _parse_entry(raw, f"divergence[{i}]")
+        except InputError as exc:
+            raise InputError(f"{path}: {exc}") from None
+        if entry.id in seen:
+            raise InputError(f"{path}: divergence[{i}].id={entry.id!r} is used twice")
+        seen.add(entry.id)
+        entries.append(entry)
+    return Registry(tuple(entries), str(path))

@@ -1,0 +1,229 @@
+"""report.html: one self-contained page (inline CSS and SVG; no script, no network) for people who would
+rather look than read.
+
+From a results.json's contents, and optionally a ``Drift`` against an earlier run:
+
+* the summary: status counts per option family and compute dtype;
+* a heatmap of the worst ULP difference among the passing records, by compute dtype and value regime
+  (how close TensorFlow lands where it agrees; the failures have their own section);
+* the error distribution per compute dtype: how many passing records landed 0, 1, 2-3, 4-7, ... ULP away;
+* with a drift: cases that changed between the two versions per option family, and how far the values moved;
+* the divergences, each with its mismatch message.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from harness.report.drift import Drift, group_of
+from harness.jsonio import atomic_write_text
+
+__all__ = ["render_html", "write_html"]
+
+_STATUSES = ("pass", "fail", "xfail", "xpass", "error")
+_BINS = ((0, 0), (1, 1), (2, 3), (4, 7), (8, 15), (16, 63), (64, 1023), (1024, None))
+_MAX_DIVERGENCES = 400
+_CSS = """
+body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
+h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding:2px 8px;text-align:right}
+th{background:#f4f4f4}td:first-child,th:first-child,td.l{text-align:left}
+.fail,.error,.xpass{color:#b00020;font-weight:bold}.xfail{color:#8a6d00}
+pre{background:#f7f7f7;padding:.5em;overflow-x:auto;font-size:12px}details{margin:.2em 0}
+svg text{font:11px system-ui,sans-serif}.note{color:#666}
+"""
+
+
+def _e(x: Any) -> str:
+    return html.escape(str(x))
+
+
+def _table(head: Sequence[str], rows: Sequence[Sequence[Any]], classes: Sequence[str] | None = None) -> str:
+    out = ["<table><tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr>"]
+    for row in rows:
+        cells = []
+        for i, v in enumerate(row):
+            cls = f' class="{classes[i]}"' if classes and classes[i] and v else ""
+            cells.append(f"<td{cls}>{_e(v)}</td>")
+        out.append("<tr>" + "".join(cells) + "</tr>")
+    return "".join(out) + "</table>"
+
+
+def _color(level: float) -> str:
+    """White (0) to dark red (1)."""
+    level = min(max(level, 0.0), 1.0)
+    g = int(255 - 200 * level)
+    return f"rgb(255,{g},{int(255 - 230 * level)})"
+
+
+def _heatmap(records: Sequence[Mapping[str, Any]]) -> str:
+    worst: dict[tuple[str, str], int] = {}
+    for r in records:
+        if r["status"] == "pass" and r.get("max_ulp") is not None:
+            key = (r.get("compute_dtype") or "?", r.get("tags", {}).get("regime", "?"))
+            worst[key] = max(worst.get(key, 0), int(r["max_ulp"]))
+    if not worst:
+        return "<p class=note>No passing records.</p>"
+    dtypes = sorted({d for d, _ in worst})
+    regimes = sorted({g for _, g in worst})
+    top = max(math.log2(1 + v) for v in worst.values()) or 1.0
+    cw, ch, left, head = 78, 26, 80, 70
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + cw * len(regimes) + 10}" height="{head + ch * len(dtypes) + 10}" role="img" aria-label="worst ULP by dtype and regime">']
+    for j, g in enumerate(regimes):
+        x = left + j * cw + cw / 2
+        parts.append(f'<text x="{x}" y="{head - 8}" text-anchor="end" transform="rotate(-30 {x} {head - 8})">{_e(g)}</text>')
+    for i, d in enumerate(dtypes):
+        y = head + i * ch
+        parts.append(f'<text x="{left - 6}" y="{y + ch / 2 + 4}" text-anchor="end">{_e(d)}</text>')
+        for j, g in enumerate(regimes):
+            x = left + j * cw
+            if (d, g) in worst:
+                v = worst[(d, g)]
+                parts.append(f'<rect x="{x}" y="{y}" width="{cw - 2}" height="{ch - 2}" fill="{_color(math.log2(1 + v) / top)}"><title>{_e(d)} / {_e(g)}: worst {v} ULP</title></rect>')
+                parts.append(f'<text x="{x + cw / 2}" y="{y + ch / 2 + 4}" text-anchor="middle">{v}</text>')
+            else:
+                parts.append(f'<rect x="{x}" y="{y}" width="{cw - 2}" height="{ch - 2}" fill="#eee"/>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _bin_label(lo: int, hi: int | None) -> str:
+    return f"{lo}+" if hi is None else (str(lo) if lo == hi else f"{lo}-{hi}")
+
+
+def _histograms(records: Sequence[Mapping[str, Any]]) -> str:
+    counts: dict[str, list[int]] = defaultdict(lambda: [0] * len(_BINS))
+    for r in records:
+        if r["status"] == "pass" and r.get("max_ulp") is not None:
+            u = int(r["max_ulp"])
+            k = next(i for i, (lo, hi) in enumerate(_BINS) if u >= lo and (hi is None or u <= hi))
+            counts[r.get("compute_dtype") or "?"][k] += 1
+    if not counts:
+        return "<p class=note>No passing records.</p>"
+    charts = []
+    bw, hgt = 34, 110
+    for dtype in sorted(counts):
+        c = counts[dtype]
+        top = max(c) or 1
+        parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{bw * len(_BINS) + 20}" height="{hgt + 50}" role="img" aria-label="ULP distribution {_e(dtype)}">']
+        parts.append(f'<text x="4" y="12" font-weight="bold">{_e(dtype)} ({sum(c)} records)</text>')
+        for k, n in enumerate(c):
+            h = hgt * n / top
+            x = 10 + k * bw
+            parts.append(f'<rect x="{x}" y="{20 + hgt - h}" width="{bw - 4}" height="{h}" fill="#4a78b5"><title>{n} records at {_bin_label(*_BINS[k])} ULP</title></rect>')
+            parts.append(f'<text x="{x + bw / 2 - 2}" y="{20 + hgt - h - 2}" text-anchor="middle">{n}</text>')
+            parts.append(f'<text x="{x + bw / 2 - 2}" y="{hgt + 34}" text-anchor="middle">{_bin_label(*_BINS[k])}</text>')
+        parts.append("</svg>")
+        charts.append("".join(parts))
+    return "<div>" + " ".join(charts) + "</div><p class=note>x: the record's largest ULP difference from the reference</p>"
+
+
+def _summary(records: Sequence[Mapping[str, Any]]) -> str:
+    groups: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: dict.fromkeys(_STATUSES, 0))
+    for r in records:
+        groups[(group_of(r), r.get("compute_dtype") or "?")][r["status"]] += 1
+    rows = [(g, d, *(v[s] for s in _STATUSES)) for (g, d), v in sorted(groups.items())]
+    return _table(("option family", "compute dtype", *_STATUSES), rows, ("", "", "", "fail", "xfail", "xpass", "error"))
+
+
+def _drift_section(d: Drift) -> str:
+    per_group: dict[str, dict[str, int]] = defaultdict(lambda: {"new divergence": 0, "fixed": 0, "drift": 0})
+    for name, changes in (("new divergence", d.new_divergences), ("fixed", d.fixed), ("drift", d.drift)):
+        for c in changes:
+            per_group[c.group][name] += 1
+    out = [
+        f"<p>BASE: TensorFlow {_e(d.base.get('tensorflow'))}, Keras {_e(d.base.get('keras'))}, profile {_e(d.base.get('profile'))}; "
+        f"NEW: TensorFlow {_e(d.new.get('tensorflow'))}, Keras {_e(d.new.get('keras'))}, profile {_e(d.new.get('profile'))}. "
+        f"{d.compared} cases compared; drift counts a move beyond {'nothing (exact)' if d.exact else 'the larger error bound'}.</p>"
+    ]
+    if per_group:
+        groups = sorted(per_group)
+        top = max(sum(v.values()) for v in per_group.values()) or 1
+        colors = {"new divergence": "#b00020", "fixed": "#2e7d32", "drift": "#e0a100"}
+        width, left, rowh = 420, 190, 22
+        parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 80}" height="{rowh * len(groups) + 40}" role="img" aria-label="changes per option family">']
+        for i, g in enumerate(groups):
+            y = 10 + i * rowh
+            x = left
+            parts.append(f'<text x="{left - 6}" y="{y + 14}" text-anchor="end">{_e(g)}</text>')
+            for name, n in per_group[g].items():
+                w = width * n / top
+                if n:
+                    parts.append(f'<rect x="{x}" y="{y}" width="{w}" height="{rowh - 4}" fill="{colors[name]}"><title>{_e(g)}: {n} {name}</title></rect>')
+                x += w
+            parts.append(f'<text x="{x + 4}" y="{y + 14}">{sum(per_group[g].values())}</text>')
+        legend_y = 10 + len(groups) * rowh + 14
+        for k, (name, color) in enumerate(colors.items()):
+            parts.append(f'<rect x="{left + k * 130}" y="{legend_y - 10}" width="10" height="10" fill="{color}"/><text x="{left + k * 130 + 14}" y="{legend_y}">{name}</text>')
+        parts.append("</svg>")
+        out.append("".join(parts))
+    for title, changes in (("New divergences", d.new_divergences), ("Fixed", d.fixed), ("Value drift", d.drift)):
+        out.append(f"<h3>{title} ({len(changes)})</h3>")
+        rows = []
+        for c in changes[:_MAX_DIVERGENCES]:
+            before = c.before.get("actual_error") or _short(c.before)
+            after = c.after.get("actual_error") or _short(c.after)
+            rows.append((c.group, c.id, c.what, before, after, "" if c.max_ulp is None else c.max_ulp))
+        if rows:
+            out.append(_table(("option family", "case", "what", "before", "after", "max ULP moved"), rows, ("", "l", "l", "l", "l", "")))
+        if len(changes) > _MAX_DIVERGENCES:
+            out.append(f"<p class=note>{len(changes) - _MAX_DIVERGENCES} more in drift.json</p>")
+    return "".join(out)
+
+
+def _short(r: Mapping[str, Any]) -> str:
+    a = r.get("actual")
+    if isinstance(a, dict):
+        data = a.get("data", [])
+        text = ", ".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in data[:3])
+        return f"[{text}{', ...' if len(data) > 3 else ''}] {r.get('actual_dtype')}"
+    if a is None:
+        return "(none)"
+    return f"{a:.9g} {r.get('actual_dtype')}" if isinstance(a, float) else f"{a} {r.get('actual_dtype')}"
+
+
+def _divergences(records: Sequence[Mapping[str, Any]]) -> str:
+    order = {"error": 0, "fail": 1, "xpass": 2, "xfail": 3}
+    bad = sorted((r for r in records if r["status"] != "pass"), key=lambda r: (order[r["status"]], r["id"]))
+    if not bad:
+        return "<p>None.</p>"
+    out = []
+    for r in bad[:_MAX_DIVERGENCES]:
+        label = f"{r['status']} {r.get('kind') or ''} {r['id']}" + (f" ({r['divergence']})" if r.get("divergence") else "")
+        out.append(f'<details><summary class="{r["status"]}">{_e(label)}</summary><pre>{_e(r.get("message", r.get("note", "")))}</pre></details>')
+    if len(bad) > _MAX_DIVERGENCES:
+        out.append(f"<p class=note>{len(bad) - _MAX_DIVERGENCES} more in results.json</p>")
+    return "".join(out)
+
+
+def render_html(results: Mapping[str, Any], *, drift: Drift | None = None) -> str:
+    """The page for ``results`` (the dict written as results.json), with a drift section when given."""
+    meta, records, totals = results["meta"], results["records"], results.get("totals", {})
+    title = f"bce-harness: TensorFlow {meta.get('tensorflow')}, Keras {meta.get('keras')}, profile {meta.get('profile')}"
+    body = [
+        f"<h1>{_e(title)}</h1>",
+        f"<p>Seed {_e(meta.get('seed'))}, {_e(meta.get('created_utc'))}, {_e(meta.get('platform'))}, Python {_e(meta.get('python'))}, NumPy {_e(meta.get('numpy'))}.</p>",
+        "<p><b>" + ", ".join(f"{totals.get(s, 0)} {s}" for s in _STATUSES) + f" of {totals.get('total', len(records))} records.</b></p>",
+        "<h2>Summary</h2>",
+        _summary(records),
+        "<h2>Worst ULP among passing records, by compute dtype and value regime</h2>",
+        _heatmap(records),
+        "<h2>Error distribution per compute dtype (passing records)</h2>",
+        _histograms(records),
+    ]
+    if drift is not None:
+        body += ["<h2>Drift between the two versions</h2>", _drift_section(drift)]
+    body += ["<h2>Divergences</h2>", _divergences(records)]
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
+        f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>\n"
+    )
+
+
+def write_html(results: Mapping[str, Any], path: str | Path, *, drift: Drift | None = None) -> Path:
+    return atomic_write_text(path, render_html(results, drift=drift))

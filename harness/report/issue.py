@@ -1,0 +1,252 @@
+"""Regression reports: one Markdown file per regression cluster, ready to paste into an upstream issue.
+
+A cluster is the new divergences (drift.py) that share the failure kind, the registry entry if any, the
+option family and the compute dtype: one cause, usually.  Its fingerprint is a hash of that key only, so the
+same regression gets the same fingerprint every night whatever the versions; the title carries it as
+``[bce-<fingerprint>]`` and the nightly workflow searches issues by it, so a regression is filed once.
+
+Each file has the environment of both runs, the smallest case of the cluster shrunk to its first diverging
+row where the rows are independent (an unreduced, unweighted batch over axis -1), a standalone reproduction
+(repro.py), expected against actual with ULPs, and the last version where it held and the first where it broke.
+
+``write_compare_reports`` writes everything ``bce-harness compare --out DIR`` leaves: regressions/*.md,
+drift.json, report.html (NEW's page with the drift) and junit.xml (NEW's records).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.case import Case, Expected, Options
+from harness.report.drift import Change, Drift
+from harness.dtypes import FLOAT_DTYPES, ulp_distance
+from harness.report.html import write_html
+from harness.jsonio import atomic_write_text, decode_array, dumps
+from harness.report.junit import write_junit
+from harness.report.repro import snippet
+
+__all__ = ["Cluster", "clusters", "render_issue", "write_compare_reports"]
+
+_ROWS = 5
+_IDS = 20
+
+
+class Cluster:
+    """New divergences with one key; ``fingerprint`` is stable across versions."""
+
+    def __init__(self, key: tuple[str, str, str, str], changes: Sequence[Change]) -> None:
+        self.key = key
+        self.changes = tuple(changes)
+        self.fingerprint = hashlib.sha256("|".join(("bce-harness", *key)).encode()).hexdigest()[:12]
+
+    @property
+    def title(self) -> str:
+        kind, entry, group, dtype = self.key
+        what = f"{kind} ({entry})" if entry else kind
+        return f"BinaryCrossentropy regression: {what} in {group}, {dtype} [bce-{self.fingerprint}]"
+
+
+def clusters(drift: Drift) -> list[Cluster]:
+    """The new divergences of ``drift`` grouped by (kind, registry entry, option family, compute dtype)."""
+    groups: dict[tuple[str, str, str, str], list[Change]] = defaultdict(list)
+    for c in drift.new_divergences:
+        a = c.after
+        key = (str(a.get("kind")), str(a.get("divergence") or ""), c.group, str(a.get("compute_dtype")))
+        groups[key].append(c)
+    return [Cluster(k, v) for k, v in sorted(groups.items())]
+
+
+def _case(r: Mapping[str, Any]) -> Case:
+    sw = r.get("sample_weight")
+    return Case(
+        id=r["id"],
+        y_true=decode_array(r["y_true"], "y_true"),
+        y_pred=decode_array(r["y_pred"], "y_pred"),
+        true_dtype=r["true_dtype"],
+        pred_dtype=r["input_dtype"],
+        options=Options.from_dict(r["options"]),
+        sample_weight=None if sw is None else decode_array(sw, "sample_weight"),
+        weight_dtype=r.get("weight_dtype", "float32"),
+        api=r.get("api", "BinaryCrossentropy"),
+        tags=r.get("tags", {}),
+    )
+
+
+def _arr(x: Any) -> np.ndarray | None:
+    return None if x is None else np.asarray(decode_array(x), dtype=np.float64)
+
+
+def _diverging(expected: np.ndarray, actual: np.ndarray, bound: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        nan_inf = (np.isnan(expected) != np.isnan(actual)) | (np.isinf(expected) != np.isinf(actual))
+        nan_inf |= np.isinf(expected) & np.isinf(actual) & (np.sign(expected) != np.sign(actual))
+        far = np.isfinite(expected) & np.isfinite(actual) & (np.abs(actual - expected) > bound)
+    return nan_inf | far
+
+
+def _shrunk(r: Mapping[str, Any]) -> tuple[Case, Expected, np.ndarray | None]:
+    """The record's case and expectation, cut to its first diverging row when rows are independent."""
+    case = _case(r)
+    exp_v, bound, actual = _arr(r.get("expected")), _arr(r.get("bound")), _arr(r.get("actual"))
+    expected = Expected(value=exp_v, bound=bound, dtype=r.get("expected_dtype"), raises=r.get("expected_error"))
+    o = case.options
+    independent = (
+        o.reduction in (None, "none")
+        and o.axis == -1
+        and case.sample_weight is None
+        and case.y_true.ndim == case.y_pred.ndim == 2
+        and case.y_true.shape == case.y_pred.shape
+        and exp_v is not None
+        and actual is not None
+        and bound is not None
+        and exp_v.shape == actual.shape == (case.y_pred.shape[0],)
+        and case.y_pred.shape[0] > 1
+    )
+    if not independent:
+        return case, expected, actual
+    rows = np.flatnonzero(_diverging(exp_v, actual, np.broadcast_to(bound, exp_v.shape)))
+    if rows.size == 0:
+        return case, expected, actual
+    i = int(rows[0])
+    small = Case(
+        id=f"{case.id} (row {i})",
+        y_true=case.y_true[i : i + 1],
+        y_pred=case.y_pred[i : i + 1],
+        true_dtype=case.true_dtype,
+        pred_dtype=case.pred_dtype,
+        options=o,
+        tags=case.tags,
+    )
+    shrunk = Expected(value=exp_v[i : i + 1], bound=np.broadcast_to(bound, exp_v.shape)[i : i + 1], dtype=expected.dtype)
+    return small, shrunk, actual[i : i + 1]
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.9g}"
+
+
+def _value_table(r: Mapping[str, Any], before: Mapping[str, Any]) -> list[str]:
+    exp_v, bound, actual, base = _arr(r.get("expected")), _arr(r.get("bound")), _arr(r.get("actual")), _arr(before.get("actual"))
+    if r.get("actual_error") or r.get("expected_error"):
+        return [
+            f"- expected: {'an error: ' + r['expected_error'] if r.get('expected_error') else _arr_text(exp_v, r.get('expected_dtype'))}",
+            f"- actual (NEW): {r.get('actual_error') or _arr_text(actual, r.get('actual_dtype'))}",
+            f"- actual (BASE): {before.get('actual_error') or _arr_text(base, before.get('actual_dtype'))}",
+        ]
+    if exp_v is None or actual is None or bound is None or exp_v.shape != actual.shape:
+        return [
+            f"- expected: {_arr_text(exp_v, r.get('expected_dtype'))}",
+            f"- actual (NEW): {_arr_text(actual, r.get('actual_dtype'))}",
+            f"- actual (BASE): {_arr_text(base, before.get('actual_dtype'))}",
+        ]
+    bound = np.broadcast_to(bound, exp_v.shape)
+    dtype = r.get("expected_dtype") if r.get("expected_dtype") in FLOAT_DTYPES else "float64"
+    ulps = ulp_distance(actual, exp_v, dtype)
+    bad = np.flatnonzero(np.ravel(_diverging(exp_v, actual, bound)))
+    lines = ["| index | expected | actual (NEW) | actual (BASE) | bound | ULP |", "|---|---|---|---|---|---|"]
+    for flat in bad[:_ROWS]:
+        i = np.unravel_index(flat, exp_v.shape) if exp_v.shape else ()
+        b = _fmt(float(base[i])) if base is not None and base.shape == exp_v.shape else "-"
+        u = int(ulps[i]) if ulps.shape else int(ulps)
+        lines.append(
+            f"| {tuple(int(k) for k in i)} | {_fmt(float(exp_v[i]))} | {_fmt(float(actual[i]))} | {b} | {_fmt(float(bound[i]))} | {'NaN' if u < 0 else u} |"
+        )
+    lines.append(f"\n{len(bad)} of {exp_v.size} elements diverge; ULPs in {dtype} (-1 where NaN is involved).")
+    return lines
+
+
+def _arr_text(a: np.ndarray | None, dtype: Any) -> str:
+    if a is None:
+        return "(none)"
+    return f"{np.array2string(a, precision=9, threshold=8)} shape {list(a.shape)} {dtype}"
+
+
+def _environment(base: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    def env(m: Mapping[str, Any]) -> str:
+        flags = {k: v for k, v in (m.get("environment") or {}).items() if v is not None}
+        return ", ".join(f"{k}={v}" for k, v in sorted(flags.items())) or "-"
+
+    rows = [
+        ("TensorFlow", "tensorflow"),
+        ("Keras (tf.keras)", "keras"),
+        ("profile", "profile"),
+        ("NumPy", "numpy"),
+        ("Python", "python"),
+        ("platform", "platform"),
+    ]
+    lines = ["| | last good (BASE) | first broken (NEW) |", "|---|---|---|"]
+    lines += [f"| {label} | {base.get(key)} | {new.get(key)} |" for label, key in rows]
+    lines.append(f"| CPU flags | {' '.join(base.get('cpu_flags') or []) or '-'} | {' '.join(new.get('cpu_flags') or []) or '-'} |")
+    lines.append(f"| environment | {env(base)} | {env(new)} |")
+    return lines
+
+
+def render_issue(cluster: Cluster, drift: Drift) -> str:
+    """The Markdown of one cluster: its first line (without '# ') is the issue title."""
+    smallest = min(cluster.changes, key=lambda c: (len(str(c.after.get("y_pred"))), c.id))
+    r, before = smallest.after, smallest.before
+    case, expected, actual = _shrunk(r)
+    if actual is not None and r.get("actual_error") is None:
+        actual_text = f"{np.asarray(actual).tolist()} ({r.get('actual_dtype')})"
+    else:
+        actual_text = r.get("actual_error") or ""
+    base, new = drift.base, drift.new
+    kind, entry, group, dtype = cluster.key
+    lines = [
+        f"# {cluster.title}",
+        "",
+        f"<!-- bce-harness fingerprint: bce-{cluster.fingerprint} -->",
+        f"`tf.keras.losses.BinaryCrossentropy`: {len(cluster.changes)} case(s) of the `{group}` family computing in "
+        f"{dtype} agreed with the documented semantics on TensorFlow {base.get('tensorflow')} and diverge "
+        f"(`{kind}`) on TensorFlow {new.get('tensorflow')}.",
+        "",
+        f"- **Last version where it held:** TensorFlow {base.get('tensorflow')}, Keras {base.get('keras')} (profile `{base.get('profile')}`)",
+        f"- **First version where it broke:** TensorFlow {new.get('tensorflow')}, Keras {new.get('keras')} (profile `{new.get('profile')}`)",
+    ]
+    if entry:
+        lines.append(f"- The NEW run's registry already knows this as `{entry}` (a documented-semantics divergence).")
+    lines += ["", "## Environment", "", *_environment(base, new), "", "## Reproduction", ""]
+    lines += [
+        f"Case `{case.id}`" + (" (shrunk to its first diverging row)" if case.id != r["id"] else "") + "; needs only tensorflow and numpy, exits 1 while it reproduces:",
+        "",
+        "```python",
+        snippet(case, expected, actual=actual_text).rstrip(),
+        "```",
+        "",
+        "## Expected against actual",
+        "",
+        *_value_table(r, before),
+        "",
+        "Expected values are the documented semantics computed in extended precision; the bound is the forward "
+        "error a correct implementation in the compute dtype may have (bce-harness tolerance.py).",
+        "",
+        f"## Cases in this cluster ({len(cluster.changes)})",
+        "",
+    ]
+    lines += [f"- `{c.id}`: {c.what}" for c in cluster.changes[:_IDS]]
+    if len(cluster.changes) > _IDS:
+        lines.append(f"- ... and {len(cluster.changes) - _IDS} more")
+    return "\n".join(lines) + "\n"
+
+
+def write_compare_reports(drift: Drift, new_results: Mapping[str, Any], out_dir: str | Path) -> dict[str, Any]:
+    """regressions/<fingerprint>.md per cluster, drift.json, report.html and junit.xml in ``out_dir``."""
+    out = Path(out_dir)
+    reg_dir = out / "regressions"
+    reg_dir.mkdir(parents=True, exist_ok=True)
+    for old in reg_dir.glob("*.md"):  # a regression that is gone must not be filed again
+        old.unlink()
+    written = [atomic_write_text(reg_dir / f"bce-{c.fingerprint}.md", render_issue(c, drift)) for c in clusters(drift)]
+    return {
+        "regressions": written,
+        "regressions_dir": reg_dir,
+        "drift": atomic_write_text(out / "drift.json", dumps(drift.as_dict())),
+        "html": write_html(new_results, out / "report.html", drift=drift),
+        "junit": write_junit(new_results, out / "junit.xml"),
+    }

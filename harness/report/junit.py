@@ -1,0 +1,57 @@
+"""JUnit XML of a run, for CI dashboards: one test case per record, from a results.json's contents.
+
+Statuses map as pytest's junit output maps them: ``fail`` is a failure, ``error`` an error, ``xfail`` (a
+registered known divergence) is skipped with the entry's id as the message, and ``xpass`` (a registered
+divergence that no longer reproduces) is a failure, because the registry must be updated.  The class name is
+the record's option family, so dashboards group the cases as the run summary does.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from harness.report.drift import group_of
+from harness.jsonio import atomic_write_text
+
+__all__ = ["render_junit", "write_junit"]
+
+
+def render_junit(results: Mapping[str, Any]) -> str:
+    """The XML text for the records of ``results`` (the dict written as results.json)."""
+    records = results["records"]
+    counts = {s: sum(r["status"] == s for r in records) for s in ("fail", "xpass", "error", "xfail")}
+    meta = results["meta"]
+    suite = ET.Element(
+        "testsuite",
+        name="bce-harness",
+        tests=str(len(records)),
+        failures=str(counts["fail"] + counts["xpass"]),
+        errors=str(counts["error"]),
+        skipped=str(counts["xfail"]),
+        time=str(meta.get("wall_seconds", 0)),
+        timestamp=str(meta.get("created_utc", "")),
+    )
+    props = ET.SubElement(suite, "properties")
+    for key in ("tensorflow", "keras", "profile", "seed", "platform"):
+        ET.SubElement(props, "property", name=key, value=str(meta.get(key)))
+    for r in records:
+        case = ET.SubElement(suite, "testcase", classname=f"bce-harness.{group_of(r)}", name=r["id"], time="0")
+        status = r["status"]
+        message = r.get("message") or r.get("note") or ""
+        if status == "fail":
+            ET.SubElement(case, "failure", type=str(r.get("kind")), message=f"{r.get('kind')}: {r.get('note') or r['id']}").text = message
+        elif status == "xpass":
+            ET.SubElement(case, "failure", type="xpass", message=r.get("note", "registered divergence no longer reproduces"))
+        elif status == "error":
+            ET.SubElement(case, "error", type="harness", message=r.get("note", "")).text = message
+        elif status == "xfail":
+            ET.SubElement(case, "skipped", type="xfail", message=f"known divergence {r.get('divergence')}")
+    ET.indent(suite)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
+
+
+def write_junit(results: Mapping[str, Any], path: str | Path) -> Path:
+    return atomic_write_text(path, render_junit(results))

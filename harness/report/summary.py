@@ -1,0 +1,301 @@
+"""Reports: ``results.json`` (versioned schema), ``report.md`` (for people) and the terminal summary.
+
+Every file is written atomically (jsonio.atomic_write_text).  The JSON layout:
+
+    {"meta": {...}, "records": [...], "totals": {...}}
+
+``meta`` holds what is needed to trust or repeat a run: format and harness versions, UTC time, seed,
+profile, Python/NumPy/TensorFlow/Keras versions, platform, and the environment flags that change numerics.
+Each record carries id, api, options, dtypes, shape, status, kind and the largest differences; a record
+that did not pass also carries its inputs, the expected and actual values, the bound and a reproduction,
+with NaN and infinities encoded losslessly ("nan", "inf", "-inf").
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import platform
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness import __version__
+from harness.report.crossmode import cross_mode_divergences
+from harness.report.html import write_html
+from harness.jsonio import atomic_write_text, dumps, encode_array, encode_number
+from harness.report.junit import write_junit
+from harness.report.repro import snippet
+from harness.run.runner import Record, RunResult, iter_failures
+
+__all__ = ["FORMAT_VERSION", "build_results", "render_markdown", "summary_rows", "summary_table", "write_reports"]
+
+# FORMAT_VERSION history:
+#   1 - first schema: meta / records / totals; non-passing records carry inputs, expected, actual, bound.
+#   2 - every record carries its outcome (actual, actual_dtype, actual_error), expected_dtype and bound,
+#       so two runs can be compared value by value (bce-harness compare); compute_dtype is the profile's
+#       (Keras 2 computes in y_pred's dtype); meta has cpu_flags.
+FORMAT_VERSION = 2
+
+_XFAIL_REPROS_PER_ENTRY = 3
+_FAIL_REPROS = 100
+
+
+def meta(
+    *, seed: int | None, profile: str, versions: dict[str, Any], env: dict[str, Any], extra: dict[str, Any]
+) -> dict[str, Any]:
+    """The ``meta`` block; ``seed`` is None for a run that draws nothing (``replay``)."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "harness_version": __version__,
+        "created_utc": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "seed": seed,
+        "profile": profile,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "tensorflow": versions.get("tensorflow"),
+        "keras": versions.get("keras"),
+        "target": versions,
+        "platform": platform.platform(),
+        "cpu_flags": cpu_flags(),
+        "environment": env,
+        **extra,
+    }
+
+
+# The CPU features that decide which kernels (and so which roundings) TensorFlow's CPU ops use.
+_NUMERIC_CPU_FLAGS = re.compile(r"^(sse\d.*|ssse3|avx.*|fma\d?|f16c|amx.*|neon|asimd.*|sve.*)$")
+
+
+def cpu_flags() -> list[str]:
+    """The numerics-relevant flags of /proc/cpuinfo (empty where there is none, e.g. macOS)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    for line in text.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() in ("flags", "Features"):
+            return sorted(f for f in value.split() if _NUMERIC_CPU_FLAGS.match(f))
+    return []
+
+
+def record_dict(r: Record) -> dict[str, Any]:
+    c = r.case
+    d: dict[str, Any] = {
+        "id": c.id,
+        "api": c.api,
+        "options": c.options.as_dict(),
+        "input_dtype": c.pred_dtype,
+        "true_dtype": c.true_dtype,
+        "compute_dtype": c.options.compute_dtype if r.expected is None or r.expected.dtype is None else r.expected.dtype,
+        "shape": list(c.y_pred.shape),
+        "true_shape": list(c.y_true.shape),
+        "tags": dict(c.tags),
+        "status": r.status,
+        "kind": r.comparison.kind,
+        "max_abs": encode_number(r.comparison.max_abs),
+        "max_rel": encode_number(r.comparison.max_rel),
+        "max_ulp": r.comparison.max_ulp,
+    }
+    e, o = r.expected, r.outcome
+    # every record's outcome and bound (format 2): compare measures drift between two runs with them
+    d["actual"] = None if o is None or o.value is None else encode_array(o.value)
+    d["actual_dtype"] = None if o is None else o.dtype
+    d["actual_error"] = None if o is None else o.error
+    d["expected_dtype"] = None if e is None else e.dtype
+    d["bound"] = None if e is None or e.bound is None else encode_array(np.asarray(e.bound, dtype=np.float64))
+    if r.divergence is not None:
+        d["divergence"] = r.divergence.id
+    if r.note:
+        d["note"] = r.note
+    if r.status != "pass":
+        d["message"] = r.comparison.message
+        d["y_true"] = encode_array(c.y_true)
+        d["y_pred"] = encode_array(c.y_pred)
+        d["sample_weight"] = encode_array(c.sample_weight)
+        d["weight_dtype"] = c.weight_dtype
+        d["expected"] = None if e is None or e.value is None else encode_array(np.asarray(e.value, dtype=np.float64))
+        d["expected_error"] = None if e is None else e.raises
+    return d
+
+
+def build_results(result: RunResult, run_meta: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "meta": {**run_meta, "seconds": {k: round(v, 3) for k, v in result.seconds.items()}, "interrupted": result.interrupted},
+        "records": [record_dict(r) for r in result.records],
+        "totals": result.totals(),
+        "cross_mode": [c.as_dict() for c in cross_mode_divergences(result.records)],
+    }
+
+
+def _group(r: Record) -> tuple[str, str]:
+    kind = "logits" if r.case.options.from_logits else "probs"
+    family = r.case.tags.get("family", "?")
+    if family == "paths":  # the entry point and mode are what distinguishes these
+        return f"paths/{r.case.api}/{r.case.mode}" + ("/grad" if r.case.grad else ""), r.case.compute_dtype
+    return f"{family}/{kind}", r.case.options.compute_dtype
+
+
+def summary_rows(records: Iterable[Record]) -> list[dict[str, Any]]:
+    """Per option family and compute dtype: status counts and the worst ULP difference among the passes.
+
+    The worst ULP of the passing records is how closely TensorFlow agrees where it agrees; the records
+    that did not pass have their own messages.  Large values there are legitimate where the bound is
+    absolute, e.g. log(1 - p) for p near 0 is accurate to u absolutely, not relatively.
+    """
+    groups: dict[tuple[str, str], dict[str, Any]] = defaultdict(
+        lambda: {"pass": 0, "fail": 0, "xfail": 0, "xpass": 0, "error": 0, "worst_ulp": 0}
+    )
+    for r in records:
+        g = groups[_group(r)]
+        g[r.status] += 1
+        if r.status == "pass" and r.comparison.max_ulp is not None:
+            g["worst_ulp"] = max(g["worst_ulp"], r.comparison.max_ulp)
+    return [{"family": f, "dtype": d, **v} for (f, d), v in sorted(groups.items())]
+
+
+def summary_table(records: Iterable[Record]) -> str:
+    rows = summary_rows(records)
+    head = ("family", "dtype", "pass", "fail", "xfail", "xpass", "error", "worst ULP of passes")
+    body = [
+        (r["family"], r["dtype"], r["pass"], r["fail"], r["xfail"], r["xpass"], r["error"], r["worst_ulp"]) for r in rows
+    ]
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
+    fmt = "  ".join(f"{{:<{w}}}" if i < 2 else f"{{:>{w}}}" for i, w in enumerate(widths))
+    lines = [fmt.format(*head), fmt.format(*("-" * w for w in widths))]
+    lines += [fmt.format(*row) for row in body]
+    return "\n".join(lines)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")[:120]
+
+
+def _actual_text(r: Record) -> str:
+    o = r.outcome
+    if o is None:
+        return ""
+    if o.error is not None:
+        return o.error
+    return f"{np.asarray(o.value).tolist()} ({o.dtype})"
+
+
+def _repro(r: Record) -> str:
+    if r.expected is None:
+        return f"# no reproduction: the harness failed on this case ({r.note})\n"
+    return snippet(r.case, r.expected, actual=_actual_text(r))
+
+
+def _brief(outcome: Any) -> str:
+    if outcome is None:
+        return "no outcome"
+    if "error" in outcome:
+        return outcome["error"][:80]
+    text = json.dumps(outcome["value"])
+    return (text if len(text) < 90 else text[:87] + "...") + f" ({outcome['status']})"
+
+
+def render_markdown(result: RunResult, run_meta: dict[str, Any]) -> str:
+    t = result.totals()
+    lines = [
+        "# bce-harness report",
+        "",
+        (f"TensorFlow {run_meta.get('tensorflow')}, Keras {run_meta.get('keras')}, profile `{run_meta.get('profile')}`, "
+        f"seed {run_meta.get('seed')}, {run_meta.get('created_utc')}, {run_meta.get('platform')}."),
+        "",
+        f"**{t['total']} records: {t['pass']} pass, {t['fail']} fail, {t['xfail']} xfail (known divergences), "
+        f"{t['xpass']} xpass, {t['error']} error.**" + (" The run was interrupted; the report is partial." if result.interrupted else ""),
+        "",
+        ("Status: `pass` agrees with the specification within its error bound; `fail` does not; `xfail` is a "
+        "registered known divergence that reproduced; `xpass` is a registered divergence that no longer "
+        "reproduces (update the registry); `error` is a failure of the harness itself."),
+        "",
+        "## Summary",
+        "",
+        "```",
+        summary_table(result.records),
+        "```",
+        "",
+    ]
+    failures = iter_failures(result.records)
+    unexpected = [r for r in failures if r.status != "xfail"]
+    lines += ["## Unexpected results", ""]
+    if not unexpected:
+        lines += ["None.", ""]
+    for i, r in enumerate(unexpected):
+        lines += [f"### `{r.status}` {r.comparison.kind or ''}: `{r.case.id}`", ""]
+        if r.note:
+            lines += [r.note, ""]
+        lines += ["```", r.comparison.message, "```", ""]
+        if i < _FAIL_REPROS:
+            lines += ["```python", _repro(r).rstrip(), "```", ""]
+    if len(unexpected) > _FAIL_REPROS:
+        lines += [f"({len(unexpected) - _FAIL_REPROS} more reproductions are in results.json's records.)", ""]
+
+    by_entry: dict[str, list[Record]] = defaultdict(list)
+    for r in failures:
+        if r.status == "xfail" and r.divergence is not None:
+            by_entry[r.divergence.id].append(r)
+    lines += ["## Cross-mode divergences", ""]
+    crossed = cross_mode_divergences(result.records)
+    if not crossed:
+        lines += ["None: every call gave the same answer (within its error bound) in every mode it ran in.", ""]
+    else:
+        lines += [
+            "The same call answered differently in eager, tf.function and XLA (each mode is also compared with "
+            "the reference above):",
+            "",
+        ]
+        for c in crossed:
+            lines += [f"- `{c.call}` ({c.how}): " + "; ".join(f"{m}: {_brief(o)}" for m, o in c.outcomes.items())]
+        lines += [""]
+    lines += ["## Known divergences", ""]
+    if not by_entry:
+        lines += ["None reproduced.", ""]
+    for entry_id, recs in sorted(by_entry.items()):
+        entry = recs[0].divergence
+        assert entry is not None
+        lines += [f"### {entry.title} (`{entry_id}`, {len(recs)} records)", "", entry.reason, "", "Evidence:", ""]
+        lines += [f"- {e}" for e in entry.evidence]
+        lines += [""]
+        for r in recs[:_XFAIL_REPROS_PER_ENTRY]:
+            lines += [f"`{r.case.id}`", "", "```", r.comparison.message, "```", "", "```python", _repro(r).rstrip(), "```", ""]
+        if len(recs) > _XFAIL_REPROS_PER_ENTRY:
+            lines += ["Other records of this divergence:", ""]
+            lines += [f"- `{r.case.id}`" for r in recs[_XFAIL_REPROS_PER_ENTRY:]]
+            lines += [""]
+    return "\n".join(lines)
+
+
+def write_reports(result: RunResult, run_meta: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
+    """Write results.json, report.md and repro/*.py for non-passing records; return the paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    results = build_results(result, run_meta)
+    paths = {
+        "results": atomic_write_text(out / "results.json", dumps(results)),
+        "report": atomic_write_text(out / "report.md", render_markdown(result, run_meta)),
+        # rendered from the JSON-level results, as compare renders them from files
+        "html": write_html(results, out / "report.html"),
+        "junit": write_junit(results, out / "junit.xml"),
+    }
+    repro_dir = out / "repro"
+    if repro_dir.is_dir():  # reproductions of an earlier run in the same folder would mislead
+        for old in repro_dir.glob("*.py"):
+            old.unlink()
+    written = 0
+    per_entry: dict[str, int] = defaultdict(int)
+    for r in iter_failures(result.records):
+        if r.status == "xfail" and r.divergence is not None:
+            per_entry[r.divergence.id] += 1
+            if per_entry[r.divergence.id] > _XFAIL_REPROS_PER_ENTRY:
+                continue
+        atomic_write_text(repro_dir / f"{_slug(r.case.id)}.py", _repro(r))
+        written += 1
+    paths["repro"] = repro_dir
+    return paths

@@ -1,0 +1,215 @@
+"""The pipeline: for each case, reference and target, then compare, then the registry's verdict.
+
+Cases are planned into jobs (``plan_jobs``: stackable cases of one signature together) and evaluated in
+this process (``run_cases``) or in TensorFlow worker processes (``run_parallel``, see workers.py).  A case
+whose evaluation raises inside the harness becomes an ``error`` record; a case that kills or hangs its
+worker becomes a ``crash`` or ``timeout`` failure; neither takes the other records with it.  Ctrl-C
+stops the run and keeps what was done (``RunResult.interrupted``).  ``on_record`` sees each record as it
+completes, which is how runs stream to disk.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from harness.case import Case, Expected, Outcome
+from harness.judge.compare import Comparison
+from harness.oracle.profiles import record_facets
+from harness.oracle.keras3 import expected as reference_expected
+from harness.judge.registry import Divergence, Registry
+from harness.run.workers import CaseResult, WorkerPool, evaluate
+
+__all__ = ["STATUSES", "Record", "RunResult", "Target", "judged", "plan_jobs", "run_cases", "run_parallel", "verdict"]
+
+STATUSES = ("pass", "fail", "xfail", "xpass", "error")
+
+
+class Target(Protocol):
+    name: str
+
+    def run(self, case: Case) -> Outcome: ...
+
+    def run_many(self, cases: Sequence[Case]) -> list[Outcome]: ...
+
+    def versions(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True, eq=False)
+class Record:
+    """One case's result: the inputs, both sides, the comparison, and the status after the registry."""
+
+    case: Case
+    status: str
+    comparison: Comparison
+    expected: Expected | None = None
+    outcome: Outcome | None = None
+    divergence: Divergence | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True, eq=False)
+class RunResult:
+    records: tuple[Record, ...]
+    seconds: dict[str, float] = field(default_factory=dict)
+    interrupted: bool = False
+
+    def totals(self) -> dict[str, int]:
+        counts = {s: 0 for s in STATUSES}
+        for r in self.records:
+            counts[r.status] += 1
+        counts["total"] = len(self.records)
+        return counts
+
+    @property
+    def ok(self) -> bool:
+        t = self.totals()
+        return t["fail"] == 0 and t["xpass"] == 0 and t["error"] == 0 and not self.interrupted
+
+
+def verdict(comparison: Comparison, divergence: Divergence | None) -> tuple[str, str]:
+    """(status, note) of a comparison given the registry entry that matches its case, if any."""
+    if divergence is None:
+        return ("pass", "") if comparison.agrees else ("fail", "")
+    if comparison.agrees:
+        return "xpass", f"registered divergence {divergence.id!r} no longer reproduces"
+    unexplained = [k for k in comparison.kinds if k not in divergence.kinds]
+    if not unexplained:
+        return "xfail", f"known divergence {divergence.id!r}"
+    return "fail", f"registered divergence {divergence.id!r} explains {sorted(divergence.kinds)}, not {unexplained[0]!r}"
+
+
+def _record(case: Case, result: CaseResult, registry: Registry, profile: str) -> Record:
+    """The record of one evaluated case, with the registry's verdict."""
+    comparison, exp = result.comparison, result.expected
+    if comparison.kind == "error":
+        return Record(case, "error", comparison, exp, result.outcome, note=comparison.message.splitlines()[-1])
+    if exp is None:  # crash or timeout: the reference still gives the reproduction its expected value
+        try:
+            exp = reference_expected(case, profile=profile)
+        except Exception:  # noqa: BLE001 - the record stands without it
+            exp = None
+    return judged(case, comparison, exp, result.outcome, registry, profile)
+
+
+def judged(
+    case: Case, comparison: Comparison, exp: Expected | None, out: Outcome | None, registry: Registry, profile: str
+) -> Record:
+    """The record of a compared case with the registry's verdict (``Registry.judge``, then ``verdict``): the one
+    place run, replay, merge and the pytest suites turn a comparison into pass, fail, xfail or xpass."""
+    divergence = registry.judge(record_facets(case, exp, profile), comparison.kinds)
+    status, note = verdict(comparison, divergence)
+    return Record(case, status, comparison, exp, out, divergence if status in ("xfail", "xpass") else None, note)
+
+
+def plan_jobs(cases: Sequence[Case], *, job_size: int = 128) -> list[list[tuple[int, Case]]]:
+    """Cases grouped into jobs: stackable cases of one signature next to each other, at most job_size."""
+    from harness.target import batch_key, trace_key  # no TensorFlow import: target.py imports it lazily
+
+    def order(i: int) -> tuple[bool, str, str, int]:
+        # stackable cases of one signature together; traced cases of one function together, so that a
+        # worker traces (and XLA compiles) each function once instead of every worker tracing all of them
+        return batch_key(cases[i]) is None, repr(batch_key(cases[i])), repr(trace_key(cases[i])), i
+
+    keyed = sorted(range(len(cases)), key=order)
+    return [[(i, cases[i]) for i in keyed[k : k + job_size]] for k in range(0, len(keyed), job_size)]
+
+
+def run_cases(
+    cases: Sequence[Case],
+    target: Any,
+    registry: Registry,
+    *,
+    profile: str = "keras3",
+    progress: Callable[[int, int], None] | None = None,
+    oracle: Callable[..., Expected] = reference_expected,
+    on_record: Callable[[Record], None] | None = None,
+    job_size: int = 128,
+) -> RunResult:
+    """Run every case in this process through ``target`` (a ``TFTarget`` or anything with ``run_many``).
+
+    A failure inside one case becomes that case's error record; Ctrl-C keeps what was done.
+    """
+    return _collect(
+        cases,
+        registry,
+        profile,
+        lambda jobs: (r for job in jobs for r in evaluate(job, target, profile, oracle=oracle)),
+        progress,
+        on_record,
+        job_size,
+    )
+
+
+def run_parallel(
+    cases: Sequence[Case],
+    registry: Registry,
+    *,
+    workers: int,
+    factory: str | None = None,
+    profile: str = "keras3",
+    timeout: float = 120.0,
+    progress: Callable[[int, int], None] | None = None,
+    on_record: Callable[[Record], None] | None = None,
+    job_size: int = 128,
+    pool: WorkerPool | None = None,
+) -> tuple[RunResult, dict[str, Any]]:
+    """Run every case in ``workers`` TensorFlow worker processes; returns the result and their versions.
+
+    ``pool``: an open pool to run in (its own settings apply; the caller closes it), so that its workers can
+    import TensorFlow while the caller does something else, or serve several runs."""
+    if pool is not None:
+        return _collect(cases, registry, profile, pool.run, progress, on_record, job_size), pool.versions
+    with WorkerPool(workers, factory=factory, profile=profile, timeout=timeout) as own:
+        return _collect(cases, registry, profile, own.run, progress, on_record, job_size), own.versions
+
+
+def _collect(
+    cases: Sequence[Case],
+    registry: Registry,
+    profile: str,
+    execute: Callable[[list[list[tuple[int, Case]]]], Iterable[CaseResult]],
+    progress: Callable[[int, int], None] | None,
+    on_record: Callable[[Record], None] | None,
+    job_size: int,
+) -> RunResult:
+    records: dict[int, Record] = {}
+    # where the time went: the evaluation's stages, summed over records (in the workers when there are any),
+    # then this process's own work on each record: the verdict, and on_record (the stream, in a run)
+    seconds = {"reference": 0.0, "target": 0.0, "compare": 0.0, "verdict": 0.0, "on_record": 0.0}
+    interrupted = False
+    total = len(cases)
+    clock = time.perf_counter
+    try:
+        for result in execute(plan_jobs(cases, job_size=job_size)):
+            case = cases[result.index]
+            t0 = clock()
+            try:
+                record = _record(case, result, registry, profile)
+            except Exception as exc:  # noqa: BLE001 - one broken case must not end the run
+                comparison = Comparison("error", f"case: {case.id}\ninternal error: {type(exc).__name__}: {exc}")
+                record = Record(case, "error", comparison, note=f"{type(exc).__name__}: {exc}")
+            records[result.index] = record
+            for k, v in result.seconds.items():
+                seconds[k] = seconds.get(k, 0.0) + v
+            t1 = clock()
+            seconds["verdict"] += t1 - t0
+            if on_record is not None:
+                on_record(record)
+                seconds["on_record"] += clock() - t1
+            if progress is not None:
+                progress(len(records), total)
+    except KeyboardInterrupt:
+        interrupted = True
+    return RunResult(tuple(records[i] for i in sorted(records)), seconds, interrupted)
+
+
+def iter_failures(records: Iterable[Record]) -> list[Record]:
+    """Records that did not pass: crashes and hangs first, then the unexpected ones, then known ones."""
+    order = {"error": 0, "fail": 1, "xpass": 2, "xfail": 3}
+    return sorted(
+        (r for r in records if r.status != "pass"),
+        key=lambda r: (r.comparison.kind not in ("crash", "timeout"), order[r.status], r.case.id),
+    )

@@ -1,0 +1,192 @@
+"""The record stream: every record appended to ``DIR/records.jsonl`` the moment it completes.
+
+The first line is ``{"stream": STREAM_VERSION, "meta": {...}}``; every other line is one complete record
+(case, expected, outcome, comparison, status), enough to rebuild it.  A run killed at any point leaves a
+stream whose complete lines are all good (a torn last line is ignored), so ``--resume DIR`` continues it
+without redoing finished work, and ``bce-harness merge`` joins the streams of shards into one report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from harness.case import Case, Expected, Outcome
+from harness.judge.compare import Comparison
+from harness.errors import InputError, UsageError
+from harness.jsonio import decode_array, decode_number, pack_array
+from harness.judge.registry import Registry
+from harness.run.runner import Record, judged
+
+__all__ = [
+    "STREAM_NAME",
+    "RecordStream",
+    "load_stream",
+    "merge_records",
+    "record_from_json",
+    "record_to_json",
+    "suite_fingerprint",
+]
+
+STREAM_NAME = "records.jsonl"
+# STREAM_VERSION history:
+#   1 - first layout: a header line with meta, then one full record per line.
+#   2 - arrays packed (jsonio.pack_array: base64 of their bytes), not lists of numbers: a line is written per
+#       record, and printing its floats was most of a large run's time in this process.  Version 1 streams
+#       are still read (decode_array takes both forms).
+STREAM_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
+
+
+def suite_fingerprint(cases: Sequence[Case]) -> str:
+    """A short hash of the case ids in order: two runs of the same suite and selection share it."""
+    h = hashlib.sha256()
+    for c in cases:
+        h.update(c.id.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def _array(a: np.ndarray | None) -> Any:
+    return None if a is None else pack_array(np.asarray(a, dtype=np.float64))
+
+
+def record_to_json(r: Record) -> dict[str, Any]:
+    e, o, c = r.expected, r.outcome, r.comparison
+    return {
+        "case": r.case.as_dict(encode=pack_array),
+        "status": r.status,
+        "note": r.note,
+        "comparison": c.as_dict(),
+        "expected": None
+        if e is None
+        else {"value": _array(e.value), "bound": _array(e.bound), "dtype": e.dtype, "raises": e.raises, "rule": e.rule},
+        "outcome": None
+        if o is None
+        else {"value": _array(o.value), "dtype": o.dtype, "error": o.error, "seconds": o.seconds},
+    }
+
+
+def _opt_number(x: Any, name: str) -> float | None:
+    return None if x is None else decode_number(x, name)
+
+
+def record_from_json(d: dict[str, Any], registry: Registry, *, profile: str = "keras3") -> Record:
+    """Rebuild a record; its verdict is taken again against ``registry`` (the registry may have changed),
+    matching the facets of ``profile``, the semantics the stream was judged against."""
+    case = Case.from_dict(d["case"])
+    cd = d["comparison"]
+    comparison = Comparison(
+        cd["kind"],
+        cd["message"],
+        cd.get("mismatched", 0),
+        cd.get("total", 0),
+        _opt_number(cd.get("max_abs"), "max_abs"),
+        _opt_number(cd.get("max_rel"), "max_rel"),
+        cd.get("max_ulp"),
+    )
+    ed, od = d.get("expected"), d.get("outcome")
+    exp = None
+    if ed is not None:
+        exp = Expected(
+            value=None if ed["value"] is None else decode_array(ed["value"], "expected.value"),
+            bound=None if ed["bound"] is None else decode_array(ed["bound"], "expected.bound"),
+            dtype=ed["dtype"],
+            raises=ed["raises"],
+            rule=ed.get("rule", ""),
+        )
+    out = None
+    if od is not None:
+        out = Outcome(
+            value=None if od["value"] is None else decode_array(od["value"], "outcome.value"),
+            dtype=od["dtype"],
+            error=od["error"],
+            seconds=od.get("seconds", 0.0),
+        )
+    if d["status"] == "error":
+        return Record(case, "error", comparison, exp, out, note=d.get("note", ""))
+    return judged(case, comparison, exp, out, registry, profile)
+
+
+class RecordStream:
+    """Appends records to ``DIR/records.jsonl``, one flushed line each."""
+
+    def __init__(self, out_dir: str | Path, meta: dict[str, Any], *, append: bool = False) -> None:
+        self.path = Path(out_dir) / STREAM_NAME
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if append and self.path.exists():
+            self._trim_torn_line()
+            self._file: IO[str] = self.path.open("a", encoding="utf-8")
+        else:
+            self._file = self.path.open("w", encoding="utf-8")
+            self._write({"stream": STREAM_VERSION, "meta": meta})
+
+    def _trim_torn_line(self) -> None:
+        data = self.path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            with self.path.open("r+b") as f:
+                f.truncate(data.rfind(b"\n") + 1)
+
+    def _write(self, obj: dict[str, Any]) -> None:
+        self._file.write(json.dumps(obj, allow_nan=False, separators=(",", ":")) + "\n")
+        self._file.flush()
+
+    def append(self, record: Record) -> None:
+        self._write(record_to_json(record))
+
+    def close(self) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+
+    def __enter__(self) -> RecordStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def load_stream(path: str | Path, registry: Registry) -> tuple[dict[str, Any], list[Record]]:
+    """The meta and records of a stream file (or of the records.jsonl in a folder)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / STREAM_NAME
+    try:
+        lines = path.read_text(encoding="utf-8").split("\n")
+    except FileNotFoundError:
+        raise InputError(f"{path}: no record stream here (was it written by bce-harness run?)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read the record stream ({exc})") from None
+    if not lines or not lines[0].strip():
+        raise InputError(f"{path}: the record stream is empty")
+    try:
+        head = json.loads(lines[0])
+    except json.JSONDecodeError:
+        raise InputError(f"{path}: line 1 is not JSON") from None
+    if not isinstance(head, dict) or head.get("stream") not in _READABLE_VERSIONS or "meta" not in head:
+        raise InputError(f"{path}: line 1 is not the header of a stream of version {' or '.join(map(str, _READABLE_VERSIONS))}")
+    complete = lines[1:-1] if lines[-1] else lines[1:]  # the text after the last newline may be torn
+    records = []
+    for n, line in enumerate(complete, start=2):
+        if not line.strip():
+            continue
+        try:
+            records.append(record_from_json(json.loads(line), registry, profile=head["meta"].get("profile", "keras3")))
+        except (json.JSONDecodeError, KeyError, TypeError, UsageError) as exc:
+            raise InputError(f"{path}: line {n} is not a record ({exc})") from None
+    return head["meta"], records
+
+
+def merge_records(groups: Iterable[Sequence[Record]]) -> list[Record]:
+    """Records of several shards in one list, each case once (the last seen wins)."""
+    by_id: dict[str, Record] = {}
+    for group in groups:
+        for r in group:
+            by_id[r.case.id] = r
+    return list(by_id.values())

@@ -1,0 +1,246 @@
+"""Fault injection: plant a wrong BinaryCrossentropy and show that the default suite reports it.
+
+A check that cannot fail is a defect.  Each fault below is a subtly broken loss built from TensorFlow ops
+(or a changed Keras global), run through the real pipeline (generator, reference, comparator, registry)
+over the whole default suite.  Each must produce unexpected failures, of the kind we expect, on the cases
+that exercise it.  The last test plants a fault inside Keras itself and runs the command line.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.case import Options
+from harness.oracle.profiles import select_profile
+from harness.oracle.keras3 import expected
+from harness.run.runner import RunResult, run_cases
+from harness.target import TFTarget
+
+pytestmark = [
+    pytest.mark.tensorflow,
+    pytest.mark.skipif(
+        select_profile().profile != "keras3",
+        reason="the planted faults are built on the Keras 3 API (the loss's dtype argument, keras.config, "
+        "keras.src.losses); on a Keras 2 line the differential suite runs, the faults do not",
+    ),
+]
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _real(tf, options: Options, **changes):
+    o = replace(options, **changes)
+    return tf.keras.losses.BinaryCrossentropy(
+        from_logits=o.from_logits, label_smoothing=o.label_smoothing, axis=o.axis, reduction=o.reduction, dtype=o.dtype
+    )
+
+
+def _cast(tf, x, options: Options):
+    return tf.cast(x, options.compute_dtype)
+
+
+# Each fault: options -> callable(y_true, y_pred, sample_weight=None).  tf is passed in at run time.
+def seed_smoothing(tf, o: Options):
+    """The first write-up's smoothing, y (1 - ls) + ls (1 - y), instead of y (1 - ls) + ls / 2."""
+    real = _real(tf, o, label_smoothing=0.0)
+    ls = o.label_smoothing
+
+    def call(y, p, sample_weight=None):
+        y = _cast(tf, y, o)
+        return real(y * (1 - ls) + ls * (1 - y), p, sample_weight=sample_weight)
+
+    return call
+
+
+def sum_for_mean(tf, o: Options):
+    """A sum where a mean belongs."""
+    red = "sum" if o.reduction in ("sum_over_batch_size", "mean") else o.reduction
+    return _real(tf, o, reduction=red)
+
+
+def ignored_sample_weight(tf, o: Options):
+    real = _real(tf, o)
+    return lambda y, p, sample_weight=None: real(y, p)
+
+
+def naive_sigmoid_log(tf, o: Options):
+    """from_logits by sigmoid, then the clipped probability formula."""
+    if not o.from_logits:
+        return _real(tf, o)
+    real = _real(tf, o, from_logits=False)
+    return lambda y, p, sample_weight=None: real(y, tf.sigmoid(_cast(tf, p, o)), sample_weight=sample_weight)
+
+
+def lost_nan(tf, o: Options):
+    """NaN results replaced by 0 (a nan_to_num somewhere)."""
+    real = _real(tf, o)
+
+    def call(y, p, sample_weight=None):
+        out = real(y, p, sample_weight=sample_weight)
+        return tf.where(tf.math.is_nan(out), tf.zeros_like(out), out)
+
+    return call
+
+
+def float16_inside(tf, o: Options):
+    """Loss of precision: a float32/float64 loss computed in float16 and cast back."""
+    if o.compute_dtype not in ("float32", "float64"):
+        return _real(tf, o)
+    real = _real(tf, o, dtype="float16")
+
+    def call(y, p, sample_weight=None):
+        return tf.cast(real(y, p, sample_weight=sample_weight), o.compute_dtype)
+
+    return call
+
+
+def batch_only_divisor(tf, o: Options):
+    """sum_over_batch_size divided by the batch size instead of the number of loss elements."""
+    if o.reduction not in ("sum_over_batch_size", "mean"):
+        return _real(tf, o)
+    real = _real(tf, o, reduction=None)
+
+    def call(y, p, sample_weight=None):
+        values = real(y, p, sample_weight=sample_weight)
+        if values.shape.rank == 0:
+            return values
+        n = tf.cast(tf.shape(values)[0], values.dtype)
+        return tf.math.divide_no_nan(tf.reduce_sum(values), n)
+
+    return call
+
+
+def dropped_axis(tf, o: Options):
+    return _real(tf, o, axis=-1)
+
+
+def dropped_label_smoothing(tf, o: Options):
+    return _real(tf, o, label_smoothing=0.0)
+
+
+def probability_bce(tf, o: Options, *, lo: float, hi: float, shift: float = 0.0):
+    """A binary cross-entropy of probabilities, -(y log(p + shift) + (1 - y) log(1 - p + shift)) with p
+    clipped to [lo, hi], built on Keras's own Loss base class, so conversion, weights and reductions stay
+    Keras's; logits go to the real loss.  Planted faults vary the clip and the shift."""
+    if o.from_logits:
+        return _real(tf, o)
+    from keras.src.losses.loss import squeeze_or_expand_to_same_rank
+
+    ls, axis = o.label_smoothing, o.axis
+
+    class PlantedBCE(tf.keras.losses.Loss):
+        def call(self, y_true, y_pred):
+            y_true, y_pred = squeeze_or_expand_to_same_rank(y_true, y_pred)
+            y = y_true * (1.0 - ls) + 0.5 * ls
+            p = tf.clip_by_value(y_pred, lo, hi)
+            return tf.reduce_mean(-(y * tf.math.log(p + shift) + (1 - y) * tf.math.log(1 - p + shift)), axis=axis)
+
+    return PlantedBCE(reduction=o.reduction, dtype=o.dtype)
+
+
+def lower_clip_lost(tf, o: Options):
+    """Probabilities clipped to [0, 1 - eps] only: p = 0 with y = 1 gives inf."""
+    return probability_bce(tf, o, lo=0.0, hi=1.0 - 1e-7)
+
+
+# fault name -> (factory, family/kind of record that must fail, a case id fragment that must be named)
+FAULTS: dict[str, tuple[Callable, str, str]] = {
+    "seed smoothing formula": (seed_smoothing, "tolerance", "/ls=0.1/"),
+    "sum where a mean belongs": (sum_for_mean, "tolerance", "/sum_over_batch_size"),
+    "ignored sample_weight": (ignored_sample_weight, "tolerance", "/w=per_sample"),
+    "naive sigmoid-then-log for logits": (naive_sigmoid_log, "tolerance", "values/logits/large_1e2/"),
+    "lost NaN": (lost_nan, "nan_inf", "values/probs/nan/"),
+    "float16 inside a float32 loss": (float16_inside, "tolerance", "values/probs/typical/f32-f32/dtype=default"),
+    "batch-only divisor": (batch_only_divisor, "tolerance", "options/BTC/"),
+    "dropped axis option": (dropped_axis, "tolerance", "/axis=0/"),
+    "dropped label_smoothing": (dropped_label_smoothing, "tolerance", "/ls=1/"),
+    "lower clip lost for p == 0": (lower_clip_lost, "tolerance", "special/bce(y=1, p=0, float32)"),
+}
+
+
+@pytest.fixture(scope="module")
+def screen(default_cases):
+    """A seeded quarter of every generated family plus all special and error cases.
+
+    Running ten faults over the whole suite would cost minutes; a quarter keeps every family, option and
+    regime represented (the families are products, so a random quarter hits every axis value) and the
+    assertions below name the cases that must be among the failures.
+    """
+    rng = np.random.default_rng(7)
+    keep = [c for c in default_cases if c.tags["family"] in ("special", "errors") or rng.random() < 0.25]
+    return keep
+
+
+@pytest.fixture(scope="module")
+def oracle(screen):
+    """The reference is deterministic: compute it once for all the faults."""
+    cache = {c.id: expected(c) for c in screen}
+    return lambda case, profile="keras3": cache[case.id]
+
+
+def _run_with(tf_target: TFTarget, factory, cases, registry, oracle) -> RunResult:
+    tf = tf_target.tf
+    target = TFTarget(loss_factory=lambda options: factory(tf, options))
+    return run_cases(cases, target, registry, oracle=oracle)
+
+
+@pytest.mark.parametrize("name", list(FAULTS))
+def test_planted_fault_is_reported(name, tf_target, screen, oracle, registry):
+    factory, kind, fragment = FAULTS[name]
+    result = _run_with(tf_target, factory, screen, registry, oracle)
+    failed = [r for r in result.records if r.status in ("fail", "xpass")]
+    assert failed, f"{name}: the default suite did not notice"
+    assert not result.ok
+    kinds = {r.comparison.kind for r in failed}
+    assert kind in kinds, f"{name}: failure kinds {kinds}"
+    named = [r.case.id for r in failed if fragment in r.case.id]
+    assert named, f"{name}: no failing case id contains {fragment!r}; failing: {[r.case.id for r in failed][:10]}"
+
+
+@pytest.mark.parametrize("eps", [1e-6, 1e-8])
+def test_other_epsilon_is_reported(eps, tf_target, screen, oracle, registry):
+    import keras
+
+    old = keras.config.epsilon()
+    keras.config.set_epsilon(eps)
+    try:
+        result = run_cases(screen, TFTarget(), registry, oracle=oracle)
+    finally:
+        keras.config.set_epsilon(old)
+    failed = {r.case.id for r in result.records if r.status == "fail"}
+    assert "special/bce(y=1, p=0, float32) -> -log(eps)" in failed
+    assert any(i.startswith("values/probs/exact_bounds/") for i in failed)
+
+
+def test_cli_exits_1_and_names_the_cases_when_keras_is_broken(tmp_path):
+    """A fault planted inside Keras (its epsilon) before the command runs: exit 1, the cases named."""
+    pytest.importorskip("tensorflow")
+    (tmp_path / "sitecustomize.py").write_text(
+        textwrap.dedent(
+            """
+            import keras
+            keras.config.set_epsilon(1e-6)
+            """
+        )
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)]), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness", "run", "--out", str(tmp_path / "out"), "--select", "special/*", "--no-progress"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "FAIL [tolerance] special/bce(y=1, p=0, float32) -> -log(eps)" in proc.stdout
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "special/bce(y=1, p=0, float32) -> -log(eps)" in report

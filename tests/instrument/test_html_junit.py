@@ -1,0 +1,47 @@
+"""report.html is self-contained and shows what it promises; junit.xml maps the statuses as pytest does."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+from harness.report.drift import compare_results
+from harness.report.html import render_html
+from harness.report.junit import render_junit
+from test_drift import BASE, NEW, record, results
+
+RUN = results([
+    record("values/p", actual=0.5, max_ulp=3, tags={"family": "values", "regime": "near_bounds", "shape": "B1"}),
+    record("values/q", actual=0.5, dtype="float16", max_ulp=0),
+    record("values/r", "fail", kind="tolerance", message="Not equal to tolerance <b>", note=""),
+    record("values/s", "xfail", kind="nan_inf", divergence="known-one", message="NaN/inf location mismatch"),
+    record("values/t", "xpass", note="registered divergence 'x' no longer reproduces"),
+    record("values/u", "error", note="KeyError: boom", message="internal error"),
+])
+
+
+def test_html_is_self_contained_with_plots_and_divergences():
+    page = render_html(RUN)
+    assert page.startswith("<!DOCTYPE html>") and "<svg" in page
+    for fragment in ("worst ULP by dtype and regime", "ULP distribution float32", "ULP distribution float16", "near_bounds"):
+        assert fragment in page, fragment
+    assert "Not equal to tolerance &lt;b&gt;" in page  # escaped
+    assert "<script" not in page and "http://" not in page.replace("http://www.w3.org/2000/svg", "")
+    assert "Drift between" not in page
+
+
+def test_html_with_a_drift_has_the_drift_section():
+    page = render_html(NEW, drift=compare_results(BASE, NEW))
+    assert "Drift between the two versions" in page and "changes per option family" in page
+    assert "values/d" in page and "New divergences (1)" in page
+
+
+def test_junit_maps_statuses():
+    root = ET.fromstring(render_junit(RUN))
+    assert root.tag == "testsuite" and root.get("tests") == "6"
+    assert (root.get("failures"), root.get("errors"), root.get("skipped")) == ("2", "1", "1")
+    cases = {c.get("name"): c for c in root.iter("testcase")}
+    assert cases["values/r"].find("failure") is not None
+    assert cases["values/t"].find("failure").get("type") == "xpass"
+    assert cases["values/u"].find("error") is not None
+    assert "known-one" in cases["values/s"].find("skipped").get("message")
+    assert not list(cases["values/p"]) and cases["values/p"].get("classname") == "bce-harness.values/probs"
