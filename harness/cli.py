@@ -77,45 +77,69 @@ def _shard(text: str) -> tuple[int, int]:
     return index, count
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _option_specs() -> dict[str, dict]:
+    """Every option that more than one command takes, defined once: its flags' keyword arguments for
+    ``add_argument``.  A command adds it with ``_add(parser, "--name", default=...)`` where its default differs."""
     from harness.generate.grid import DEFAULT_SEED, DEFAULT_SPECIAL_CASES
-    from harness.oracle.keras3 import PROFILES
     from harness.judge.registry import DEFAULT_REGISTRY
+    from harness.oracle import PROFILES
 
+    return {
+        "--out": {"metavar": "DIR", "help": "report folder (default: %(default)s)"},
+        "--seed": {"type": _seed, "default": DEFAULT_SEED, "help": "generator seed (default: %(default)s)"},
+        "--select": {"default": None, "metavar": "GLOB", "help": "only cases whose id matches GLOB"},
+        "--special-cases": {"default": str(DEFAULT_SPECIAL_CASES), "help": "special-case table (TOML)"},
+        "--registry": {"default": str(DEFAULT_REGISTRY), "help": "known-divergence registry (TOML)"},
+        "--profile": {
+            "default": "auto",
+            "choices": ["auto", *sorted(PROFILES)],
+            "help": "semantics to judge against (default: %(default)s, from the installed TensorFlow and Keras)",
+        },
+        "--loss-factory": {
+            "default": None, "metavar": "MODULE:FUNCTION", "help": "put this loss constructor under test instead of Keras's",
+        },  # fmt: skip
+        "--shard": {"type": _shard, "default": None, "metavar": "K/N", "help": "only the K-th of N slices of the work"},
+        "--quiet": {"action": "store_true", "help": "no summary table"},
+    }
+
+
+def _add(parser: argparse.ArgumentParser, specs: dict[str, dict], *names: str, **overrides) -> None:
+    """Add the shared options ``names`` to ``parser``; an override (by dest) replaces one option's default
+    (``out="reports/x"``) or, given as a dict, any of its keyword arguments."""
+    for name in names:
+        spec = dict(specs[name])
+        dest = name.lstrip("-").replace("-", "_")
+        if dest in overrides:
+            override = overrides.pop(dest)
+            spec.update(override if isinstance(override, dict) else {"default": override})
+        parser.add_argument(name, **spec)
+    if overrides:
+        raise TypeError(f"no such shared option among {names}: {sorted(overrides)}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from harness.fuzz import DEFAULT_EXAMPLES
+    from harness.generate.saved import DEFAULT_REGRESSIONS
+
+    specs = _option_specs()
     parser = _Parser(prog="bce-harness", description="Differential harness for tf.keras.losses.BinaryCrossentropy.")
     parser.add_argument("--version", action="version", version=f"bce-harness {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser("run", help="run the default suite against the installed TensorFlow")
-    run.add_argument("--out", default="reports/latest", help="report folder (default: %(default)s)")
-    run.add_argument("--seed", type=_seed, default=DEFAULT_SEED, help="generator seed (default: %(default)s)")
+    _add(run, specs, "--out", "--seed", "--select", "--registry", "--special-cases", "--profile", "--quiet",
+         "--loss-factory", "--shard", out="reports/latest")  # fmt: skip
     run.add_argument("--max-cases", type=_positive, default=None, help="at most N cases, spread over the suite")
-    run.add_argument("--select", default=None, metavar="GLOB", help="only cases whose id matches GLOB")
-    run.add_argument("--registry", default=str(DEFAULT_REGISTRY), help="known-divergence registry (TOML)")
-    run.add_argument("--special-cases", default=str(DEFAULT_SPECIAL_CASES), help="special-case table (TOML)")
-    run.add_argument(
-        "--profile",
-        default="auto",
-        choices=["auto", *sorted(PROFILES)],
-        help="semantics to judge against (default: %(default)s, from the installed TensorFlow and Keras)",
-    )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
-    run.add_argument("--quiet", action="store_true", help="no summary table")
     run.add_argument(
         "--workers", type=_workers, default=None, help="TensorFlow worker processes (default: the cores; 0: in this process)"
     )
     run.add_argument("--timeout", type=_seconds, default=120.0, help="seconds a job may take before its worker is killed")
     run.add_argument("--resume", action="store_true", help="continue the interrupted run whose stream is in --out")
-    run.add_argument("--shard", type=_shard, default=None, metavar="K/N", help="run only the K-th of N slices of the suite")
-    run.add_argument(
-        "--loss-factory", default=None, metavar="MODULE:FUNCTION", help="test this loss constructor instead of Keras's"
-    )
 
     merge = sub.add_parser("merge", help="join the record streams of shard runs into one report")
     merge.add_argument("dirs", nargs="+", metavar="DIR", help="report folders of the shards (their records.jsonl)")
-    merge.add_argument("--out", default="reports/merged", help="report folder (default: %(default)s)")
-    merge.add_argument("--registry", default=str(DEFAULT_REGISTRY), help="known-divergence registry (TOML)")
-    merge.add_argument("--quiet", action="store_true", help="no summary table")
+    _add(merge, specs, "--out", "--registry", "--quiet", out="reports/merged")
 
     compare = sub.add_parser("compare", help="what changed between two runs' results.json (same suite and seed)")
     compare.add_argument("base", metavar="BASE", help="results.json (or its folder) of the earlier version")
@@ -127,37 +151,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     cases = sub.add_parser("cases", help="list the ids of the default suite")
-    cases.add_argument("--seed", type=_seed, default=DEFAULT_SEED)
-    cases.add_argument("--select", default=None, metavar="GLOB")
-    cases.add_argument("--special-cases", default=str(DEFAULT_SPECIAL_CASES))
-
-    from harness.fuzz import DEFAULT_EXAMPLES
-    from harness.generate.saved import DEFAULT_REGRESSIONS
+    _add(cases, specs, "--seed", "--select", "--special-cases")
 
     fuzz = sub.add_parser("fuzz", help="search the whole case space with Hypothesis; shrink and save each new divergence")
     fuzz.add_argument(
         "--examples", type=_positive, default=DEFAULT_EXAMPLES, help="cases a search round tries (default: %(default)s)"
     )
-    fuzz.add_argument("--seed", type=_seed, default=None, help="Hypothesis seed (default: a random one, printed)")
-    fuzz.add_argument("--out", default="reports/fuzz", help="folder for repro_<fingerprint>.py (default: %(default)s)")
+    _add(
+        fuzz, specs, "--seed", "--out", "--registry", "--profile", "--loss-factory", "--shard",
+        seed={"default": None, "help": "Hypothesis seed (default: a random one, printed)"},
+        out={"default": "reports/fuzz", "help": "folder for repro_<fingerprint>.py (default: %(default)s)"},
+        shard={"help": "the K-th of N searches of one seed, each drawing other cases (a CI matrix of N jobs)"},
+    )  # fmt: skip
     fuzz.add_argument(
         "--regressions", default=str(DEFAULT_REGRESSIONS), help="folder for <fingerprint>.json (default: %(default)s)"
     )
-    fuzz.add_argument("--registry", default=str(DEFAULT_REGISTRY), help="known-divergence registry (TOML)")
-    fuzz.add_argument("--profile", default="auto", choices=["auto", *sorted(PROFILES)], help="semantics (default: %(default)s)")
-    fuzz.add_argument("--loss-factory", default=None, metavar="MODULE:FUNCTION", help="fuzz this loss constructor instead")
-    fuzz.add_argument(
-        "--shard", type=_shard, default=None, metavar="K/N",
-        help="the K-th of N searches of one seed, each drawing other cases (a CI matrix of N jobs)",
-    )  # fmt: skip
 
     replay = sub.add_parser("replay", help="re-run saved cases (JSON files, or folders of them) and report them as run does")
     replay.add_argument("files", nargs="+", metavar="FILE", help="case files, or folders whose *.json files are cases")
-    replay.add_argument("--out", default="reports/replay", help="report folder (default: %(default)s)")
-    replay.add_argument("--registry", default=str(DEFAULT_REGISTRY), help="known-divergence registry (TOML)")
-    replay.add_argument("--profile", default="auto", choices=["auto", *sorted(PROFILES)], help="semantics (default: %(default)s)")
-    replay.add_argument("--loss-factory", default=None, metavar="MODULE:FUNCTION", help="replay against this loss constructor")
-    replay.add_argument("--quiet", action="store_true", help="no summary table")
+    _add(replay, specs, "--out", "--registry", "--profile", "--loss-factory", "--quiet", out="reports/replay")
     return parser
 
 
@@ -191,13 +203,13 @@ class _Progress:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from harness.generate.grid import default_suite, select
-    from harness.oracle.profiles import select_profile
     from harness.judge.registry import load_registry
+    from harness.oracle.profiles import select_profile
     from harness.report.summary import meta
     from harness.run.runner import RunResult, run_cases, run_parallel
     from harness.run.stream import RecordStream, load_stream, suite_fingerprint
-    from harness.target import TFTarget, environment_flags, load_factory
     from harness.run.workers import default_workers
+    from harness.target import TFTarget, environment_flags, load_factory
 
     t0 = time.perf_counter()
     if Path(args.out).exists() and not Path(args.out).is_dir():
@@ -324,9 +336,9 @@ def _finish(result, run_meta: dict, out: str, *, quiet: bool, started: float) ->
 
 def _cmd_merge(args: argparse.Namespace) -> int:
     from harness.judge.registry import load_registry
+    from harness.oracle.profiles import installed_tensorflow
     from harness.report.summary import meta
     from harness.run.runner import RunResult
-    from harness.oracle.profiles import installed_tensorflow
     from harness.run.stream import load_stream, merge_records
     from harness.target import environment_flags
 
@@ -357,8 +369,8 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
     import random
 
     from harness.fuzz import fuzz, require_hypothesis, save_finding, shard_seed
-    from harness.oracle.profiles import select_profile
     from harness.judge.registry import load_registry
+    from harness.oracle.profiles import select_profile
     from harness.target import TFTarget, load_factory
 
     require_hypothesis()
@@ -404,9 +416,9 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from harness.oracle.profiles import select_profile
-    from harness.judge.registry import load_registry
     from harness.generate.saved import case_files, load_case
+    from harness.judge.registry import load_registry
+    from harness.oracle.profiles import select_profile
     from harness.report.summary import meta
     from harness.run.runner import run_cases
     from harness.target import TFTarget, environment_flags, load_factory

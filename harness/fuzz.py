@@ -31,13 +31,13 @@ from typing import Any
 import numpy as np
 
 from harness.case import Case, Expected, Outcome
-from harness.judge.compare import KINDS, Comparison, compare
 from harness.errors import UsageError
-from harness.jsonio import atomic_write_text, dumps
-from harness.oracle.profiles import record_facets
-from harness.oracle.keras3 import expected as reference_expected
-from harness.judge.registry import Divergence, Registry
 from harness.generate.saved import DEFAULT_REGRESSIONS
+from harness.jsonio import atomic_write_text, dumps
+from harness.judge.compare import KINDS, Comparison, compare
+from harness.judge.facets import record_facets
+from harness.judge.registry import Divergence, Registry
+from harness.oracle import expected as reference_expected
 from harness.report.repro import snippet
 from harness.run.runner import Target
 
@@ -297,7 +297,7 @@ class _Search:
         which the case still fails with the same first kind and no registry entry explains it, until no
         deletion does or ``budget`` cases have been evaluated: the result is 1-minimal under deletion.
         """
-        from harness.generate.strategies import regime_of, shape_kind
+        from harness.generate.regimes import regime_of, shape_kind
 
         kind = finding.comparison.kind
         spent = 0

@@ -15,29 +15,25 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
 from harness.case import Case, Options, Outcome
 from harness.errors import TargetUnavailable, UsageError
+from harness.stacking import MAX_STACK, map_stacked, trace_key
 
 __all__ = [
     "LossFactory",
     "TFTarget",
-    "batch_key",
     "environment_flags",
     "import_tensorflow",
     "load_factory",
-    "trace_key",
 ]
 
 LossFactory = Callable[[Options], Callable[..., Any]]
 
 # Environment variables that change what TensorFlow computes or how; recorded in every report.
-T = TypeVar("T")
-MAX_STACK = 512  # cases per stacked call: a few MB of float64 at the suite's largest shapes
-
 NUMERIC_ENV = (
     "TF_ENABLE_ONEDNN_OPTS",
     "TF_USE_LEGACY_KERAS",
@@ -331,57 +327,3 @@ class TFTarget:
             return None
         each = (time.perf_counter() - start) / len(cases)
         return [Outcome(value=values[j], dtype=dtype, seconds=each) for j in range(len(cases))]
-
-
-def map_stacked(
-    cases: Sequence[Case],
-    one: Callable[[Case], T],
-    stacked: Callable[[Sequence[Case]], list[T] | None],
-    *,
-    max_stack: int = MAX_STACK,
-) -> list[T]:
-    """``one(case)`` for each case, in order, except that cases sharing a ``batch_key`` go to ``stacked`` in
-    groups of up to ``max_stack``, which returns one result per case, or None to have them done one by one.
-    The grouping both sides of a comparison use: the target's calls and the reference's."""
-    out: list[T | None] = [None] * len(cases)
-    groups: dict[tuple[Any, ...], list[int]] = {}
-    for i, case in enumerate(cases):
-        key = batch_key(case)
-        if key is None:
-            out[i] = one(case)
-        else:
-            groups.setdefault(key, []).append(i)
-    for indices in groups.values():
-        for start in range(0, len(indices), max_stack):
-            chunk = indices[start : start + max_stack]
-            rows = stacked([cases[i] for i in chunk]) if len(chunk) > 1 else None
-            for j, i in enumerate(chunk):
-                out[i] = rows[j] if rows is not None else one(cases[i])
-    return [r for r in out if r is not None]
-
-
-def trace_key(case: Case) -> tuple[Any, ...]:
-    """What decides the Python function the target builds for a case, and so what a trace is reused for."""
-    return (
-        case.api, case.mode, case.options, case.producer, case.grad,
-        None if case.mask is None else case.mask.tobytes() + str(case.mask.shape).encode(),
-        case.sample_weight is not None and case.sample_weight.ndim == 0,
-    )  # fmt: skip
-
-
-def batch_key(case: Case) -> tuple[Any, ...] | None:
-    """The signature under which unreduced cases can share one stacked call, or None.
-
-    Stacking adds a leading axis, which leaves the semantics alone only when: nothing is reduced
-    (reduction None or "none"), the axis counts from the end, labels and predictions have the same rank
-    (Keras reconciles ranks that differ by a trailing 1 depending on the rank, which stacking changes), and
-    there is no sample_weight (a scalar or a per-sample weight would broadcast differently).
-    """
-    o = case.options
-    if case.api != "BinaryCrossentropy" or case.mode != "eager" or case.producer or case.grad or case.mask is not None:
-        return None
-    if o.reduction not in (None, "none") or o.axis >= 0 or case.sample_weight is not None:
-        return None
-    if case.y_true.ndim != case.y_pred.ndim or case.y_pred.ndim == 0:
-        return None
-    return (case.api, o, case.true_dtype, case.pred_dtype, case.y_true.shape, case.y_pred.shape)

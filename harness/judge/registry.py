@@ -15,7 +15,7 @@ The registry is a TOML file (``cases/known_divergences.toml``), one ``[[divergen
     from_logits = false
     id = "values/probs/exact_bounds/*"        # strings are shell-style globs
 
-Match keys are the record's facets (``profiles.record_facets``): the case's id, api, from_logits,
+Match keys are the record's facets (``judge.facets.record_facets``): the case's id, api, from_logits,
 label_smoothing, axis, reduction, dtype, true_dtype, pred_dtype, weights and tags (family, regime, shape),
 the ``profile``, the ``compute_dtype`` that profile computes in, and ``flushed_weights`` (a sample weight
 the kernels read as 0).
@@ -45,8 +45,8 @@ from typing import Any
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from harness.judge.compare import KINDS
 from harness.errors import InputError, UsageError
+from harness.judge.compare import KINDS
 
 __all__ = ["DEFAULT_REGISTRY", "Divergence", "Registry", "load_registry"]
 

@@ -2,6 +2,32 @@
 
 ``keras3`` and ``keras2`` are the two profiles, ``gradient`` their analytic derivatives, ``tolerance`` the
 forward error bounds every expectation carries, ``profiles`` the choice of profile from the installed packages.
+This package's face chooses: ``PROFILES`` names the profiles and ``expected`` sends a case to its profile, or
+to ``gradient`` for a gradient case, so no profile module imports the registry of profiles back.
 
 May import: the ground floor only.  Never TensorFlow or Keras, and nothing of a later stage.
 """
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from harness.case import Case, Expected
+from harness.errors import UsageError
+from harness.oracle.gradient import expected_gradient
+from harness.oracle.keras2 import Keras2
+from harness.oracle.keras3 import EPSILON, Keras3
+
+__all__ = ["EPSILON", "PROFILES", "expected"]
+
+PROFILES: dict[str, Callable[[], Keras3]] = {"keras3": Keras3, "keras2": Keras2}
+
+
+def expected(case: Case, *, profile: str = "keras3") -> Expected:
+    """What ``case`` must yield under ``profile``'s documented semantics."""
+    if profile not in PROFILES:
+        raise UsageError(f"profile={profile!r} is not one of {', '.join(PROFILES)}")
+    semantics = PROFILES[profile]()
+    if case.grad is not None:
+        return expected_gradient(semantics, case)
+    return semantics.expected(case)

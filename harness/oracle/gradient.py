@@ -29,11 +29,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from harness.oracle import tolerance as tol
 from harness.case import API_LOSS_CLASS, Case, Expected
 from harness.dtypes import WORK, round_to
 from harness.errors import UsageError
 from harness.jsonio import encode_array
+from harness.oracle import tolerance as tol
 
 if TYPE_CHECKING:
     from harness.oracle.keras3 import Keras3

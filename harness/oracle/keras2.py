@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.oracle import tolerance as tol
 from harness.case import Case
 from harness.dtypes import WORK, round_to
-from harness.oracle.keras3 import EPSILON, PROFILES, Keras3
+from harness.oracle import tolerance as tol
+from harness.oracle.keras3 import EPSILON, Keras3
 
 __all__ = ["REDUCTIONS_V2", "Keras2"]
 
@@ -127,5 +127,3 @@ class Keras2(Keras3):
         """
         return Keras3.reduce(loss, loss_err, weights, "sum_over_batch_size" if reduction == "auto" else reduction, m)
 
-
-PROFILES["keras2"] = Keras2

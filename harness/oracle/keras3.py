@@ -15,16 +15,14 @@ format that defeats the clip shows up as a divergence instead of being copied in
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
-from harness.oracle import tolerance as tol
 from harness.case import API_LOSS_CLASS, REDUCTIONS, Case, Expected, Options
 from harness.dtypes import WORK, round_to
 from harness.errors import UsageError
+from harness.oracle import tolerance as tol
 
-__all__ = ["EPSILON", "PROFILES", "Keras3", "expected"]
+__all__ = ["EPSILON", "Keras3"]
 
 # keras.config.epsilon(): "Return the value of the fuzz factor used in numeric expressions", default 1e-7
 # (keras/src/backend/config.py, Keras 3.15).
@@ -38,10 +36,8 @@ class Keras3:
     epsilon = EPSILON
 
     def expected(self, case: Case) -> Expected:
-        if case.grad is not None:
-            from harness.oracle.gradient import expected_gradient
-
-            return expected_gradient(self, case)
+        if case.grad is not None:  # the derivatives are oracle.gradient's: harness.oracle.expected sends them there
+            raise UsageError("gradient cases are expected through harness.oracle.expected, not a profile")
         if case.api == "metrics.BinaryCrossentropy":
             return self.metric(case)
         if case.api != API_LOSS_CLASS:
@@ -372,15 +368,3 @@ class Keras3:
             value = np.where(divisor == 0, WORK(0), total / np.where(divisor == 0, 1, divisor))
         bound = tol.divide_error(value, total_err, divisor, div_err, m)
         return np.asarray(value, dtype=WORK), np.asarray(bound, dtype=WORK)
-
-
-PROFILES: dict[str, Callable[[], Keras3]] = {"keras3": Keras3}
-
-import harness.oracle.keras2  # noqa: E402,F401  -- the keras2 profile, a subclass of Keras3, registers itself here
-
-
-def expected(case: Case, *, profile: str = "keras3") -> Expected:
-    """What ``case`` must yield under ``profile``'s documented semantics."""
-    if profile not in PROFILES:
-        raise UsageError(f"profile={profile!r} is not one of {', '.join(PROFILES)}")
-    return PROFILES[profile]().expected(case)

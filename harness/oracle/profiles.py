@@ -10,10 +10,6 @@ to the ``tf_keras`` package (Keras 2 again).  ``select_profile`` mirrors TensorF
 
 It reads package metadata (``importlib.metadata``) and the environment only, so choosing a profile never
 imports TensorFlow (tests/instrument/test_profiles.py checks the choice against the imported ``tf.keras``).
-
-``record_facets`` is what the registry matches a record against: the case's facets, the profile, and the
-compute dtype the profile says the loss uses (Keras 2 computes in ``y_pred``'s dtype, Keras 3 in the
-loss's ``dtype``), so an entry can be keyed to one line's semantics.
 """
 
 from __future__ import annotations
@@ -24,12 +20,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
-import numpy as np
-
-from harness.case import Case, Expected
-from harness.dtypes import FLOAT_DTYPES, round_to
 from harness.errors import UsageError
-from harness.oracle.tolerance import error_model, flushable
+from harness.oracle import PROFILES
 
 __all__ = [
     "AUTO",
@@ -38,7 +30,6 @@ __all__ = [
     "Selection",
     "installed_version",
     "installed_tensorflow",
-    "record_facets",
     "select_profile",
 ]
 
@@ -96,8 +87,6 @@ def installed_tensorflow() -> str | None:
 
 def select_profile(requested: str = AUTO, *, environ: Mapping[str, str] | None = None) -> Selection:
     """The profile to use: ``requested`` when it names one, else the one the installed packages imply."""
-    from harness.oracle.keras3 import PROFILES
-
     if requested != AUTO and requested not in PROFILES:
         raise UsageError(f"profile={requested!r} is not {AUTO!r} or one of {', '.join(sorted(PROFILES))}")
     env = os.environ if environ is None else environ
@@ -115,21 +104,3 @@ def select_profile(requested: str = AUTO, *, environ: Mapping[str, str] | None =
     if requested != AUTO:
         return Selection(requested, f"--profile {requested} (auto would choose {profile}: {reason})", tensorflow, package, keras)
     return Selection(profile, reason, tensorflow, package, keras)
-
-
-def record_facets(case: Case, expected: Expected | None, profile: str) -> dict[str, Any]:
-    """The facets the registry matches: the case's, the profile, the profile's compute dtype, and
-    ``flushed_weights``: whether a sample weight, as the compute dtype holds it, is one the kernels read
-    as 0 (nonzero and subnormal: ``tolerance.flushable``)."""
-    facets = {**case.facets, "profile": profile}
-    if expected is not None and expected.dtype is not None:
-        facets["compute_dtype"] = expected.dtype
-    facets["flushed_weights"] = _flushed_weights(case, facets["compute_dtype"])
-    return facets
-
-
-def _flushed_weights(case: Case, compute_dtype: str) -> bool:
-    if case.sample_weight is None or compute_dtype not in FLOAT_DTYPES:
-        return False
-    w = round_to(case.sample_weight, compute_dtype)  # as the reference reads it (reference.py)
-    return bool(np.any(flushable(w, error_model(compute_dtype))))

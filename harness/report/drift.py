@@ -29,9 +29,10 @@ import numpy as np
 
 from harness.dtypes import FLOAT_DTYPES, float_format, ulp_distance
 from harness.errors import InputError, UsageError
+from harness.families import group_of
 from harness.jsonio import decode_array, encode_number
 
-__all__ = ["MIN_FORMAT", "Change", "Drift", "compare_results", "group_of", "load_results", "render_text"]
+__all__ = ["MIN_FORMAT", "Change", "Drift", "compare_results", "load_results", "render_text"]
 
 MIN_FORMAT = 2  # report.py FORMAT_VERSION 2: every record has its outcome
 _OK = ("pass", "xpass")
@@ -56,12 +57,6 @@ def load_results(path: str | Path) -> dict[str, Any]:
         raise InputError(f"{path}: format_version={version!r}; compare needs {MIN_FORMAT} or later (run it again)")
     data["meta"]["source"] = str(path)
     return data
-
-
-def group_of(record: Mapping[str, Any]) -> str:
-    """The option family of a record: its family tag and probs/logits (the run summary's rows)."""
-    kind = "logits" if record.get("options", {}).get("from_logits") else "probs"
-    return f"{record.get('tags', {}).get('family', '?')}/{kind}"
 
 
 @dataclass(frozen=True)

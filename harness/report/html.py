@@ -20,8 +20,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.report.drift import Drift, group_of
+from harness.families import group_of
 from harness.jsonio import atomic_write_text
+from harness.report.drift import Drift
 
 __all__ = ["render_html", "write_html"]
 

@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 
 from harness.case import Case, Expected, Options
-from harness.report.drift import Change, Drift
 from harness.dtypes import FLOAT_DTYPES, ulp_distance
-from harness.report.html import write_html
 from harness.jsonio import atomic_write_text, decode_array, dumps
+from harness.report.drift import Change, Drift
+from harness.report.html import write_html
 from harness.report.junit import write_junit
 from harness.report.repro import snippet
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from harness.report.drift import group_of
+from harness.families import group_of
 from harness.jsonio import atomic_write_text
 
 __all__ = ["render_junit", "write_junit"]

@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 
 from harness import __version__
+from harness.jsonio import atomic_write_text, dumps, encode_array, encode_number
 from harness.report.crossmode import cross_mode_divergences
 from harness.report.html import write_html
-from harness.jsonio import atomic_write_text, dumps, encode_array, encode_number
 from harness.report.junit import write_junit
 from harness.report.repro import snippet
 from harness.run.runner import Record, RunResult, iter_failures

@@ -17,10 +17,11 @@ from typing import Any, Protocol
 
 from harness.case import Case, Expected, Outcome
 from harness.judge.compare import Comparison
-from harness.oracle.profiles import record_facets
-from harness.oracle.keras3 import expected as reference_expected
+from harness.judge.facets import record_facets
 from harness.judge.registry import Divergence, Registry
-from harness.run.workers import CaseResult, WorkerPool, evaluate
+from harness.oracle import expected as reference_expected
+from harness.run.evaluate import CaseResult, evaluate
+from harness.run.workers import WorkerPool
 
 __all__ = ["STATUSES", "Record", "RunResult", "Target", "judged", "plan_jobs", "run_cases", "run_parallel", "verdict"]
 
@@ -106,7 +107,7 @@ def judged(
 
 def plan_jobs(cases: Sequence[Case], *, job_size: int = 128) -> list[list[tuple[int, Case]]]:
     """Cases grouped into jobs: stackable cases of one signature next to each other, at most job_size."""
-    from harness.target import batch_key, trace_key  # no TensorFlow import: target.py imports it lazily
+    from harness.stacking import batch_key, trace_key
 
     def order(i: int) -> tuple[bool, str, str, int]:
         # stackable cases of one signature together; traced cases of one function together, so that a

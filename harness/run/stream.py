@@ -18,9 +18,9 @@ from typing import IO, Any
 import numpy as np
 
 from harness.case import Case, Expected, Outcome
-from harness.judge.compare import Comparison
 from harness.errors import InputError, UsageError
 from harness.jsonio import decode_array, decode_number, pack_array
+from harness.judge.compare import Comparison
 from harness.judge.registry import Registry
 from harness.run.runner import Record, judged
 

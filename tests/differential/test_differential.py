@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import pytest
 
-from harness.judge.compare import compare
 from harness.generate.grid import default_suite
-from harness.oracle.profiles import select_profile
-from harness.oracle.keras3 import expected
+from harness.judge.compare import compare
 from harness.judge.registry import load_registry
+from harness.oracle import expected
+from harness.oracle.profiles import select_profile
 from harness.report.repro import snippet
 from harness.run.runner import judged
 

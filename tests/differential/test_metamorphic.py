@@ -23,12 +23,12 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from harness.oracle import tolerance as tol
 from harness.case import REDUCTIONS, Case, Options
 from harness.dtypes import FLOAT_DTYPES, WORK, float_format, round_to
-from harness.oracle.profiles import select_profile
-from harness.oracle.keras3 import EPSILON, expected
 from harness.generate.strategies import LOSS_DTYPES, labels, logits, probabilities
+from harness.oracle import EPSILON, expected
+from harness.oracle import tolerance as tol
+from harness.oracle.profiles import select_profile
 
 pytestmark = [
     pytest.mark.tensorflow,

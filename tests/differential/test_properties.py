@@ -16,13 +16,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from harness.case import REDUCTIONS, Case, Options
-from harness.judge.compare import compare
 from harness.fuzz import explanation
-from harness.oracle.profiles import record_facets, select_profile
-from harness.oracle.keras3 import expected
-from harness.judge.registry import load_registry
-from harness.report.repro import snippet
 from harness.generate.strategies import cases, option_kwargs, probabilities
+from harness.judge.compare import compare
+from harness.judge.facets import record_facets
+from harness.judge.registry import load_registry
+from harness.oracle import expected
+from harness.oracle.profiles import select_profile
+from harness.report.repro import snippet
 
 SELECTION = select_profile()
 REGISTRY = load_registry().for_tensorflow(SELECTION.tensorflow)

@@ -17,8 +17,8 @@ import pytest
 
 import harness.judge.compare
 from harness.case import Case, Expected, Outcome
-from harness.judge.compare import KINDS, Comparison, compare, compare_many
 from harness.dtypes import FLOAT_DTYPES, float_format, round_to
+from harness.judge.compare import KINDS, Comparison, compare, compare_many
 
 CASE = Case(id="compare/probe", y_true=np.zeros(3), y_pred=np.zeros(3), true_dtype="float32", pred_dtype="float32")
 ONE_UP = float(np.nextafter(np.float32(1.0), np.float32(2.0)))  # 1 + 2**-23, the float32 after 1.0
@@ -333,7 +333,7 @@ def test_compare_many_equals_compare_on_the_default_suite(
 ) -> None:
     """The reference's expectations of the default suite against synthetic outcomes: the expected values
     rounded to the compute dtype, with every 37th record pushed far off and every 53rd given a NaN."""
-    from harness.oracle.keras3 import expected as reference_expected
+    from harness.oracle import expected as reference_expected
 
     cases, expecteds, outcomes = [], [], []
     for j, case in enumerate(default_cases):
@@ -379,12 +379,12 @@ def test_compare_many_reports_a_planted_fault_in_a_large_agreeing_group(monkeypa
 def test_evaluate_compares_a_job_in_one_call_and_falls_back_record_by_record(
     monkeypatch: pytest.MonkeyPatch, default_cases: list[Case]
 ) -> None:
-    """workers.evaluate: a record whose reference raised is an error record and is not compared; the others get
+    """evaluate.evaluate: a record whose reference raised is an error record and is not compared; the others get
     compare's verdict from one compare_many call, and if that call raises, from one compare per record, each
     with its own error handling."""
-    from harness.run import workers
-    from harness.oracle.keras3 import expected as reference_expected
-    from harness.target import batch_key
+    from harness.oracle import expected as reference_expected
+    from harness.run import evaluate as evaluation
+    from harness.stacking import batch_key
 
     jobs = list(enumerate(default_cases[:60]))
     assert batch_key(jobs[18][1]) is None  # the oracle is called on this case alone, not on a stack of cases
@@ -413,8 +413,8 @@ def test_evaluate_compares_a_job_in_one_call_and_falls_back_record_by_record(
         compared.extend(case.id for case in cases)
         return compare_many(cases, expecteds, outcomes)
 
-    monkeypatch.setattr(workers, "compare_many", spy)
-    results = workers.evaluate(jobs, Echo(), "keras3", oracle=oracle)
+    monkeypatch.setattr(evaluation, "compare_many", spy)
+    results = evaluation.evaluate(jobs, Echo(), "keras3", oracle=oracle)
     assert compared == [case.id for _, case in jobs if case.id != broken]
     assert results[18].expected is None and results[18].comparison.kind == "error"
     assert "internal error in the reference: KeyError: 'planted'" in results[18].comparison.message
@@ -430,9 +430,9 @@ def test_evaluate_compares_a_job_in_one_call_and_falls_back_record_by_record(
             raise ValueError("planted")
         return compare(case, exp, out)
 
-    monkeypatch.setattr(workers, "compare_many", failing)
-    monkeypatch.setattr(workers, "compare", compare_failing_on_20)
-    fallback = workers.evaluate(jobs, Echo(), "keras3", oracle=oracle)
+    monkeypatch.setattr(evaluation, "compare_many", failing)
+    monkeypatch.setattr(evaluation, "compare", compare_failing_on_20)
+    fallback = evaluation.evaluate(jobs, Echo(), "keras3", oracle=oracle)
     assert fallback[20].comparison.kind == "error"
     assert "internal error in the comparator: ValueError('planted')" in fallback[20].comparison.message
     assert [r.comparison for r in fallback[:20] + fallback[21:]] == [r.comparison for r in results[:20] + results[21:]]

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from harness.cli import main
-from harness.report.drift import compare_results, load_results, render_text
 from harness.errors import InputError, UsageError
+from harness.report.drift import compare_results, load_results, render_text
 from harness.report.issue import clusters, render_issue, write_compare_reports
 
 

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 
 from harness.case import Options
+from harness.oracle import expected
 from harness.oracle.profiles import select_profile
-from harness.oracle.keras3 import expected
 from harness.run.runner import RunResult, run_cases
 from harness.target import TFTarget
 

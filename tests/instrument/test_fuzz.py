@@ -25,14 +25,14 @@ from test_fault_injection import FAULTS, _real, probability_bce
 
 from harness.case import Case, Expected, Options, Outcome
 from harness.cli import main
-from harness.judge.compare import KINDS, Comparison
 from harness.dtypes import round_to
 from harness.errors import InputError, UsageError
 from harness.fuzz import DEFAULT_EXAMPLES, Finding, explanation, fingerprint, fuzz, save_finding, shard_seed
-from harness.oracle.profiles import select_profile
-from harness.oracle.keras3 import expected
-from harness.judge.registry import Divergence, Registry, load_registry
 from harness.generate.saved import load_case
+from harness.judge.compare import KINDS, Comparison
+from harness.judge.registry import Divergence, Registry, load_registry
+from harness.oracle import expected
+from harness.oracle.profiles import select_profile
 from harness.run.runner import run_cases
 
 REPO = Path(__file__).resolve().parents[2]
@@ -203,7 +203,7 @@ def test_one_index_fewer_cuts_the_weights_along_the_same_loss_axis(
     shape: tuple[int, ...], axis: int, form: str, weights: tuple[int, ...], expected: dict[tuple[int, ...], tuple]
 ) -> None:
     from harness.fuzz import _one_index_fewer
-    from harness.generate.strategies import shape_kind
+    from harness.generate.regimes import shape_kind
 
     kind = shape_kind(shape, shape)
     case = _case(

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
+from test_drift import BASE, NEW, record, results
+
 from harness.report.drift import compare_results
 from harness.report.html import render_html
 from harness.report.junit import render_junit
-from test_drift import BASE, NEW, record, results
 
 RUN = results([
     record("values/p", actual=0.5, max_ulp=3, tags={"family": "values", "regime": "near_bounds", "shape": "B1"}),

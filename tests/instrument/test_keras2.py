@@ -9,7 +9,7 @@ import pytest
 
 from harness.case import Case, Options
 from harness.dtypes import round_to
-from harness.oracle.keras3 import expected
+from harness.oracle import expected
 
 EPS32 = float(np.float32(1e-7))  # epsilon() as float32 holds it
 EPS16 = 2.0**-23  # float16(1e-7): the subnormal 2**-23

@@ -7,11 +7,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from harness.oracle import profiles
 from harness.case import Case, Options
 from harness.errors import UsageError
-from harness.oracle.profiles import record_facets, select_profile
-from harness.oracle.keras3 import expected
+from harness.judge.facets import record_facets
+from harness.oracle import expected, profiles
+from harness.oracle.profiles import select_profile
 
 
 @pytest.fixture

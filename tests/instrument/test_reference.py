@@ -12,9 +12,9 @@ import pytest
 from harness.case import Case, Options
 from harness.dtypes import round_to
 from harness.generate.grid import DEFAULT_SPECIAL_CASES, load_special_cases, special_expectations
-from harness.oracle.profiles import record_facets
-from harness.oracle.keras3 import expected
+from harness.judge.facets import record_facets
 from harness.judge.registry import load_registry
+from harness.oracle import expected
 
 
 def case(y, p, *, input_dtype="float32", sw=None, loss_dtype=None, **options) -> Case:
@@ -219,10 +219,10 @@ def test_reference_never_imports_tensorflow():
 
 @pytest.mark.parametrize("profile", ["keras3", "keras2"])
 def test_stacked_expectations_equal_each_case_s_own(default_cases, profile):
-    # workers.expectations computes stackable cases in one vectorised call; row by row it must give exactly
+    # evaluate.expectations computes stackable cases in one vectorised call; row by row it must give exactly
     # what one call per case gives, value and bound, or the speed would change the verdicts.
-    from harness.target import batch_key
-    from harness.run.workers import expectations
+    from harness.run.evaluate import expectations
+    from harness.stacking import batch_key
 
     stackable = [c for c in default_cases if batch_key(c) is not None]
     assert len(stackable) > 100
@@ -237,8 +237,8 @@ def test_stacked_expectations_equal_each_case_s_own(default_cases, profile):
 
 
 def test_a_stacked_expectation_that_raises_is_retried_case_by_case(default_cases):
-    from harness.target import batch_key
-    from harness.run.workers import expectations
+    from harness.run.evaluate import expectations
+    from harness.stacking import batch_key
 
     first = next(c for c in default_cases if batch_key(c) is not None)
     group = [c for c in default_cases if batch_key(c) == batch_key(first)][:3]

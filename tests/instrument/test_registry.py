@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from harness.case import Case, Options
-from harness.judge.compare import KINDS, Comparison
 from harness.errors import EXIT_USAGE, InputError, UsageError
-from harness.oracle.profiles import record_facets
+from harness.judge.compare import KINDS, Comparison
+from harness.judge.facets import record_facets
 from harness.judge.registry import DEFAULT_REGISTRY, MATCH_KEYS, Divergence, Registry, load_registry
 from harness.run.runner import verdict
 

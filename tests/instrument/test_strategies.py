@@ -17,7 +17,6 @@ from harness.case import Case, Options
 from harness.dtypes import FLOAT_DTYPES, float_format, round_to
 from harness.errors import EXIT_USAGE, UsageError
 from harness.generate.grid import WEIGHT_FORMS
-from harness.oracle.keras3 import EPSILON
 from harness.generate.strategies import (
     REGIMES,
     SHAPE_KINDS,
@@ -35,6 +34,7 @@ from harness.generate.strategies import (
     shape_kind,
     shapes,
 )
+from harness.oracle.keras3 import EPSILON
 
 NAMESPACE: dict[str, Any] = {
     "ShapePair": ShapePair,

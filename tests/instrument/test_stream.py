@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from harness.case import Case, Expected, Options, Outcome
-from harness.judge.compare import compare
 from harness.errors import InputError
 from harness.jsonio import encode_array
+from harness.judge.compare import compare
 from harness.judge.registry import Registry
 from harness.run.runner import judged
 from harness.run.stream import RecordStream, load_stream, record_to_json

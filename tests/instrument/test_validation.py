@@ -15,7 +15,7 @@ from harness.case import Case, Options
 from harness.dtypes import float_format, round_to, ulp_distance
 from harness.errors import EXIT_USAGE, UsageError
 from harness.generate.grid import default_suite, select
-from harness.oracle.keras3 import expected
+from harness.oracle import expected
 
 CASE = Case(id="t", y_true=np.ones((1, 2)), y_pred=np.full((1, 2), 0.5), true_dtype="float32", pred_dtype="float32")
 NAMESPACE: dict[str, Any] = {

@@ -1,0 +1,122 @@
+"""One job's work, wherever it runs (a worker process or this one): for each case, the oracle's
+expectation, the target's outcome and their comparison, each timed, stacking what can be stacked the
+same way on both sides (``harness.stacking``).
+
+May import: the ground floor, the oracle and the judge.  It is handed its target; it imports no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from harness.case import Case, Expected, Outcome
+from harness.judge.compare import Comparison, compare, compare_many
+from harness.oracle import expected as reference_expected
+
+__all__ = ["CaseResult", "evaluate", "expectations"]
+
+
+@dataclass(frozen=True, eq=False)
+class CaseResult:
+    """One case evaluated: both sides, the comparison, and where the time went (seconds)."""
+
+    index: int
+    expected: Expected | None
+    outcome: Outcome | None
+    comparison: Comparison
+    seconds: dict[str, float]
+
+
+def evaluate(
+    jobs: Sequence[tuple[int, Case]], target: Any, profile: str, *, oracle: Callable[..., Expected] = reference_expected
+) -> list[CaseResult]:
+    """Reference, target and comparison for a job of (index, case) pairs, in this process.
+
+    The comparisons are made in one ``compare_many`` call; if it raises, one ``compare`` per record instead,
+    so that the record at fault gets the error.
+    """
+    cases = [c for _, c in jobs]
+    t0 = time.perf_counter()
+    exps = expectations(cases, profile, oracle=oracle)
+    t1 = time.perf_counter()
+    outcomes = target.run_many(cases)
+    t2 = time.perf_counter()
+    rows = list(zip(jobs, exps, outcomes, strict=True))
+    judged = [k for k, exp in enumerate(exps) if not isinstance(exp, BaseException)]
+    try:
+        verdicts = compare_many([cases[k] for k in judged], [exps[k] for k in judged], [outcomes[k] for k in judged])
+        many: dict[int, Comparison] | None = dict(zip(judged, verdicts, strict=True))
+    except Exception:  # noqa: BLE001 - the per-record loop below attributes the error to its record
+        many = None
+    t3 = time.perf_counter()
+    results = []
+    n = max(len(cases), 1)
+    for k, ((index, case), exp, out) in enumerate(rows):
+        c0 = time.perf_counter()
+        if isinstance(exp, BaseException):
+            msg = f"internal error in the reference: {type(exp).__name__}: {exp}"
+            comparison = Comparison("error", f"case: {case.id}\n{msg}")
+            exp_value: Expected | None = None
+        elif many is not None:
+            comparison, exp_value = many[k], exp
+        else:
+            try:
+                comparison = compare(case, exp, out)
+            except Exception as exc:  # noqa: BLE001
+                comparison = Comparison("error", f"case: {case.id}\ninternal error in the comparator: {exc!r}")
+            exp_value = exp
+        compare_seconds = (t3 - t2) / n if many is not None else time.perf_counter() - c0
+        seconds = {"reference": (t1 - t0) / n, "target": (t2 - t1) / n, "compare": compare_seconds}
+        results.append(CaseResult(index, exp_value, out, comparison, seconds))
+    return results
+
+
+def expectations(
+    cases: Sequence[Case], profile: str, *, oracle: Callable[..., Expected] = reference_expected
+) -> list[Expected | BaseException]:
+    """The oracle's expectation for each case (or the exception it raised), stacking as the target does.
+
+    Cases that share a ``stacking.batch_key`` differ only in their values and are unreduced, elementwise
+    losses averaged over a negative axis: the expectation of the cases stacked along a new leading axis
+    is, row by row, each case's own expectation, value and bound alike (no rule of the reference looks
+    across rows; tests/instrument/test_reference.py checks the equality on every stackable group of the default suite).
+    One vectorised call then replaces a row's worth of small ones.  A stacked call that raises, or
+    returns another shape, falls back to one call per case.
+    """
+    from harness.stacking import map_stacked
+
+    return map_stacked(
+        cases, lambda case: _expect(oracle, case, profile), lambda group: _stacked_expectation(group, profile, oracle)
+    )
+
+
+def _expect(oracle: Callable[..., Expected], case: Case, profile: str) -> Expected | BaseException:
+    try:
+        return oracle(case, profile=profile)
+    except Exception as exc:  # noqa: BLE001 - becomes this case's error record
+        return exc
+
+
+def _stacked_expectation(cases: Sequence[Case], profile: str, oracle: Callable[..., Expected]) -> list[Expected] | None:
+    first = cases[0]
+    try:
+        stacked = replace(
+            first,
+            id=f"{first.id} (stacked)",
+            y_true=np.stack([c.y_true for c in cases]),
+            y_pred=np.stack([c.y_pred for c in cases]),
+        )
+        exp = oracle(stacked, profile=profile)
+    except Exception:  # noqa: BLE001 - each case then gets its own call, and its own error
+        return None
+    if exp.value is None or exp.bound is None or exp.value.shape[:1] != (len(cases),) or exp.bound.shape != exp.value.shape:
+        return None
+    return [
+        Expected(value=exp.value[j], bound=exp.bound[j], dtype=exp.dtype, raises=None, rule=exp.rule)
+        for j in range(len(cases))
+    ]
