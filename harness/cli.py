@@ -201,26 +201,28 @@ class _Progress:
                 sys.stderr.write(f"{done}/{total} cases\n")
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    from harness.generate.grid import default_suite, select
+def _prepare(args: argparse.Namespace, *, announce: bool = False):
+    """What run, fuzz and replay do first: choose the profile (``args.profile`` becomes the chosen one, so every
+    later use sees it), load the registry entries that hold for the installed TensorFlow, and fail fast on a
+    --loss-factory that cannot be found.  Returns the profile selection and the registry."""
     from harness.judge.registry import load_registry
     from harness.oracle.profiles import select_profile
-    from harness.report.summary import meta
-    from harness.run.runner import RunResult, run_cases, run_parallel
-    from harness.run.stream import RecordStream, load_stream, suite_fingerprint
-    from harness.run.workers import default_workers
-    from harness.target import TFTarget, environment_flags, load_factory
 
-    t0 = time.perf_counter()
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise UsageError(f"--out {args.out!r} is a file, not a folder")
     registry = load_registry(args.registry)
     selection = select_profile(args.profile)
-    print(f"profile: {selection.profile} ({selection.reason})")
-    args.profile = selection.profile  # every later use (records, stream header, meta) sees the chosen one
-    registry = registry.for_tensorflow(selection.tensorflow)
+    if announce:
+        print(f"profile: {selection.profile} ({selection.reason})")
+    args.profile = selection.profile
+    _check_factory(args.loss_factory)
+    return selection, registry.for_tensorflow(selection.tensorflow)
+
+
+def _suite(args: argparse.Namespace, profile: str) -> list:
+    """The cases ``run`` runs: the default suite, selected, capped and sliced as the options say."""
+    from harness.generate.grid import default_suite, select
+
     cases = select(
-        default_suite(seed=args.seed, special_cases=args.special_cases, paths=selection.profile == "keras3"),
+        default_suite(seed=args.seed, special_cases=args.special_cases, paths=profile == "keras3"),
         max_cases=args.max_cases,
         pattern=args.select,
     )
@@ -229,41 +231,45 @@ def _cmd_run(args: argparse.Namespace) -> int:
         cases = cases[k - 1 :: n]
     if not cases:
         raise UsageError(f"--select {args.select!r} matches no case")
-    _check_factory(args.loss_factory)
+    return cases
+
+
+def _resumed(args: argparse.Namespace, header: dict, registry, cases: list) -> tuple[list, list]:
+    """With --resume: the records the interrupted run in --out finished, and the cases it did not."""
+    from harness.run.stream import load_stream
+
+    if not args.resume:
+        return [], cases
+    old_meta, done = load_stream(args.out, registry)
+    old = {k: old_meta.get(k) for k in header}
+    old["shard"] = tuple(old["shard"]) if old["shard"] else None
+    if old != header:
+        raise UsageError(f"--resume {args.out}: that run had {old}, this one {header}")
+    finished = {r.case.id for r in done}
+    return done, [c for c in cases if c.id not in finished]
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from harness.report.summary import meta
+    from harness.run.runner import RunResult
+    from harness.run.stream import RecordStream, suite_fingerprint
+    from harness.run.workers import default_workers
+    from harness.target import environment_flags
+
+    t0 = time.perf_counter()
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UsageError(f"--out {args.out!r} is a file, not a folder")
+    selection, registry = _prepare(args, announce=True)
+    cases = _suite(args, selection.profile)
     if importlib.util.find_spec("tensorflow") is None:
         raise TargetUnavailable("TensorFlow is not installed; install the extra: pip install 'bce-harness[tf]'")
     workers = default_workers() if args.workers is None else args.workers
     fingerprint = suite_fingerprint(cases)
     header = {"seed": args.seed, "profile": args.profile, "suite": fingerprint, "shard": args.shard, "select": args.select}
+    done, cases = _resumed(args, header, registry, cases)
 
-    done: list = []
-    if args.resume:
-        old_meta, done = load_stream(args.out, registry)
-        old = {k: old_meta.get(k) for k in header}
-        old["shard"] = tuple(old["shard"]) if old["shard"] else None
-        if old != header:
-            raise UsageError(f"--resume {args.out}: that run had {old}, this one {header}")
-        finished = {r.case.id for r in done}
-        cases = [c for c in cases if c.id not in finished]
-
-    progress = _Progress(not args.no_progress)
-    versions: dict = {}
     with RecordStream(args.out, header, append=args.resume) as stream:
-        if workers == 0:
-            target = TFTarget(loss_factory=load_factory(args.loss_factory))
-            versions = target.versions()
-            result = run_cases(cases, target, registry, profile=args.profile, progress=progress, on_record=stream.append)
-        else:
-            result, versions = run_parallel(
-                cases,
-                registry,
-                workers=workers,
-                factory=args.loss_factory,
-                profile=args.profile,
-                timeout=args.timeout,
-                progress=progress,
-                on_record=stream.append,
-            )
+        result, versions = _execute(args, cases, registry, workers, stream.append)
     if done:
         result = RunResult(tuple(sorted(done + list(result.records), key=_suite_order(args))), result.seconds, result.interrupted)
     run_meta = meta(
@@ -286,6 +292,28 @@ def _cmd_run(args: argparse.Namespace) -> int:
         },
     )
     return _finish(result, run_meta, args.out, quiet=args.quiet, started=t0)
+
+
+def _execute(args: argparse.Namespace, cases: list, registry, workers: int, on_record):
+    """Run ``cases`` in this process (``--workers 0``) or in worker processes; the result and the versions."""
+    from harness.run.runner import run_cases, run_parallel
+    from harness.target import TFTarget, load_factory
+
+    progress = _Progress(not args.no_progress)
+    if workers == 0:
+        target = TFTarget(loss_factory=load_factory(args.loss_factory))
+        result = run_cases(cases, target, registry, profile=args.profile, progress=progress, on_record=on_record)
+        return result, target.versions()
+    return run_parallel(
+        cases,
+        registry,
+        workers=workers,
+        factory=args.loss_factory,
+        profile=args.profile,
+        timeout=args.timeout,
+        progress=progress,
+        on_record=on_record,
+    )
 
 
 def _suite_order(args: argparse.Namespace):
@@ -369,16 +397,12 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
     import random
 
     from harness.fuzz import fuzz, require_hypothesis, save_finding, shard_seed
-    from harness.judge.registry import load_registry
-    from harness.oracle.profiles import select_profile
     from harness.target import TFTarget, load_factory
 
     require_hypothesis()
-    selection = select_profile(args.profile)
+    selection, registry = _prepare(args)
     if selection.profile != "keras3":
         raise UsageError(f"fuzz draws Keras 3 options; profile {selection.profile!r} is not supported ({selection.reason})")
-    registry = load_registry(args.registry).for_tensorflow(selection.tensorflow)
-    _check_factory(args.loss_factory)
     target = TFTarget(loss_factory=load_factory(args.loss_factory))
     # with shards, the seed named (or drawn) is the search's, and each shard derives its own from it
     seed = args.seed if args.seed is not None or args.shard is None else random.SystemRandom().randrange(2**32)
@@ -417,20 +441,16 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
 
 def _cmd_replay(args: argparse.Namespace) -> int:
     from harness.generate.saved import case_files, load_case
-    from harness.judge.registry import load_registry
-    from harness.oracle.profiles import select_profile
     from harness.report.summary import meta
     from harness.run.runner import run_cases
     from harness.target import TFTarget, environment_flags, load_factory
 
     t0 = time.perf_counter()
-    selection = select_profile(args.profile)
-    registry = load_registry(args.registry).for_tensorflow(selection.tensorflow)
+    selection, registry = _prepare(args)
     files = case_files(args.files)
     if not files:
         raise UsageError(f"no case file (*.json) in {' '.join(args.files)}")
     cases = [load_case(f) for f in files]
-    _check_factory(args.loss_factory)
     target = TFTarget(loss_factory=load_factory(args.loss_factory))
     result = run_cases(cases, target, registry, profile=selection.profile)
     run_meta = meta(
@@ -469,20 +489,20 @@ def _cmd_cases(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+_COMMANDS = {
+    "run": _cmd_run,
+    "merge": _cmd_merge,
+    "compare": _cmd_compare,
+    "fuzz": _cmd_fuzz,
+    "replay": _cmd_replay,
+    "cases": _cmd_cases,
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        if args.command == "run":
-            return _cmd_run(args)
-        if args.command == "merge":
-            return _cmd_merge(args)
-        if args.command == "compare":
-            return _cmd_compare(args)
-        if args.command == "fuzz":
-            return _cmd_fuzz(args)
-        if args.command == "replay":
-            return _cmd_replay(args)
-        return _cmd_cases(args)
+        return _COMMANDS[args.command](args)
     except HarnessError as exc:
         print(f"bce-harness: error: {exc}", file=sys.stderr)
         return exc.exit_code
