@@ -16,7 +16,7 @@ import numpy as np
 
 from harness.dtypes import FLOAT_DTYPES, INPUT_DTYPES, round_to
 from harness.errors import UsageError
-from harness.jsonio import decode_array, encode_array
+from harness.jsonio import decode_array, decode_number, encode_array
 
 __all__ = ["API_LOSS_CLASS", "APIS", "GRADS", "MODES", "PRODUCERS", "REDUCTIONS", "Case", "Expected", "Options", "Outcome"]
 
@@ -262,6 +262,28 @@ class Expected:
     def shape(self) -> tuple[int, ...] | None:
         return None if self.value is None else tuple(self.value.shape)
 
+    def as_dict(self, *, encode: Callable[[np.ndarray], Any] = encode_array) -> dict[str, Any]:
+        """JSON-safe data; the arrays as float64 through ``encode`` (``jsonio.pack_array`` for the stream)."""
+        return {
+            "value": _encoded(self.value, encode),
+            "bound": _encoded(self.bound, encode),
+            "dtype": self.dtype,
+            "raises": self.raises,
+            "rule": self.rule,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Expected:
+        """Inverse of ``as_dict``; raises UsageError naming the field that is wrong."""
+        d = _fields("expected", d, ("value", "bound", "dtype", "raises"))
+        return cls(
+            value=_decoded(d["value"], "expected.value"),
+            bound=_decoded(d["bound"], "expected.bound"),
+            dtype=d["dtype"],
+            raises=d["raises"],
+            rule=d.get("rule", ""),
+        )
+
 
 @dataclass(frozen=True, eq=False)
 class Outcome:
@@ -275,3 +297,35 @@ class Outcome:
     @property
     def shape(self) -> tuple[int, ...] | None:
         return None if self.value is None else tuple(self.value.shape)
+
+    def as_dict(self, *, encode: Callable[[np.ndarray], Any] = encode_array) -> dict[str, Any]:
+        """JSON-safe data; the value as float64 through ``encode`` (``jsonio.pack_array`` for the stream)."""
+        return {"value": _encoded(self.value, encode), "dtype": self.dtype, "error": self.error, "seconds": self.seconds}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Outcome:
+        """Inverse of ``as_dict``; raises UsageError naming the field that is wrong."""
+        d = _fields("outcome", d, ("value", "dtype", "error"))
+        return cls(
+            value=_decoded(d["value"], "outcome.value"),
+            dtype=d["dtype"],
+            error=d["error"],
+            seconds=decode_number(d.get("seconds", 0.0), "outcome.seconds"),
+        )
+
+
+def _encoded(a: np.ndarray | None, encode: Callable[[np.ndarray], Any]) -> Any:
+    return None if a is None else encode(np.asarray(a, dtype=np.float64))
+
+
+def _decoded(x: Any, name: str) -> np.ndarray | None:
+    return None if x is None else decode_array(x, name)
+
+
+def _fields(what: str, d: Any, required: tuple[str, ...]) -> Mapping[str, Any]:
+    if not isinstance(d, Mapping):
+        raise UsageError(f"{what}={type(d).__name__} is not a JSON object")
+    missing = [k for k in required if k not in d]
+    if missing:
+        raise UsageError(f"{what} field {missing[0]!r} is missing")
+    return d

@@ -21,7 +21,7 @@ over the elements that are finite on both sides.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +29,8 @@ import numpy as np
 
 from harness.case import Case, Expected, Outcome
 from harness.dtypes import FLOAT_DTYPES, ulp_distance
-from harness.jsonio import encode_number
+from harness.errors import UsageError
+from harness.jsonio import decode_number, encode_number
 
 __all__ = ["KINDS", "Comparison", "compare", "compare_many"]
 
@@ -70,6 +71,27 @@ class Comparison:
             "max_rel": encode_number(self.max_rel),
             "max_ulp": self.max_ulp,
         }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Comparison:
+        """Inverse of ``as_dict``, every field included (``also`` too: a record that failed as both nan_inf and
+        tolerance must not come back as nan_inf only, or a registry entry for nan_inf would excuse it)."""
+        if not isinstance(d, Mapping) or "kind" not in d or "message" not in d:
+            raise UsageError(f"comparison={d!r:.80} is not an object with a kind and a message")
+        kind, also = d["kind"], d.get("also", [])
+        if not isinstance(kind, (str, type(None))) or not isinstance(also, list) or not all(isinstance(k, str) for k in also):
+            raise UsageError(f"comparison kind={kind!r}, also={also!r}: not a kind name and a list of them")
+        max_ulp = d.get("max_ulp")
+        return cls(
+            kind,
+            str(d["message"]),
+            int(d.get("mismatched", 0)),
+            int(d.get("total", 0)),
+            None if d.get("max_abs") is None else decode_number(d["max_abs"], "max_abs"),
+            None if d.get("max_rel") is None else decode_number(d["max_rel"], "max_rel"),
+            None if max_ulp is None else int(max_ulp),
+            tuple(also),
+        )
 
 
 def _fmt(x: float) -> str:

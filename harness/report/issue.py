@@ -18,12 +18,13 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from harness.case import Case, Expected, Options
+from harness.case import Case, Expected
 from harness.dtypes import FLOAT_DTYPES, ulp_distance
 from harness.jsonio import atomic_write_text, decode_array, dumps
 from harness.report.drift import Change, Drift
@@ -63,19 +64,9 @@ def clusters(drift: Drift) -> list[Cluster]:
 
 
 def _case(r: Mapping[str, Any]) -> Case:
-    sw = r.get("sample_weight")
-    return Case(
-        id=r["id"],
-        y_true=decode_array(r["y_true"], "y_true"),
-        y_pred=decode_array(r["y_pred"], "y_pred"),
-        true_dtype=r["true_dtype"],
-        pred_dtype=r["input_dtype"],
-        options=Options.from_dict(r["options"]),
-        sample_weight=None if sw is None else decode_array(sw, "sample_weight"),
-        weight_dtype=r.get("weight_dtype", "float32"),
-        api=r.get("api", "BinaryCrossentropy"),
-        tags=r.get("tags", {}),
-    )
+    """The case of a ``results.json`` record that did not pass, through the case's own decoder (the record
+    names y_pred's dtype ``input_dtype``), path facets included."""
+    return Case.from_dict({**r, "pred_dtype": r["input_dtype"]})
 
 
 def _arr(x: Any) -> np.ndarray | None:
@@ -114,14 +105,12 @@ def _shrunk(r: Mapping[str, Any]) -> tuple[Case, Expected, np.ndarray | None]:
     if rows.size == 0:
         return case, expected, actual
     i = int(rows[0])
-    small = Case(
+    small = replace(  # the same call on one row: entry point, mode, producer and mask kept
+        case,
         id=f"{case.id} (row {i})",
         y_true=case.y_true[i : i + 1],
         y_pred=case.y_pred[i : i + 1],
-        true_dtype=case.true_dtype,
-        pred_dtype=case.pred_dtype,
-        options=o,
-        tags=case.tags,
+        mask=None if case.mask is None else case.mask[i : i + 1],
     )
     shrunk = Expected(value=exp_v[i : i + 1], bound=np.broadcast_to(bound, exp_v.shape)[i : i + 1], dtype=expected.dtype)
     return small, shrunk, actual[i : i + 1]

@@ -39,7 +39,9 @@ __all__ = ["FORMAT_VERSION", "build_results", "render_markdown", "summary_rows",
 #   2 - every record carries its outcome (actual, actual_dtype, actual_error), expected_dtype and bound,
 #       so two runs can be compared value by value (bce-harness compare); compute_dtype is the profile's
 #       (Keras 2 computes in y_pred's dtype); meta has cpu_flags.
-FORMAT_VERSION = 2
+#   3 - every record carries its path facets (mode, producer, grad) and a record that did not pass its mask,
+#       so a record rebuilds as the case it was (report.issue's reproductions exercise the path that broke).
+FORMAT_VERSION = 3
 
 _XFAIL_REPROS_PER_ENTRY = 3
 _FAIL_REPROS = 100
@@ -96,6 +98,10 @@ def record_dict(r: Record) -> dict[str, Any]:
         "shape": list(c.y_pred.shape),
         "true_shape": list(c.y_true.shape),
         "tags": dict(c.tags),
+        # the path facets (format 3): which entry point, mode, producer and gradient the record exercised
+        "mode": c.mode,
+        "producer": c.producer,
+        "grad": c.grad,
         "status": r.status,
         "kind": r.comparison.kind,
         "max_abs": encode_number(r.comparison.max_abs),
@@ -119,6 +125,7 @@ def record_dict(r: Record) -> dict[str, Any]:
         d["y_pred"] = encode_array(c.y_pred)
         d["sample_weight"] = encode_array(c.sample_weight)
         d["weight_dtype"] = c.weight_dtype
+        d["mask"] = encode_array(c.mask)
         d["expected"] = None if e is None or e.value is None else encode_array(np.asarray(e.value, dtype=np.float64))
         d["expected_error"] = None if e is None else e.raises
     return d

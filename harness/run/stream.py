@@ -15,11 +15,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-import numpy as np
-
 from harness.case import Case, Expected, Outcome
 from harness.errors import InputError, UsageError
-from harness.jsonio import decode_array, decode_number, pack_array
+from harness.jsonio import pack_array
 from harness.judge.compare import Comparison
 from harness.judge.registry import Registry
 from harness.run.runner import Record, judged
@@ -53,62 +51,25 @@ def suite_fingerprint(cases: Sequence[Case]) -> str:
     return h.hexdigest()[:16]
 
 
-def _array(a: np.ndarray | None) -> Any:
-    return None if a is None else pack_array(np.asarray(a, dtype=np.float64))
-
-
 def record_to_json(r: Record) -> dict[str, Any]:
-    e, o, c = r.expected, r.outcome, r.comparison
+    """A record as one stream line: each part through its own encoder, arrays packed."""
     return {
         "case": r.case.as_dict(encode=pack_array),
         "status": r.status,
         "note": r.note,
-        "comparison": c.as_dict(),
-        "expected": None
-        if e is None
-        else {"value": _array(e.value), "bound": _array(e.bound), "dtype": e.dtype, "raises": e.raises, "rule": e.rule},
-        "outcome": None
-        if o is None
-        else {"value": _array(o.value), "dtype": o.dtype, "error": o.error, "seconds": o.seconds},
+        "comparison": r.comparison.as_dict(),
+        "expected": None if r.expected is None else r.expected.as_dict(encode=pack_array),
+        "outcome": None if r.outcome is None else r.outcome.as_dict(encode=pack_array),
     }
 
 
-def _opt_number(x: Any, name: str) -> float | None:
-    return None if x is None else decode_number(x, name)
-
-
 def record_from_json(d: dict[str, Any], registry: Registry, *, profile: str = "keras3") -> Record:
-    """Rebuild a record; its verdict is taken again against ``registry`` (the registry may have changed),
-    matching the facets of ``profile``, the semantics the stream was judged against."""
+    """Rebuild a record through each part's decoder; its verdict is taken again against ``registry`` (the
+    registry may have changed), matching the facets of ``profile``, the semantics the stream was judged against."""
     case = Case.from_dict(d["case"])
-    cd = d["comparison"]
-    comparison = Comparison(
-        cd["kind"],
-        cd["message"],
-        cd.get("mismatched", 0),
-        cd.get("total", 0),
-        _opt_number(cd.get("max_abs"), "max_abs"),
-        _opt_number(cd.get("max_rel"), "max_rel"),
-        cd.get("max_ulp"),
-    )
-    ed, od = d.get("expected"), d.get("outcome")
-    exp = None
-    if ed is not None:
-        exp = Expected(
-            value=None if ed["value"] is None else decode_array(ed["value"], "expected.value"),
-            bound=None if ed["bound"] is None else decode_array(ed["bound"], "expected.bound"),
-            dtype=ed["dtype"],
-            raises=ed["raises"],
-            rule=ed.get("rule", ""),
-        )
-    out = None
-    if od is not None:
-        out = Outcome(
-            value=None if od["value"] is None else decode_array(od["value"], "outcome.value"),
-            dtype=od["dtype"],
-            error=od["error"],
-            seconds=od.get("seconds", 0.0),
-        )
+    comparison = Comparison.from_dict(d["comparison"])
+    exp = None if d.get("expected") is None else Expected.from_dict(d["expected"])
+    out = None if d.get("outcome") is None else Outcome.from_dict(d["outcome"])
     if d["status"] == "error":
         return Record(case, "error", comparison, exp, out, note=d.get("note", ""))
     return judged(case, comparison, exp, out, registry, profile)
