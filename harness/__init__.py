@@ -1,8 +1,10 @@
 """bce-harness: a differential harness for TensorFlow's binary cross-entropy.
 
-The pipeline is generate (generator.py) -> run (reference.py, target.py) -> compare (compare.py, with the
-error bounds of tolerance.py and the registry.py verdicts) -> report (report.py, repro.py).  Only
-target.py imports TensorFlow.
+The pipeline is a package per stage: ``generate`` (the cases) -> ``oracle`` (what the documentation says
+each yields, with an error bound) and ``target`` (what TensorFlow yields) -> ``judge`` (the comparison and
+the registry's verdict) -> ``run`` (workers, the record stream) -> ``report``.  Below them the ground floor:
+``case`` (the records), ``dtypes``, ``jsonio``, ``errors``, ``stacking``, ``families``.  A stage imports
+only floors below its own, and only ``target`` imports TensorFlow (tests/instrument/test_layout.py).
 """
 
 __version__ = "0.1.0"
