@@ -206,6 +206,34 @@ class TFTarget:
 
     def _entry(self, case: Case) -> Callable[..., Any]:
         """The call of ``case.api`` on (y_true, y_pred, sample_weight), with its producer and mask."""
+        tf, keras = self.tf, self.tf.keras
+        call = self._api_call(case)
+        # looked up only when asked for: the Keras 2 line has no keras.ops
+        producer = None if case.producer is None else {
+            "tf.sigmoid": lambda: tf.sigmoid,
+            "keras.activations.sigmoid": lambda: keras.activations.sigmoid,
+            "keras.ops.sigmoid": lambda: keras.ops.sigmoid,
+        }[case.producer]()
+        mask = None if case.mask is None else np.asarray(case.mask)
+
+        def entry(y_true, y_pred, weight):
+            if producer is not None:
+                y_pred = producer(y_pred)
+            if mask is not None:
+                # the mask a Masking layer would attach; Keras 3.16 moved the helper to backend.common
+                try:
+                    from keras.src.backend import set_keras_mask
+                except ImportError:
+                    from keras.src.backend.common.masking import set_keras_mask
+
+                y_pred = tf.identity(y_pred) if producer is None else y_pred
+                set_keras_mask(y_pred, tf.constant(mask))
+            return call(y_true, y_pred, weight)
+
+        return entry
+
+    def _api_call(self, case: Case) -> Callable[..., Any]:
+        """The bare call of ``case.api`` with the case's options on (y_true, y_pred, sample_weight)."""
         tf, o = self.tf, case.options
         keras = tf.keras
         api = case.api
@@ -246,30 +274,7 @@ class TFTarget:
 
         else:  # pragma: no cover - Case validates api
             raise UsageError(f"api={api!r} is not supported by the target")
-
-        # looked up only when asked for: the Keras 2 line has no keras.ops
-        producer = None if case.producer is None else {
-            "tf.sigmoid": lambda: tf.sigmoid,
-            "keras.activations.sigmoid": lambda: keras.activations.sigmoid,
-            "keras.ops.sigmoid": lambda: keras.ops.sigmoid,
-        }[case.producer]()
-        mask = None if case.mask is None else np.asarray(case.mask)
-
-        def entry(y_true, y_pred, weight):
-            if producer is not None:
-                y_pred = producer(y_pred)
-            if mask is not None:
-                # the mask a Masking layer would attach; Keras 3.16 moved the helper to backend.common
-                try:
-                    from keras.src.backend import set_keras_mask
-                except ImportError:
-                    from keras.src.backend.common.masking import set_keras_mask
-
-                y_pred = tf.identity(y_pred) if producer is None else y_pred
-                set_keras_mask(y_pred, tf.constant(mask))
-            return call(y_true, y_pred, weight)
-
-        return entry
+        return call
 
     def _compiled(self, case: Case) -> Callable[..., Any]:
         """The entry point in the case's mode, asking for a gradient where the case does; cached."""

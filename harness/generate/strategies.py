@@ -468,18 +468,13 @@ def cases(
             reductions=reductions,
             dtypes=loss_dtypes,
         )
-        for axes in [(-1,), (-1, -2, 0, 1), (-1, -2, -3, 0, 1, 2)]
+        for axes in _AXES.values()
     }
-
-    def axes_for(pair: ShapePair) -> tuple[int, ...]:
-        if pair.kind in _EMPTY_KINDS:
-            return (-1,)  # the generator's rule: an empty batch is reduced along the features only
-        return {1: (-1,), 2: (-1, -2, 0, 1)}.get(max(len(pair.y_true), len(pair.y_pred)), (-1, -2, -3, 0, 1, 2))
 
     @st.composite
     def build(draw: st.DrawFn) -> Case:
         pair = draw(shape_strategy)
-        opts = Options(**draw(option_strategies[axes_for(pair)]))
+        opts = Options(**draw(option_strategies[_axes_for(pair)]))
         tdt = draw(st.sampled_from(label_dtypes))
         pdt = draw(st.sampled_from(pred_dtypes))
         with_nan = allow_nan and draw(st.integers(0, 3)) == 3
@@ -507,12 +502,28 @@ def cases(
             weight_dtype=wdt,
             tags=tags,
         )
-        regime = regime_of(case)
-        kind = "logits" if opts.from_logits else "probs"
-        cid = (
-            f"{id_prefix}/{pair.kind}/{kind}/{regime}/{SHORT.get(tdt, tdt)}-{SHORT.get(pdt, pdt)}"
-            f"/dtype={SHORT[opts.dtype]}/{opts.reduction or 'None'}/w={form}"
-        )
-        return replace(case, id=cid, tags={**tags, "regime": regime})
+        return _named(case, id_prefix)
 
     return build()
+
+
+# The axes a drawn case may reduce over, by the rank of its longer input (the grid's choice).
+_AXES = {1: (-1,), 2: (-1, -2, 0, 1), 3: (-1, -2, -3, 0, 1, 2)}
+
+
+def _axes_for(pair: ShapePair) -> tuple[int, ...]:
+    if pair.kind in _EMPTY_KINDS:
+        return (-1,)  # the generator's rule: an empty batch is reduced along the features only
+    return _AXES.get(max(len(pair.y_true), len(pair.y_pred)), _AXES[3])
+
+
+def _named(case: Case, id_prefix: str) -> Case:
+    """The drawn case with its id and its regime tag, both read off the case as drawn."""
+    regime = regime_of(case)
+    o, t = case.options, case.tags
+    kind = "logits" if o.from_logits else "probs"
+    cid = (
+        f"{id_prefix}/{t['shape']}/{kind}/{regime}/{SHORT.get(case.true_dtype, case.true_dtype)}-"
+        f"{SHORT.get(case.pred_dtype, case.pred_dtype)}/dtype={SHORT[o.dtype]}/{o.reduction or 'None'}/w={t['weights']}"
+    )
+    return replace(case, id=cid, tags={**t, "regime": regime})
