@@ -59,7 +59,7 @@ import numpy as np
 
 from harness.dtypes import WORK, WORK_UNIT_ROUNDOFF, float_format
 
-__all__ = ["ErrorModel", "error_model", "flush_error", "flushable", "gamma", "input_error", "mul0"]
+__all__ = ["ErrorModel", "error_model", "flush_error", "flushable", "gamma", "input_error", "mul0", "smoothing_error"]
 
 C_LIB = 4.0  # ULP; see the module docstring
 
@@ -122,14 +122,29 @@ def mul0(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def smoothing_error(y: np.ndarray, ls: float, m: ErrorModel) -> np.ndarray:
-    """Error of z = y * (1 - ls) + 0.5 * ls evaluated in the compute dtype.
+    """Error of the label z as the loss computes it: z = y * (1 - ls) + 0.5 * ls in the compute dtype.
 
-    Four roundings: 1 - ls and 0.5 * ls converted to the dtype, the product and the sum; first order,
-    |dz| <= 4 u (|y| + ls).  Zero when ls == 0 (Keras skips the step).
+    Reading y: a subnormal label is read as 0 (``flush``): ``flush_error(y)``, the only error when ls == 0
+    (Keras skips the step).  Otherwise four operations: 1 - ls and 0.5 * ls converted to the dtype, the
+    product and the sum, each with relative error u and, where its exact result is below the smallest
+    normal, an absolute ``eta`` (flushed, or rounded among the subnormals): first order,
+    |dz| <= 4 u (|y| + ls) + k eta + flush_error(y), k the number of the four results that underflow.
+    The ``eta`` terms are what a tiny smoothing needs: ``label_smoothing`` = the smallest normal float32
+    makes 0.5 * ls subnormal, so a 0 label smooths to 0 and the loss of a logit of -100 is 0 where the
+    exact value is 5.9e-37 (found by ``bce-harness fuzz --seed 7`` on TensorFlow 2.21).  Downstream, dz
+    multiplies the log terms (``probability_error``) and |x| (``logit_error``), so the flushed label is
+    followed through every term it feeds.
     """
+    read = flush_error(y, m)
     if ls == 0:
-        return np.zeros(np.shape(y), dtype=WORK)
-    return 4 * m.u * (np.abs(y).astype(WORK) + WORK(ls))
+        return read
+    y = np.asarray(y, dtype=WORK)
+    tiny = WORK(float_format(m.dtype).smallest_normal)
+    keep, half = WORK(1) - WORK(ls), WORK(0.5) * WORK(ls)
+    with np.errstate(invalid="ignore"):
+        results = (np.abs(keep), np.abs(half), np.abs(y * keep), np.abs(y * keep + half))
+        underflows = sum(np.where(r < tiny, 1, 0) for r in results)
+    return 4 * m.u * (np.abs(y) + WORK(abs(ls))) + underflows * WORK(m.eta) + read
 
 
 def probability_error(
@@ -242,6 +257,8 @@ def divide_error(
     low = d - np.asarray(divisor_error, dtype=WORK)
     with np.errstate(divide="ignore", invalid="ignore"):
         err = np.where(low > 0, (num_error + q * divisor_error) / np.where(low > 0, low, 1), np.inf) + m.u * q
+    # the standard model's underflow term: a quotient below the smallest normal may be flushed to zero
+    err = err + np.where(q < float_format(m.dtype).smallest_normal, WORK(m.eta), WORK(0))
     return np.where(d == 0, WORK(0), err).astype(WORK)
 
 

@@ -74,3 +74,67 @@ def test_tensorflow_elementary_functions_are_within_c_lib(dtype, tf_target):
         got = fn(tf.constant(arg)).numpy()
         err = _ulp_error(got, exact(arg.astype(np.longdouble)), dtype)
         assert err <= C_LIB, f"tf.math.{name} on {dtype.__name__}: {err:.2f} ULP > C_LIB = {C_LIB}"
+
+
+# -- the denormal model: every intermediate that can be subnormal, flushed as TensorFlow's CPU kernels do ---
+
+
+def _ftz(x):
+    """float32 with results and operands below the smallest normal read as 0 (FTZ and DAZ)."""
+    x = np.asarray(x, dtype=np.float32)
+    return np.where(np.abs(x) < np.finfo(np.float32).tiny, np.float32(0), x)
+
+
+def _flushing_logit_loss(y, x, ls: float, reduce: bool) -> np.ndarray:
+    """The loss of logits as a float32 implementation that flushes every intermediate computes it."""
+    y, x = _ftz(y), _ftz(x)
+    z = y if ls == 0 else _ftz(_ftz(y * _ftz(np.float32(1 - ls))) + _ftz(np.float32(0.5 * ls)))
+    with np.errstate(over="ignore", under="ignore"):
+        tail = _ftz(np.log1p(_ftz(np.exp(-np.abs(x)))))
+        elem = _ftz(_ftz(np.maximum(x, 0) - _ftz(x * z)) + tail)
+        return _ftz(np.sum(elem) / np.float32(elem.size)) if reduce else elem
+
+
+@pytest.mark.parametrize(
+    ("intermediate", "y", "x", "ls", "reduce"),
+    [
+        ("a smoothed label (0.5 * ls subnormal)", [0.0], [-100.0], float(np.finfo(np.float32).tiny), False),
+        ("a label read in (y subnormal)", [1e-39], [-100.0], 0.0, False),
+        ("the product y * (1 - ls)", [2e-38], [-100.0], 0.9, False),
+        ("the softplus tail exp(-|x|)", [1.0], [100.0], 0.0, False),
+        ("the mean's quotient", [0.0] * 64, [-87.0] * 64, float(np.finfo(np.float32).tiny) * 8, True),
+    ],
+)
+def test_the_bound_covers_each_intermediate_flushed(intermediate, y, x, ls, reduce) -> None:
+    """Each row makes one intermediate subnormal; the flushing float32 evaluation must land inside the bound
+    and, for the first two, the bound must be needed (a model that did not follow the flush would fail)."""
+    from harness.case import Case, Options
+    from harness.oracle import expected
+
+    case = Case(
+        id=f"flush/{intermediate}",
+        y_true=np.array(y, dtype=np.float32).astype(np.float64),
+        y_pred=np.array(x, dtype=np.float64),
+        true_dtype="float32",
+        pred_dtype="float32",
+        options=Options(from_logits=True, label_smoothing=ls, reduction="sum_over_batch_size" if reduce else "none"),
+    )
+    e = expected(case)
+    flushed = np.asarray(_flushing_logit_loss(case.y_true, case.y_pred, ls, reduce), dtype=np.float64)
+    diff = np.abs(flushed - np.asarray(e.value, dtype=np.float64))
+    assert np.all(diff <= np.asarray(e.bound, dtype=np.float64)), (intermediate, flushed, e.value, e.bound)
+    if intermediate.startswith(("a smoothed", "a label")):
+        assert np.all(diff > 0)  # the flush really moved the value: the allowance is used, not idle
+
+
+def test_the_smoothing_bound_counts_only_operations_that_underflow() -> None:
+    from harness.oracle.tolerance import smoothing_error
+
+    m = error_model("float32")
+    normal = smoothing_error(np.array([0.0, 1.0]), 0.1, m)
+    assert np.all(normal < 1e-6) and np.all(normal > 0)
+    tiny = float(np.finfo(np.float32).tiny)
+    flushed = smoothing_error(np.array([0.0]), tiny, m)
+    assert flushed[0] >= 2 * m.eta  # 0.5 * ls and the sum underflow
+    assert smoothing_error(np.array([1e-39]), 0.0, m)[0] == pytest.approx(1e-39)
+    assert smoothing_error(np.array([0.5]), 0.0, m)[0] == 0
