@@ -80,7 +80,7 @@ def _shard(text: str) -> tuple[int, int]:
 def _option_specs() -> dict[str, dict]:
     """Every option that more than one command takes, defined once: its flags' keyword arguments for
     ``add_argument``.  A command adds it with ``_add(parser, "--name", default=...)`` where its default differs."""
-    from harness.generate.grid import DEFAULT_SEED, DEFAULT_SPECIAL_CASES
+    from harness.generate.grid import DEFAULT_SEED, DEFAULT_SPECIAL_CASES, SUITES
     from harness.judge.registry import DEFAULT_REGISTRY
     from harness.oracle import PROFILES
 
@@ -100,6 +100,10 @@ def _option_specs() -> dict[str, dict]:
         },  # fmt: skip
         "--shard": {"type": _shard, "default": None, "metavar": "K/N", "help": "only the K-th of N slices of the work"},
         "--quiet": {"action": "store_true", "help": "no summary table"},
+        "--suite": {
+            "default": "default", "choices": list(SUITES),
+            "help": "default, or nightly: the covering array adds the largest size bucket (default: %(default)s)",
+        },  # fmt: skip
     }
 
 
@@ -128,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the default suite against the installed TensorFlow")
     _add(run, specs, "--out", "--seed", "--select", "--registry", "--special-cases", "--profile", "--quiet",
-         "--loss-factory", "--shard", out="reports/latest")  # fmt: skip
+         "--loss-factory", "--shard", "--suite", out="reports/latest")  # fmt: skip
     run.add_argument("--max-cases", type=_positive, default=None, help="at most N cases, spread over the suite")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument(
@@ -151,7 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     cases = sub.add_parser("cases", help="list the ids of the default suite")
-    _add(cases, specs, "--seed", "--select", "--special-cases")
+    _add(cases, specs, "--seed", "--select", "--special-cases", "--suite")
+
+    cover = sub.add_parser("coverage", help="how much of the case space a suite exercises: facet values and pairs")
+    _add(cover, specs, "--seed", "--special-cases", "--suite")
+    cover.add_argument("--json", action="store_true", help="the figures as JSON")
+    cover.add_argument("--max-rows", type=_positive, default=20, help="missing pairs listed (default: %(default)s)")
 
     fuzz = sub.add_parser("fuzz", help="search the whole case space with Hypothesis; shrink and save each new divergence")
     fuzz.add_argument(
@@ -222,7 +231,7 @@ def _suite(args: argparse.Namespace, profile: str) -> list:
     from harness.generate.grid import default_suite, select
 
     cases = select(
-        default_suite(seed=args.seed, special_cases=args.special_cases, paths=profile == "keras3"),
+        default_suite(seed=args.seed, special_cases=args.special_cases, paths=profile == "keras3", suite=args.suite),
         max_cases=args.max_cases,
         pattern=args.select,
     )
@@ -250,6 +259,7 @@ def _resumed(args: argparse.Namespace, header: dict, registry, cases: list) -> t
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from harness.generate.facets import coverage, space_for
     from harness.report.summary import meta
     from harness.run.runner import RunResult
     from harness.run.stream import RecordStream, suite_fingerprint
@@ -261,6 +271,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(f"--out {args.out!r} is a file, not a folder")
     selection, registry = _prepare(args, announce=True)
     cases = _suite(args, selection.profile)
+    suite = list(cases)  # what this run covers, before --resume drops the finished ones
     if importlib.util.find_spec("tensorflow") is None:
         raise TargetUnavailable("TensorFlow is not installed; install the extra: pip install 'bce-harness[tf]'")
     workers = default_workers() if args.workers is None else args.workers
@@ -289,6 +300,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             "resumed_records": len(done),
             "loss_factory": args.loss_factory,
             "wall_seconds": round(time.perf_counter() - t0, 3),
+            "suite_name": args.suite,
+            "coverage": coverage(suite, space_for(args.suite)).as_dict(),
         },
     )
     return _finish(result, run_meta, args.out, quiet=args.quiet, started=t0)
@@ -484,8 +497,25 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _cmd_cases(args: argparse.Namespace) -> int:
     from harness.generate.grid import default_suite, select
 
-    for case in select(default_suite(seed=args.seed, special_cases=args.special_cases), pattern=args.select):
+    suite = default_suite(seed=args.seed, special_cases=args.special_cases, suite=args.suite)
+    for case in select(suite, pattern=args.select):
         print(case.id)
+    return EXIT_OK
+
+
+def _cmd_coverage(args: argparse.Namespace) -> int:
+    import json
+
+    from harness.generate.facets import coverage, space_for
+    from harness.generate.grid import default_suite
+    from harness.report.summary import render_coverage
+
+    cases = default_suite(seed=args.seed, special_cases=args.special_cases, suite=args.suite)
+    found = coverage(cases, space_for(args.suite)).as_dict(listed=args.max_rows)
+    if args.json:
+        print(json.dumps(found, indent=1))
+        return EXIT_OK
+    print(render_coverage(found, suite=args.suite, cases=len(cases)))
     return EXIT_OK
 
 
@@ -496,6 +526,7 @@ _COMMANDS = {
     "fuzz": _cmd_fuzz,
     "replay": _cmd_replay,
     "cases": _cmd_cases,
+    "coverage": _cmd_coverage,
 }
 
 

@@ -20,6 +20,7 @@ on the seed and its id only, never on which other cases are generated or in what
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import tomllib
@@ -33,6 +34,7 @@ import numpy as np
 from harness.case import MODES, PRODUCERS, REDUCTIONS, Case, Options
 from harness.dtypes import float_format, round_to
 from harness.errors import InputError, UsageError
+from harness.generate.facets import covering_rows, realize, space_for
 
 __all__ = [
     "DEFAULT_SEED",
@@ -507,16 +509,38 @@ def special_expectations(path: str | Path = DEFAULT_SPECIAL_CASES) -> dict[str, 
     return {f"special/{raw['id']}": raw["expect"] for raw in data.get("case", []) if "expect" in raw}
 
 
-def default_suite(
-    *, seed: int = DEFAULT_SEED, special_cases: str | Path | None = DEFAULT_SPECIAL_CASES, paths: bool = True
-) -> list[Case]:
-    """Every case of the default suite, in a fixed order.  ``seed`` must be a non-negative int.
+SUITES = ("default", "nightly")
 
-    ``paths=False`` leaves out the paths family (entry points, modes, producers, masks, gradients): it is
-    written for Keras 3, whose entry points (keras.ops above all) the Keras 2 line does not have.
+
+def _pairs_family(seed: int, suite: str) -> Iterator[Case]:
+    """A covering array over the case facets (generate/facets.py): every feasible pair of facet values in
+    some case, each case realised from its row with values drawn from the seed."""
+    for i, row in enumerate(_covering_rows(suite)):
+        yield realize(row, seed=seed, index=i)
+
+
+@functools.lru_cache(maxsize=None)
+def _covering_rows(suite: str) -> tuple[dict[str, Any], ...]:
+    return tuple(covering_rows(space_for(suite)))
+
+
+def default_suite(
+    *,
+    seed: int = DEFAULT_SEED,
+    special_cases: str | Path | None = DEFAULT_SPECIAL_CASES,
+    paths: bool = True,
+    suite: str = "default",
+) -> list[Case]:
+    """Every case of the suite, in a fixed order.  ``seed`` must be a non-negative int.
+
+    ``paths=False`` leaves out the paths and pairs families (entry points, modes, producers, masks,
+    gradients, the covering array): they are written for Keras 3, whose entry points (keras.ops above all)
+    the Keras 2 line does not have.  ``suite="nightly"`` adds the largest size bucket to the covering array.
     """
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise UsageError(f"seed={seed!r} is not a non-negative integer")
+    if suite not in SUITES:
+        raise UsageError(f"suite={suite!r} is not one of {', '.join(SUITES)}")
     cases: list[Case] = []
     if special_cases is not None:
         cases.extend(load_special_cases(special_cases))
@@ -526,6 +550,7 @@ def default_suite(
     cases.extend(_options_family(seed))
     if paths:
         cases.extend(_paths_family(seed))
+        cases.extend(_pairs_family(seed, suite))
     ids = [c.id for c in cases]
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)

@@ -43,10 +43,11 @@ def _smoothed(y: np.ndarray, ls: float, dtype: str) -> np.ndarray:
     """Labels as the loss computes them in ``dtype``: y * (1 - ls) + 0.5 * ls, each operation rounded (the
     Python-float constants are converted to the tensor's dtype first), and a subnormal result flushed to
     zero, as TensorFlow's CPU kernels do (tolerance.py, ``eta``)."""
-    if ls:
-        scaled = round_to(y * float(round_to(1.0 - ls, dtype)), dtype)
-        y = round_to(scaled + float(round_to(0.5 * ls, dtype)), dtype)
-    return np.where(np.abs(y) < float_format(dtype).smallest_normal, 0.0, y)
+    with np.errstate(invalid="ignore", over="ignore"):  # an infinite label times 1 - ls = 0 is NaN, as in the loss
+        if ls:
+            scaled = round_to(y * float(round_to(1.0 - ls, dtype)), dtype)
+            y = round_to(scaled + float(round_to(0.5 * ls, dtype)), dtype)
+        return np.where(np.abs(y) < float_format(dtype).smallest_normal, 0.0, y)
 
 
 def regime_of(case: Case) -> str:
@@ -81,7 +82,8 @@ def regime_of(case: Case) -> str:
         if nan:
             return "nan"
         return "clipped" if np.any((p <= lo) | (p >= hi)) else "typical"
-    if np.any(p == math.inf) or np.any((p == -math.inf) & (z == 0)):
+    # a NaN label makes the element NaN whatever the logit: only a real label makes an infinite logit indeterminate
+    if np.any((p == math.inf) & ~np.isnan(z)) or np.any((p == -math.inf) & (z == 0)):
         return "infinite_indeterminate"
     if nan:
         return "nan"

@@ -3,31 +3,86 @@ compute dtype that profile says the loss uses (Keras 2 computes in ``y_pred``'s 
 loss's ``dtype``), so an entry can be keyed to one line's semantics, and facts about the values as that
 dtype holds them.
 
-May import: the ground floor and the oracle (the compute dtype's error model).
+May import: the ground floor, the oracle (the compute dtype's error model) and generate (the facet names).
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from harness.case import Case, Expected
+from harness.case import API_LOSS_CLASS, Case, Expected
 from harness.dtypes import FLOAT_DTYPES, round_to
+from harness.generate.facets import label_domain, loss_shape, size_bucket
+from harness.oracle import expected as oracle_expected
+from harness.oracle.keras3 import Keras3
 from harness.oracle.tolerance import error_model, flushable
 
 __all__ = ["record_facets"]
 
 
 def record_facets(case: Case, expected: Expected | None, profile: str) -> dict[str, Any]:
-    """The facets the registry matches: the case's, the profile, the profile's compute dtype, and
-    ``flushed_weights``: whether a sample weight, as the compute dtype holds it, is one the kernels read
-    as 0 (nonzero and subnormal: ``tolerance.flushable``)."""
+    """The facets the registry matches: the case's, the profile, the profile's compute dtype, and facts read
+    off the values:
+
+    ``flushed_weights``  a sample weight, as the compute dtype holds it, is one the kernels read as 0
+                         (nonzero and subnormal: ``tolerance.flushable``)
+    ``size``             y_pred's element count as a size bucket (generate/facets.py)
+    ``labels``           the label domain: hard, soft, outside, nan_inf, integer, boolean
+    ``loss_shape``       the unreduced per-sample loss shape, e.g. ``(1,)``, as the reference reconciles ranks
+    ``loss_size``        its element count as a size bucket, or ``scalar`` for a rank-0 loss
+    ``masked_nonfinite`` a position the mask removes holds a non-finite loss element
+    ``infinite_label_logit``  an infinite label meets a finite logit (see ``_infinite_label_logit``)
+    """
     facets = {**case.facets, "profile": profile}
     if expected is not None and expected.dtype is not None:
         facets["compute_dtype"] = expected.dtype
     facets["flushed_weights"] = _flushed_weights(case, facets["compute_dtype"])
+    facets["size"] = size_bucket(int(case.y_pred.size))
+    facets["labels"] = label_domain(case)
+    shape = loss_shape(case.y_true.shape, case.y_pred.shape, case.options.axis)
+    facets["loss_shape"] = str(shape)
+    facets["loss_size"] = "scalar" if shape == () else size_bucket(math.prod(shape))
+    facets["masked_nonfinite"] = _masked_nonfinite(case, profile)
+    facets["infinite_label_logit"] = _infinite_label_logit(case, facets["compute_dtype"])
     return facets
+
+
+def _infinite_label_logit(case: Case, compute_dtype: str) -> bool:
+    """An infinite label meets a finite logit that the kernels do not flush to 0, and nothing else in the case
+    is NaN: where the documented cross-entropy is inf - inf, TensorFlow's max(x, 0) - x z + log1p(exp(-|x|))
+    answers -sign(x) inf, and with no NaN beside it a reduction keeps that difference."""
+    logits = case.options.from_logits or case.api == "nn.sigmoid_cross_entropy_with_logits"
+    if not logits or compute_dtype not in FLOAT_DTYPES:
+        return False
+    y = np.asarray(case.y_true, dtype=np.float64)
+    x = np.asarray(round_to(case.y_pred, compute_dtype), dtype=np.float64)
+    y, x, mismatch = Keras3.reconcile_ranks(y, x)
+    if mismatch:
+        return False
+    if np.any(np.isnan(y)) or np.any(np.isnan(x)):
+        return False
+    if case.sample_weight is not None and not np.any(case.sample_weight):
+        return False  # every weight 0: the weighted mean is defined as 0 on both sides
+    kept = np.abs(x) >= error_model(compute_dtype).flush
+    return bool(np.any(np.isinf(y) & np.isfinite(x) & (x != 0) & kept))
+
+
+def _masked_nonfinite(case: Case, profile: str) -> bool:
+    """Whether the elementwise loss, as the documentation defines it, is non-finite where the mask is False."""
+    if case.mask is None or case.api != API_LOSS_CLASS:
+        return False
+    plain = replace(case, options=replace(case.options, reduction="none"), sample_weight=None, mask=None, grad=None)
+    try:
+        e = oracle_expected(plain, profile=profile)
+    except Exception:  # noqa: BLE001 - a case the oracle cannot answer has no such fact
+        return False
+    if e.value is None or e.value.shape != case.mask.shape:
+        return False
+    return bool(np.any(~np.isfinite(np.asarray(e.value, dtype=np.float64)) & ~case.mask))
 
 
 def _flushed_weights(case: Case, compute_dtype: str) -> bool:

@@ -17,8 +17,9 @@ The registry is a TOML file (``cases/known_divergences.toml``), one ``[[divergen
 
 Match keys are the record's facets (``judge.facets.record_facets``): the case's id, api, from_logits,
 label_smoothing, axis, reduction, dtype, true_dtype, pred_dtype, weights and tags (family, regime, shape),
-the ``profile``, the ``compute_dtype`` that profile computes in, and ``flushed_weights`` (a sample weight
-the kernels read as 0).
+the ``profile``, the ``compute_dtype`` that profile computes in, and facts read off the values:
+``flushed_weights`` (a sample weight the kernels read as 0), ``size`` and ``loss_size`` (size buckets),
+``labels`` (the label domain), ``loss_shape``, ``masked_nonfinite`` and ``infinite_label_logit``.
 
 Two keys place an entry on a line, because neither alone can.  ``versions`` is a PEP 440 specifier set
 matched against the installed TensorFlow (``Registry.for_tensorflow``; pre-releases such as nightlies
@@ -75,6 +76,12 @@ MATCH_KEYS = frozenset(
         "regime",
         "shape",
         "flushed_weights",
+        "size",
+        "labels",
+        "loss_shape",
+        "loss_size",
+        "masked_nonfinite",
+        "infinite_label_logit",
     }
 )
 _FIELDS = {"id", "title", "reason", "evidence", "kinds", "match", "versions"}

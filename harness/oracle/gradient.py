@@ -89,7 +89,7 @@ def expected_gradient(profile: Keras3, case: Case) -> Expected:
     if y.shape != p.shape:
         raise UsageError("gradients are modelled for labels and predictions of one shape")  # not "TensorFlow must raise": the reference has no answer
     ls = float(o.label_smoothing) if case.api in (API_LOSS_CLASS, "binary_crossentropy") else 0.0
-    z = y * (1 - WORK(ls)) + WORK(0.5) * WORK(ls) if ls else y
+    z = profile.smooth(y, ls)
     dz = tol.smoothing_error(y, ls, m)
     logits = o.from_logits or case.api == "nn.sigmoid_cross_entropy_with_logits"
 

@@ -62,7 +62,7 @@ class Keras3:
         # squeezing them towards 0.5, that is, using 1. - 0.5 * label_smoothing for the target class and
         # 0.5 * label_smoothing for the non-target class": z = y (1 - ls) + 0.5 ls.
         ls = float(o.label_smoothing)
-        z = y * (1 - WORK(ls)) + WORK(0.5) * WORK(ls) if ls else y
+        z = self.smooth(y, ls)
         dz = tol.smoothing_error(y, ls, m)
 
         if o.from_logits:
@@ -116,7 +116,7 @@ class Keras3:
         y = round_to(case.y_true, c).astype(WORK)
         p, dp = self.predictions(case, c, m)
         ls = float(o.label_smoothing) if api == "binary_crossentropy" else 0.0
-        z = y * (1 - WORK(ls)) + WORK(0.5) * WORK(ls) if ls else y
+        z = self.smooth(y, ls)
         dz = tol.smoothing_error(y, ls, m)
         if o.from_logits or api == "nn.sigmoid_cross_entropy_with_logits":
             elem, err = self.logit_loss(z, p), tol.logit_error(z, dz, p, m)
@@ -243,6 +243,16 @@ class Keras3:
         lo = round_to(self.epsilon, dtype).astype(WORK)
         hi = round_to(1.0 - self.epsilon, dtype).astype(WORK)
         return np.clip(p, lo, hi)
+
+    @staticmethod
+    def smooth(y: np.ndarray, ls: float) -> np.ndarray:
+        """z = y (1 - ls) + 0.5 ls, the documented label smoothing (binary_crossentropy docstring), in the working
+        precision; ls == 0 leaves the labels alone (Keras skips the step).  Any real ls and label are taken as
+        the formula says; an infinite label times 1 - ls = 0 is NaN, as the formula's arithmetic gives."""
+        if not ls:
+            return y
+        with np.errstate(invalid="ignore"):
+            return y * (1 - WORK(ls)) + WORK(0.5) * WORK(ls)
 
     @staticmethod
     def probability_loss(z: np.ndarray, pc: np.ndarray) -> np.ndarray:

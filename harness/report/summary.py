@@ -229,6 +229,10 @@ def render_markdown(result: RunResult, run_meta: dict[str, Any]) -> str:
         "```",
         "",
     ]
+    if run_meta.get("coverage"):  # what the green means: the share of the case space the run exercised
+        found = run_meta["coverage"]
+        text = render_coverage(found, suite=run_meta.get("suite_name", "default"), cases=run_meta.get("suite_size", 0))
+        lines += ["## Coverage", "", "```", text, "```", ""]
     failures = iter_failures(result.records)
     unexpected = [r for r in failures if r.status != "xfail"]
     lines += ["## Unexpected results", ""]
@@ -306,3 +310,21 @@ def write_reports(result: RunResult, run_meta: dict[str, Any], out_dir: str | Pa
         written += 1
     paths["repro"] = repro_dir
     return paths
+
+
+def render_coverage(found: dict, *, suite: str, cases: int) -> str:
+    """The coverage figures as text (the terminal and report.md)."""
+    s, p = found["single_values"], found["pairs"]
+    lines = [
+        f"coverage of the {suite} suite ({cases} cases) over the case facets (harness/generate/facets.py):",
+        f"  single facet values: {s['covered']} of {s['feasible']} feasible ({100 * s['share']:.1f}%)",
+        f"  pairs of values (2-way): {p['covered']} of {p['feasible']} feasible ({100 * p['share']:.1f}%)",
+    ]
+    for value in found["missing_singles"]:
+        lines.append(f"  missing value: {value}")
+    if found["missing_pairs_count"]:
+        lines.append(f"  missing pairs ({found['missing_pairs_count']}, first {len(found['missing_pairs'])}):")
+        lines += [f"    {pair}" for pair in found["missing_pairs"]]
+    lines.append("  pairs impossible by construction, by reason:")
+    lines += [f"    {n:4d}  {why}" for why, n in found["infeasible_reasons"].items()]
+    return "\n".join(lines)

@@ -70,6 +70,10 @@ class RunResult:
         return t["fail"] == 0 and t["xpass"] == 0 and t["error"] == 0 and not self.interrupted
 
 
+# Families whose agreement under a matching registry entry is a pass, not an xpass (see judged).
+LENIENT_XPASS = frozenset({"pairs"})
+
+
 def verdict(comparison: Comparison, divergence: Divergence | None) -> tuple[str, str]:
     """(status, note) of a comparison given the registry entry that matches its case, if any."""
     if divergence is None:
@@ -102,6 +106,11 @@ def judged(
     place run, replay, merge and the pytest suites turn a comparison into pass, fail, xfail or xpass."""
     divergence = registry.judge(record_facets(case, exp, profile), comparison.kinds)
     status, note = verdict(comparison, divergence)
+    if status == "xpass" and case.tags.get("family") in LENIENT_XPASS:
+        # as for fuzz draws: a case that combines facets freely can hold a registered class without showing it
+        # (another element's NaN or infinity swallows the difference), so its agreement proves nothing;
+        # strictness about xpass stays with the grid's families, built to show each divergence
+        status, note = "pass", f"matches registered {divergence.id!r}, which did not show in this combination"
     return Record(case, status, comparison, exp, out, divergence if status in ("xfail", "xpass") else None, note)
 
 

@@ -244,3 +244,78 @@ def test_cli_exits_1_and_names_the_cases_when_keras_is_broken(tmp_path):
     assert "FAIL [tolerance] special/bce(y=1, p=0, float32) -> -log(eps)" in proc.stdout
     report = (tmp_path / "out" / "report.md").read_text()
     assert "special/bce(y=1, p=0, float32) -> -log(eps)" in report
+
+
+# -- outside the old grid: faults only the covering array's label domains, smoothings and sizes reach ------
+
+
+def clipped_labels(tf, o: Options):
+    """Labels clipped to [0, 1] before the loss: soft labels outside it (2, -1, 1.5) silently change."""
+    real = _real(tf, o)
+    return lambda y, p, sample_weight=None: real(tf.clip_by_value(_cast(tf, y, o), 0.0, 1.0), p, sample_weight=sample_weight)
+
+
+def clamped_smoothing(tf, o: Options):
+    """label_smoothing clamped to [0, 1], as a validating constructor might do."""
+    return _real(tf, o, label_smoothing=min(max(o.label_smoothing, 0.0), 1.0))
+
+
+def large_batches_lose_a_row(tf, o: Options):
+    """A reduction that drops the last sample once the batch passes 1,000 rows (a blocked kernel's tail)."""
+    real = _real(tf, o)
+
+    def call(y, p, sample_weight=None):
+        if y.shape.rank and y.shape[0] > 1000:
+            y, p = y[:-1], p[:-1]
+            if sample_weight is not None and getattr(sample_weight, "shape", ()) and sample_weight.shape[0] > 1000:
+                sample_weight = sample_weight[:-1]
+        return real(y, p, sample_weight=sample_weight)
+
+    return call
+
+
+PAIRS_FAULTS = {
+    "labels clipped to [0, 1]": clipped_labels,
+    "label_smoothing clamped to [0, 1]": clamped_smoothing,
+    "large batches lose a row": large_batches_lose_a_row,
+}
+
+
+@pytest.fixture(scope="module")
+def pairs_cases(default_cases):
+    return [c for c in default_cases if c.tags["family"] == "pairs" and c.api == "BinaryCrossentropy" and c.mode == "eager"]
+
+
+@pytest.mark.parametrize("name", list(PAIRS_FAULTS))
+def test_a_fault_outside_the_old_grid_is_reported_by_the_pairs_family(name, tf_target, pairs_cases, registry):
+    cache = {c.id: expected(c) for c in pairs_cases}
+    result = _run_with(tf_target, PAIRS_FAULTS[name], pairs_cases, registry, lambda case, profile="keras3": cache[case.id])
+    assert [r for r in result.records if r.status == "fail"], f"{name}: the pairs family did not notice"
+
+
+@pytest.mark.parametrize(("accumulator", "flagged"), [("float64", False), ("bfloat16", True)])
+def test_a_sum_as_accurate_as_tensorflows_passes_and_a_worse_one_fails(
+    accumulator, flagged, tf_target, pairs_cases, registry, monkeypatch
+):
+    """Keras's reductions summed in reverse order in ``accumulator``, the result rounded once to the loss's
+    dtype.  float64 is at least as accurate as TensorFlow's own sum, so the large sizes must not flag it (the
+    bound holds for any order of summation); a bfloat16 accumulator is a real loss of accuracy and must be."""
+    import keras.src.losses.loss as loss_module
+
+    real_sum = loss_module.ops.sum
+
+    def planted_sum(x, axis=None, keepdims=False):
+        tf = tf_target.tf
+        x = tf.convert_to_tensor(x)
+        if not x.dtype.is_floating:
+            return real_sum(x, axis=axis, keepdims=keepdims)
+        acc = tf.cast(x, accumulator)
+        if axis is None:
+            acc = tf.reverse(tf.reshape(acc, [-1]), [0])
+        return tf.cast(tf.reduce_sum(acc, axis=axis, keepdims=keepdims), x.dtype)
+
+    monkeypatch.setattr(loss_module.ops, "sum", planted_sum)
+    cache = {c.id: expected(c) for c in pairs_cases}
+    result = run_cases(pairs_cases, TFTarget(), registry, oracle=lambda case, profile="keras3": cache[case.id])
+    unexpected = [(r.case.id, r.comparison.kind) for r in result.records if r.status in ("fail", "error")]
+    assert bool(unexpected) is flagged, unexpected

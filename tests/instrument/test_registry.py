@@ -315,3 +315,47 @@ def test_verdict(comparison: Comparison, divergence: Divergence | None, status: 
 def test_unexplained_kind_note_names_the_entry_and_its_kinds() -> None:
     _, note = verdict(SHAPE, ENTRY)
     assert "'clip-lost'" in note and "['nan_inf', 'tolerance']" in note
+
+
+def _agreeing(family: str):
+    import numpy as np
+
+    from harness.case import Case, Expected, Options, Outcome
+    from harness.judge.compare import Comparison
+    from harness.judge.registry import Divergence, Registry
+    from harness.run.runner import judged
+
+    case = Case(id=f"{family}/x", y_true=np.ones((2, 3)), y_pred=np.full((2, 3), 0.5), true_dtype="float32",
+                pred_dtype="float32", options=Options(), tags={"family": family})  # fmt: skip
+    entry = Divergence("e", "t", "r", ("ev",), frozenset({"nan_inf"}), {"id": f"{family}/*"})
+    return judged(case, Comparison(None, "agrees"), Expected(np.zeros(()), np.zeros(())), Outcome(np.zeros(())), Registry((entry,)), "keras3")
+
+
+def test_an_agreeing_grid_case_under_an_entry_is_xpass_but_a_pairs_case_passes() -> None:
+    """The covering array combines facets freely, so a registered class can sit in a case without showing:
+    its agreement proves nothing about the entry (as for fuzz draws); the grid's stays strict."""
+    assert _agreeing("options").status == "xpass"
+    pairs = _agreeing("pairs")
+    assert pairs.status == "pass" and "did not show" in pairs.note
+
+
+def test_value_facets_name_the_classes_the_pairs_family_found() -> None:
+    import numpy as np
+
+    from harness.case import Case, Options
+    from harness.judge.facets import record_facets
+
+    def case(y, x, **kw):
+        return Case(id="pairs/x", y_true=np.asarray(y, dtype=float), y_pred=np.asarray(x, dtype=float),
+                    true_dtype="float32", pred_dtype="float32", **kw)  # fmt: skip
+
+    logits = Options(from_logits=True, reduction="none")
+    assert record_facets(case([[0.5, np.inf]], [[1.0, 2.0]], options=logits), None, "keras3")["infinite_label_logit"]
+    assert not record_facets(case([[np.nan, np.inf]], [[1.0, 2.0]], options=logits), None, "keras3")["infinite_label_logit"]
+    assert not record_facets(case([[0.5, np.inf]], [[1.0, 0.0]], options=logits), None, "keras3")["infinite_label_logit"]
+    f = record_facets(case(np.ones((5155, 1)), np.full((5155, 1), 0.5), options=Options(axis=0)), None, "keras3")
+    assert (f["loss_shape"], f["loss_size"], f["size"], f["labels"]) == ("(1,)", "1", "large", "hard")
+    assert record_facets(case(np.ones(7), np.full(7, 0.5)), None, "keras3")["loss_size"] == "scalar"
+    masked = case(np.full((1, 2, 3), 0.5), [[[0.5, 0.5, 0.5], [1.0, 0.5, 0.5]]], options=Options(dtype="float16"),
+                  mask=np.array([[True, False]]))  # fmt: skip
+    assert record_facets(masked, None, "keras3")["masked_nonfinite"]  # a soft label, p = 1 where 1 - eps rounds to 1: inf
