@@ -176,6 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--regressions", default=str(DEFAULT_REGRESSIONS), help="folder for <fingerprint>.json (default: %(default)s)"
     )
 
+    audit = sub.add_parser("audit", help="every finite float16 and bfloat16 value through the loss: an accuracy table")
+    _add(audit, specs, "--out", "--profile", out="reports/audit")
+    audit.add_argument(
+        "--formats", default="float16,bfloat16", help="comma-separated 16-bit formats (default: %(default)s)"
+    )
+
     replay = sub.add_parser("replay", help="re-run saved cases (JSON files, or folders of them) and report them as run does")
     replay.add_argument("files", nargs="+", metavar="FILE", help="case files, or folders whose *.json files are cases")
     _add(replay, specs, "--out", "--registry", "--profile", "--loss-factory", "--quiet", out="reports/replay")
@@ -519,6 +525,32 @@ def _cmd_coverage(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_audit(args: argparse.Namespace) -> int:
+    import json
+
+    from harness.audit import AUDIT_FORMATS, render_audit, run_audit
+    from harness.jsonio import atomic_write_text
+    from harness.oracle.profiles import select_profile
+    from harness.target import TFTarget
+
+    formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
+    unknown = [f for f in formats if f not in AUDIT_FORMATS]
+    if not formats or unknown:
+        raise UsageError(f"--formats {args.formats!r}: each must be one of {', '.join(AUDIT_FORMATS)}")
+    selection = select_profile(args.profile)
+    target = TFTarget()
+    found = run_audit(target, formats=formats, profile=selection.profile)
+    versions = target.versions()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    text = render_audit(found, versions=versions)
+    atomic_write_text(out / "audit.json", json.dumps({"versions": versions, "profile": selection.profile, **found}, indent=1))
+    atomic_write_text(out / "audit.md", text)
+    print(text)
+    print(f"audit: {sum(r.get('n', 0) for r in found['rows'])} values in {found['seconds']['total']}s; {out / 'audit.md'}")
+    return EXIT_OK
+
+
 _COMMANDS = {
     "run": _cmd_run,
     "merge": _cmd_merge,
@@ -527,6 +559,7 @@ _COMMANDS = {
     "replay": _cmd_replay,
     "cases": _cmd_cases,
     "coverage": _cmd_coverage,
+    "audit": _cmd_audit,
 }
 
 
