@@ -286,3 +286,54 @@ def test_the_sum_of_a_batch_is_the_sum_of_its_two_halves(data: st.DataObject, tf
     parts = WORK(first) + WORK(second)
     allowed = _sum_bound(terms, dtype) + _sum_bound(head, dtype) + _sum_bound(tail, dtype) + float(moved)
     assert abs(WORK(whole) - parts) <= allowed, f"whole {whole} vs halves {first} + {second}, bound {allowed}"
+
+
+# -- 7. relations maintainers argue with upstream ---------------------------------------------------
+
+
+@given(data=st.data())
+def test_a_logit_with_label_one_is_its_negation_with_label_zero(data: st.DataObject, tf_target) -> None:
+    """L(x, 1) == L(-x, 0) for logits, bit for bit: TensorFlow's max(x, 0) - x z + log1p(exp(-|x|)) forms
+    x - x = 0 or 0 - x on one side and 0 - 0 or -x - 0 on the other, both exact, and the same log1p term.
+    The gradients mirror: dL(x, 1)/dx = sigmoid(x) - 1 = -dL(-x, 0)/d(-x); each side is held to the oracle's
+    bound for its own derivative, so a sigmoid gradient that truncates to 0 for large |x| on one side only
+    shows as a difference beyond both bounds."""
+    dtype = data.draw(st.sampled_from(FLOAT_DTYPES), label="dtype")
+    b = data.draw(st.integers(1, 6), label="batch")
+    x = data.draw(logits((b, 1), dtype=dtype, allow_infinity=False, max_magnitude=1e4), label="logits")
+    ones, zeros = np.ones_like(x), np.zeros_like(x)
+    one = _loss(tf_target, ones, x, dtype, from_logits=True, reduction=None, dtype=dtype)
+    zero = _loss(tf_target, zeros, -x, dtype, from_logits=True, reduction=None, dtype=dtype)
+    _same(one, zero, "L(x, 1) vs L(-x, 0)")
+    cases = [
+        Case(id="mirror", y_true=y, y_pred=p, true_dtype=dtype, pred_dtype=dtype, grad="y_pred",
+             options=Options(from_logits=True, reduction="sum", dtype=dtype))
+        for y, p in ((ones, x), (zeros, -x))
+    ]  # fmt: skip
+    g1, g0 = (tf_target.run(c) for c in cases)
+    assert g1.error is None and g0.error is None, (g1.error, g0.error)
+    b1, b0 = (np.asarray(expected(c).bound, dtype=WORK) for c in cases)
+    diff = np.abs(g1.value.astype(WORK) + g0.value.astype(WORK))
+    assert np.all(diff <= b1 + b0), f"x={x[:, 0]}: gradients {g1.value[:, 0]} vs {-g0.value[:, 0]}"
+
+
+@given(data=st.data())
+def test_the_focal_loss_with_gamma_zero_is_the_cross_entropy(data: st.DataObject, tf_target) -> None:
+    """BinaryFocalCrossentropy(gamma=0) multiplies the cross-entropy by (1 - p_t) ** 0 = 1 exactly (keras
+    losses.py binary_focal_crossentropy), with the same clip, smoothing and reductions: bit for bit."""
+    tf = tf_target.tf
+    dtype = data.draw(st.sampled_from(("float32", "float64")), label="dtype")
+    b, c = _rows(data)
+    from_logits = data.draw(st.booleans(), label="from_logits")
+    y = data.draw(labels((b, c), dtype=dtype), label="labels")
+    if from_logits:
+        p = data.draw(logits((b, c), dtype=dtype, allow_infinity=False, max_magnitude=50.0), label="logits")
+    else:
+        p = data.draw(probabilities((b, c), dtype=dtype), label="probabilities")
+    ls = data.draw(st.sampled_from((0.0, 0.1)), label="label_smoothing")
+    reduction = data.draw(st.sampled_from(("sum", "sum_over_batch_size", "none")), label="reduction")
+    options = {"from_logits": from_logits, "label_smoothing": ls, "reduction": reduction, "dtype": dtype}
+    focal = tf.keras.losses.BinaryFocalCrossentropy(gamma=0.0, apply_class_balancing=False, **options)
+    plain = tf.keras.losses.BinaryCrossentropy(**options)
+    yt, pt = tf.constant(y, dtype), tf.constant(p, dtype)
+    _same(np.asarray(focal(yt, pt)), np.asarray(plain(yt, pt)), "focal(gamma=0) vs BCE")
