@@ -61,7 +61,7 @@ FACETS: dict[str, tuple[Any, ...]] = {
     "pred_dtype": FLOAT_DTYPES,
     "loss_dtype": ("default", *FLOAT_DTYPES, NA),
     "from_logits": (False, True),
-    "label_smoothing": ("zero", "tiny", "typical", "one", "outside", NA),
+    "label_smoothing": ("zero", "tiny", "typical", "one", "above_one", "negative", NA),
     "axis": ("last", "other", NA),
     "reduction": ("sum", "sum_over_batch_size", "mean", "mean_with_sample_weight", "none", "None", NA),
     "weights": ("none", "scalar", "per_sample", "column", "per_element", "zeros"),
@@ -71,7 +71,7 @@ FACETS: dict[str, tuple[Any, ...]] = {
 }
 
 # The value each option class stands for when a case is realised.
-SMOOTHING = {"zero": 0.0, "tiny": float(np.finfo(np.float32).tiny), "typical": 0.1, "one": 1.0, "outside": 1.5}
+SMOOTHING = {"zero": 0.0, "tiny": float(np.finfo(np.float32).tiny), "typical": 0.1, "one": 1.0, "above_one": 1.5, "negative": -0.25}
 _RANK = {"rank1": 1, "B1": 2, "BC": 2, "BTC": 3, "BTHC": 4, "labels_B_preds_B1": 2, "labels_B1_preds_B": 2}
 
 
@@ -268,8 +268,10 @@ def _smoothing_class(ls: float) -> str:
         return "zero"
     if ls == 1:
         return "one"
-    if not 0 <= ls <= 1:
-        return "outside"
+    if ls > 1:
+        return "above_one"
+    if ls < 0:
+        return "negative"
     return "tiny" if ls < float(np.finfo(np.float32).tiny) * 2 else "typical"
 
 
