@@ -169,3 +169,17 @@ def render_audit(audit: dict[str, Any], *, versions: dict[str, Any] | None = Non
             f"{r['max_ulp']} | {r['mean_ulp']} | `{r['worst_input']}` | {r['zeros_where_normal']} | {r['nan_mismatch']} |"
         )
     return head + "\n".join(lines) + "\n"
+
+
+def audit_drift(base: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Groups whose accuracy moved between two ``audit.json`` (two TensorFlow lines): the histogram, the
+    largest ULP, the zeros where the exact value is normal, or the NaN mismatches."""
+    keys = ("ulp_0", "ulp_1", "ulp_2", "ulp_3_plus", "max_ulp", "zeros_where_normal", "nan_mismatch")
+    before = {r["group"]: r for r in base.get("rows", [])}
+    lines = []
+    for row in new.get("rows", []):
+        old = before.get(row["group"])
+        if old is None or any(old.get(k) != row.get(k) for k in keys):
+            what = "new group" if old is None else ", ".join(f"{k} {old.get(k)} -> {row.get(k)}" for k in keys if old.get(k) != row.get(k))
+            lines.append(f"{row['group']}: {what}")
+    return lines

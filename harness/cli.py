@@ -494,10 +494,33 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     new = load_results(args.new)
     drift = compare_results(load_results(args.base), new, exact=args.exact)
     print(render_text(drift, max_rows=args.max_rows))
+    _print_audit_drift(args.base, args.new)
     if args.out is not None:
         paths = write_compare_reports(drift, new, args.out)
         print(f"report: {paths['html']}  junit: {paths['junit']}  regressions: {len(paths['regressions'])} in {paths['regressions_dir']}")
     return EXIT_DIVERGED if drift.regressed else EXIT_OK
+
+
+def _print_audit_drift(base: str, new: str) -> None:
+    """Where both runs' folders hold an audit.json (bce-harness audit --out), the groups whose accuracy moved."""
+    import json
+
+    from harness.audit import audit_drift
+
+    def audit_of(where: str) -> dict | None:
+        folder = Path(where) if Path(where).is_dir() else Path(where).parent
+        try:
+            return json.loads((folder / "audit.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    a, b = audit_of(base), audit_of(new)
+    if a is None or b is None:
+        return
+    moved = audit_drift(a, b)
+    print(f"low-precision audit: {len(moved)} group(s) moved" + (":" if moved else ""))
+    for line in moved:
+        print(f"  {line}")
 
 
 def _cmd_cases(args: argparse.Namespace) -> int:

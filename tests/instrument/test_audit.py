@@ -44,3 +44,12 @@ def test_the_audit_measures_each_group_and_notices_a_planted_ulp(tf_target) -> N
     moved = planted["bfloat16 logits, y=soft 0.25, ops.binary_crossentropy, dtype=bfloat16"]
     assert moved["ulp_0"] < soft["ulp_0"]
     assert "| bfloat16 logits, y=soft 0.25" in render_audit(found)
+
+
+def test_compare_shows_the_groups_whose_accuracy_moved() -> None:
+    from harness.audit import audit_drift
+
+    row = {"group": "g", "ulp_0": 10, "ulp_1": 0, "ulp_2": 0, "ulp_3_plus": 0, "max_ulp": 0, "zeros_where_normal": 0, "nan_mismatch": 0}
+    assert audit_drift({"rows": [row]}, {"rows": [row]}) == []
+    moved = audit_drift({"rows": [row]}, {"rows": [{**row, "ulp_0": 9, "ulp_1": 1, "max_ulp": 1}]})
+    assert moved == ["g: ulp_0 10 -> 9, ulp_1 0 -> 1, max_ulp 0 -> 1"]
