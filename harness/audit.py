@@ -29,7 +29,7 @@ from harness.case import API_LOSS_CLASS, Case, Options
 from harness.dtypes import float_format, round_to, ulp_distance
 from harness.oracle import expected
 
-__all__ = ["AUDIT_FORMATS", "audit_groups", "every_finite", "render_audit", "run_audit"]
+__all__ = ["AUDIT_FORMATS", "audit_drift", "audit_groups", "every_finite", "render_audit", "render_audit_html", "run_audit"]
 
 AUDIT_FORMATS = ("float16", "bfloat16")
 LABELS = {"0": 0.0, "1": 1.0, "soft 0.25": 0.25}
@@ -183,3 +183,25 @@ def audit_drift(base: dict[str, Any], new: dict[str, Any]) -> list[str]:
             what = "new group" if old is None else ", ".join(f"{k} {old.get(k)} -> {row.get(k)}" for k in keys if old.get(k) != row.get(k))
             lines.append(f"{row['group']}: {what}")
     return lines
+
+
+def render_audit_html(audit: dict[str, Any], *, versions: dict[str, Any] | None = None) -> str:
+    """The table as a self-contained HTML page (every cell escaped)."""
+    import html
+
+    v = versions or {}
+    cols = ("group", "n", "ulp_0", "ulp_1", "ulp_2", "ulp_3_plus", "max_ulp", "mean_ulp", "worst_input",
+            "zeros_where_normal", "nan_mismatch")  # fmt: skip
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(r.get(c, r.get('error', ''))))}</td>" for c in cols) + "</tr>"
+        for r in audit["rows"]
+    )
+    title = f"Low-precision audit: TensorFlow {v.get('tensorflow')}, Keras {v.get('keras')}"
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        "<style>body{font-family:sans-serif}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
+        "padding:2px 6px;text-align:right}td:first-child{text-align:left}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1><p>Every finite value of the format; ULPs in the loss's dtype against the "
+        f"exact value rounded there.</p><table><tr>{head}</tr>{body}</table></body></html>\n"
+    )

@@ -551,7 +551,7 @@ def _cmd_coverage(args: argparse.Namespace) -> int:
 def _cmd_audit(args: argparse.Namespace) -> int:
     import json
 
-    from harness.audit import AUDIT_FORMATS, render_audit, run_audit
+    from harness.audit import AUDIT_FORMATS, render_audit, render_audit_html, run_audit
     from harness.jsonio import atomic_write_text
     from harness.oracle.profiles import select_profile
     from harness.target import TFTarget
@@ -569,6 +569,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     text = render_audit(found, versions=versions)
     atomic_write_text(out / "audit.json", json.dumps({"versions": versions, "profile": selection.profile, **found}, indent=1))
     atomic_write_text(out / "audit.md", text)
+    atomic_write_text(out / "audit.html", render_audit_html(found, versions=versions))
     print(text)
     print(f"audit: {sum(r.get('n', 0) for r in found['rows'])} values in {found['seconds']['total']}s; {out / 'audit.md'}")
     return EXIT_OK

@@ -44,6 +44,9 @@ def test_the_audit_measures_each_group_and_notices_a_planted_ulp(tf_target) -> N
     moved = planted["bfloat16 logits, y=soft 0.25, ops.binary_crossentropy, dtype=bfloat16"]
     assert moved["ulp_0"] < soft["ulp_0"]
     assert "| bfloat16 logits, y=soft 0.25" in render_audit(found)
+    from harness.audit import render_audit_html
+
+    assert "<td>bfloat16 logits, y=soft 0.25, ops.binary_crossentropy, dtype=bfloat16</td>" in render_audit_html(found)
 
 
 def test_compare_shows_the_groups_whose_accuracy_moved() -> None:
