@@ -58,11 +58,8 @@ class Keras3:
         if raises:
             return Expected(raises=raises, dtype=c, rule=rule)
 
-        # binary_crossentropy docstring: "label_smoothing: Float in [0, 1]. If > 0 then smooth the labels by
-        # squeezing them towards 0.5, that is, using 1. - 0.5 * label_smoothing for the target class and
-        # 0.5 * label_smoothing for the non-target class": z = y (1 - ls) + 0.5 ls.
         ls = float(o.label_smoothing)
-        z = y * (1 - WORK(ls)) + WORK(0.5) * WORK(ls) if ls else y
+        z = self.smooth(y, ls)
         dz = tol.smoothing_error(y, ls, m)
 
         if o.from_logits:
@@ -116,7 +113,7 @@ class Keras3:
         y = round_to(case.y_true, c).astype(WORK)
         p, dp = self.predictions(case, c, m)
         ls = float(o.label_smoothing) if api == "binary_crossentropy" else 0.0
-        z = y * (1 - WORK(ls)) + WORK(0.5) * WORK(ls) if ls else y
+        z = self.smooth(y, ls)
         dz = tol.smoothing_error(y, ls, m)
         if o.from_logits or api == "nn.sigmoid_cross_entropy_with_logits":
             elem, err = self.logit_loss(z, p), tol.logit_error(z, dz, p, m)
@@ -201,6 +198,16 @@ class Keras3:
         if case.options.reduction not in REDUCTIONS:
             return f"reduction={case.options.reduction!r} is not a supported reduction"
         return None
+
+    @staticmethod
+    def smooth(y: np.ndarray, ls: float) -> np.ndarray:
+        """The smoothed labels z = y (1 - ls) + 0.5 ls.
+
+        binary_crossentropy docstring: "label_smoothing: Float in [0, 1]. If > 0 then smooth the labels by
+        squeezing them towards 0.5, that is, using 1. - 0.5 * label_smoothing for the target class and
+        0.5 * label_smoothing for the non-target class".
+        """
+        return y * (1 - WORK(ls)) + WORK(0.5) * WORK(ls) if ls else y
 
     def probability_terms(
         self, z: np.ndarray, dz: np.ndarray, p: np.ndarray, dtype: str, m: tol.ErrorModel
