@@ -24,7 +24,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("harness.judge",),
     ("harness.run",),
     ("harness.report",),
-    ("harness.fuzz",),
+    ("harness.fuzz", "harness.explain"),  # the commands' own modules
     ("harness.cli",),
     ("harness.__main__",),
 )  # fmt: skip
