@@ -27,7 +27,6 @@ import sys
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +40,7 @@ from harness.oracle import PROFILES
 from harness.oracle import expected as oracle_expected
 from harness.oracle import tolerance as tol
 from harness.oracle.keras3 import EPSILON
+from harness.packagedata import data_path
 
 __all__ = [
     "STEPS",
@@ -164,16 +164,13 @@ def _is_eps(v: Any) -> bool:
 
 
 def load_variants(path: str | Path | None = None) -> tuple[Variant, ...]:
-    """The catalogue: package data by default (read through importlib.resources, so a wheel has it)."""
-    if path is None:
-        text = resources.files("harness").joinpath("data/manual_variants.toml").read_text(encoding="utf-8")
-        where = "harness/data/manual_variants.toml"
-    else:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise InputError(f"{path}: cannot read the catalogue ({exc.strerror or exc})") from None
-        where = str(path)
+    """The catalogue: package data by default (harness.packagedata, so a wheel has it)."""
+    path = data_path("manual_variants.toml") if path is None else path
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the catalogue ({exc.strerror or exc})") from None
+    where = str(path)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
