@@ -74,11 +74,13 @@ TITLES = dict(STEPS)
 ORDER = {key: i for i, (key, _) in enumerate(STEPS)}
 # What a catalogue variant may put in place of a step (see the header of manual_variants.toml).
 STEP_CHOICES: dict[str, tuple[str, ...]] = {
+    "ranks": ("broadcast",),
     "smoothing": ("flip", "ignored"),
     "prediction": ("raw", "sigmoid_clip", "extra_sigmoid"),
     "clip": ("none",),  # or a number: the epsilon of the clip
     "terms": ("eps_in_log", "log_floor"),
     "axis": ("sum", "all"),
+    "weights": ("broadcast",),
     "reduction": ("sum", "sum_over_batch_size", "mean_with_sample_weight", "batch"),
 }
 WHEN_KEYS = ("from_logits", "reduction", "weighted", "smoothed")
@@ -272,6 +274,12 @@ def _pipeline(case: Case, profile: str, swap: Mapping[str, Any] | None = None) -
             return done(f"{api} takes labels and predictions of one dtype")
         if case.y_true.shape != case.y_pred.shape:
             return done(f"{api}: y_true shape {case.y_true.shape} is not y_pred shape {case.y_pred.shape}")
+    elif swap.get("ranks") == "broadcast":
+        try:
+            y, p = (a.astype(WORK) for a in np.broadcast_arrays(y, p))
+        except ValueError:
+            return done(f"y_true shape {y.shape} and y_pred shape {p.shape} do not broadcast")
+        steps.append(Step("ranks", "y_true and y_pred broadcast against each other", {"shape": str(y.shape)}))
     else:
         y, p, raises = sem.reconcile_ranks(y, p)
         rule = ("squeeze_or_expand_to_same_rank: ranks that differ by one trailing size-1 axis are made equal "
@@ -364,7 +372,14 @@ def _pipeline(case: Case, profile: str, swap: Mapping[str, Any] | None = None) -
         return done(value=loss, bound=loss_err)
 
     # weights (the explain command sets no Keras mask: one comes from a Masking or Embedding layer)
-    weights, raises = sem.align_weights(case, loss.shape, c)
+    if swap.get("weights") == "broadcast" and case.sample_weight is not None:
+        try:
+            loss, loss_err, weights = np.broadcast_arrays(loss, loss_err, round_to(case.sample_weight, c).astype(WORK))
+        except ValueError:
+            return done(f"sample_weight shape {case.sample_weight.shape} does not broadcast to {loss.shape}")
+        raises = None
+    else:
+        weights, raises = sem.align_weights(case, loss.shape, c)
     if raises:
         return done(raises)
     wrule = ("no sample_weight" if weights is None else
@@ -610,6 +625,9 @@ def diagnose(
     assert value is not None
     if ref.raises is not None:
         return Diagnosis("departs", f"your function returned a value; Keras must raise ({ref.raises})", value, dtype)
+    # A result that is all NaN is weak evidence: a single variant may name it, a pair of them (which can make
+    # NaN of almost anything) may not.
+    only_nan = bool(value.size) and bool(np.isnan(value).all())
     ref_score = _score(value, ref.value, ref.bound, dtype)
     diff, ulp = _distance(value, ref.value, ref.dtype)
     if ref_score <= 1:
@@ -633,8 +651,11 @@ def diagnose(
     found = matches(_candidates(case, profile, variants))
     if not found:
         found = _stopped_early(value, ref, dtype)
-    if not found:
+    if not found and not only_nan:
         found = matches(_pairs(case, profile, variants))
+    if not found and only_nan:
+        msg = "your result is NaN where the reference is not, and no single catalogued variant gives NaN there"
+        return Diagnosis("uncatalogued", msg, value, dtype, max_abs=diff, max_ulp=ulp)
     if not found:
         msg = (f"no catalogued cause: your result is {diff:.3g} from the reference ({ulp} ULP in {ref.dtype}), beyond "
                f"the error bound, and none of the {len(variants)} catalogued variants (nor a pair of them) reproduces it")  # fmt: skip

@@ -26,7 +26,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("harness.report",),
     ("harness.fuzz", "harness.explain"),  # the commands' own modules
     ("harness.cli",),
-    ("harness.__main__",),
+    ("harness.__main__", "harness.pytest_plugin"),  # the entry points: the command and the pytest plugin
 )  # fmt: skip
 FRAMEWORKS = ("tensorflow", "keras", "tf_keras", "jax", "torch")
 FRAMEWORK_DOORS = ("harness.target",)

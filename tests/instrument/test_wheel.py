@@ -33,7 +33,7 @@ def _setuptools_builds_wheels() -> bool:
 
 
 def _run(argv: list[str], **kwargs) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=600, **kwargs)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False, **kwargs)
     assert done.returncode == 0, f"{argv}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
     return done
 
@@ -65,14 +65,17 @@ def wheel_env(tmp_path_factory):
 
 def test_the_wheel_carries_its_data_and_one_version(wheel_env):
     venv, env, empty = wheel_env
-    where = _run([str(venv / "bin" / "python"), "-c", "import harness, harness.packagedata as p; "
-                  "print(harness.__file__); print(p.data_path('known_divergences.toml'))"], cwd=empty, env=env)  # fmt: skip
+    code = "import harness, harness.packagedata as p; print(harness.__file__); print(p.data_path('known_divergences.toml'))"
+    where = _run([str(venv / "bin" / "python"), "-c", code], cwd=empty, env=env)
     module, registry = where.stdout.split()
     assert module.startswith(str(venv)) and registry.startswith(str(venv)), where.stdout
     version = _run([str(venv / "bin" / "bce-harness"), "--version"], cwd=empty, env=env).stdout
     assert version.strip() == f"bce-harness {harness.__version__}"
     assert _run([str(venv / "bin" / "python"), "-c", "from importlib import metadata; print(metadata.version('bce-harness'))"],
                 cwd=empty, env=env).stdout.strip() == harness.__version__  # fmt: skip
+    code = "from importlib import metadata; print([e.value for e in metadata.entry_points(group='pytest11') if e.name == 'bce_harness'])"
+    plugins = _run([str(venv / "bin" / "python"), "-c", code], cwd=empty, env=env).stdout.strip()
+    assert plugins == "['harness.pytest_plugin']"
 
 
 @pytest.mark.tensorflow
