@@ -56,7 +56,7 @@ class Cluster:
 def clusters(drift: Drift) -> list[Cluster]:
     """The new divergences of ``drift`` grouped by (kind, registry entry, option family, compute dtype)."""
     groups: dict[tuple[str, str, str, str], list[Change]] = defaultdict(list)
-    for c in drift.new_divergences:
+    for c in (*drift.new_divergences, *drift.unexplained):
         a = c.after
         key = (str(a.get("kind")), str(a.get("divergence") or ""), c.group, str(a.get("compute_dtype")))
         groups[key].append(c)
@@ -176,6 +176,14 @@ def _environment(base: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _held(cluster: Cluster) -> str:
+    """What BASE said of the cluster's cases: agreed, or a known divergence (xfail -> fail is no agreement)."""
+    known = sorted({str(c.before.get("divergence")) for c in cluster.changes if c.before.get("status") == "xfail"})
+    if not known:
+        return "agreed with the documented semantics"
+    return f"were the known divergence {', '.join(known)} (not an agreement)"
+
+
 def render_issue(cluster: Cluster, drift: Drift) -> str:
     """The Markdown of one cluster: its first line (without '# ') is the issue title."""
     smallest = min(cluster.changes, key=lambda c: (len(str(c.after.get("y_pred"))), c.id))
@@ -192,7 +200,7 @@ def render_issue(cluster: Cluster, drift: Drift) -> str:
         "",
         f"<!-- bce-harness fingerprint: bce-{cluster.fingerprint} -->",
         f"`tf.keras.losses.BinaryCrossentropy`: {len(cluster.changes)} case(s) of the `{group}` family computing in "
-        f"{dtype} agreed with the documented semantics on TensorFlow {base.get('tensorflow')} and diverge "
+        f"{dtype} {_held(cluster)} on TensorFlow {base.get('tensorflow')} and diverge "
         f"(`{kind}`) on TensorFlow {new.get('tensorflow')}.",
         "",
         f"- **Last version where it held:** TensorFlow {base.get('tensorflow')}, Keras {base.get('keras')} (profile `{base.get('profile')}`)",
