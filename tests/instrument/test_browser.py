@@ -64,7 +64,7 @@ def probe(page: str, tmp: Path) -> dict:
     path = tmp / "probed.html"
     path.write_text(page.replace("</head>", CATCH + "</head>", 1).replace("</body>", PROBE + "</body>", 1), encoding="utf-8")
     done = chromium("--window-size=1280,2000", "--dump-dom", path.as_uri(), tmp=tmp)
-    found = re.search(r'<pre id="bce-probe">(.*?)</pre>', done.stdout, re.S)
+    found = re.search(r'<pre id="bce-probe">(.*?)</pre>', done.stdout, re.DOTALL)
     assert found, f"the probe did not run: {done.stderr[-2000:]}"
     report = json.loads(html.unescape(found.group(1)))
     report["errors"] += [line for line in done.stderr.splitlines() if "CONSOLE" in line and "Uncaught" in line]
