@@ -301,7 +301,7 @@ def test_explain_with_tensorflow_gives_the_verdict(tf_target):
 
 @pytest.mark.tensorflow
 def test_cli_explain_names_the_cause(tf_target):
-    from tests.instrument.test_cli import run_cli
+    from test_cli import run_cli
 
     done = run_cli("explain", "--y-true", "1,0,1,0", "--y-pred", "0.9,0.1,0.6,0.4", "--label-smoothing", "0.1",
                    "--manual", f"{SEEDS}:seed2_example3")  # fmt: skip
