@@ -81,7 +81,7 @@ STEP_CHOICES: dict[str, tuple[str, ...]] = {
     "terms": ("eps_in_log", "log_floor"),
     "axis": ("sum", "all"),
     "weights": ("broadcast",),
-    "reduction": ("sum", "sum_over_batch_size", "mean_with_sample_weight", "batch"),
+    "reduction": ("sum", "sum_over_batch_size", "mean_with_sample_weight", "batch", "nonzero"),
 }
 WHEN_KEYS = ("from_logits", "reduction", "weighted", "smoothed")
 # torch.nn.BCELoss: "our solution is that BCELoss clamps its log function outputs to be greater than or equal
@@ -399,6 +399,11 @@ def _pipeline(case: Case, profile: str, swap: Mapping[str, Any] | None = None) -
         batch = loss.shape[0] if loss.ndim else 1
         value = np.asarray(total / WORK(max(batch, 1)), dtype=WORK)
         red_rule = f"the weighted sum divided by the batch size {batch}"
+    elif how == "nonzero" and weights is not None:
+        total, bound = sem.reduce(loss, loss_err, weights, "sum", m)
+        count = int(np.count_nonzero(np.broadcast_to(weights, loss.shape)))
+        value = np.asarray(total / WORK(count) if count else WORK(0), dtype=WORK)
+        red_rule = f"the weighted sum divided by the number of nonzero weights, {count}"
     else:
         used = how if how is not None else red
         value, bound = sem.reduce(loss, loss_err, weights, used, m)

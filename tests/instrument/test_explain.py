@@ -158,6 +158,11 @@ def per_batch(y_true, y_pred):
     return np.sum(per) / per.shape[0]
 
 
+def nonzero_weights(y_true, y_pred, sample_weight):
+    per = np.mean(_terms(y_true, np.clip(y_pred, 1e-7, 1 - 1e-7)), axis=-1)
+    return np.sum(per * sample_weight) / np.count_nonzero(sample_weight)
+
+
 def sigmoid_again(y_true, y_pred):
     p = 1 / (1 + np.exp(-y_pred.astype(np.float64)))
     return np.mean(_terms(y_true, np.clip(p, 1e-7, 1 - 1e-7)))
@@ -179,6 +184,7 @@ def off_by_a_few_ulp(y_true, y_pred):
 
 
 ROWS_23 = ([[1, 0, 1], [0, 1, 1]], [[0.9, 0.2, 0.6], [0.3, 0.8, 0.4]])
+ROWS_33 = ([[1, 0, 1], [0, 1, 1], [1, 1, 0]], [[0.9, 0.2, 0.6], [0.3, 0.8, 0.4], [0.7, 0.6, 0.1]])
 ROWS_223 = ([[[1, 0, 1], [0, 1, 1]], [[1, 1, 0], [0, 0, 1]]], [[[0.9, 0.2, 0.6], [0.3, 0.8, 0.4]], [[0.7, 0.6, 0.1], [0.2, 0.3, 0.9]]])
 
 
@@ -193,6 +199,7 @@ ROWS_223 = ([[[1, 0, 1], [0, 1, 1]], [[1, 1, 0], [0, 0, 1]]], [[[0.9, 0.2, 0.6],
         (summed, case_of(*ROWS_23), "sum-instead-of-mean"),
         (weighted_mean, case_of(*ROWS_23, weight=[1.0, 3.0]), "divided-by-weight-sum"),
         (per_batch, case_of(*ROWS_223), "divided-by-batch-size"),
+        (nonzero_weights, case_of(*ROWS_33, weight=[1.0, 0.0, 2.0]), "divided-by-nonzero-weights"),
         (sigmoid_again, case_of(*ROWS_23), "sigmoid-applied-twice"),
         (sum_over_labels, case_of(*ROWS_23), "sum-over-axis"),
     ],
