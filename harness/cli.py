@@ -181,11 +181,37 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument(
         "--formats", default="float16,bfloat16", help="comma-separated 16-bit formats (default: %(default)s)"
     )
+    _add_explain(sub, specs)
 
     replay = sub.add_parser("replay", help="re-run saved cases (JSON files, or folders of them) and report them as run does")
     replay.add_argument("files", nargs="+", metavar="FILE", help="case files, or folders whose *.json files are cases")
     _add(replay, specs, "--out", "--registry", "--profile", "--loss-factory", "--quiet", out="reports/replay")
     return parser
+
+
+def _add_explain(sub, specs: dict[str, dict]) -> None:
+    from harness.case import APIS, MODES
+    from harness.dtypes import FLOAT_DTYPES, INPUT_DTYPES
+
+    ex = sub.add_parser("explain", help="the steps Keras takes on your inputs; with --manual, where your own BCE departs")
+    ex.add_argument("--y-true", required=True, metavar="VALUES", help="labels: 1,0,1 or a JSON list, or a .npy/.json file")
+    ex.add_argument("--y-pred", required=True, metavar="VALUES", help="predictions (probabilities, or logits with --from-logits)")
+    ex.add_argument("--sample-weight", default=None, metavar="VALUES", help="sample_weight, in the same forms")
+    ex.add_argument("--from-logits", action="store_true", help="y_pred are logits")
+    ex.add_argument("--label-smoothing", type=float, default=0.0, help="label_smoothing (default: %(default)s)")
+    ex.add_argument("--axis", type=int, default=-1, help="axis (default: %(default)s)")
+    ex.add_argument("--reduction", default="sum_over_batch_size", help="reduction (default: %(default)s)")
+    ex.add_argument("--dtype", default=None, choices=FLOAT_DTYPES, help="the loss's dtype (default: floatx, float32)")
+    for side, default in (("true", "float32"), ("pred", "float32"), ("weight", "float32")):
+        kinds = INPUT_DTYPES if side == "true" else FLOAT_DTYPES
+        ex.add_argument(f"--{side}-dtype", default=default, choices=kinds, help=f"dtype of the {side} tensor (default: %(default)s)")
+    ex.add_argument("--api", default="BinaryCrossentropy", choices=[a for a in APIS if not a.startswith("metrics.")])
+    ex.add_argument("--mode", default="eager", choices=MODES, help="how TensorFlow is called (default: %(default)s)")
+    ex.add_argument("--manual", default=None, metavar="MODULE:FUNCTION", help="your BCE (or FILE.py:FUNCTION), run on the same inputs")
+    ex.add_argument("--json", action="store_true", help="print the explanation as JSON")
+    ex.add_argument("--no-tensorflow", action="store_true", help="the reference's steps (and --manual) only")
+    _add(ex, specs, "--profile", "--registry")
+    ex.set_defaults(loss_factory=None)  # _prepare checks it; explain runs Keras's own loss
 
 
 class _Progress:
@@ -523,6 +549,32 @@ def _print_audit_drift(base: str, new: str) -> None:
         print(f"  {line}")
 
 
+def _cmd_explain(args: argparse.Namespace) -> int:
+    import json
+
+    from harness.case import Options
+    from harness.explain import build_case, explain, parse_array, render_text
+
+    selection, registry = _prepare(args)
+    case = build_case(
+        parse_array(args.y_true, "--y-true"), parse_array(args.y_pred, "--y-pred"),
+        sample_weight=None if args.sample_weight is None else parse_array(args.sample_weight, "--sample-weight"),
+        options=Options(from_logits=args.from_logits, label_smoothing=args.label_smoothing, axis=args.axis,
+                        reduction=None if args.reduction == "None" else args.reduction, dtype=args.dtype),
+        true_dtype=args.true_dtype, pred_dtype=args.pred_dtype, weight_dtype=args.weight_dtype, api=args.api, mode=args.mode,
+    )  # fmt: skip
+    target = None
+    if not args.no_tensorflow:
+        from harness.target import TFTarget
+
+        target = TFTarget()
+    result = explain(case, profile=selection.profile, target=target, manual=args.manual, registry=registry)
+    print(json.dumps(result.as_dict(), indent=1) if args.json else render_text(result))
+    tf_ok = result.verdict is None or not result.verdict.startswith("fail")
+    manual_ok = result.diagnosis is None or result.diagnosis.verdict == "agrees"
+    return EXIT_OK if tf_ok and manual_ok else EXIT_DIVERGED
+
+
 def _cmd_cases(args: argparse.Namespace) -> int:
     from harness.generate.grid import default_suite, select
 
@@ -584,6 +636,7 @@ _COMMANDS = {
     "cases": _cmd_cases,
     "coverage": _cmd_coverage,
     "audit": _cmd_audit,
+    "explain": _cmd_explain,
 }
 
 

@@ -12,7 +12,7 @@ every axis would be millions of cases and mostly redundant):
 ``dtype_reductions``  every compute dtype x every reduction x weights, so reductions are checked in each
              format
 ``errors``   the calls that must raise
-``special``  the curated boundary cases of ``cases/special_cases.toml``
+``special``  the curated boundary cases of ``harness/data/special_cases.toml``
 
 Array values are drawn from ``numpy.random.default_rng([seed, crc32(case id)])``, so a case's data depends
 on the seed and its id only, never on which other cases are generated or in what order.
@@ -35,6 +35,7 @@ from harness.case import MODES, PRODUCERS, REDUCTIONS, Case, Options
 from harness.dtypes import float_format, round_to
 from harness.errors import InputError, UsageError
 from harness.generate.facets import covering_rows, realize, space_for
+from harness.packagedata import data_path
 
 __all__ = [
     "DEFAULT_SEED",
@@ -47,7 +48,7 @@ __all__ = [
 ]
 
 DEFAULT_SEED = 20261122
-DEFAULT_SPECIAL_CASES = Path(__file__).resolve().parents[2] / "cases" / "special_cases.toml"
+DEFAULT_SPECIAL_CASES = data_path("special_cases.toml")
 
 PROB_REGIMES = ("typical", "near_bounds", "exact_bounds", "tiny", "soft_labels", "nan")
 LOGIT_REGIMES = ("typical", "large_1e2", "large_1e4", "infinite", "tiny", "soft_labels", "nan")

@@ -19,7 +19,9 @@ from harness.errors import InputError, UsageError
 
 __all__ = ["CASE_FIELDS", "DEFAULT_REGRESSIONS", "case_files", "load_case"]
 
-DEFAULT_REGRESSIONS = Path(__file__).resolve().parents[2] / "cases" / "regressions"
+# Where fuzz saves the cases it found and replay looks first: a folder of the project being tested, relative
+# to where the command runs (like --out), never inside the installed package.
+DEFAULT_REGRESSIONS = Path("cases") / "regressions"
 # The top-level fields a case file may have: the Case's own (as ``Case.as_dict`` writes them) and ``finding``.
 CASE_FIELDS = frozenset({f.name for f in fields(Case)} | {"finding"})
 

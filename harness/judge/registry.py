@@ -1,6 +1,6 @@
 """The known-divergence registry: where TensorFlow is known to differ from the specification, and why.
 
-The registry is a TOML file (``cases/known_divergences.toml``), one ``[[divergence]]`` table per entry:
+The registry is a TOML file (``harness/data/known_divergences.toml``, package data), one ``[[divergence]]`` table per entry:
 
     [[divergence]]
     id = "short-stable-name"
@@ -48,10 +48,11 @@ from packaging.version import InvalidVersion, Version
 
 from harness.errors import InputError, UsageError
 from harness.judge.compare import KINDS
+from harness.packagedata import data_path
 
 __all__ = ["DEFAULT_REGISTRY", "Divergence", "Registry", "load_registry"]
 
-DEFAULT_REGISTRY = Path(__file__).resolve().parents[2] / "cases" / "known_divergences.toml"
+DEFAULT_REGISTRY = data_path("known_divergences.toml")
 
 MATCH_KEYS = frozenset(
     {

@@ -58,9 +58,6 @@ class Keras3:
         if raises:
             return Expected(raises=raises, dtype=c, rule=rule)
 
-        # binary_crossentropy docstring: "label_smoothing: Float in [0, 1]. If > 0 then smooth the labels by
-        # squeezing them towards 0.5, that is, using 1. - 0.5 * label_smoothing for the target class and
-        # 0.5 * label_smoothing for the non-target class": z = y (1 - ls) + 0.5 ls.
         ls = float(o.label_smoothing)
         z = self.smooth(y, ls)
         dz = tol.smoothing_error(y, ls, m)
@@ -246,9 +243,14 @@ class Keras3:
 
     @staticmethod
     def smooth(y: np.ndarray, ls: float) -> np.ndarray:
-        """z = y (1 - ls) + 0.5 ls, the documented label smoothing (binary_crossentropy docstring), in the working
-        precision; ls == 0 leaves the labels alone (Keras skips the step).  Any real ls and label are taken as
-        the formula says; an infinite label times 1 - ls = 0 is NaN, as the formula's arithmetic gives."""
+        """The smoothed labels z = y (1 - ls) + 0.5 ls, in the working precision.
+
+        binary_crossentropy docstring: "label_smoothing: Float in [0, 1]. If > 0 then smooth the labels by
+        squeezing them towards 0.5, that is, using 1. - 0.5 * label_smoothing for the target class and
+        0.5 * label_smoothing for the non-target class".  ls == 0 leaves the labels alone (Keras skips the
+        step).  Any real ls and label are taken as the formula says; an infinite label times 1 - ls = 0 is
+        NaN, as the formula's arithmetic gives.
+        """
         if not ls:
             return y
         with np.errstate(invalid="ignore"):

@@ -3,8 +3,9 @@
 Both files must come from runs of the same suite with the same seed (format 2 or later, where every record
 carries TensorFlow's outcome), typically on two TensorFlow versions or two Keras lines.  Three lists:
 
-``new divergences``  cases that passed in BASE and do not in NEW (or were known and now fail unexpectedly):
-                     a regression, and ``regressed`` is true
+``new divergences``  cases that passed in BASE and do not in NEW: a regression, and ``regressed`` is true
+``unexplained``      cases that were a known divergence in BASE (xfail) and fail unexpectedly in NEW (fail or
+                     error): a regression too, but they never agreed with the documentation
 ``fixed``            cases that did not pass in BASE and pass in NEW
 ``drift``            cases whose TensorFlow output moved: it raised in one run only, its dtype or shape
                      changed, its NaN/inf moved, or a finite value moved by more than the tolerance -- the
@@ -97,6 +98,7 @@ class Drift:
     new: Mapping[str, Any]
     exact: bool
     new_divergences: tuple[Change, ...] = ()
+    unexplained: tuple[Change, ...] = ()
     fixed: tuple[Change, ...] = ()
     drift: tuple[Change, ...] = ()
     only_base: tuple[str, ...] = ()
@@ -106,7 +108,7 @@ class Drift:
 
     @property
     def regressed(self) -> bool:
-        return bool(self.new_divergences)
+        return bool(self.new_divergences or self.unexplained)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -116,6 +118,7 @@ class Drift:
             "compared": self.compared,
             "regressed": self.regressed,
             "new_divergences": [c.as_dict() for c in self.new_divergences],
+            "unexplained": [c.as_dict() for c in self.unexplained],
             "fixed": [c.as_dict() for c in self.fixed],
             "drift": [c.as_dict() for c in self.drift],
             "only_base": list(self.only_base),
@@ -141,18 +144,19 @@ def compare_results(base: Mapping[str, Any], new: Mapping[str, Any], *, exact: b
     before = {r["id"]: r for r in base["records"]}
     after = {r["id"]: r for r in new["records"]}
     common = [i for i in after if i in before]
-    new_div, fixed, drifted = [], [], []
+    new_div, unexplained, fixed, drifted = [], [], [], []
     groups: dict[str, int] = defaultdict(int)
     for cid in common:
         b, a = before[cid], after[cid]
         group = group_of(a)
         groups[group] += 1
-        if b["status"] == "pass" and a["status"] in ("fail", "xfail", "error") or (
-            b["status"] == "xfail" and a["status"] in ("fail", "error")
-        ):
-            new_div.append(Change(cid, group, f"{b['status']} -> {a['status']}", b, a))
+        status = Change(cid, group, f"{b['status']} -> {a['status']}", b, a)
+        if b["status"] == "pass" and a["status"] in ("fail", "xfail", "error"):
+            new_div.append(_measured(status))
+        elif b["status"] == "xfail" and a["status"] in ("fail", "error"):
+            unexplained.append(_measured(status))
         elif b["status"] not in _OK and a["status"] in _OK:
-            fixed.append(Change(cid, group, f"{b['status']} -> {a['status']}", b, a))
+            fixed.append(_measured(status))
         moved = _moved(cid, group, b, a, exact)
         if moved is not None:
             drifted.append(moved)
@@ -161,6 +165,7 @@ def compare_results(base: Mapping[str, Any], new: Mapping[str, Any], *, exact: b
         new=nm,
         exact=exact,
         new_divergences=tuple(new_div),
+        unexplained=tuple(unexplained),
         fixed=tuple(fixed),
         drift=tuple(drifted),
         only_base=tuple(i for i in before if i not in after),
@@ -168,6 +173,17 @@ def compare_results(base: Mapping[str, Any], new: Mapping[str, Any], *, exact: b
         compared=len(common),
         groups=dict(groups),
     )
+
+
+def _measured(change: Change) -> Change:
+    """A status change with how far TensorFlow's value moved, when both sides have one of one shape."""
+    b, a = change.before, change.after
+    if b.get("actual_error") is not None or a.get("actual_error") is not None:
+        return change
+    bv, av = _array(b.get("actual"), f"{change.id}: BASE actual"), _array(a.get("actual"), f"{change.id}: NEW actual")
+    if bv is None or av is None or bv.shape != av.shape:
+        return change
+    return _with_values(change, bv, av, None)
 
 
 def _array(x: Any, name: str) -> np.ndarray | None:
@@ -306,6 +322,7 @@ def render_text(d: Drift, *, max_rows: int = 5) -> str:
         lines.append(f"not compared: {len(d.only_base)} cases only in BASE, {len(d.only_new)} only in NEW")
     lines.append("")
     lines += _section("new divergences (passed in BASE, not in NEW)", d.new_divergences, max_rows)
+    lines += [""] + _section("unexplained (a known divergence in BASE, an unexpected failure in NEW)", d.unexplained, max_rows)
     lines += [""] + _section("fixed (did not pass in BASE, pass in NEW)", d.fixed, max_rows)
     lines += [""] + _section("value drift (TensorFlow's output moved)", d.drift, max_rows)
     lines += ["", "NEW regressed" if d.regressed else "no regression"]

@@ -4,8 +4,8 @@ rather look than read.
 From a results.json's contents, and optionally a ``Drift`` against an earlier run:
 
 * the summary: status counts per option family and compute dtype;
-* a heatmap of the worst ULP difference among the passing records, by compute dtype and value regime
-  (how close TensorFlow lands where it agrees; the failures have their own section);
+* a heatmap of the worst ULP difference among the passing records, by compute dtype and value regime, with
+  that record's absolute difference beside it (near zero a ULP is minute; the failures have their own section);
 * the error distribution per compute dtype: how many passing records landed 0, 1, 2-3, 4-7, ... ULP away;
 * with a drift: cases that changed between the two versions per option family, and how far the values moved;
 * the divergences, each with its mismatch message.
@@ -36,7 +36,7 @@ table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding
 th{background:#f4f4f4}td:first-child,th:first-child,td.l{text-align:left}
 .fail,.error,.xpass{color:#b00020;font-weight:bold}.xfail{color:#8a6d00}
 pre{background:#f7f7f7;padding:.5em;overflow-x:auto;font-size:12px}details{margin:.2em 0}
-svg text{font:11px system-ui,sans-serif}.note{color:#666}
+svg text{font:11px system-ui,sans-serif}svg text.abs{fill:#444}.note{color:#666}svg.plot{display:block;margin:.5em 0}
 """
 
 
@@ -62,35 +62,58 @@ def _color(level: float) -> str:
     return f"rgb(255,{g},{int(255 - 230 * level)})"
 
 
+def _compact(v: float) -> str:
+    """A count or distance short enough for a cell: 3, 1200, 4.2e+08."""
+    return f"{v:.0f}" if abs(v) < 1e4 else f"{v:.1e}"
+
+
+def _text_width(text: str, size: float = 11) -> float:
+    """The width a label takes in the page's sans-serif at ``size`` px (0.62 em a character, generous)."""
+    return 0.62 * size * len(text)
+
+
 def _heatmap(records: Sequence[Mapping[str, Any]]) -> str:
-    worst: dict[tuple[str, str], int] = {}
+    worst: dict[tuple[str, str], tuple[int, float]] = {}
     for r in records:
         if r["status"] == "pass" and r.get("max_ulp") is not None:
             key = (r.get("compute_dtype") or "?", r.get("tags", {}).get("regime", "?"))
-            worst[key] = max(worst.get(key, 0), int(r["max_ulp"]))
+            ulp, diff = int(r["max_ulp"]), r.get("max_abs")
+            diff = float(diff) if isinstance(diff, (int, float)) else 0.0
+            if key not in worst or ulp > worst[key][0]:
+                worst[key] = (ulp, diff)
     if not worst:
         return "<p class=note>No passing records.</p>"
     dtypes = sorted({d for d, _ in worst})
     regimes = sorted({g for _, g in worst})
-    top = max(math.log2(1 + v) for v in worst.values()) or 1.0
-    cw, ch, left, head = 78, 26, 80, 70
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + cw * len(regimes) + 10}" height="{head + ch * len(dtypes) + 10}" role="img" aria-label="worst ULP by dtype and regime">']
+    top = max(math.log2(1 + v) for v, _ in worst.values()) or 1.0
+    # column labels stand vertically, one per column, so none can run into its neighbour or off the plot
+    cw, ch = 78, 34
+    left = 10 + max(_text_width(d) for d in dtypes)
+    head = 14 + max(_text_width(g) for g in regimes)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="plot" width="{left + cw * len(regimes) + 10:.0f}" height="{head + ch * len(dtypes) + 10:.0f}" role="img" aria-label="worst ULP by dtype and regime">']
     for j, g in enumerate(regimes):
-        x = left + j * cw + cw / 2
-        parts.append(f'<text x="{x}" y="{head - 8}" text-anchor="end" transform="rotate(-30 {x} {head - 8})">{_e(g)}</text>')
+        x = left + j * cw + cw / 2 + 4
+        parts.append(f'<text x="{x:.1f}" y="{head - 6:.1f}" text-anchor="start" transform="rotate(-90 {x:.1f} {head - 6:.1f})">{_e(g)}</text>')
     for i, d in enumerate(dtypes):
         y = head + i * ch
-        parts.append(f'<text x="{left - 6}" y="{y + ch / 2 + 4}" text-anchor="end">{_e(d)}</text>')
+        parts.append(f'<text x="{left - 6:.1f}" y="{y + ch / 2 + 4:.1f}" text-anchor="end">{_e(d)}</text>')
         for j, g in enumerate(regimes):
             x = left + j * cw
             if (d, g) in worst:
-                v = worst[(d, g)]
-                parts.append(f'<rect x="{x}" y="{y}" width="{cw - 2}" height="{ch - 2}" fill="{_color(math.log2(1 + v) / top)}"><title>{_e(d)} / {_e(g)}: worst {v} ULP</title></rect>')
-                parts.append(f'<text x="{x + cw / 2}" y="{y + ch / 2 + 4}" text-anchor="middle">{v}</text>')
+                v, diff = worst[(d, g)]
+                tip = f"{d} / {g}: worst {v} ULP, |diff| {diff:.3g}"
+                parts.append(f'<rect x="{x:.1f}" y="{y}" width="{cw - 2}" height="{ch - 2}" fill="{_color(math.log2(1 + v) / top)}"><title>{_e(tip)}</title></rect>')
+                parts.append(f'<text x="{x + cw / 2:.1f}" y="{y + 13}" text-anchor="middle">{_compact(v)} ULP</text>')
+                parts.append(f'<text x="{x + cw / 2:.1f}" y="{y + 26}" text-anchor="middle" class="abs">{diff:.2g}</text>')
             else:
-                parts.append(f'<rect x="{x}" y="{y}" width="{cw - 2}" height="{ch - 2}" fill="#eee"/>')
+                parts.append(f'<rect x="{x:.1f}" y="{y}" width="{cw - 2}" height="{ch - 2}" fill="#eee"/>')
     parts.append("</svg>")
-    return "".join(parts)
+    note = ("<p class=note>Each cell: the largest distance, in ULPs of the compute dtype at the expected value, between "
+            "TensorFlow and the reference among the passing records of that dtype and regime, and below it that "
+            "record's absolute difference.  The records pass because the absolute difference is within the error "
+            "bound; near zero (tiny, subnormal or underflowing results) a ULP is minute, so a passing record can be "
+            "10<sup>8</sup> ULP away while its absolute difference is far below the bound.</p>")  # fmt: skip
+    return "".join(parts) + note
 
 
 def _bin_label(lo: int, hi: int | None) -> str:
@@ -107,21 +130,26 @@ def _histograms(records: Sequence[Mapping[str, Any]]) -> str:
     if not counts:
         return "<p class=note>No passing records.</p>"
     charts = []
-    bw, hgt = 34, 110
+    labels = [_bin_label(*b) for b in _BINS]
+    bw = max(40, 8 + max(_text_width(t) for t in labels))  # each bin as wide as its label, so labels never touch
+    hgt, title_h, count_h = 110, 20, 16  # the count above the tallest bar stays below the title
     for dtype in sorted(counts):
         c = counts[dtype]
         top = max(c) or 1
-        parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{bw * len(_BINS) + 20}" height="{hgt + 50}" role="img" aria-label="ULP distribution {_e(dtype)}">']
-        parts.append(f'<text x="4" y="12" font-weight="bold">{_e(dtype)} ({sum(c)} records)</text>')
+        base = title_h + count_h + hgt
+        parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="plot" width="{bw * len(_BINS) + 20:.0f}" height="{base + 24}" role="img" aria-label="ULP distribution {_e(dtype)}">']
+        parts.append(f'<text x="4" y="14" font-weight="bold">{_e(dtype)} ({sum(c)} records)</text>')
         for k, n in enumerate(c):
             h = hgt * n / top
             x = 10 + k * bw
-            parts.append(f'<rect x="{x}" y="{20 + hgt - h}" width="{bw - 4}" height="{h}" fill="#4a78b5"><title>{n} records at {_bin_label(*_BINS[k])} ULP</title></rect>')
-            parts.append(f'<text x="{x + bw / 2 - 2}" y="{20 + hgt - h - 2}" text-anchor="middle">{n}</text>')
-            parts.append(f'<text x="{x + bw / 2 - 2}" y="{hgt + 34}" text-anchor="middle">{_bin_label(*_BINS[k])}</text>')
+            parts.append(f'<rect x="{x:.1f}" y="{base - h:.1f}" width="{bw - 6:.1f}" height="{h:.1f}" fill="#4a78b5"><title>{n} records at {labels[k]} ULP</title></rect>')
+            parts.append(f'<text x="{x + (bw - 6) / 2:.1f}" y="{base - h - 3:.1f}" text-anchor="middle">{n}</text>')
+            parts.append(f'<text x="{x + (bw - 6) / 2:.1f}" y="{base + 16}" text-anchor="middle">{labels[k]}</text>')
         parts.append("</svg>")
         charts.append("".join(parts))
-    return "<div>" + " ".join(charts) + "</div><p class=note>x: the record's largest ULP difference from the reference</p>"
+    return ("<div>" + " ".join(charts) + "</div><p class=note>x: a passing record's largest distance from the reference "
+            "in ULPs of its compute dtype; y: records.  Near zero a large ULP count can still be a tiny absolute error "
+            "(see the heatmap).</p>")  # fmt: skip
 
 
 def _summary(records: Sequence[Mapping[str, Any]]) -> str:
@@ -133,10 +161,15 @@ def _summary(records: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _drift_section(d: Drift) -> str:
-    per_group: dict[str, dict[str, int]] = defaultdict(lambda: {"new divergence": 0, "fixed": 0, "drift": 0})
-    for name, changes in (("new divergence", d.new_divergences), ("fixed", d.fixed), ("drift", d.drift)):
+    # each case once, under the first list that has it: a new divergence whose value also moved is not drift too
+    names = ("new divergence", "unexplained", "fixed", "drift")
+    per_group: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(names, 0))
+    counted: set[str] = set()
+    for name, changes in zip(names, (d.new_divergences, d.unexplained, d.fixed, d.drift), strict=True):
         for c in changes:
-            per_group[c.group][name] += 1
+            if c.id not in counted:
+                counted.add(c.id)
+                per_group[c.group][name] += 1
     out = [
         f"<p>BASE: TensorFlow {_e(d.base.get('tensorflow'))}, Keras {_e(d.base.get('keras'))}, profile {_e(d.base.get('profile'))}; "
         f"NEW: TensorFlow {_e(d.new.get('tensorflow'))}, Keras {_e(d.new.get('keras'))}, profile {_e(d.new.get('profile'))}. "
@@ -145,33 +178,43 @@ def _drift_section(d: Drift) -> str:
     if per_group:
         groups = sorted(per_group)
         top = max(sum(v.values()) for v in per_group.values()) or 1
-        colors = {"new divergence": "#b00020", "fixed": "#2e7d32", "drift": "#e0a100"}
+        colors = {"new divergence": "#b00020", "unexplained": "#7b1fa2", "fixed": "#2e7d32", "drift": "#e0a100"}
         width, left, rowh = 420, 190, 22
-        parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 80}" height="{rowh * len(groups) + 40}" role="img" aria-label="changes per option family">']
+        left = 10 + max(_text_width(g) for g in groups)
+        parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="plot" width="{max(left + width + 80, left + 4 * 130):.0f}" height="{rowh * len(groups) + 40}" role="img" aria-label="changes per option family">']
         for i, g in enumerate(groups):
             y = 10 + i * rowh
             x = left
-            parts.append(f'<text x="{left - 6}" y="{y + 14}" text-anchor="end">{_e(g)}</text>')
+            parts.append(f'<text x="{left - 6:.1f}" y="{y + 14}" text-anchor="end">{_e(g)}</text>')
             for name, n in per_group[g].items():
                 w = width * n / top
                 if n:
-                    parts.append(f'<rect x="{x}" y="{y}" width="{w}" height="{rowh - 4}" fill="{colors[name]}"><title>{_e(g)}: {n} {name}</title></rect>')
+                    parts.append(f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{rowh - 4}" fill="{colors[name]}"><title>{_e(g)}: {n} {name}</title></rect>')
                 x += w
-            parts.append(f'<text x="{x + 4}" y="{y + 14}">{sum(per_group[g].values())}</text>')
+            parts.append(f'<text x="{x + 4:.1f}" y="{y + 14}">{sum(per_group[g].values())}</text>')
         legend_y = 10 + len(groups) * rowh + 14
         for k, (name, color) in enumerate(colors.items()):
-            parts.append(f'<rect x="{left + k * 130}" y="{legend_y - 10}" width="10" height="10" fill="{color}"/><text x="{left + k * 130 + 14}" y="{legend_y}">{name}</text>')
+            parts.append(f'<rect x="{left + k * 130:.1f}" y="{legend_y - 10}" width="10" height="10" fill="{color}"/><text x="{left + k * 130 + 14:.1f}" y="{legend_y}">{name}</text>')
         parts.append("</svg>")
         out.append("".join(parts))
-    for title, changes in (("New divergences", d.new_divergences), ("Fixed", d.fixed), ("Value drift", d.drift)):
+    out.append("<p class=note>Each case is counted once, under the first of these lists that holds it.  "
+               "|moved| is the largest absolute change of TensorFlow's value between the versions, ULP moved the "
+               "same change in ULPs of the coarser compute dtype of the two (near zero a large ULP count can be a "
+               "tiny change).</p>")
+    sections = (("New divergences (passed in BASE)", d.new_divergences),
+                ("Unexplained (a known divergence in BASE, an unexpected failure in NEW)", d.unexplained),
+                ("Fixed", d.fixed), ("Value drift", d.drift))  # fmt: skip
+    for title, changes in sections:
         out.append(f"<h3>{title} ({len(changes)})</h3>")
         rows = []
         for c in changes[:_MAX_DIVERGENCES]:
             before = c.before.get("actual_error") or _short(c.before)
             after = c.after.get("actual_error") or _short(c.after)
-            rows.append((c.group, c.id, c.what, before, after, "" if c.max_ulp is None else c.max_ulp))
+            moved = "" if c.max_abs is None else f"{c.max_abs:.3g}"
+            rows.append((c.group, c.id, c.what, before, after, moved, "" if c.max_ulp is None else c.max_ulp))
         if rows:
-            out.append(_table(("option family", "case", "what", "before", "after", "max ULP moved"), rows, ("", "l", "l", "l", "l", "")))
+            head = ("option family", "case", "what", "before", "after", "max |moved|", "max ULP moved")
+            out.append(_table(head, rows, ("", "l", "l", "l", "l", "", "")))
         if len(changes) > _MAX_DIVERGENCES:
             out.append(f"<p class=note>{len(changes) - _MAX_DIVERGENCES} more in drift.json</p>")
     return "".join(out)
@@ -212,7 +255,7 @@ def render_html(results: Mapping[str, Any], *, drift: Drift | None = None) -> st
         "<p><b>" + ", ".join(f"{totals.get(s, 0)} {s}" for s in _STATUSES) + f" of {totals.get('total', len(records))} records.</b></p>",
         "<h2>Summary</h2>",
         _summary(records),
-        "<h2>Worst ULP among passing records, by compute dtype and value regime</h2>",
+        "<h2>Worst ULP (and its absolute difference) among passing records, by compute dtype and value regime</h2>",
         _heatmap(records),
         "<h2>Error distribution per compute dtype (passing records)</h2>",
         _histograms(records),

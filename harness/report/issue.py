@@ -32,7 +32,7 @@ from harness.report.html import write_html
 from harness.report.junit import write_junit
 from harness.report.repro import snippet
 
-__all__ = ["Cluster", "clusters", "render_issue", "write_compare_reports"]
+__all__ = ["Cluster", "clusters", "render_issue", "render_summary", "write_compare_reports"]
 
 _ROWS = 5
 _IDS = 20
@@ -56,7 +56,7 @@ class Cluster:
 def clusters(drift: Drift) -> list[Cluster]:
     """The new divergences of ``drift`` grouped by (kind, registry entry, option family, compute dtype)."""
     groups: dict[tuple[str, str, str, str], list[Change]] = defaultdict(list)
-    for c in drift.new_divergences:
+    for c in (*drift.new_divergences, *drift.unexplained):
         a = c.after
         key = (str(a.get("kind")), str(a.get("divergence") or ""), c.group, str(a.get("compute_dtype")))
         groups[key].append(c)
@@ -176,6 +176,73 @@ def _environment(base: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _nightly(version: Any) -> bool:
+    """tf-nightly's versions carry a ``.dev`` segment (2.22.0.dev20261201); releases do not."""
+    return "dev" in str(version)
+
+
+def _bug_template(cluster: Cluster, r: Mapping[str, Any], before: Mapping[str, Any], base: Mapping[str, Any],
+                  new: Mapping[str, Any]) -> list[str]:  # fmt: skip
+    """The fields of TensorFlow's bug template (.github/ISSUE_TEMPLATE/00-bug-issue.yml) and, for a finding in
+    Keras code, Keras's (keras-team/keras: Keras version, backend, standalone code, log), filled from the runs."""
+    kind = cluster.key[0]
+    if _nightly(new.get("tensorflow")):
+        nightly = f"Yes: TensorFlow {new.get('tensorflow')} (tf-nightly) is the NEW run"
+    elif _nightly(base.get("tensorflow")):
+        nightly = f"Yes: TensorFlow {base.get('tensorflow')} (tf-nightly) is the BASE run"
+    else:
+        nightly = "No: neither run is tf-nightly (run `tox -e tf-nightly` and compare against it)"
+    fence = "`" * 3
+    log = str(r.get("message") or r.get("actual_error") or kind).replace(fence, "` ` `")
+    return [
+        "## Bug report fields (TensorFlow's template)",
+        "",
+        "- **Issue type:** Bug",
+        f"- **Have you reproduced the bug with TensorFlow Nightly?** {nightly}",
+        "- **Source:** binary",
+        f"- **TensorFlow version:** {new.get('tensorflow')} (it held on {base.get('tensorflow')})",
+        "- **Custom code:** No: the public `tf.keras.losses.BinaryCrossentropy` API only",
+        f"- **OS platform and distribution:** {new.get('platform')}",
+        "- **Mobile device:** -",
+        f"- **Python version:** {new.get('python')}",
+        "- **Bazel version:** - (binary install)",
+        "- **GCC/compiler version:** - (binary install)",
+        "- **CUDA/cuDNN version:** - (CPU)",
+        "- **GPU model and memory:** - (CPU)",
+        f"- **Keras version** (for keras-team/keras, whose code the loss is): {new.get('keras')}, backend tensorflow {new.get('tensorflow')}",
+        "",
+        "### Current behavior?",
+        "",
+        f"`{kind}`: the result departs from the documented semantics (expected against actual below).",
+        f"- Result on the latest release (BASE, TensorFlow {base.get('tensorflow')}): {_outcome(before)}",
+        f"- Result on TensorFlow {new.get('tensorflow')} (NEW{', tf-nightly' if _nightly(new.get('tensorflow')) else ''}): {_outcome(r)}",
+        "",
+        "### Standalone code to reproduce the issue",
+        "",
+        "Under **Reproduction** below: it needs only tensorflow and numpy and exits 1 while the issue reproduces.",
+        "",
+        "### Relevant log output",
+        "",
+        fence,
+        log,
+        fence,
+    ]
+
+
+def _outcome(r: Mapping[str, Any]) -> str:
+    if r.get("actual_error"):
+        return f"raised {r['actual_error'][:200]}"
+    return f"{r.get('status')}, {_arr_text(_arr(r.get('actual')), r.get('actual_dtype'))}"
+
+
+def _held(cluster: Cluster) -> str:
+    """What BASE said of the cluster's cases: agreed, or a known divergence (xfail -> fail is no agreement)."""
+    known = sorted({str(c.before.get("divergence")) for c in cluster.changes if c.before.get("status") == "xfail"})
+    if not known:
+        return "agreed with the documented semantics"
+    return f"were the known divergence {', '.join(known)} (not an agreement)"
+
+
 def render_issue(cluster: Cluster, drift: Drift) -> str:
     """The Markdown of one cluster: its first line (without '# ') is the issue title."""
     smallest = min(cluster.changes, key=lambda c: (len(str(c.after.get("y_pred"))), c.id))
@@ -192,7 +259,7 @@ def render_issue(cluster: Cluster, drift: Drift) -> str:
         "",
         f"<!-- bce-harness fingerprint: bce-{cluster.fingerprint} -->",
         f"`tf.keras.losses.BinaryCrossentropy`: {len(cluster.changes)} case(s) of the `{group}` family computing in "
-        f"{dtype} agreed with the documented semantics on TensorFlow {base.get('tensorflow')} and diverge "
+        f"{dtype} {_held(cluster)} on TensorFlow {base.get('tensorflow')} and diverge "
         f"(`{kind}`) on TensorFlow {new.get('tensorflow')}.",
         "",
         f"- **Last version where it held:** TensorFlow {base.get('tensorflow')}, Keras {base.get('keras')} (profile `{base.get('profile')}`)",
@@ -200,6 +267,7 @@ def render_issue(cluster: Cluster, drift: Drift) -> str:
     ]
     if entry:
         lines.append(f"- The NEW run's registry already knows this as `{entry}` (a documented-semantics divergence).")
+    lines += ["", *_bug_template(cluster, r, before, base, new)]
     lines += ["", "## Environment", "", *_environment(base, new), "", "## Reproduction", ""]
     lines += [
         f"Case `{case.id}`" + (" (shrunk to its first diverging row)" if case.id != r["id"] else "") + "; needs only tensorflow and numpy, exits 1 while it reproduces:",
@@ -224,6 +292,22 @@ def render_issue(cluster: Cluster, drift: Drift) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_summary(drift: Drift, found: Sequence[Cluster]) -> str:
+    """A job summary in Markdown (the nightly appends it to $GITHUB_STEP_SUMMARY): versions, counts, clusters."""
+    lines = [
+        f"## bce-harness: TensorFlow {drift.new.get('tensorflow')} against {drift.base.get('tensorflow')}",
+        "",
+        f"{drift.compared} cases compared: {len(drift.new_divergences)} new divergences, {len(drift.unexplained)} "
+        f"known divergences now unexplained, {len(drift.fixed)} fixed, {len(drift.drift)} with value drift. "
+        + ("**Regressed.**" if drift.regressed else "No regression."),
+        "",
+    ]
+    if found:
+        lines += ["| regression | cases |", "|---|---|"]
+        lines += [f"| {c.title} | {len(c.changes)} |" for c in found]
+    return "\n".join(lines) + "\n"
+
+
 def write_compare_reports(drift: Drift, new_results: Mapping[str, Any], out_dir: str | Path) -> dict[str, Any]:
     """regressions/<fingerprint>.md per cluster, drift.json, report.html and junit.xml in ``out_dir``."""
     out = Path(out_dir)
@@ -233,6 +317,7 @@ def write_compare_reports(drift: Drift, new_results: Mapping[str, Any], out_dir:
         old.unlink()
     written = [atomic_write_text(reg_dir / f"bce-{c.fingerprint}.md", render_issue(c, drift)) for c in clusters(drift)]
     return {
+        "summary": atomic_write_text(out / "summary.md", render_summary(drift, clusters(drift))),
         "regressions": written,
         "regressions_dir": reg_dir,
         "drift": atomic_write_text(out / "drift.json", dumps(drift.as_dict())),

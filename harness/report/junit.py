@@ -35,7 +35,8 @@ def render_junit(results: Mapping[str, Any]) -> str:
         timestamp=str(meta.get("created_utc", "")),
     )
     props = ET.SubElement(suite, "properties")
-    for key in ("tensorflow", "keras", "profile", "seed", "platform"):
+    # the versions and the seed, so a dashboard can say what ran: every run's meta has them (summary.meta)
+    for key in ("tensorflow", "keras", "profile", "seed", "harness_version", "python", "numpy", "platform"):
         ET.SubElement(props, "property", name=key, value=str(meta.get(key)))
     for r in records:
         case = ET.SubElement(suite, "testcase", classname=f"bce-harness.{group_of(r)}", name=r["id"], time="0")

@@ -8,6 +8,8 @@ registered.  With no saved case the parameter list is empty and pytest reports i
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from test_differential import check  # the differential suite's judgement: run's own rule
 
@@ -15,7 +17,7 @@ from harness.generate.saved import DEFAULT_REGRESSIONS, case_files, load_case
 
 pytestmark = pytest.mark.tensorflow
 
-FILES = case_files([DEFAULT_REGRESSIONS])
+FILES = case_files([Path(__file__).resolve().parents[2] / DEFAULT_REGRESSIONS])  # the clone's, wherever pytest runs
 
 
 @pytest.mark.parametrize("path", FILES, ids=[f.stem for f in FILES])

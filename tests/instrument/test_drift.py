@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -178,3 +179,59 @@ def test_cli_compare_bad_input_is_one_line_exit_2(tmp_path: Path, capsys):
     assert main(["compare", str(tmp_path / "nope"), str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "results file not found" in err
+
+
+def test_a_known_divergence_that_fails_unexpectedly_is_not_listed_as_passed_before(tmp_path):
+    """xfail -> fail is a regression, but those cases never agreed with the documentation: their own list, and
+    an issue body that says what BASE said of them."""
+
+    base = results([record("values/k", "xfail", actual={"shape": [2], "data": ["nan", 0.5]}, kind="nan_inf", divergence="known-k")])
+    new = results([diverged("values/k", {"shape": [2], "data": [0.25, 0.5]})], tensorflow="2.21.0")
+    d = compare_results(base, new)
+    assert not d.new_divergences and [c.id for c in d.unexplained] == ["values/k"] and d.regressed
+    text = render_text(d)
+    assert "new divergences (passed in BASE, not in NEW): 0" in text and "unexplained (a known divergence in BASE" in text
+    (cluster,) = clusters(d)
+    body = render_issue(cluster, d)
+    assert "agreed with the documented semantics" not in body and "were the known divergence known-k" in body
+
+
+def test_the_drift_chart_counts_each_case_once_and_status_changes_have_their_ulps():
+    from harness.report.html import render_html
+
+    d = compare_results(BASE, NEW)
+    page = render_html(NEW, drift=d)
+    # values/a is a new divergence whose NaN also moved, values/c fixed and moved: one bar each, not two
+    total = len({c.id for c in (*d.new_divergences, *d.unexplained, *d.fixed, *d.drift)})
+    assert f"{d.compared} cases compared" in page
+    counts = [int(n) for n in re.findall(r'<text x="[\d.]+" y="\d+">(\d+)</text>', page.split("changes per option family")[1].split("</svg>")[0])]
+    assert sum(counts) == total
+    assert all(c.max_ulp is not None for c in d.fixed if c.after.get("actual_error") is None)
+
+
+def test_a_regression_file_has_the_bug_template_fields_and_both_results(tmp_path):
+
+    nightly = results(NEW["records"], tensorflow="2.22.0.dev20261201", keras="3.16.0.dev2026120103")
+    d = compare_results(BASE, nightly)
+    paths = write_compare_reports(d, nightly, tmp_path)
+    (body,) = [p.read_text() for p in paths["regressions"]]
+    for field in ("**Issue type:** Bug", "**Have you reproduced the bug with TensorFlow Nightly?** Yes", "**Source:** binary",
+                  "**TensorFlow version:** 2.22.0.dev20261201", "**Custom code:**", "**OS platform and distribution:**",
+                  "**Python version:**", "**Keras version**", "### Current behavior?", "### Standalone code to reproduce the issue",
+                  "### Relevant log output", "Result on the latest release (BASE, TensorFlow 2.20.0)",
+                  "Result on TensorFlow 2.22.0.dev20261201 (NEW, tf-nightly)", "```python"):  # fmt: skip
+        assert field in body, field
+    summary = paths["summary"].read_text()
+    assert "1 new divergences" in summary and "**Regressed.**" in summary and "[bce-" in summary
+
+
+def test_junit_carries_the_versions_and_the_seed():
+    import xml.etree.ElementTree as ET
+
+    from harness.report.junit import render_junit
+
+    meta = {**NEW["meta"], "harness_version": "0.1.0"}
+    root = ET.fromstring(render_junit({**NEW, "meta": meta}))
+    props = {p.get("name"): p.get("value") for p in root.iter("property")}
+    assert props["tensorflow"] == "2.21.0" and props["keras"] == "3.15.1" and props["seed"] == "1"
+    assert props["harness_version"] == "0.1.0" and props["python"] == "3.11" and props["numpy"] == "2.0"

@@ -33,7 +33,7 @@ def test_html_is_self_contained_with_plots_and_divergences():
 def test_html_with_a_drift_has_the_drift_section():
     page = render_html(NEW, drift=compare_results(BASE, NEW))
     assert "Drift between the two versions" in page and "changes per option family" in page
-    assert "values/d" in page and "New divergences (1)" in page
+    assert "values/d" in page and "New divergences (passed in BASE) (1)" in page
 
 
 def test_junit_maps_statuses():

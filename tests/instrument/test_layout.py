@@ -18,15 +18,15 @@ PACKAGE = Path(__file__).resolve().parents[2] / "harness"
 # floor, any ground-floor module); otherwise only floors below its own.
 FLOORS: tuple[tuple[str, ...], ...] = (
     ("harness", "harness.errors", "harness.dtypes", "harness.jsonio", "harness.case", "harness.stacking",
-     "harness.families"),
+     "harness.families", "harness.packagedata"),
     ("harness.target", "harness.oracle"),  # siblings: the door to TensorFlow and the oracle never meet
     ("harness.generate",),
     ("harness.judge",),
     ("harness.run",),
     ("harness.report",),
-    ("harness.fuzz", "harness.audit"),
+    ("harness.fuzz", "harness.audit", "harness.explain"),  # the commands' own modules
     ("harness.cli",),
-    ("harness.__main__",),
+    ("harness.__main__", "harness.pytest_plugin"),  # the entry points: the command and the pytest plugin
 )  # fmt: skip
 FRAMEWORKS = ("tensorflow", "keras", "tf_keras", "jax", "torch")
 FRAMEWORK_DOORS = ("harness.target",)
