@@ -1,0 +1,265 @@
+"""Quarantine by class: when cases of one kind crash or hang again and again, stop paying for each.
+
+A case's *signature* is the facets that choose TensorFlow's code path (``signature``): the entry point and
+mode, the options, the dtypes, the shapes' kind (ranks, empty or not), the form of the weights and the value
+regime (NaN, infinities, zeros and ones).  They are read from the arrays and options themselves, not from the
+grid's tags, so a case drawn by the fuzzer or written by hand has one too.
+
+A *class* is a failure (kind and cause: ``crash`` with its signal, or ``timeout``) and a conjunction of
+facet values.  A confirmed failure starts a class with its whole signature, or joins the class of the same
+failure whose facets, reduced to those the two share, match no case that completed (passed, failed or
+raised, but did not take its worker down): the class grows by dropping the facets its members do not share,
+and never over a case known to be fine.  After ``confirm`` members the class is *active*: the cases still to
+run that match it are held back instead of run, and ``samples`` of them, those least like the members, are
+run to confirm it.  Any case that matches a class and completes lifts the class (its held cases are run
+after all), so a class never records a case as crashed that would not have crashed.  When the run has
+nothing else to do, the held cases of a class whose samples all failed the same way are recorded at once
+as that failure, ``inferred``, with the ids of the members that were seen to fail.
+
+Nothing here runs anything: the pool (workers.py) asks and tells.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from harness.case import Case
+
+__all__ = ["CONFIRM", "SAMPLES", "FaultClass", "Quarantine", "signature"]
+
+CONFIRM = 2  # members seen to fail before a class holds its other cases back
+SAMPLES = 2  # held cases run to confirm a class before the rest are inferred
+
+
+def _smoothing(ls: float) -> str:
+    return "0" if ls == 0 else "1" if ls == 1 else "(0,1)"
+
+
+def _values(a: np.ndarray | None) -> np.ndarray:
+    return np.zeros(0) if a is None else np.asarray(a, dtype=np.float64)
+
+
+def signature(case: Case) -> dict[str, str]:
+    """The facets of ``case`` that choose its code path, as strings."""
+    o = case.options
+    y, p, w = _values(case.y_true), _values(case.y_pred), _values(case.sample_weight)
+    every = np.concatenate([y.ravel(), p.ravel(), w.ravel()])
+    rank = max(case.y_true.ndim, case.y_pred.ndim)
+    if case.sample_weight is None:
+        weights = "none"
+    elif case.sample_weight.ndim == 0:
+        weights = "scalar"
+    else:
+        weights = f"rank{case.sample_weight.ndim}" + ("-zeros" if not w.any() else "")
+    return {
+        "api": case.api,
+        "mode": case.mode,
+        "producer": case.producer or "none",
+        "grad": case.grad or "none",
+        "mask": "none" if case.mask is None else "mask",
+        "from_logits": str(o.from_logits),
+        "label_smoothing": _smoothing(o.label_smoothing),
+        "axis": "last" if rank and o.axis % rank == rank - 1 else "other",
+        "reduction": "none" if o.reduction is None else str(o.reduction),
+        "dtype": o.dtype or "default",
+        "true_dtype": case.true_dtype,
+        "pred_dtype": case.pred_dtype,
+        "weight_dtype": case.weight_dtype if case.sample_weight is not None else "none",
+        "weights": weights,
+        "true_rank": str(case.y_true.ndim),
+        "pred_rank": str(case.y_pred.ndim),
+        "empty": str(case.y_true.size == 0 or case.y_pred.size == 0),
+        "nan": str(bool(np.isnan(every).any())),
+        "inf": str(bool(np.isinf(every).any())),
+        "zeros_or_ones": str(bool(np.isin(p, (0.0, 1.0)).any())),
+    }
+
+
+def _matches(conj: Mapping[str, str], sig: Mapping[str, str]) -> bool:
+    return all(sig.get(k) == v for k, v in conj.items())
+
+
+@dataclass
+class FaultClass:
+    """Cases that fail alike: ``kind`` (crash or timeout), ``cause`` (the signal, exit code or "hang") and
+    the facet values its members share."""
+
+    id: str
+    kind: str
+    cause: str
+    conj: dict[str, str]
+    members: list[int] = field(default_factory=list)  # indices seen to fail (confirmed)
+    member_ids: list[str] = field(default_factory=list)
+    held: dict[int, Case] = field(default_factory=dict)  # matching cases not run
+    sampling: set[int] = field(default_factory=set)  # samples out to run
+    sampled: int = 0  # samples that failed as the class does
+    lifted: str = ""  # why the class was given up (a matching case completed), or ""
+
+    def evidence(self, *, inferred: bool) -> dict[str, Any]:
+        return {
+            "class": self.id,
+            "cause": self.cause,
+            "inferred": inferred,
+            "confirmed": list(self.member_ids),
+            "signature": dict(sorted(self.conj.items())),
+        }
+
+
+class Quarantine:
+    """The classes of a run and the cases they hold.  ``enabled=False``: nothing is ever held."""
+
+    def __init__(self, *, confirm: int = CONFIRM, samples: int = SAMPLES, enabled: bool = True) -> None:
+        self.confirm = confirm
+        self.samples = samples
+        self.enabled = enabled
+        self.classes: list[FaultClass] = []
+        self._passes: set[tuple[tuple[str, str], ...]] = set()
+        self._sigs: dict[int, dict[str, str]] = {}
+
+    def signature(self, index: int, case: Case) -> dict[str, str]:
+        sig = self._sigs.get(index)
+        if sig is None:
+            sig = self._sigs[index] = signature(case)
+        return sig
+
+    def _consistent(self, conj: Mapping[str, str]) -> bool:
+        """No case that completed matches ``conj``."""
+        return not any(_matches(conj, dict(p)) for p in self._passes)
+
+    def _live(self, kind: str, cause: str) -> Iterable[FaultClass]:
+        return (c for c in self.classes if not c.lifted and c.kind == kind and c.cause == cause)
+
+    def active(self, c: FaultClass) -> bool:
+        return self.enabled and not c.lifted and len(c.members) >= self.confirm
+
+    # -- what the pool tells -------------------------------------------------------------------------------
+
+    def completed(self, index: int, case: Case) -> list[tuple[int, Case]]:
+        """``case`` ran to the end in its worker.  Returns the held cases of the classes it lifts, to be run."""
+        sig = self.signature(index, case)
+        self._passes.add(tuple(sorted(sig.items())))
+        released: list[tuple[int, Case]] = []
+        for c in self.classes:
+            if not c.lifted and _matches(c.conj, sig):
+                c.lifted = f"{case.id} matches it and completed"
+                released += sorted(c.held.items())
+                c.held.clear()
+        return released
+
+    def joins(self, index: int, case: Case, kind: str, cause: str) -> FaultClass | None:
+        """The class a suspect (a case that failed once) would join without being run again: one of the same
+        failure, with a member, whose facets shared with the suspect's match no completed case."""
+        sig = self.signature(index, case)
+        best: tuple[int, FaultClass] | None = None
+        for c in self._live(kind, cause):
+            shared = {k: v for k, v in c.conj.items() if sig.get(k) == v}
+            if c.members and self._consistent(shared) and (best is None or len(shared) > best[0]):
+                best = (len(shared), c)
+        return None if best is None else best[1]
+
+    def confirmed(self, index: int, case: Case, kind: str, cause: str, *, sample_of: str | None = None) -> FaultClass:
+        """``case`` failed (``kind``, ``cause``) and that is settled.  Returns its class, grown or new."""
+        sig = self.signature(index, case)
+        home = next((c for c in self.classes if c.id == sample_of and not c.lifted), None)
+        if home is not None and (home.kind, home.cause) == (kind, cause):
+            home.sampling.discard(index)
+            home.sampled += 1
+        else:
+            home = self.joins(index, case, kind, cause)
+        if home is None:
+            digest = hashlib.sha256(f"{kind} {cause} {case.id}".encode()).hexdigest()[:8]
+            home = FaultClass(f"{kind}-{cause}-{digest}", kind, cause, dict(sig))
+            self.classes.append(home)
+        else:
+            shared = {k: v for k, v in home.conj.items() if sig.get(k) == v}
+            if shared != home.conj and self.active(home):
+                home.sampled = min(home.sampled, self.samples - 1)  # the wider class wants a sample of its own
+            home.conj = shared
+        if index not in home.members:
+            home.members.append(index)
+            home.member_ids.append(case.id)
+        return home
+
+    def sample_failed_otherwise(self, index: int, sample_of: str) -> None:
+        """A sample of ``sample_of`` failed, but not as its class does: the class is given up."""
+        for c in self.classes:
+            if c.id == sample_of and not c.lifted:
+                c.lifted = "a sample failed otherwise"
+                c.sampling.discard(index)
+
+    def released(self) -> list[tuple[int, Case]]:
+        """Held cases of classes lifted since last asked (``sample_failed_otherwise``)."""
+        out: list[tuple[int, Case]] = []
+        for c in self.classes:
+            if c.lifted and c.held:
+                out += sorted(c.held.items())
+                c.held.clear()
+        return out
+
+    # -- what the pool asks --------------------------------------------------------------------------------
+
+    def hold(self, job: list[tuple[int, Case]]) -> list[tuple[int, Case]]:
+        """The cases of ``job`` to run: those an active class matches are held by it instead."""
+        if not self.enabled or not any(self.active(c) for c in self.classes):
+            return job
+        kept = []
+        for index, case in job:
+            sig = self.signature(index, case)
+            home = next((c for c in self.classes if self.active(c) and _matches(c.conj, sig)), None)
+            if home is None:
+                kept.append((index, case))
+            else:
+                home.held[index] = case
+        return kept
+
+    def sample_jobs(self) -> list[tuple[str, tuple[int, Case]]]:
+        """(class id, case) of held cases to run now, to confirm their class: those least like its members."""
+        out = []
+        for c in self.classes:
+            if not self.active(c) or c.sampling or c.sampled >= self.samples or not c.held:
+                continue
+            seen = [self._sigs[m] for m in c.members if m in self._sigs]
+
+            def unlike(item: tuple[int, Case], seen: list[dict[str, str]] = seen) -> tuple[int, int]:
+                sig = self.signature(*item)
+                return (-min((sum(sig[k] != s.get(k) for k in sig) for s in seen), default=0), item[0])
+
+            for index, case in sorted(c.held.items(), key=unlike)[: self.samples - c.sampled]:
+                del c.held[index]
+                c.sampling.add(index)
+                out.append((c.id, (index, case)))
+        return out
+
+    def settle(self) -> list[tuple[tuple[int, Case], dict[str, Any]]]:
+        """When nothing else is left to run: the held cases of classes whose samples all failed as the class
+        does, with their evidence, to be recorded as inferred failures.  The held cases of a class not yet
+        sampled stay held: ask ``sample_jobs`` first."""
+        out = []
+        for c in self.classes:
+            if self.active(c) and c.held and not c.sampling and c.sampled >= self.samples:
+                evidence = c.evidence(inferred=True)
+                out += [((i, case), evidence) for i, case in sorted(c.held.items())]
+                c.held.clear()
+        return out
+
+    def unsettled(self) -> list[tuple[int, Case]]:
+        """Every case still held (the run stops early: these did not run)."""
+        return sorted((i, case) for c in self.classes for i, case in c.held.items())
+
+    def as_dicts(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "class": c.id,
+                "kind": c.kind,
+                "cause": c.cause,
+                "signature": dict(sorted(c.conj.items())),
+                "confirmed": list(c.member_ids),
+                "lifted": c.lifted or None,
+            }
+            for c in self.classes
+        ]

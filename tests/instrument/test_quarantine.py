@@ -1,0 +1,86 @@
+"""Quarantine by class, without workers: classes grow only over cases not known to be fine, hold what matches
+them once confirmed, sample it, and are lifted by any matching case that completes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from harness.case import Case, Options
+from harness.run.quarantine import Quarantine, signature
+
+
+def case(i: int, *, values=(0.25, 0.75), dtype="float32", reduction="none", mode="eager", shape=(2, 1)) -> Case:
+    p = np.resize(np.array(values, dtype=np.float64), shape) if np.prod(shape) else np.zeros(shape)
+    return Case(
+        id=f"c{i}",
+        y_true=np.zeros(shape),
+        y_pred=p,
+        true_dtype="float32",
+        pred_dtype=dtype,
+        options=Options(reduction=reduction),
+        mode=mode,
+    )
+
+
+def test_signature_reads_the_arrays_not_the_tags():
+    s = signature(case(0, values=(np.inf, 0.5)))
+    assert s["inf"] == "True" and s["nan"] == "False" and s["empty"] == "False"
+    assert signature(case(1, shape=(0, 1)))["empty"] == "True"
+    assert signature(case(2, dtype="float16"))["pred_dtype"] == "float16"
+
+
+def test_a_class_grows_by_what_its_members_share_and_never_over_a_completed_case():
+    q = Quarantine(confirm=2, samples=1)
+    fine = case(0, values=(0.5,), reduction="sum")
+    q.completed(0, fine)
+    a = q.confirmed(1, case(1, values=(np.inf,), reduction="sum"), "timeout", "hang")
+    b_case = case(2, values=(np.inf,), reduction="none", dtype="float64")
+    assert q.joins(2, b_case, "timeout", "hang") is a
+    b = q.confirmed(2, b_case, "timeout", "hang")
+    assert b is a and a.conj["inf"] == "True" and "reduction" not in a.conj and "pred_dtype" not in a.conj
+    # a crash is not a hang: another class
+    assert q.joins(3, case(3, values=(np.inf,)), "crash", "SIGSEGV") is None
+    # a member whose shared facets would cover the completed case cannot join
+    assert q.joins(4, case(4, values=(0.5,), reduction="sum", dtype="float64"), "timeout", "hang") is None
+
+
+def test_an_active_class_holds_samples_and_infers_only_after_its_samples_fail():
+    q = Quarantine(confirm=2, samples=2)
+    q.completed(0, case(0))
+    q.confirmed(1, case(1, shape=(0, 1)), "crash", "SIGSEGV")
+    cls = q.confirmed(2, case(2, shape=(0, 2)), "crash", "SIGSEGV")
+    pending = [(i, case(i, shape=(0, 1 + i % 3))) for i in range(3, 13)]
+    other, unlike = (13, case(13)), (14, case(14, shape=(0, 1), dtype="float64"))
+    kept = q.hold([*pending, other, unlike])
+    # held: the empty float32 cases; not the non-empty one, nor a dtype no member had
+    assert kept == [other, unlike] and len(cls.held) == 10
+    assert q.settle() == []  # not sampled yet: nothing inferred
+    samples = q.sample_jobs()
+    assert [cid for cid, _ in samples] == [cls.id, cls.id] and len(cls.held) == 8
+    assert q.sample_jobs() == []  # the samples are out
+    for _, (i, c) in samples:
+        q.confirmed(i, c, "crash", "SIGSEGV", sample_of=cls.id)
+    settled = q.settle()
+    assert len(settled) == 8
+    assert all(ev["inferred"] and ev["class"] == cls.id and "c1" in ev["confirmed"] for _, ev in settled)
+
+
+def test_a_sample_that_completes_lifts_the_class_and_releases_what_it_held():
+    q = Quarantine(confirm=2, samples=2)
+    q.confirmed(1, case(1, values=(np.nan,)), "timeout", "hang")
+    cls = q.confirmed(2, case(2, values=(np.nan,), dtype="float64"), "timeout", "hang")
+    q.hold([(i, case(i, values=(np.nan,), dtype="float16")) for i in range(3, 8)])
+    (_, (i, c)), *_ = q.sample_jobs()
+    released = q.completed(i, c)  # the sample ran fine: the class was wrong
+    assert cls.lifted and not q.active(cls) and len(released) == 3
+    assert q.settle() == []
+    job = [(9, case(9, values=(np.nan,)))]
+    assert q.hold(job) == job
+
+
+def test_disabled_holds_nothing():
+    q = Quarantine(enabled=False)
+    q.confirmed(1, case(1, shape=(0, 1)), "crash", "SIGSEGV")
+    q.confirmed(2, case(2, shape=(0, 1)), "crash", "SIGSEGV")
+    job = [(3, case(3, shape=(0, 1)))]
+    assert q.hold(job) == job and q.sample_jobs() == [] and q.settle() == []
