@@ -41,3 +41,65 @@ def make(options: Options):
         reduction=options.reduction,
         **dtype,
     )
+
+
+# -- faults that hit a whole class of cases (issue 12) --------------------------------------------------------
+# Each wraps Keras's loss and misbehaves on a class of inputs, as a broken TensorFlow build would: every case
+# of the class crashes or hangs, every other case is Keras's own answer.  Eager calls see the values; a traced
+# call sees only static shapes, so the value faults fire in eager mode only.
+
+
+def _keras_loss(options: Options):
+    import tensorflow as tf
+
+    dtype = {} if options.dtype is None else {"dtype": options.dtype}
+    return tf.keras.losses.BinaryCrossentropy(
+        from_logits=options.from_logits,
+        label_smoothing=options.label_smoothing,
+        axis=options.axis,
+        reduction=options.reduction,
+        **dtype,
+    )
+
+
+def _wrap(options: Options, fires):
+    loss = _keras_loss(options)
+
+    def call(y_true, y_pred, sample_weight=None):
+        fires(y_true, y_pred)
+        return loss(y_true, y_pred) if sample_weight is None else loss(y_true, y_pred, sample_weight=sample_weight)
+
+    return call
+
+
+def _values(*tensors):
+    import numpy as np
+    import tensorflow as tf
+
+    if not tf.executing_eagerly():
+        return None
+    return [np.asarray(t.numpy(), dtype=np.float64) for t in tensors]
+
+
+def hang_on_inf(options: Options):
+    """Hangs on every call whose inputs hold an infinite value."""
+    import numpy as np
+
+    def fires(y_true, y_pred):
+        values = _values(y_true, y_pred)
+        if values is not None and any(np.isinf(v).any() for v in values):
+            print(HANG_SAYS)
+            time.sleep(3600)
+
+    return _wrap(options, fires)
+
+
+def segv_on_empty(options: Options):
+    """Dies of SIGSEGV on every call with an empty input (static shapes: also when traced)."""
+    import signal
+
+    def fires(y_true, y_pred):
+        if any(0 in tuple(t.shape) for t in (y_true, y_pred)):
+            os.kill(os.getpid(), signal.SIGSEGV)
+
+    return _wrap(options, fires)

@@ -119,6 +119,9 @@ def record_dict(r: Record) -> dict[str, Any]:
         d["divergence"] = r.divergence.id
     if r.note:
         d["note"] = r.note
+    if r.evidence is not None:
+        d["evidence"] = dict(r.evidence)
+        d["inferred"] = bool(r.evidence.get("inferred"))
     if r.status != "pass":
         d["message"] = r.comparison.message
         d["y_true"] = encode_array(c.y_true)
@@ -131,9 +134,41 @@ def record_dict(r: Record) -> dict[str, Any]:
     return d
 
 
+def failure_classes(records: Iterable[Record]) -> list[dict[str, Any]]:
+    """The crashes and hangs of a run grouped by class (quarantine.py): one entry per class, with its count,
+    the ids seen to fail and the ids inferred, largest first; a crash or hang without a class is its own."""
+    groups: dict[str, dict[str, Any]] = {}
+    for r in records:
+        if r.comparison.kind not in ("crash", "timeout"):
+            continue
+        ev = r.evidence or {}
+        key = ev.get("class") or f"{r.comparison.kind}: {r.case.id}"
+        g = groups.setdefault(
+            key,
+            {"class": key, "kind": r.comparison.kind, "cause": ev.get("cause", ""), "signature": None,
+             "count": 0, "confirmed": [], "inferred": []},
+        )  # fmt: skip
+        g["count"] += 1
+        g["inferred" if ev.get("inferred") else "confirmed"].append(r.case.id)
+        sig = ev.get("signature")
+        if isinstance(sig, dict):  # the class only ever drops facets: what every record's shares is its last
+            old = g["signature"]
+            g["signature"] = dict(sig) if old is None else {k: v for k, v in old.items() if sig.get(k) == v}
+    return sorted(groups.values(), key=lambda g: (-g["count"], g["class"]))
+
+
 def build_results(result: RunResult, run_meta: dict[str, Any]) -> dict[str, Any]:
     return {
-        "meta": {**run_meta, "seconds": {k: round(v, 3) for k, v in result.seconds.items()}, "interrupted": result.interrupted},
+        "meta": {
+            **run_meta,
+            "seconds": {k: round(v, 3) for k, v in result.seconds.items()},
+            "interrupted": result.interrupted,
+            "deadline": result.deadline,
+            "not_run": list(result.not_run),
+            "pool": dict(result.pool),
+        },
+        "failure_classes": failure_classes(result.records),
+        "findings": [dict(f) for f in result.findings],
         "records": [record_dict(r) for r in result.records],
         "totals": result.totals(),
         "cross_mode": [c.as_dict() for c in cross_mode_divergences(result.records)],
@@ -222,6 +257,7 @@ def render_markdown(result: RunResult, run_meta: dict[str, Any]) -> str:
         "registered known divergence that reproduced; `xpass` is a registered divergence that no longer "
         "reproduces (update the registry); `error` is a failure of the harness itself."),
         "",
+        *_first_section(result),
         "## Summary",
         "",
         "```",
@@ -234,7 +270,8 @@ def render_markdown(result: RunResult, run_meta: dict[str, Any]) -> str:
         text = render_coverage(found, suite=run_meta.get("suite_name", "default"), cases=run_meta.get("suite_size", 0))
         lines += ["## Coverage", "", "```", text, "```", ""]
     failures = iter_failures(result.records)
-    unexpected = [r for r in failures if r.status != "xfail"]
+    # an inferred crash or hang is one line of its class above, not a section of its own
+    unexpected = [r for r in failures if r.status != "xfail" and not (r.evidence or {}).get("inferred")]
     lines += ["## Unexpected results", ""]
     if not unexpected:
         lines += ["None.", ""]
@@ -281,6 +318,42 @@ def render_markdown(result: RunResult, run_meta: dict[str, Any]) -> str:
             lines += [f"- `{r.case.id}`" for r in recs[_XFAIL_REPROS_PER_ENTRY:]]
             lines += [""]
     return "\n".join(lines)
+
+
+def _ids(ids: list[str], most: int = 20) -> str:
+    shown = ", ".join(f"`{i}`" for i in ids[:most])
+    return shown + (f" and {len(ids) - most} more (results.json)" if len(ids) > most else "")
+
+
+def _first_section(result: RunResult) -> list[str]:
+    """The report's first section: each class of crashes and hangs once, with its count and ids; what no
+    record says alone (a job that failed while its cases pass alone); and the cases that did not run."""
+    classes = failure_classes(result.records)
+    lines: list[str] = []
+    if classes or result.findings:
+        lines += ["## Crashes and hangs", ""]
+    for g in classes:
+        facets = ", ".join(f"{k}={v}" for k, v in (g["signature"] or {}).items())
+        lines += [
+            f"- **{g['kind']}** ({g['cause'] or 'no class'}) `{g['class']}`: **{g['count']} records**, "
+            f"{len(g['confirmed'])} confirmed, {len(g['inferred'])} inferred"
+            + (f"; the class: {facets}" if facets else ""),
+            f"  - confirmed: {_ids(g['confirmed'])}",
+        ]
+        if g["inferred"]:
+            lines += [f"  - inferred (not run): {_ids(g['inferred'])}"]
+    for f in result.findings:
+        lines += [f"- **{f['kind']}** ({f['cause']}), {f['finding']}: {f['message']}; cases: {_ids(list(f['cases']), 8)}"]
+    if classes or result.findings:
+        lines += [""]
+    if result.not_run:
+        why = f"the deadline of {result.deadline:g}s was reached" if result.deadline is not None else "the run was interrupted"
+        lines += ["## Not run", "", f"{len(result.not_run)} cases did not run ({why}); `--resume` runs them:", ""]
+        lines += [f"- `{i}`" for i in result.not_run[:200]]
+        if len(result.not_run) > 200:
+            lines += [f"- ... and {len(result.not_run) - 200} more (results.json, meta.not_run)"]
+        lines += [""]
+    return lines
 
 
 def write_reports(result: RunResult, run_meta: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:

@@ -30,6 +30,7 @@ class CaseResult:
     outcome: Outcome | None
     comparison: Comparison
     seconds: dict[str, float]
+    evidence: dict[str, Any] | None = None  # a crash or timeout: its class (quarantine.FaultClass.evidence)
 
 
 def evaluate(

@@ -11,8 +11,8 @@ completes, which is how runs stream to disk.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from harness.case import Case, Expected, Outcome
@@ -21,9 +21,9 @@ from harness.judge.facets import record_facets
 from harness.judge.registry import Divergence, Registry
 from harness.oracle import expected as reference_expected
 from harness.run.evaluate import CaseResult, evaluate
-from harness.run.workers import WorkerPool
+from harness.run.workers import DeadlineReached, WorkerPool
 
-__all__ = ["STATUSES", "Record", "RunResult", "Target", "judged", "plan_jobs", "run_cases", "run_parallel", "verdict"]
+__all__ = ["STATUSES", "DeadlineReached", "Record", "RunResult", "Target", "judged", "plan_jobs", "run_cases", "run_parallel", "verdict"]
 
 STATUSES = ("pass", "fail", "xfail", "xpass", "error")
 
@@ -49,6 +49,8 @@ class Record:
     outcome: Outcome | None = None
     divergence: Divergence | None = None
     note: str = ""
+    # a crash or timeout: its class (quarantine.py): id, cause, whether inferred, the confirmed ids, facets
+    evidence: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,6 +58,10 @@ class RunResult:
     records: tuple[Record, ...]
     seconds: dict[str, float] = field(default_factory=dict)
     interrupted: bool = False
+    deadline: float | None = None  # the deadline (seconds) the run stopped at, or None: it was not reached
+    not_run: tuple[str, ...] = ()  # ids of the cases that did not run (interrupted, or the deadline)
+    findings: tuple[Mapping[str, Any], ...] = ()  # what no single record says (workers.WorkerPool.findings)
+    pool: Mapping[str, Any] = field(default_factory=dict)  # the workers' measurements and classes
 
     def totals(self) -> dict[str, int]:
         counts = {s: 0 for s in STATUSES}
@@ -67,7 +73,10 @@ class RunResult:
     @property
     def ok(self) -> bool:
         t = self.totals()
-        return t["fail"] == 0 and t["xpass"] == 0 and t["error"] == 0 and not self.interrupted
+        return (
+            t["fail"] == 0 and t["xpass"] == 0 and t["error"] == 0 and not self.interrupted and self.deadline is None
+            and not self.findings
+        )
 
 
 # Families whose agreement under a matching registry entry is a pass, not an xpass (see judged).
@@ -96,7 +105,8 @@ def _record(case: Case, result: CaseResult, registry: Registry, profile: str) ->
             exp = reference_expected(case, profile=profile)
         except Exception:  # noqa: BLE001 - the record stands without it
             exp = None
-    return judged(case, comparison, exp, result.outcome, registry, profile)
+    record = judged(case, comparison, exp, result.outcome, registry, profile)
+    return record if result.evidence is None else replace(record, evidence=result.evidence)
 
 
 def judged(
@@ -137,20 +147,23 @@ def run_cases(
     oracle: Callable[..., Expected] = reference_expected,
     on_record: Callable[[Record], None] | None = None,
     job_size: int = 128,
+    deadline: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> RunResult:
     """Run every case in this process through ``target`` (a ``TFTarget`` or anything with ``run_many``).
 
-    A failure inside one case becomes that case's error record; Ctrl-C keeps what was done.
+    A failure inside one case becomes that case's error record; Ctrl-C keeps what was done.  ``deadline``:
+    seconds from now after which no further job starts (the run then stops with what it did).
     """
-    return _collect(
-        cases,
-        registry,
-        profile,
-        lambda jobs: (r for job in jobs for r in evaluate(job, target, profile, oracle=oracle)),
-        progress,
-        on_record,
-        job_size,
-    )
+    stop = None if deadline is None else clock() + deadline
+
+    def execute(jobs: list[list[tuple[int, Case]]]) -> Iterable[CaseResult]:
+        for job in jobs:
+            if stop is not None and clock() >= stop:
+                raise DeadlineReached
+            yield from evaluate(job, target, profile, oracle=oracle)
+
+    return _collect(cases, registry, profile, execute, progress, on_record, job_size, deadline)
 
 
 def run_parallel(
@@ -165,15 +178,42 @@ def run_parallel(
     on_record: Callable[[Record], None] | None = None,
     job_size: int = 128,
     pool: WorkerPool | None = None,
+    deadline: float | None = None,
+    quarantine: bool = True,
 ) -> tuple[RunResult, dict[str, Any]]:
     """Run every case in ``workers`` TensorFlow worker processes; returns the result and their versions.
 
     ``pool``: an open pool to run in (its own settings apply; the caller closes it), so that its workers can
-    import TensorFlow while the caller does something else, or serve several runs."""
+    import TensorFlow while the caller does something else, or serve several runs.  ``deadline``: seconds
+    from now at which the run stops (jobs in flight are abandoned, their cases listed as not run)."""
     if pool is not None:
-        return _collect(cases, registry, profile, pool.run, progress, on_record, job_size), pool.versions
-    with WorkerPool(workers, factory=factory, profile=profile, timeout=timeout) as own:
-        return _collect(cases, registry, profile, own.run, progress, on_record, job_size), own.versions
+        return _pooled(pool, cases, registry, profile, progress, on_record, job_size, deadline), pool.versions
+    with WorkerPool(workers, factory=factory, profile=profile, timeout=timeout, quarantine=quarantine) as own:
+        return _pooled(own, cases, registry, profile, progress, on_record, job_size, deadline), own.versions
+
+
+def _pooled(
+    pool: WorkerPool,
+    cases: Sequence[Case],
+    registry: Registry,
+    profile: str,
+    progress: Callable[[int, int], None] | None,
+    on_record: Callable[[Record], None] | None,
+    job_size: int,
+    deadline: float | None,
+) -> RunResult:
+    stop = None if deadline is None else pool.clock() + deadline
+    result = _collect(cases, registry, profile, lambda jobs: pool.run(jobs, deadline=stop), progress, on_record, job_size, deadline)
+    return replace(
+        result,
+        findings=tuple(pool.findings),
+        pool={
+            "watchdog": pool.watchdog.as_dict(),
+            "classes": pool.quarantine.as_dicts(),
+            "worker_startup_seconds": [round(s, 3) for s in pool.startups],
+            "replacements": dict(pool.replacements),
+        },
+    )
 
 
 def _collect(
@@ -184,12 +224,14 @@ def _collect(
     progress: Callable[[int, int], None] | None,
     on_record: Callable[[Record], None] | None,
     job_size: int,
+    deadline: float | None = None,
 ) -> RunResult:
     records: dict[int, Record] = {}
     # where the time went: the evaluation's stages, summed over records (in the workers when there are any),
     # then this process's own work on each record: the verdict, and on_record (the stream, in a run)
     seconds = {"reference": 0.0, "target": 0.0, "compare": 0.0, "verdict": 0.0, "on_record": 0.0}
     interrupted = False
+    stopped: float | None = None
     total = len(cases)
     clock = time.perf_counter
     try:
@@ -213,7 +255,10 @@ def _collect(
                 progress(len(records), total)
     except KeyboardInterrupt:
         interrupted = True
-    return RunResult(tuple(records[i] for i in sorted(records)), seconds, interrupted)
+    except DeadlineReached:
+        stopped = deadline
+    not_run = tuple(c.id for i, c in enumerate(cases) if i not in records) if interrupted or stopped is not None else ()
+    return RunResult(tuple(records[i] for i in sorted(records)), seconds, interrupted, stopped, not_run)
 
 
 def iter_failures(records: Iterable[Record]) -> list[Record]:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -60,6 +61,7 @@ def record_to_json(r: Record) -> dict[str, Any]:
         "comparison": r.comparison.as_dict(),
         "expected": None if r.expected is None else r.expected.as_dict(encode=pack_array),
         "outcome": None if r.outcome is None else r.outcome.as_dict(encode=pack_array),
+        **({} if r.evidence is None else {"evidence": dict(r.evidence)}),
     }
 
 
@@ -72,7 +74,9 @@ def record_from_json(d: dict[str, Any], registry: Registry, *, profile: str = "k
     out = None if d.get("outcome") is None else Outcome.from_dict(d["outcome"])
     if d["status"] == "error":
         return Record(case, "error", comparison, exp, out, note=d.get("note", ""))
-    return judged(case, comparison, exp, out, registry, profile)
+    record = judged(case, comparison, exp, out, registry, profile)
+    evidence = d.get("evidence")
+    return record if not isinstance(evidence, dict) else replace(record, evidence=evidence)
 
 
 class RecordStream:

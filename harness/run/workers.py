@@ -23,8 +23,8 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -32,8 +32,10 @@ from harness.case import Case, Outcome
 from harness.errors import HarnessError, TargetUnavailable
 from harness.judge.compare import Comparison
 from harness.run.evaluate import CaseResult, evaluate
+from harness.run.quarantine import Quarantine
+from harness.run.watchdog import Watchdog
 
-__all__ = ["WorkerPool", "default_workers"]
+__all__ = ["DeadlineReached", "WorkerPool", "default_workers"]
 
 # A worker that does not report ready within this many seconds of starting is given up on: TensorFlow
 # imports in 2-10 s on this class of machine.
@@ -106,34 +108,82 @@ def _worker_main(conn: Connection, factory_spec: str | None, profile: str, log: 
 
 
 @dataclass
+class _Job:
+    """A list of (index, case) pairs to evaluate, and why it runs: a first try, the second run of a suspect
+    (``first``: how it failed the first time; ``limit``: its escalated limit), or a sample of a class."""
+
+    pairs: list[tuple[int, Case]]
+    limit: float | None = None
+    first: tuple[str, str] | None = None
+    sample_of: str | None = None
+    parent: int | None = None  # the split job this single case came from
+
+
+@dataclass
 class _Slot:
     process: Any
     conn: Connection
     log: str
     ready: bool = False
-    job: tuple[int, list[tuple[int, Case]]] | None = None
+    job: _Job | None = None
+    job_id: int = 0
     started: float = 0.0
     spawned: float = 0.0
+    limit: float = 0.0
+    kinds: dict[int, str] = field(default_factory=dict)
+    traced: set[Any] = field(default_factory=set)
+
+
+class DeadlineReached(Exception):
+    """The run's deadline passed: the pool stopped, its busy workers killed."""
 
 
 class WorkerPool:
     """N TensorFlow worker processes with crash and hang recovery.
 
     ``run(jobs)`` yields a ``CaseResult`` per case as results come in (not in order).  A job that kills
-    its worker or outlives ``timeout`` seconds is split into single-case jobs; a single case that does
-    either becomes a ``crash`` or ``timeout`` result.
+    its worker or outlives its limit (``watchdog.Watchdog``: derived from what the run measured, at most
+    ``timeout`` seconds) is split into single-case jobs; a single case that does either is run once more
+    (a hang with a longer limit) unless it joins a class of such failures already seen (``quarantine``),
+    and then becomes a ``crash`` or ``timeout`` result.  The cases of an active class are held back, a
+    sample of them run, and the rest recorded as inferred (quarantine.py).  A spare worker is started ahead,
+    so that a dead worker's replacement has TensorFlow imported already.  ``findings`` collects what no
+    single case's record says: a job that failed while each of its cases, run alone, did not; a case that
+    failed once and not again.
     """
 
-    def __init__(self, workers: int, *, factory: str | None = None, profile: str = "keras3", timeout: float = 120.0):
+    def __init__(
+        self,
+        workers: int,
+        *,
+        factory: str | None = None,
+        profile: str = "keras3",
+        timeout: float = 120.0,
+        quarantine: bool = True,
+        retry_crashes: bool = True,
+        spare: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.workers = workers
         self.factory = factory
         self.profile = profile
         self.timeout = timeout
+        self.watchdog = Watchdog(ceiling=timeout)
+        self.quarantine = Quarantine(enabled=quarantine)
+        self.retry_crashes = retry_crashes
+        self.spare = spare
+        self.clock = clock
         self.versions: dict[str, Any] = {}
+        self.findings: list[dict[str, Any]] = []
+        self.startups: list[float] = []  # seconds from spawn to ready, per worker
+        self.replacements = {"spare": 0, "cold": 0}  # how dead workers were replaced
         self._ctx = mp.get_context("spawn")
         self._slots: list[_Slot] = []
+        self._spare: _Slot | None = None
         self._logs: tempfile.TemporaryDirectory[str] | None = None
         self._spawned = itertools.count()
+        self._ids = itertools.count(1)
+        self._splits: dict[int, dict[str, Any]] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -147,7 +197,7 @@ class WorkerPool:
         )
         process.start()
         child.close()
-        return _Slot(process, parent, log, spawned=time.monotonic())
+        return _Slot(process, parent, log, spawned=self.clock())
 
     def _kill(self, slot: _Slot) -> None:
         if slot.process.is_alive():
@@ -155,8 +205,11 @@ class WorkerPool:
         slot.process.join(timeout=10)
         slot.conn.close()
 
+    def _all(self) -> list[_Slot]:
+        return self._slots + ([self._spare] if self._spare is not None else [])
+
     def close(self) -> None:
-        for slot in self._slots:
+        for slot in self._all():
             try:
                 if slot.process.is_alive() and slot.ready and slot.job is None:
                     slot.conn.send(None)
@@ -165,6 +218,7 @@ class WorkerPool:
                 pass
             self._kill(slot)
         self._slots = []
+        self._spare = None
         if self._logs is not None:
             self._logs.cleanup()
             self._logs = None
@@ -175,61 +229,120 @@ class WorkerPool:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _replacement(self) -> _Slot:
+        """The spare, if one was started (it may still be importing TensorFlow), else a new worker."""
+        if self._spare is not None:
+            slot, self._spare = self._spare, None
+            self.replacements["spare"] += 1
+            return slot
+        self.replacements["cold"] += 1
+        return self._spawn()
+
     # -- the loop ----------------------------------------------------------------------------------------
 
-    def run(self, jobs: Sequence[list[tuple[int, Case]]]) -> Iterator[CaseResult]:
+    def run(self, jobs: Sequence[list[tuple[int, Case]]], *, deadline: float | None = None) -> Iterator[CaseResult]:
         """Results of ``jobs`` as workers finish them.  Ctrl-C raises KeyboardInterrupt here at the next turn of
         the loop (it waits at most half a second for workers), never inside a spawn, a pipe transfer or a
         join: an interrupt there could leave a started worker untracked, alive after the run and holding the
-        run's stdout (a CI run of the Ctrl-C test showed such a worker outliving the run)."""
+        run's stdout (a CI run of the Ctrl-C test showed such a worker outliving the run).  At ``deadline``
+        (a time of ``clock``) it raises DeadlineReached the same way; the jobs in flight are not finished."""
         with _deferred_interrupt() as interrupted:
-            yield from self._run(jobs, interrupted)
+            yield from self._run(jobs, interrupted, deadline)
 
-    def _run(self, jobs: Sequence[list[tuple[int, Case]]], interrupted: threading.Event) -> Iterator[CaseResult]:
-        queue: deque[list[tuple[int, Case]]] = deque(jobs)
+    def evaluate_one(self, case: Case) -> CaseResult:
+        """One case in a worker: its result, or its ``crash`` or ``timeout`` result (for the fuzzer)."""
+        results = list(self.run([[(0, case)]]))
+        return results[0]
+
+    def _run(
+        self, jobs: Sequence[list[tuple[int, Case]]], interrupted: threading.Event, deadline: float | None
+    ) -> Iterator[CaseResult]:
+        from harness.stacking import trace_key
+
+        queue: deque[_Job] = deque(_Job(list(job)) for job in jobs)
+        q = self.quarantine
         while len(self._slots) < min(self.workers, max(len(queue), 1)):
             self._slots.append(self._spawn())
-        ids = itertools.count()
 
         def dispatch(slot: _Slot) -> None:
-            if slot.ready and slot.job is None and queue:
-                slot.job = (next(ids), queue.popleft())
-                slot.started = time.monotonic()
-                slot.conn.send(slot.job)
+            while slot.ready and slot.job is None and queue:
+                job = queue.popleft()
+                if job.sample_of is None and job.first is None:
+                    job.pairs = q.hold(job.pairs)
+                if not job.pairs:
+                    continue
+                keys = {i: trace_key(c) for i, c in job.pairs}
+                slot.kinds = {i: Watchdog.kind(c.mode, keys[i] not in slot.traced) for i, c in job.pairs}
+                slot.traced.update(keys.values())
+                slot.limit = job.limit if job.limit is not None else self.watchdog.limit(slot.kinds.values())
+                slot.job, slot.job_id = job, next(self._ids)
+                slot.started = self.clock()
+                slot.conn.send((slot.job_id, job.pairs))
 
-        while queue or any(s.job is not None for s in self._slots):
+        def busy() -> bool:
+            return any(s.job is not None for s in self._slots)
+
+        while True:
             if interrupted.is_set():
                 raise KeyboardInterrupt
+            if deadline is not None and self.clock() >= deadline:
+                raise DeadlineReached
+            if not queue and not busy():
+                # nothing else to run: confirm the classes that hold cases, then record what they hold
+                samples = q.sample_jobs()
+                if samples:
+                    queue.extend(_Job([pair], sample_of=cid) for cid, pair in samples)
+                else:
+                    for (index, case), evidence in q.settle():
+                        yield _inferred((index, case), evidence)
+                    released = q.released()
+                    if released:
+                        queue.extend(_Job([pair]) for pair in released)
+                        continue
+                    return
             for slot in self._slots:
                 dispatch(slot)
-            ready = wait([s.conn for s in self._slots] + [s.process.sentinel for s in self._slots], timeout=0.5)
-            now = time.monotonic()
+            if self.spare and self._spare is None and all(s.ready for s in self._slots):
+                self._spare = self._spawn()  # started once the others are up, not competing with them
+            watched = self._all()
+            ready = wait([s.conn for s in watched] + [s.process.sentinel for s in watched], timeout=0.5)
+            now = self.clock()
+            spare = self._spare
+            if spare is not None and (spare.conn in ready or spare.process.sentinel in ready):
+                self._take_spare_message(spare, ready)
             for i, slot in enumerate(list(self._slots)):
                 failure: str | None = None
+                detail = ""
                 if slot.conn in ready:
                     try:
                         message = slot.conn.recv()
                     except (EOFError, OSError):
                         failure = "crash"
+                    except Exception as exc:  # noqa: BLE001 - a garbled reply: the worker is not to be trusted
+                        failure, detail = "crash", f"its reply could not be read ({type(exc).__name__}: {exc})"
                     else:
-                        if message[0] == "ready":
-                            slot.ready = True
-                            self.versions = message[1]
-                        elif message[0] == "fatal":
+                        kind = message[0] if isinstance(message, tuple) and message else None
+                        if kind == "ready":
+                            self._ready(slot, message)
+                        elif kind == "fatal":
                             self.close()
                             if message[1] == "TargetUnavailable":
                                 raise TargetUnavailable(message[2])
                             raise HarnessError(f"worker could not start: {message[2]}")
-                        else:
+                        elif kind == "done" and slot.job is not None and message[1] == slot.job_id:
+                            job, kinds = slot.job, slot.kinds
                             # the worker's next job goes out before this one's results are taken in: the
                             # caller's work on them (verdicts, the stream) would otherwise leave it idle
                             slot.job = None
                             dispatch(slot)
-                            yield from message[2]
+                            for r in message[2]:
+                                yield self._completed(r, job, kinds, queue)
                             continue
+                        else:
+                            failure, detail = "crash", f"it sent an unexpected reply ({str(message)[:200]})"
                 elif not slot.process.is_alive():
                     failure = "crash"
-                elif slot.job is not None and now - slot.started > self.timeout:
+                elif slot.job is not None and self.watchdog.expired(slot.started, now, slot.limit):
                     failure = "timeout"
                 elif not slot.ready and now - slot.spawned > STARTUP_SECONDS:
                     self.close()
@@ -248,18 +361,146 @@ class WorkerPool:
                 job = slot.job
                 self._kill(slot)
                 output = _tail(slot.log)
-                self._slots[i] = self._spawn()
+                if detail:
+                    output = f"{detail}\n{output}".strip()
+                self._slots[i] = self._replacement()
                 if job is None:
                     if not slot.ready:
                         self.close()
                         said = f"; its last output:\n{output}" if output else ""
                         raise HarnessError(f"a worker died while starting (exit code {exitcode}){said}")
                     continue
-                cases = job[1]
-                if len(cases) > 1:
-                    queue.extendleft([[pair] for pair in reversed(cases)])  # retry one by one
-                    continue
-                yield _failed(cases[0], failure, exitcode, self.timeout, output)
+                yield from self._failed_job(job, failure, exitcode, slot.limit, output, queue)
+
+    def _ready(self, slot: _Slot, message: tuple[Any, ...]) -> None:
+        slot.ready = True
+        self.versions = message[1]
+        self.startups.append(self.clock() - slot.spawned)
+
+    def _take_spare_message(self, spare: _Slot, ready: list[Any]) -> None:
+        if spare.conn in ready:
+            try:
+                message = spare.conn.recv()
+            except (EOFError, OSError):
+                message = None
+            except Exception:  # noqa: BLE001 - a garbled reply: start another spare
+                message = None
+            if isinstance(message, tuple) and message and message[0] == "ready":
+                self._ready(spare, message)
+                return
+            if isinstance(message, tuple) and message and message[0] == "fatal":
+                self.close()
+                if message[1] == "TargetUnavailable":
+                    raise TargetUnavailable(message[2])
+                raise HarnessError(f"worker could not start: {message[2]}")
+        if not spare.process.is_alive() or spare.conn in ready:
+            exitcode = spare.process.exitcode
+            self._kill(spare)
+            self._spare = None
+            output = _tail(spare.log)
+            self.close()
+            said = f"; its last output:\n{output}" if output else ""
+            raise HarnessError(f"a worker died while starting (exit code {exitcode}){said}")
+
+    def _completed(self, r: CaseResult, job: _Job, kinds: dict[int, str], queue: deque[_Job]) -> CaseResult:
+        """Book-keeping for a case that ran to its end: timings, classes it lifts, what its job's history says."""
+        out = r.outcome
+        spent = (out.seconds if out is not None else 0.0) + r.seconds.get("reference", 0.0) + r.seconds.get("compare", 0.0)
+        if r.index in kinds:
+            self.watchdog.observe(kinds[r.index], spent)
+        case = next(c for i, c in job.pairs if i == r.index)
+        released = self.quarantine.completed(r.index, case)
+        queue.extend(_Job([pair]) for pair in released)
+        if job.first is not None:
+            kind, cause = job.first
+            self.findings.append(
+                {
+                    "finding": "not reproduced",
+                    "kind": kind,
+                    "cause": cause,
+                    "cases": [case.id],
+                    "message": f"{case.id} failed once ({kind}: {cause}) and completed when run again",
+                }
+            )
+        self._split_case_done(job.parent, r.index, failed=False)
+        return r
+
+    def _split_case_done(self, parent: int | None, index: int, *, failed: bool) -> None:
+        split = self._splits.get(parent) if parent is not None else None
+        if split is None:
+            return
+        split["left"].discard(index)
+        split["failed"] |= failed
+        if split["left"]:
+            return
+        del self._splits[parent]
+        if split["failed"]:
+            return
+        n = len(split["ids"])
+        stacked = split["stacked"]
+        what = f"a stacked call of shape {stacked[0]}" if len(stacked) == 1 else (
+            f"stacked calls of shapes {', '.join(map(str, stacked))}" if stacked else "one call per case"
+        )
+        self.findings.append(
+            {
+                "finding": "job failed, cases pass alone",
+                "kind": split["kind"],
+                "cause": split["cause"],
+                "stacked_shapes": stacked,
+                "cases": split["ids"],
+                "message": (
+                    f"a job of {n} cases ({what}) ended in a {split['kind']} ({split['cause']}); "
+                    "run one by one, each of its cases completed"
+                ),
+            }
+        )
+
+    def _failed_job(
+        self, job: _Job, failure: str, exitcode: int | None, limit: float, output: str, queue: deque[_Job]
+    ) -> Iterator[CaseResult]:
+        cause = _cause(failure, exitcode)
+        q = self.quarantine
+        if len(job.pairs) > 1:
+            from harness.stacking import batch_key
+
+            groups: dict[Any, list[Case]] = {}
+            for _, c in job.pairs:
+                key = batch_key(c)
+                if key is not None:
+                    groups.setdefault(key, []).append(c)
+            stacked = [[len(g), *g[0].y_pred.shape] for g in groups.values() if len(g) > 1]
+            jid = next(self._ids)
+            self._splits[jid] = {
+                "left": {i for i, _ in job.pairs},
+                "failed": False,
+                "kind": failure,
+                "cause": cause,
+                "ids": [c.id for _, c in job.pairs],
+                "stacked": stacked,
+            }
+            queue.extendleft([_Job([pair], parent=jid) for pair in reversed(job.pairs)])  # retry one by one
+            return
+        (index, case) = job.pairs[0]
+        home = None
+        if job.sample_of is not None and any(c.id == job.sample_of and not c.lifted for c in q.classes):
+            cls = next(c for c in q.classes if c.id == job.sample_of)
+            if (cls.kind, cls.cause) == (failure, cause):
+                home = q.confirmed(index, case, failure, cause, sample_of=job.sample_of)
+            else:
+                q.sample_failed_otherwise(index, job.sample_of)
+        if home is None and job.first is None:
+            again = failure == "timeout" or self.retry_crashes
+            joined = q.joins(index, case, failure, cause) if q.enabled else None
+            if joined is None and again:
+                retry_limit = self.watchdog.escalated(limit) if failure == "timeout" else None
+                queue.appendleft(_Job([(index, case)], limit=retry_limit, first=(failure, cause), parent=job.parent))
+                return
+        if home is None:
+            home = q.confirmed(index, case, failure, cause)
+        self._split_case_done(job.parent, index, failed=True)
+        yield _failed((index, case), failure, exitcode, limit, output, home.evidence(inferred=False))
+        for released in q.released():
+            queue.append(_Job([released]))
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C, and what a CI runner sends to cancel a job
@@ -298,13 +539,31 @@ def _tail(log: str) -> str:
     return text if len(data) < TAIL_BYTES else "...\n" + text.partition("\n")[2]
 
 
-def _failed(pair: tuple[int, Case], kind: str, exitcode: int | None, timeout: float, output: str = "") -> CaseResult:
+def _cause(kind: str, exitcode: int | None) -> str:
+    """What a failure was: "hang", a signal's name, or "exit-N"."""
+    if kind == "timeout":
+        return "hang"
+    if exitcode is not None and exitcode < 0:
+        with contextlib.suppress(ValueError):
+            return signal.Signals(-exitcode).name
+        return f"signal-{-exitcode}"
+    return f"exit-{exitcode}"
+
+
+def _failed(
+    pair: tuple[int, Case],
+    kind: str,
+    exitcode: int | None,
+    timeout: float,
+    output: str = "",
+    evidence: dict[str, Any] | None = None,
+) -> CaseResult:
     index, case = pair
     if kind == "timeout":
         what = f"TensorFlow did not return within {timeout:g}s; the worker was killed"
     else:
         sig = -exitcode if exitcode is not None and exitcode < 0 else None
-        name = signal.Signals(sig).name if sig else f"exit code {exitcode}"
+        name = _cause(kind, exitcode) if sig else f"exit code {exitcode}"
         what = f"the worker process died ({name}) while TensorFlow ran this case"
     if output:
         what += f"\nthe worker's last output:\n{output}"
@@ -314,4 +573,18 @@ def _failed(pair: tuple[int, Case], kind: str, exitcode: int | None, timeout: fl
         Outcome(error=f"{kind}: {what}"),
         Comparison(kind, f"case: {case.id}\n{what}"),
         {},
+        evidence,
     )
+
+
+def _inferred(pair: tuple[int, Case], evidence: dict[str, Any]) -> CaseResult:
+    """The result of a held case of a confirmed class: recorded as its class's failure, not run."""
+    index, case = pair
+    kind = "timeout" if evidence["cause"] == "hang" else "crash"
+    seen = ", ".join(evidence["confirmed"][:5]) + (" ..." if len(evidence["confirmed"]) > 5 else "")
+    facets = ", ".join(f"{k}={v}" for k, v in evidence["signature"].items())
+    what = (
+        f"inferred, not run: this case is of class {evidence['class']} ({kind}, {evidence['cause']}), whose "
+        f"{len(evidence['confirmed'])} confirmed cases ({seen}) all failed so; the class: {facets or 'every case'}"
+    )
+    return CaseResult(index, None, Outcome(error=f"{kind}: {what}"), Comparison(kind, f"case: {case.id}\n{what}"), {}, evidence)

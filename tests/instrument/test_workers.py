@@ -190,5 +190,5 @@ def test_a_worker_gets_its_next_job_before_its_results_are_taken_in():
         results = pool.run(jobs)
         first = next(results)
         assert first.index == 0
-        assert pool._slots[0].job is not None and [i for i, _ in pool._slots[0].job[1]] == [2, 3]
+        assert pool._slots[0].job is not None and [i for i, _ in pool._slots[0].job.pairs] == [2, 3]
         assert sorted(r.index for r in [first, *results]) == [0, 1, 2, 3]
