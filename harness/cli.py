@@ -7,6 +7,7 @@ in a record; 2 a usage or input error, said in one line on stderr; 3 an internal
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import os
 import sys
@@ -140,6 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--timeout", type=_seconds, default=120.0, help="seconds a job may take before its worker is killed")
     run.add_argument("--resume", action="store_true", help="continue the interrupted run whose stream is in --out")
+    run.add_argument(
+        "--deadline", type=_seconds, default=None, metavar="SECONDS",
+        help="stop after SECONDS (from the start), report what ran and what did not, exit 1; --resume does the rest",
+    )  # fmt: skip
 
     merge = sub.add_parser("merge", help="join the record streams of shard runs into one report")
     merge.add_argument("dirs", nargs="+", metavar="DIR", help="report folders of the shards (their records.jsonl)")
@@ -293,7 +298,6 @@ def _resumed(args: argparse.Namespace, header: dict, registry, cases: list) -> t
 def _cmd_run(args: argparse.Namespace) -> int:
     from harness.generate.facets import coverage, space_for
     from harness.report.summary import meta
-    from harness.run.runner import RunResult
     from harness.run.stream import RecordStream, suite_fingerprint
     from harness.run.workers import default_workers
     from harness.target import environment_flags
@@ -312,9 +316,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     done, cases = _resumed(args, header, registry, cases)
 
     with RecordStream(args.out, header, append=args.resume) as stream:
-        result, versions = _execute(args, cases, registry, workers, stream.append)
+        result, versions = _execute(args, cases, registry, workers, stream.append, started=t0)
+    if result.deadline is not None:
+        result = dataclasses.replace(result, deadline=args.deadline)
     if done:
-        result = RunResult(tuple(sorted(done + list(result.records), key=_suite_order(args))), result.seconds, result.interrupted)
+        result = dataclasses.replace(result, records=tuple(sorted(done + list(result.records), key=_suite_order(args))))
     run_meta = meta(
         seed=args.seed,
         profile=args.profile,
@@ -339,15 +345,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return _finish(result, run_meta, args.out, quiet=args.quiet, started=t0)
 
 
-def _execute(args: argparse.Namespace, cases: list, registry, workers: int, on_record):
+def _execute(args: argparse.Namespace, cases: list, registry, workers: int, on_record, *, started: float):
     """Run ``cases`` in this process (``--workers 0``) or in worker processes; the result and the versions."""
     from harness.run.runner import run_cases, run_parallel
     from harness.target import TFTarget, load_factory
 
     progress = _Progress(not args.no_progress)
+    # --deadline counts from the start of the command: what is left of it when the cases start
+    deadline = None if args.deadline is None else max(0.0, args.deadline - (time.perf_counter() - started))
     if workers == 0:
         target = TFTarget(loss_factory=load_factory(args.loss_factory))
-        result = run_cases(cases, target, registry, profile=args.profile, progress=progress, on_record=on_record)
+        result = run_cases(
+            cases, target, registry, profile=args.profile, progress=progress, on_record=on_record, deadline=deadline
+        )
         return result, target.versions()
     return run_parallel(
         cases,
@@ -358,6 +368,7 @@ def _execute(args: argparse.Namespace, cases: list, registry, workers: int, on_r
         timeout=args.timeout,
         progress=progress,
         on_record=on_record,
+        deadline=deadline,
     )
 
 
@@ -397,13 +408,27 @@ def _finish(result, run_meta: dict, out: str, *, quiet: bool, started: float) ->
         f"{t['total']} records: {t['pass']} passed, {t['fail']} failed, {t['xfail']} xfailed, {t['xpass']} xpassed, "
         f"{t['error']} errors in {time.perf_counter() - started:.1f}s"
     )
+    inferred: dict[str, int] = {}
     for r in sorted(result.records, key=lambda r: r.comparison.kind not in ("crash", "timeout")):
-        if r.status in ("fail", "xpass", "error"):
+        if r.evidence is not None and r.evidence.get("inferred"):
+            inferred[r.evidence["class"]] = inferred.get(r.evidence["class"], 0) + 1
+        elif r.status in ("fail", "xpass", "error"):
             print(f"{r.status.upper()} [{r.comparison.kind}] {r.case.id}")
+    for cls, n in inferred.items():
+        print(f"FAIL [{cls}] {n} more records of this class, inferred (report.md lists them)")
+    for f in getattr(result, "findings", ()):
+        print(f"FAIL [{f['kind']}] {f['message']}")
     print(f"report: {paths['report']}  results: {paths['results']}")
     if result.interrupted:
         print(f"bce-harness: interrupted; the report is partial (continue with: --resume --out {out})", file=sys.stderr)
         return EXIT_USAGE
+    if getattr(result, "deadline", None) is not None:
+        print(
+            f"bce-harness: deadline of {result.deadline:g}s reached: {t['total']} records written, {len(result.not_run)} "
+            f"cases did not run (report.md lists them); continue with: --resume --out {out}",
+            file=sys.stderr,
+        )
+        return EXIT_DIVERGED
     return EXIT_OK if result.ok else EXIT_DIVERGED
 
 
