@@ -7,6 +7,7 @@ in a record; 2 a usage or input error, said in one line on stderr; 3 an internal
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib.util
 import os
@@ -180,6 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
     fuzz.add_argument(
         "--regressions", default=str(DEFAULT_REGRESSIONS), help="folder for <fingerprint>.json (default: %(default)s)"
     )
+    fuzz.add_argument(
+        "--workers", type=_workers, default=1,
+        help="TensorFlow worker processes the draws run in, so a draw that aborts or hangs is a finding "
+        "(default: %(default)s; 0: in this process)",
+    )  # fmt: skip
+    fuzz.add_argument("--timeout", type=_seconds, default=120.0, help="the most seconds a draw may take (default: %(default)s)")
 
     audit = sub.add_parser("audit", help="every finite float16 and bfloat16 value through the loss: an accuracy table")
     _add(audit, specs, "--out", "--profile", out="reports/audit")
@@ -467,22 +474,31 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
     import random
 
     from harness.fuzz import fuzz, require_hypothesis, save_finding, shard_seed
+    from harness.run.workers import PooledTarget, WorkerPool
     from harness.target import TFTarget, load_factory
 
     require_hypothesis()
     selection, registry = _prepare(args)
     if selection.profile != "keras3":
         raise UsageError(f"fuzz draws Keras 3 options; profile {selection.profile!r} is not supported ({selection.reason})")
-    target = TFTarget(loss_factory=load_factory(args.loss_factory))
     # with shards, the seed named (or drawn) is the search's, and each shard derives its own from it
     seed = args.seed if args.seed is not None or args.shard is None else random.SystemRandom().randrange(2**32)
-    result = fuzz(
-        target, registry, examples=args.examples, seed=None if seed is None else shard_seed(seed, args.shard),
-        profile=selection.profile,
-    )  # fmt: skip
+    with contextlib.ExitStack() as stack:
+        if args.workers == 0:
+            target = TFTarget(loss_factory=load_factory(args.loss_factory))
+        else:  # each draw is its own job: no quarantine, and a crash is the draw's (Hypothesis shrinks it)
+            pool = WorkerPool(
+                args.workers, factory=args.loss_factory, profile=selection.profile, timeout=args.timeout,
+                quarantine=False, retry_crashes=False, spare="after-failure",
+            )  # fmt: skip
+            target = PooledTarget(stack.enter_context(pool))
+        result = fuzz(
+            target, registry, examples=args.examples, seed=None if seed is None else shard_seed(seed, args.shard),
+            profile=selection.profile,
+        )  # fmt: skip
+        versions = target.versions()
     seed = result.seed if seed is None else seed
     shard = "" if args.shard is None else f" --shard {args.shard[0]}/{args.shard[1]}"
-    versions = target.versions()
     provenance = {
         "found_utc": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "seed": seed,

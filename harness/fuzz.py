@@ -40,6 +40,7 @@ from harness.judge.registry import Divergence, Registry
 from harness.oracle import expected as reference_expected
 from harness.report.repro import snippet
 from harness.run.runner import Target
+from harness.run.workers import process_failure
 
 __all__ = [
     "DEFAULT_EXAMPLES",
@@ -58,6 +59,8 @@ __all__ = [
 # core (Hypothesis's drawing about 6, reference and TensorFlow about 5), so a round that finds nothing takes
 # some 12 s.  tests/instrument/test_fuzz.py finds every planted fault well within it.
 DEFAULT_EXAMPLES = 1000
+PROCESS_KINDS = ("crash", "timeout")  # a draw that killed or hung its worker (PooledTarget)
+PROCESS_FAILURES = 6  # such draws a round shrinks with, at most (each costs a worker, or a time limit)
 
 
 @dataclass(frozen=True, eq=False)
@@ -228,12 +231,16 @@ class _Search:
         self.known: Counter[str] = Counter()
         self.calls = 0
         self._crash: list[str] = []
+        # Draws that killed or hung their worker this round: each costs a worker (and a hang its limit), so
+        # after PROCESS_FAILURES of them a round evaluates only Hypothesis's final replays (see check)
+        self._process_failures = 0
 
     def run(self, hypothesis: Any, strategy: Any, *, examples: int, seed: int) -> None:
         """One Hypothesis run: generate, and shrink each new failure kind to a recorded Finding."""
         from hypothesis.control import current_build_context
 
         done = {f.comparison.kind for f in self.findings.values()}
+        self._process_failures = 0
 
         @hypothesis.settings(
             max_examples=examples,
@@ -257,19 +264,29 @@ class _Search:
         try:
             check()
         except Exception as exc:  # noqa: BLE001 - divergences are expected here; anything else is re-raised
-            others = [e for e in _leaves(exc) if not isinstance(e, _Divergence)]
+            # a draw that crashed once and not on its replay (Flaky) is not a finding; the next round goes on
+            others = [e for e in _leaves(exc) if not isinstance(e, (_Divergence, hypothesis.errors.Flaky))]
             if others:
                 detail = self._crash[0] if self._crash else f"{type(others[0]).__name__}: {others[0]}"
                 raise RuntimeError(f"the harness failed during the fuzz search (seed {seed}): {detail}") from others[0]
 
     def check(self, case: Case, *, final: bool) -> str | None:
-        """The failure kind of ``case`` if it is an unexplained divergence (recorded when ``final``), else None."""
+        """The failure kind of ``case`` if it is an unexplained divergence (recorded when ``final``), else None.
+
+        Once PROCESS_FAILURES draws of this round killed or hung their worker, the rest of the round's
+        shrinking is not evaluated (None: as if they passed) and only Hypothesis's final replay of the smallest
+        failing draw runs: shrinking a crash would otherwise cost a worker for every step that still crashes.
+        """
+        if not final and self._process_failures >= PROCESS_FAILURES:
+            return None
         try:
             exp, out, comparison = self._evaluate(case)
         except Exception as exc:
             if final:
                 self._crash.append(f"{type(exc).__name__}: {exc}; case: {json.dumps(case.as_dict(), allow_nan=False)}")
             raise
+        if comparison.kind in PROCESS_KINDS:
+            self._process_failures += 1
         if comparison.agrees:
             return None
         entry = explanation(self.registry, record_facets(case, exp, self.profile), comparison.kinds)
@@ -286,6 +303,10 @@ class _Search:
         self.calls += 1
         exp = self.oracle(case, profile=self.profile)
         out = self.target.run(case)
+        failure = process_failure(out)  # the call killed or hung its worker (PooledTarget)
+        if failure is not None:
+            assert out.error is not None
+            return exp, out, Comparison(failure, f"case: {case.id}\n{out.error.partition(': ')[2]}")
         return exp, out, compare(case, exp, out)
 
     def fewer_elements(self, finding: Finding, *, budget: int = 200) -> Finding:
@@ -301,6 +322,8 @@ class _Search:
 
         kind = finding.comparison.kind
         spent = 0
+        if kind in PROCESS_KINDS:  # each deletion that still crashes or hangs costs a worker
+            budget = min(budget, PROCESS_FAILURES)
         while spent < budget:
             for candidate in _one_index_fewer(finding.case, shape_kind):
                 candidate = replace(candidate, tags={**candidate.tags, "regime": regime_of(candidate)})

@@ -35,7 +35,7 @@ from harness.run.evaluate import CaseResult, evaluate
 from harness.run.quarantine import Quarantine
 from harness.run.watchdog import Watchdog
 
-__all__ = ["DeadlineReached", "WorkerPool", "default_workers"]
+__all__ = ["DeadlineReached", "PooledTarget", "WorkerPool", "default_workers", "process_failure"]
 
 # A worker that does not report ready within this many seconds of starting is given up on: TensorFlow
 # imports in 2-10 s on this class of machine.
@@ -146,8 +146,9 @@ class WorkerPool:
     ``timeout`` seconds) is split into single-case jobs; a single case that does either is run once more
     (a hang with a longer limit) unless it joins a class of such failures already seen (``quarantine``),
     and then becomes a ``crash`` or ``timeout`` result.  The cases of an active class are held back, a
-    sample of them run, and the rest recorded as inferred (quarantine.py).  A spare worker is started ahead,
-    so that a dead worker's replacement has TensorFlow imported already.  ``findings`` collects what no
+    sample of them run, and the rest recorded as inferred (quarantine.py).  A spare worker is started ahead
+    (``spare="ahead"``; ``"after-failure"``: once a first worker died; ``"none"``), so that a dead worker's
+    replacement has TensorFlow imported already.  ``findings`` collects what no
     single case's record says: a job that failed while each of its cases, run alone, did not; a case that
     failed once and not again.
     """
@@ -161,7 +162,7 @@ class WorkerPool:
         timeout: float = 120.0,
         quarantine: bool = True,
         retry_crashes: bool = True,
-        spare: bool = True,
+        spare: str = "ahead",
         clock: Callable[[], float] = time.monotonic,
     ):
         self.workers = workers
@@ -302,7 +303,8 @@ class WorkerPool:
                     return
             for slot in self._slots:
                 dispatch(slot)
-            if self.spare and self._spare is None and all(s.ready for s in self._slots):
+            wanted = self.spare == "ahead" or (self.spare == "after-failure" and sum(self.replacements.values()) > 0)
+            if wanted and self._spare is None and all(s.ready for s in self._slots):
                 self._spare = self._spawn()  # started once the others are up, not competing with them
             watched = self._all()
             ready = wait([s.conn for s in watched] + [s.process.sentinel for s in watched], timeout=0.5)
@@ -501,6 +503,36 @@ class WorkerPool:
         yield _failed((index, case), failure, exitcode, limit, output, home.evidence(inferred=False))
         for released in q.released():
             queue.append(_Job([released]))
+
+
+class PooledTarget:
+    """A target whose every call runs in a ``WorkerPool`` (the fuzzer's): ``run(case)`` is the case's outcome
+    from a worker, or, when the call killed or hung its worker, an outcome whose error starts ``crash:`` or
+    ``timeout:``.  The worker is replaced and the next call goes on."""
+
+    name = "tensorflow"
+
+    def __init__(self, pool: WorkerPool) -> None:
+        self.pool = pool
+
+    def run(self, case: Case) -> Outcome:
+        result = self.pool.evaluate_one(case)
+        assert result.outcome is not None
+        return result.outcome
+
+    def run_many(self, cases: Sequence[Case]) -> list[Outcome]:
+        return [self.run(c) for c in cases]
+
+    def versions(self) -> dict[str, Any]:
+        return self.pool.versions
+
+
+def process_failure(outcome: Outcome | None) -> str | None:
+    """"crash" or "timeout" when ``outcome`` is a worker's death or hang (``PooledTarget``), else None."""
+    if outcome is None or outcome.error is None:
+        return None
+    head = outcome.error.partition(":")[0]
+    return head if head in ("crash", "timeout") else None
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C, and what a CI runner sends to cancel a job
