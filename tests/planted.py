@@ -114,3 +114,41 @@ def abort_on_heavy_smoothing(options: Options):
 
         return abort
     return _keras_loss(options)
+
+
+_CALLS = [0]
+
+
+def mixed(options: Options):
+    """Several faults at once, on classes the quarantine must tell apart, and a worker that misbehaves:
+
+    * SIGSEGV on every empty input (a class its signature names);
+    * SIGABRT on every input of shape (8, 3) (a class its signature cannot name: its samples pass, so it
+      must be lifted, and no other case recorded as crashed);
+    * os._exit(3) on the 60th call of each worker process, whatever the case (not reproducible);
+    * garbage written to file descriptor 1 on every call (it must stay out of the run's output).
+    """
+    import signal
+
+    def fires(y_true, y_pred):
+        os.write(1, b"\x00\xffgarbage from the loss\n")
+        _CALLS[0] += 1
+        if _CALLS[0] == 60:
+            os._exit(3)
+        if any(0 in tuple(t.shape) for t in (y_true, y_pred)):
+            os.kill(os.getpid(), signal.SIGSEGV)
+        if tuple(y_pred.shape) == (8, 3):
+            os.abort()
+
+    return _wrap(options, fires)
+
+
+def segv_on_rank3(options: Options):
+    """SIGSEGV on every call with an input of rank 3 or more (also a stacked call of rank-2 cases)."""
+    import signal
+
+    def fires(y_true, y_pred):
+        if max(len(y_true.shape), len(y_pred.shape)) >= 3:
+            os.kill(os.getpid(), signal.SIGSEGV)
+
+    return _wrap(options, fires)

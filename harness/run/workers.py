@@ -132,6 +132,7 @@ class _Slot:
     limit: float = 0.0
     kinds: dict[int, str] = field(default_factory=dict)
     traced: set[Any] = field(default_factory=set)
+    jobs_done: int = 0  # jobs this worker finished: 0, a crash cannot be the doing of an earlier job
 
 
 class DeadlineReached(Exception):
@@ -303,9 +304,12 @@ class WorkerPool:
                     return
             for slot in self._slots:
                 dispatch(slot)
-            wanted = self.spare == "ahead" or (self.spare == "after-failure" and sum(self.replacements.values()) > 0)
-            if wanted and self._spare is None and all(s.ready for s in self._slots):
-                self._spare = self._spawn()  # started once the others are up, not competing with them
+            died = sum(self.replacements.values()) > 0
+            wanted = self.spare == "ahead" or (self.spare == "after-failure" and died)
+            # started once the first workers are up (not competing with them), and at once after a death: in a
+            # run of crashes the next replacement imports TensorFlow while the last one works
+            if wanted and self._spare is None and (died or all(s.ready for s in self._slots)):
+                self._spare = self._spawn()
             watched = self._all()
             ready = wait([s.conn for s in watched] + [s.process.sentinel for s in watched], timeout=0.5)
             now = self.clock()
@@ -333,6 +337,7 @@ class WorkerPool:
                             raise HarnessError(f"worker could not start: {message[2]}")
                         elif kind == "done" and slot.job is not None and message[1] == slot.job_id:
                             job, kinds = slot.job, slot.kinds
+                            slot.jobs_done += 1
                             # the worker's next job goes out before this one's results are taken in: the
                             # caller's work on them (verdicts, the stream) would otherwise leave it idle
                             slot.job = None
@@ -372,7 +377,8 @@ class WorkerPool:
                         said = f"; its last output:\n{output}" if output else ""
                         raise HarnessError(f"a worker died while starting (exit code {exitcode}){said}")
                     continue
-                yield from self._failed_job(job, failure, exitcode, slot.limit, output, queue)
+                fresh = slot.jobs_done == 0
+                yield from self._failed_job(job, failure, exitcode, slot.limit, output, queue, fresh=fresh)
 
     def _ready(self, slot: _Slot, message: tuple[Any, ...]) -> None:
         slot.ready = True
@@ -458,8 +464,19 @@ class WorkerPool:
         )
 
     def _failed_job(
-        self, job: _Job, failure: str, exitcode: int | None, limit: float, output: str, queue: deque[_Job]
+        self,
+        job: _Job,
+        failure: str,
+        exitcode: int | None,
+        limit: float,
+        output: str,
+        queue: deque[_Job],
+        *,
+        fresh: bool = False,
     ) -> Iterator[CaseResult]:
+        """A job killed or hung its worker.  Several cases: run them one by one.  One case: a suspect, run
+        once more (a hang with the escalated limit; a crash only if its worker had run other jobs before, whose
+        state could be the cause) unless it joins a class of such failures; else a crash or timeout result."""
         cause = _cause(failure, exitcode)
         q = self.quarantine
         if len(job.pairs) > 1:
@@ -491,7 +508,7 @@ class WorkerPool:
             else:
                 q.sample_failed_otherwise(index, job.sample_of)
         if home is None and job.first is None:
-            again = failure == "timeout" or self.retry_crashes
+            again = failure == "timeout" or (self.retry_crashes and not fresh)
             joined = q.joins(index, case, failure, cause) if q.enabled else None
             if joined is None and again:
                 retry_limit = self.watchdog.escalated(limit) if failure == "timeout" else None
