@@ -7,7 +7,7 @@ and spreads the work over worker processes; it also judges every record against 
 to ``records.jsonl`` and writes the reports, exactly as ``bce-harness run`` does.  Both are run here, on this
 machine, in one process run.
 
-    python benchmarks/bench_suite.py [--workers N] [--naive-sample N] [--sweep-seeds N] [--no-floor]
+    python benchmarks/bench_suite.py [--workers N] [--naive-sample N] [--sweep-seeds N] [--no-floor] [--recovery N]
 
 Two ratios are printed, each comparing like with like: *warm*, both sides with TensorFlow already imported
 (the naive loop in this process, the harness without its pool's start-up, which is its workers importing
@@ -20,7 +20,9 @@ workers; the naive loop's time over it is the best ratio any runner could reach 
 
 Workloads: the default suite, with workers and in this process; with ``--sweep-seeds N`` also the
 unreduced records of the value grid under N seeds, the shape of a nightly value sweep, where stacking
-carries the load.  Nothing here asserts a time.
+carries the load.  With ``--recovery N``: a worker's start-up (spawn to ready, TensorFlow's import), and
+what each of N crashes in a row costs with a spare worker started ahead and without one (every call of
+the loss dies of SIGSEGV; no quarantine, so every crash is paid).  Nothing here asserts a time.
 """
 
 from __future__ import annotations
@@ -132,13 +134,39 @@ def measure(label: str, cases: Sequence[Case], registry: Registry, workers: int,
             print("floor:   every record can share a stacked call: no call-bound limit on this workload")
 
 
+def recovery(n: int) -> None:
+    """Seconds per crash, N crashes in a row, with and without a spare; and the workers' start-up."""
+    cases = [c for c in default_suite() if c.api == "BinaryCrossentropy" and c.mode == "eager"][:n]
+    jobs = [[(i, c)] for i, c in enumerate(cases)]
+    print(f"\n== recovery: {n} crashes in a row (every call dies of SIGSEGV), one worker")
+    for spare in ("none", "ahead"):
+        with WorkerPool(1, factory="_crash:make", quarantine=False, retry_crashes=False, spare=spare) as pool:
+            list(pool.run([[(n, default_suite(special_cases=None)[0])]]))  # up, and (with a spare) its spare started
+            if spare == "ahead":  # the spare imports TensorFlow while the first worker works, as in a run
+                assert pool._spare is not None and pool._spare.conn.poll(180)
+            t = time.perf_counter()
+            kinds = [r.comparison.kind for r in pool.run(jobs)]
+            each = (time.perf_counter() - t) / n
+            assert kinds == ["crash"] * n, kinds
+            startups = pool.startups
+        print(
+            f"spare {spare:5}: {each:6.2f} s a crash; worker start-up {min(startups):.2f} to {max(startups):.2f} s "
+            f"({len(startups)} workers)"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=default_workers())
     parser.add_argument("--naive-sample", type=int, default=400)
     parser.add_argument("--sweep-seeds", type=int, default=0)
     parser.add_argument("--no-floor", action="store_true", help="skip measuring the floor (about 15 s on the default suite)")
+    parser.add_argument("--recovery", type=int, default=0, metavar="N", help="also measure N crashes in a row, with and without a spare")
+    parser.add_argument("--recovery-only", action="store_true", help="measure only the recovery")
     args = parser.parse_args()
+    if args.recovery_only:
+        recovery(args.recovery or 6)
+        return
 
     registry = load_registry()
     t = time.perf_counter()
@@ -159,6 +187,8 @@ def main() -> None:
         ]
         print(f"\ngeneration: {len(sweep)} sweep records in {time.perf_counter() - t0:.2f} s")
         measure(f"value sweep over {args.sweep_seeds} seeds", sweep, registry, args.workers, args.naive_sample, t_import, floor=not args.no_floor)
+    if args.recovery:
+        recovery(args.recovery)
 
 
 if __name__ == "__main__":
