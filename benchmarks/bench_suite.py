@@ -143,7 +143,7 @@ def recovery(n: int) -> None:
         with WorkerPool(1, factory="_crash:make", quarantine=False, retry_crashes=False, spare=spare) as pool:
             list(pool.run([[(n, default_suite(special_cases=None)[0])]]))  # up, and (with a spare) its spare started
             if spare == "ahead":  # the spare imports TensorFlow while the first worker works, as in a run
-                assert pool._spare is not None and pool._spare.conn.poll(180)
+                assert pool._spare is not None and pool._spare.conn.poll(600)
             t = time.perf_counter()
             kinds = [r.comparison.kind for r in pool.run(jobs)]
             each = (time.perf_counter() - t) / n

@@ -106,8 +106,8 @@ def segv_on_empty(options: Options):
 
 
 def abort_on_heavy_smoothing(options: Options):
-    """Aborts (as a failed C++ CHECK would) on every call with a label smoothing above one half."""
-    if options.label_smoothing > 0.5:
+    """Aborts (as a failed C++ CHECK would) on every call with a label smoothing above a quarter."""
+    if options.label_smoothing > 0.25:
 
         def abort(y_true, y_pred, sample_weight=None):
             os.abort()
