@@ -253,7 +253,7 @@ class WorkerPool:
 
     def evaluate_one(self, case: Case) -> CaseResult:
         """One case in a worker: its result, or its ``crash`` or ``timeout`` result (for the fuzzer)."""
-        results = list(self.run([[(0, case)]]))
+        results = list(self.run([[(next(self._ids), case)]]))  # an index of its own: the pool remembers by it
         return results[0]
 
     def _run(
@@ -419,7 +419,7 @@ class WorkerPool:
         case = next(c for i, c in job.pairs if i == r.index)
         released = self.quarantine.completed(r.index, case)
         queue.extend(_Job([pair]) for pair in released)
-        if job.first is not None:
+        if job.first is not None and job.first[0] == "crash":  # (a suspect hang that finishes was just slow)
             kind, cause = job.first
             self.findings.append(
                 {
