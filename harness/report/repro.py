@@ -57,7 +57,8 @@ def snippet(case: Case, expected: Expected, *, actual: str = "") -> str:
         "# Needs only tensorflow and numpy.  Exit status 1: the divergence reproduces; 0: it does not.",
     ]
     if actual:
-        lines.append(f"# TensorFlow returned when this was written: {actual}")
+        # every line a comment: a crash's or hang's message carries the worker's last output, lines and all
+        lines.append("# TensorFlow returned when this was written: " + actual.replace("\n", "\n# "))
     lines += [
         "import os",
         "import sys",
