@@ -379,8 +379,10 @@ def save_finding(
 ) -> SavedFinding:
     """Write ``out/repro_<fp>.py`` (standalone: exit 1 while the divergence reproduces) and, unless it is
     there already, ``regressions/<fp>.json`` (the case, and ``finding``: kind, message and ``provenance``)."""
+    factory = (provenance or {}).get("loss_factory")
     repro = atomic_write_text(
-        Path(out) / f"repro_{finding.fingerprint}.py", snippet(finding.case, finding.expected, actual=finding.actual)
+        Path(out) / f"repro_{finding.fingerprint}.py",
+        snippet(finding.case, finding.expected, actual=finding.actual, loss_factory=factory),
     )
     regression = Path(regressions) / f"{finding.fingerprint}.json"
     if regression.exists():

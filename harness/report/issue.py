@@ -30,6 +30,8 @@ from harness.jsonio import atomic_write_text, decode_array, dumps
 from harness.report.drift import Change, Drift
 from harness.report.html import write_html
 from harness.report.junit import write_junit
+from harness.errors import InputError
+from harness.report.literal import code_span, fence, one_line
 from harness.report.repro import snippet
 
 __all__ = ["Cluster", "clusters", "render_issue", "render_summary", "write_compare_reports"]
@@ -50,7 +52,8 @@ class Cluster:
     def title(self) -> str:
         kind, entry, group, dtype = self.key
         what = f"{kind} ({entry})" if entry else kind
-        return f"BinaryCrossentropy regression: {what} in {group}, {dtype} [bce-{self.fingerprint}]"
+        # one line whatever the results file held: it is the issue's title
+        return one_line(f"BinaryCrossentropy regression: {what} in {group}, {dtype} [bce-{self.fingerprint}]")
 
 
 def clusters(drift: Drift) -> list[Cluster]:
@@ -124,9 +127,9 @@ def _value_table(r: Mapping[str, Any], before: Mapping[str, Any]) -> list[str]:
     exp_v, bound, actual, base = _arr(r.get("expected")), _arr(r.get("bound")), _arr(r.get("actual")), _arr(before.get("actual"))
     if r.get("actual_error") or r.get("expected_error"):
         return [
-            f"- expected: {'an error: ' + r['expected_error'] if r.get('expected_error') else _arr_text(exp_v, r.get('expected_dtype'))}",
-            f"- actual (NEW): {r.get('actual_error') or _arr_text(actual, r.get('actual_dtype'))}",
-            f"- actual (BASE): {before.get('actual_error') or _arr_text(base, before.get('actual_dtype'))}",
+            f"- expected: {'an error: ' + one_line(str(r['expected_error'])) if r.get('expected_error') else _arr_text(exp_v, r.get('expected_dtype'))}",
+            f"- actual (NEW): {one_line(str(r.get('actual_error'))) if r.get('actual_error') else _arr_text(actual, r.get('actual_dtype'))}",
+            f"- actual (BASE): {one_line(str(before.get('actual_error'))) if before.get('actual_error') else _arr_text(base, before.get('actual_dtype'))}",
         ]
     if exp_v is None or actual is None or bound is None or exp_v.shape != actual.shape:
         return [
@@ -170,10 +173,10 @@ def _environment(base: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
         ("platform", "platform"),
     ]
     lines = ["| | last good (BASE) | first broken (NEW) |", "|---|---|---|"]
-    lines += [f"| {label} | {base.get(key)} | {new.get(key)} |" for label, key in rows]
+    lines += [f"| {label} | {one_line(str(base.get(key)))} | {one_line(str(new.get(key)))} |" for label, key in rows]
     lines.append(f"| CPU flags | {' '.join(base.get('cpu_flags') or []) or '-'} | {' '.join(new.get('cpu_flags') or []) or '-'} |")
     lines.append(f"| environment | {env(base)} | {env(new)} |")
-    return lines
+    return [one_line(line) for line in lines]
 
 
 def _nightly(version: Any) -> bool:
@@ -192,8 +195,7 @@ def _bug_template(cluster: Cluster, r: Mapping[str, Any], before: Mapping[str, A
         nightly = f"Yes: TensorFlow {base.get('tensorflow')} (tf-nightly) is the BASE run"
     else:
         nightly = "No: neither run is tf-nightly (run `tox -e tf-nightly` and compare against it)"
-    fence = "`" * 3
-    log = str(r.get("message") or r.get("actual_error") or kind).replace(fence, "` ` `")
+    log = str(r.get("message") or r.get("actual_error") or kind)
     return [
         "## Bug report fields (TensorFlow's template)",
         "",
@@ -223,9 +225,7 @@ def _bug_template(cluster: Cluster, r: Mapping[str, Any], before: Mapping[str, A
         "",
         "### Relevant log output",
         "",
-        fence,
-        log,
-        fence,
+        *fence(log),
     ]
 
 
@@ -253,28 +253,31 @@ def render_issue(cluster: Cluster, drift: Drift) -> str:
     else:
         actual_text = r.get("actual_error") or ""
     base, new = drift.base, drift.new
+    factory = new.get("loss_factory")
+    if factory is not None and not isinstance(factory, str):
+        raise InputError(f"{new.get('source')}: meta.loss_factory={factory!r} is not a string")
     kind, entry, group, dtype = cluster.key
     lines = [
         f"# {cluster.title}",
         "",
         f"<!-- bce-harness fingerprint: bce-{cluster.fingerprint} -->",
-        f"`tf.keras.losses.BinaryCrossentropy`: {len(cluster.changes)} case(s) of the `{group}` family computing in "
+        f"`tf.keras.losses.BinaryCrossentropy`: {len(cluster.changes)} case(s) of the {code_span(group)} family computing in "
         f"{dtype} {_held(cluster)} on TensorFlow {base.get('tensorflow')} and diverge "
-        f"(`{kind}`) on TensorFlow {new.get('tensorflow')}.",
+        f"({code_span(kind)}) on TensorFlow {new.get('tensorflow')}.",
         "",
-        f"- **Last version where it held:** TensorFlow {base.get('tensorflow')}, Keras {base.get('keras')} (profile `{base.get('profile')}`)",
-        f"- **First version where it broke:** TensorFlow {new.get('tensorflow')}, Keras {new.get('keras')} (profile `{new.get('profile')}`)",
+        f"- **Last version where it held:** TensorFlow {base.get('tensorflow')}, Keras {base.get('keras')} (profile {code_span(str(base.get('profile')))})",
+        f"- **First version where it broke:** TensorFlow {new.get('tensorflow')}, Keras {new.get('keras')} (profile {code_span(str(new.get('profile')))})",
     ]
     if entry:
-        lines.append(f"- The NEW run's registry already knows this as `{entry}` (a documented-semantics divergence).")
+        lines.append(f"- The NEW run's registry already knows this as {code_span(entry)} (a documented-semantics divergence).")
     lines += ["", *_bug_template(cluster, r, before, base, new)]
     lines += ["", "## Environment", "", *_environment(base, new), "", "## Reproduction", ""]
     lines += [
-        f"Case `{case.id}`" + (" (shrunk to its first diverging row)" if case.id != r["id"] else "") + "; needs only tensorflow and numpy, exits 1 while it reproduces:",
+        f"Case {code_span(case.id)}" + (" (shrunk to its first diverging row)" if case.id != r["id"] else "")
+        + ("; needs only tensorflow and numpy" if factory is None else f"; made with --loss-factory {code_span(factory)}, which it calls")
+        + ", exits 1 while it reproduces:",
         "",
-        "```python",
-        snippet(case, expected, actual=actual_text).rstrip(),
-        "```",
+        *fence(snippet(case, expected, actual=actual_text, loss_factory=factory).rstrip(), "python"),
         "",
         "## Expected against actual",
         "",
@@ -286,7 +289,7 @@ def render_issue(cluster: Cluster, drift: Drift) -> str:
         f"## Cases in this cluster ({len(cluster.changes)})",
         "",
     ]
-    lines += [f"- `{c.id}`: {c.what}" for c in cluster.changes[:_IDS]]
+    lines += [f"- {code_span(c.id)}: {c.what}" for c in cluster.changes[:_IDS]]
     if len(cluster.changes) > _IDS:
         lines.append(f"- ... and {len(cluster.changes) - _IDS} more")
     return "\n".join(lines) + "\n"

@@ -7,61 +7,80 @@ as a check after a fix.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from harness.case import Case, Expected
+from harness.case import API_LOSS_CLASS, APIS, GRADS, MODES, PRODUCERS, Case, Expected, Options
+from harness.report.literal import py
 
 __all__ = ["snippet"]
 
 
+# the code each producer name stands for (a name from a record is looked up here, never pasted)
+_PRODUCER_SOURCE = {"tf.sigmoid": "tf.sigmoid", "keras.activations.sigmoid": "tf.keras.activations.sigmoid", "keras.ops.sigmoid": "tf.keras.ops.sigmoid"}
+
+
 def _num(x: float) -> str:
-    if math.isnan(x):
-        return "np.nan"
-    if math.isinf(x):
-        return "np.inf" if x > 0 else "-np.inf"
-    return repr(float(x))
+    return py(float(x))
 
 
 def _literal(a: np.ndarray) -> str:
     a = np.asarray(a)
     if a.dtype == np.bool_:
-        return repr(a.tolist())
+        return py(a.tolist())
     if a.ndim == 0:
         return _num(float(a))
     if a.size == 0:
-        return f"np.zeros({tuple(a.shape)})"
-    inner = ", ".join(_num(float(v)) for v in a.astype(np.float64).ravel())
-    return f"np.array([{inner}]).reshape({tuple(a.shape)})"
+        return f"np.zeros({py(tuple(int(n) for n in a.shape))})"
+    values = py([float(v) for v in a.astype(np.float64).ravel()])
+    return f"np.array({values}).reshape({py(tuple(int(n) for n in a.shape))})"
 
 
 def _tensor(a: np.ndarray, dtype: str) -> str:
     if dtype == "bool":
         return f"tf.constant(np.asarray({_literal(a)}) != 0)"
-    return f"tf.constant({_literal(a)}, dtype=tf.{dtype})"
+    return f"tf.constant({_literal(a)}, dtype={py(dtype)})"
 
 
-def snippet(case: Case, expected: Expected, *, actual: str = "") -> str:
-    """Python source of a reproduction of ``case`` against ``expected``; ``actual`` is what TF printed."""
+def _options(o: Options) -> str:
+    """The keyword arguments of the loss's constructor; dtype only when set: Keras 2's has no such argument."""
+    args = f"from_logits={py(o.from_logits)}, label_smoothing={py(o.label_smoothing)}, axis={py(o.axis)}, reduction={py(o.reduction)}"
+    return args + ("" if o.dtype is None else f", dtype={py(o.dtype)}")
+
+
+def snippet(case: Case, expected: Expected, *, actual: str = "", loss_factory: str | None = None) -> str:
+    """Python source of a reproduction of ``case`` against ``expected``; ``actual`` is what TF printed.
+
+    ``loss_factory`` (``MODULE:FUNCTION``, the record's ``--loss-factory``) makes the script build the loss
+    with that factory, as the run did, instead of Keras's constructor.  Every value from the record (id,
+    texts, numbers, names) enters the script as a literal made by ``literal.py``, never as pasted text.
+    """
+    # these are code, not data: they must be the harness's own names (Case checks them when it is made)
+    assert case.api in APIS and case.mode in MODES and case.producer in (None, *PRODUCERS) and case.grad in (None, *GRADS)
     o = case.options
-    ctor = (
-        f"tf.keras.losses.BinaryCrossentropy(from_logits={o.from_logits!r}, label_smoothing={o.label_smoothing!r}, "
-        f"axis={o.axis!r}, reduction={o.reduction!r}"
-        # dtype only when set: Keras 2's constructor has no such argument
-        + ("" if o.dtype is None else f", dtype={o.dtype!r}")
-        + ")"
-    )
-    lines = [
-        f"# Reproduction of bce-harness case {case.id!r} (path {case.path})",
-        "# Needs only tensorflow and numpy.  Exit status 1: the divergence reproduces; 0: it does not.",
-    ]
-    if actual:
-        # every line a comment: a crash's or hang's message carries the worker's last output, lines and all
-        lines.append("# TensorFlow returned when this was written: " + actual.replace("\n", "\n# "))
+    factory = loss_factory is not None and case.api == API_LOSS_CLASS
+    lines = []
+    if loss_factory is not None:
+        lines += [
+            "# Made with --loss-factory (LOSS_FACTORY below): "
+            + ("this script builds the loss with that factory, not Keras's constructor;" if factory
+               else "the factory does not replace this entry point, which is called as it was;"),
+            "# the factory's module and bce-harness (for the Options it takes) must be importable.",
+        ]
     lines += [
+        "# Reproduction of the bce-harness case CASE_ID (path CASE_PATH) below.",
+        ("# Needs only tensorflow and numpy." if not factory else "# Needs tensorflow, numpy, bce-harness and the factory's module.")
+        + "  Exit status 1: the divergence reproduces; 0: it does not.",
         "import os",
         "import sys",
+        "",
+        f"CASE_ID = {py(case.id)}",
+        f"CASE_PATH = {py(case.path)}",
+    ]
+    if loss_factory is not None:
+        lines.append(f"LOSS_FACTORY = {py(loss_factory)}")
+    if actual:
+        lines.append(f"RETURNED_WHEN_WRITTEN = {py(actual)}  # what TensorFlow returned when this was written")
+    lines += [
         "",
         'os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")',
         "import numpy as np",
@@ -76,17 +95,17 @@ def snippet(case: Case, expected: Expected, *, actual: str = "") -> str:
         lines.append(f"sample_weight = {_num(float(case.sample_weight))}")
     else:
         lines.append(f"sample_weight = {_tensor(case.sample_weight, case.weight_dtype)}")
-    lines += _call_source(case, ctor)
+    lines += _call_source(case, factory)
     lines.append("")
     if expected.raises is not None:
         lines += [
-            f"# Expected: the call raises ({expected.raises}).",
+            f"EXPECTED_ERROR = {py(expected.raises)}  # why the call must raise",
             "try:",
             "    actual = run(y_true, y_pred, sample_weight)",
             "except Exception as exc:",
             '    print("raised as expected:", type(exc).__name__, exc)',
             "    sys.exit(0)",
-            'print("returned instead of raising:", tf.cast(actual, tf.float64).numpy())',
+            'print("returned instead of raising:", tf.cast(actual, tf.float64).numpy(), "expected:", EXPECTED_ERROR)',
             "sys.exit(1)",
         ]
         return "\n".join(lines) + "\n"
@@ -95,6 +114,7 @@ def snippet(case: Case, expected: Expected, *, actual: str = "") -> str:
         "# Expected from the documented Keras semantics, computed in extended precision; |error| allowed: bound.",
         f"expected = {_literal(np.asarray(expected.value, dtype=np.float64))}",
         f"bound = {_literal(np.asarray(expected.bound, dtype=np.float64))}",
+        f"expected_dtype = {py(expected.dtype)}",
         "try:",
         "    actual = run(y_true, y_pred, sample_weight)",
         "except Exception as exc:",
@@ -102,8 +122,8 @@ def snippet(case: Case, expected: Expected, *, actual: str = "") -> str:
         "    sys.exit(1)",
         "a = np.asarray(tf.cast(actual, tf.float64).numpy(), dtype=np.float64)",
         'print("actual (TF):", a.tolist(), actual.dtype.name)',
-        f'print("expected:   ", np.asarray(expected).tolist(), {expected.dtype!r})',
-        "same = a.shape == np.shape(expected) and actual.dtype.name == " + repr(expected.dtype),
+        'print("expected:   ", np.asarray(expected).tolist(), expected_dtype)',
+        "same = a.shape == np.shape(expected) and actual.dtype.name == expected_dtype",
         "if same:",
         "    with np.errstate(invalid='ignore'):",
         "        close = np.isclose(a, expected, rtol=0, atol=0, equal_nan=True) | (np.abs(a - expected) <= bound)",
@@ -114,22 +134,32 @@ def snippet(case: Case, expected: Expected, *, actual: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
-def _call_source(case: Case, ctor: str) -> list[str]:
+def _call_source(case: Case, factory: bool) -> list[str]:
     """Source of ``run(y_true, y_pred, sample_weight)``: the case's entry point, producer, mask, gradient
-    and mode, as harness/target.py builds them."""
+    and mode, as harness/target.py builds them; with ``factory``, the loss from LOSS_FACTORY."""
     o = case.options
     lines = [""]
     if case.api == "metrics.BinaryCrossentropy":
-        dtype = "" if o.dtype is None else f", dtype={o.dtype!r}"
+        dtype = "" if o.dtype is None else f", dtype={py(o.dtype)}"
         lines.append(
-            f"metric = tf.keras.metrics.BinaryCrossentropy(from_logits={o.from_logits!r}, "
-            f"label_smoothing={o.label_smoothing!r}{dtype})"
+            f"metric = tf.keras.metrics.BinaryCrossentropy(from_logits={py(o.from_logits)}, "
+            f"label_smoothing={py(o.label_smoothing)}{dtype})"
         )
-    elif case.api == "BinaryCrossentropy":
-        lines.append(f"loss = {ctor}")
+    elif factory:
+        lines += [
+            "import importlib",
+            "",
+            "from harness.case import Options",
+            "",
+            'factory_module, _, factory_name = LOSS_FACTORY.partition(":")',
+            "factory = getattr(importlib.import_module(factory_module), factory_name)",
+            f"loss = factory(Options({_options(o)}))",
+        ]
+    elif case.api == API_LOSS_CLASS:
+        lines.append(f"loss = tf.keras.losses.BinaryCrossentropy({_options(o)})")
     lines += ["", "", "def call(y_true, y_pred, sample_weight):"]
     if case.producer is not None:
-        producer = f"tf.{case.producer}" if case.producer.startswith("keras.") else case.producer
+        producer = _PRODUCER_SOURCE[case.producer]
         lines.append(f"    y_pred = {producer}(y_pred)")
     if case.mask is not None:
         lines += [
@@ -140,16 +170,16 @@ def _call_source(case: Case, ctor: str) -> list[str]:
         ]
         if case.producer is None:
             lines.append("    y_pred = tf.identity(y_pred)")
-        lines.append(f"    set_keras_mask(y_pred, tf.constant({case.mask.tolist()!r}))")
+        lines.append(f"    set_keras_mask(y_pred, tf.constant({py(case.mask.tolist())}))")
     if case.api == "BinaryCrossentropy":
         lines.append("    return loss(y_true, y_pred) if sample_weight is None else loss(y_true, y_pred, sample_weight=sample_weight)")
     elif case.api == "binary_crossentropy":
         lines.append(
-            f"    return tf.keras.losses.binary_crossentropy(y_true, y_pred, from_logits={o.from_logits!r}, "
-            f"label_smoothing={o.label_smoothing!r}, axis={o.axis!r})"
+            f"    return tf.keras.losses.binary_crossentropy(y_true, y_pred, from_logits={py(o.from_logits)}, "
+            f"label_smoothing={py(o.label_smoothing)}, axis={py(o.axis)})"
         )
     elif case.api == "ops.binary_crossentropy":
-        lines.append(f"    return tf.keras.ops.binary_crossentropy(y_true, y_pred, from_logits={o.from_logits!r})")
+        lines.append(f"    return tf.keras.ops.binary_crossentropy(y_true, y_pred, from_logits={py(o.from_logits)})")
     elif case.api == "nn.sigmoid_cross_entropy_with_logits":
         lines.append("    return tf.nn.sigmoid_cross_entropy_with_logits(labels=y_true, logits=y_pred)")
     else:

@@ -29,6 +29,7 @@ from harness.jsonio import atomic_write_text, dumps, encode_array, encode_number
 from harness.report.crossmode import cross_mode_divergences
 from harness.report.html import write_html
 from harness.report.junit import write_junit
+from harness.report.literal import code_span, fence, py
 from harness.report.repro import snippet
 from harness.run.runner import Record, RunResult, iter_failures
 
@@ -227,10 +228,10 @@ def _actual_text(r: Record) -> str:
     return f"{np.asarray(o.value).tolist()} ({o.dtype})"
 
 
-def _repro(r: Record) -> str:
+def _repro(r: Record, loss_factory: str | None = None) -> str:
     if r.expected is None:
-        return f"# no reproduction: the harness failed on this case ({r.note})\n"
-    return snippet(r.case, r.expected, actual=_actual_text(r))
+        return f"# No reproduction: the harness failed on this case (NOTE).\nNOTE = {py(r.note)}\n"
+    return snippet(r.case, r.expected, actual=_actual_text(r), loss_factory=loss_factory)
 
 
 def _brief(outcome: Any) -> str:
@@ -244,6 +245,7 @@ def _brief(outcome: Any) -> str:
 
 def render_markdown(result: RunResult, run_meta: dict[str, Any]) -> str:
     t = result.totals()
+    factory = run_meta.get("loss_factory")
     lines = [
         "# bce-harness report",
         "",
@@ -260,9 +262,7 @@ def render_markdown(result: RunResult, run_meta: dict[str, Any]) -> str:
         *_first_section(result),
         "## Summary",
         "",
-        "```",
-        summary_table(result.records),
-        "```",
+        *fence(summary_table(result.records)),
         "",
     ]
     if run_meta.get("coverage"):  # what the green means: the share of the case space the run exercised
@@ -276,12 +276,12 @@ def render_markdown(result: RunResult, run_meta: dict[str, Any]) -> str:
     if not unexpected:
         lines += ["None.", ""]
     for i, r in enumerate(unexpected):
-        lines += [f"### `{r.status}` {r.comparison.kind or ''}: `{r.case.id}`", ""]
+        lines += [f"### `{r.status}` {r.comparison.kind or ''}: {code_span(r.case.id)}", ""]
         if r.note:
-            lines += [r.note, ""]
-        lines += ["```", r.comparison.message, "```", ""]
+            lines += [*fence(r.note), ""]
+        lines += [*fence(r.comparison.message), ""]
         if i < _FAIL_REPROS:
-            lines += ["```python", _repro(r).rstrip(), "```", ""]
+            lines += [*fence(_repro(r, factory).rstrip(), "python"), ""]
     if len(unexpected) > _FAIL_REPROS:
         lines += [f"({len(unexpected) - _FAIL_REPROS} more reproductions are in results.json's records.)", ""]
 
@@ -300,7 +300,7 @@ def render_markdown(result: RunResult, run_meta: dict[str, Any]) -> str:
             "",
         ]
         for c in crossed:
-            lines += [f"- `{c.call}` ({c.how}): " + "; ".join(f"{m}: {_brief(o)}" for m, o in c.outcomes.items())]
+            lines += [f"- {code_span(c.call)} ({c.how}): " + "; ".join(f"{m}: {_brief(o)}" for m, o in c.outcomes.items())]
         lines += [""]
     lines += ["## Known divergences", ""]
     if not by_entry:
@@ -312,10 +312,10 @@ def render_markdown(result: RunResult, run_meta: dict[str, Any]) -> str:
         lines += [f"- {e}" for e in entry.evidence]
         lines += [""]
         for r in recs[:_XFAIL_REPROS_PER_ENTRY]:
-            lines += [f"`{r.case.id}`", "", "```", r.comparison.message, "```", "", "```python", _repro(r).rstrip(), "```", ""]
+            lines += [code_span(r.case.id), "", *fence(r.comparison.message), "", *fence(_repro(r, factory).rstrip(), "python"), ""]
         if len(recs) > _XFAIL_REPROS_PER_ENTRY:
             lines += ["Other records of this divergence:", ""]
-            lines += [f"- `{r.case.id}`" for r in recs[_XFAIL_REPROS_PER_ENTRY:]]
+            lines += [f"- {code_span(r.case.id)}" for r in recs[_XFAIL_REPROS_PER_ENTRY:]]
             lines += [""]
     return "\n".join(lines)
 
@@ -379,7 +379,7 @@ def write_reports(result: RunResult, run_meta: dict[str, Any], out_dir: str | Pa
             per_entry[r.divergence.id] += 1
             if per_entry[r.divergence.id] > _XFAIL_REPROS_PER_ENTRY:
                 continue
-        atomic_write_text(repro_dir / f"{_slug(r.case.id)}.py", _repro(r))
+        atomic_write_text(repro_dir / f"{_slug(r.case.id)}.py", _repro(r, run_meta.get("loss_factory")))
         written += 1
     paths["repro"] = repro_dir
     return paths
