@@ -226,14 +226,21 @@ class Case:
             if key not in d:
                 raise UsageError(f"field {key!r} is missing")
         sw = d.get("sample_weight")
+        y_true = decode_array(d["y_true"], "y_true")
+        y_pred = decode_array(d["y_pred"], "y_pred")
+        weight = None if sw is None else decode_array(sw, "sample_weight")
+        # booleans only where the schema has them: labels of true_dtype "bool", and the mask
+        for name, a, allowed in (("y_true", y_true, d["true_dtype"] == "bool"), ("y_pred", y_pred, False), ("sample_weight", weight, False)):
+            if a is not None and a.dtype == np.bool_ and a.size and not allowed:
+                raise UsageError(f"{name} holds booleans; only y_true of true_dtype 'bool' and mask may")
         return cls(
             id=str(d["id"]),
-            y_true=decode_array(d["y_true"], "y_true"),
-            y_pred=decode_array(d["y_pred"], "y_pred"),
+            y_true=y_true,
+            y_pred=y_pred,
             true_dtype=d["true_dtype"],
             pred_dtype=d["pred_dtype"],
             options=Options.from_dict(d["options"]),
-            sample_weight=None if sw is None else decode_array(sw, "sample_weight"),
+            sample_weight=weight,
             weight_dtype=d.get("weight_dtype", "float32"),
             api=d.get("api", API_LOSS_CLASS),
             tags=d.get("tags", {}),

@@ -13,14 +13,26 @@ import json
 import math
 import os
 import tempfile
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from harness.errors import UsageError
+from harness.errors import InputError, UsageError
 
-__all__ = ["atomic_write_text", "decode_array", "decode_number", "dumps", "encode_array", "encode_number", "pack_array"]
+__all__ = [
+    "atomic_write_text",
+    "decode_array",
+    "decode_number",
+    "dumps",
+    "encode_array",
+    "encode_number",
+    "loads",
+    "pack_array",
+    "read_toml",
+    "strict_float",
+]
 
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
@@ -40,8 +52,9 @@ def encode_number(x: float | bool | None) -> Any:
 
 
 def decode_number(x: Any, name: str = "value") -> float:
+    """A number as JSON holds it: a number, or one of the strings "nan", "inf", "-inf"; never a boolean."""
     if isinstance(x, bool):
-        return float(x)
+        raise UsageError(f"{name}={x!r} is a boolean, not a number")
     if isinstance(x, (int, float)):
         return float(x)
     if isinstance(x, str) and x in _NONFINITE:
@@ -142,6 +155,9 @@ def decode_array(x: Any, name: str = "array") -> np.ndarray:
     if isinstance(x, (bool, int, float, str)):
         return np.asarray(decode_number(x, name), dtype=np.float64)
     if isinstance(x, list):
+        leaves = list(_leaves(x))
+        if any(isinstance(v, bool) for v in leaves) and not all(isinstance(v, bool) for v in leaves):
+            raise UsageError(f"{name} mixes booleans with numbers; a boolean array holds only true and false")
         try:
             a = np.asarray(x)
         except ValueError:
@@ -152,12 +168,75 @@ def decode_array(x: Any, name: str = "array") -> np.ndarray:
     raise UsageError(f"{name}={x!r} is not an array")
 
 
+def _leaves(x: Any) -> Any:
+    for v in x:
+        if isinstance(v, list):
+            yield from _leaves(v)
+        else:
+            yield v
+
+
+def strict_float(text: str) -> float:
+    """``parse_float`` for JSON and TOML readers: a number too large for a float64 (``1e400``) is refused
+    instead of read as infinity, and so are TOML's bare ``inf`` and ``nan``; non-finite values are written
+    as the strings "nan", "inf", "-inf"."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f'{text} is not a finite float64; write the string "nan", "inf" or "-inf"')
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f'bare {name} is not JSON; write the string "nan", "inf" or "-inf"')
+
+
+def loads(text: str) -> Any:
+    """``json.loads``, strictly: no bare NaN/Infinity, no number that overflows to infinity.  Raises
+    ValueError (json.JSONDecodeError for the syntax) with the reason."""
+    try:
+        return json.loads(text, parse_constant=_refuse_constant, parse_float=strict_float)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
+def read_toml(path: str | os.PathLike[str], what: str) -> dict[str, Any]:
+    """The table of a TOML file (``what``: "registry", "special-case table"), strictly: non-finite numbers
+    only as the strings "nan", "inf", "-inf".  InputError names the file and what is wrong."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{path}: {what} file not found") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a folder, not a {what} file") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not valid TOML (not UTF-8: {exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the {what} ({exc.strerror or exc})") from None
+    try:
+        return tomllib.loads(text, parse_float=strict_float)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{path}: not valid TOML ({exc})") from None
+    except ValueError as exc:
+        raise InputError(f"{path}: not a valid {what} ({exc})") from None
+    except RecursionError:
+        raise InputError(f"{path}: not a valid {what} (nested too deeply)") from None
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` to ``path`` so that the file is either the old one or the complete new one."""
+    """Write ``text`` to ``path`` so that the file is either the old one or the complete new one, with the
+    permissions ``open`` would give a new file (the user's umask)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes the file 0600; a report is the user's, as open() makes it
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()

@@ -23,7 +23,6 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-import tomllib
 import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -32,9 +31,10 @@ from typing import Any
 import numpy as np
 
 from harness.case import MODES, PRODUCERS, REDUCTIONS, Case, Options
-from harness.dtypes import float_format, round_to
+from harness.dtypes import FLOAT_DTYPES, INPUT_DTYPES, float_format, round_to
 from harness.errors import InputError, UsageError
 from harness.generate.facets import covering_rows, realize, space_for
+from harness.jsonio import read_toml
 from harness.packagedata import data_path
 
 __all__ = [
@@ -442,17 +442,19 @@ def _gradient_cases(seed: int) -> Iterator[Case]:
 def load_special_cases(path: str | Path = DEFAULT_SPECIAL_CASES) -> list[Case]:
     """The curated boundary cases: a TOML array ``[[case]]`` of named inputs (see the file's header)."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: special-case file not found") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read the special cases ({exc.strerror or exc})") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: not valid TOML ({exc})") from None
+    data = read_toml(path, "special-case")
+    if "divergence" in data:
+        raise InputError(f"{path}: this is a registry ([[divergence]]), not a special-case table ([[case]])")
+    unknown = set(data) - {"case"}
+    if unknown:
+        raise InputError(f"{path}: unknown top-level key {min(unknown)!r} (a special-case table has [[case]] only)")
+    if not isinstance(data.get("case"), list) or not data["case"]:
+        raise InputError(f"{path}: no [[case]] table; a special-case table holds at least one")
     cases = []
     for i, raw in enumerate(data.get("case", [])):
         try:
+            if not isinstance(raw, dict):
+                raise UsageError("is not a table")
             cases.append(_special_case(raw))
         except (UsageError, KeyError, TypeError, ValueError) as exc:
             msg = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
@@ -467,9 +469,15 @@ SPECIAL_FIELDS = {
 
 
 def _number(v: Any) -> float:
-    if isinstance(v, str):
-        return {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}[v]
+    """A number of the table: a TOML integer or float, or one of the strings "nan", "inf", "-inf"."""
+    if isinstance(v, str) and v in _NONFINITE:
+        return _NONFINITE[v]
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise UsageError(f'{v!r} is not a number (non-finite ones are the strings "nan", "inf", "-inf")')
     return float(v)
+
+
+_NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 
 def _array(v: Any) -> np.ndarray:
@@ -482,9 +490,14 @@ def _special_case(raw: dict[str, Any]) -> Case:
     unknown = set(raw) - SPECIAL_FIELDS
     if unknown:
         raise UsageError(f"unknown field {min(unknown)!r}")
+    if not isinstance(raw.get("id"), str) or not raw["id"]:
+        raise UsageError(f"id={raw.get('id')!r} is not a non-empty string")
     dtype = raw.get("dtype", "float32")
     tdt = raw.get("true_dtype", dtype)
     pdt = raw.get("pred_dtype", dtype)
+    for key, value, allowed in (("true_dtype", tdt, INPUT_DTYPES), ("pred_dtype", pdt, FLOAT_DTYPES)):
+        if value not in allowed:
+            raise UsageError(f"{key}={value!r} is not one of {', '.join(allowed)}")
     sw = raw.get("sample_weight")
     return Case(
         id=f"special/{raw['id']}",
@@ -506,7 +519,7 @@ def _special_case(raw: dict[str, Any]) -> Case:
 
 def special_expectations(path: str | Path = DEFAULT_SPECIAL_CASES) -> dict[str, float | list[Any]]:
     """Hand-worked values stated in the special-case file (``expect``), by case id."""
-    data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    data = read_toml(path, "special-case")
     return {f"special/{raw['id']}": raw["expect"] for raw in data.get("case", []) if "expect" in raw}
 
 

@@ -8,40 +8,46 @@ and a malformed file raises InputError in one line naming the file and the field
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
+from json import JSONDecodeError
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from harness.case import Case
 from harness.errors import InputError, UsageError
+from harness.jsonio import loads
 
-__all__ = ["CASE_FIELDS", "DEFAULT_REGRESSIONS", "case_files", "load_case"]
+__all__ = ["CASE_FIELDS", "DEFAULT_REGRESSIONS", "MAX_CASE_BYTES", "case_files", "load_case"]
 
 # Where fuzz saves the cases it found and replay looks first: a folder of the project being tested, relative
 # to where the command runs (like --out), never inside the installed package.
 DEFAULT_REGRESSIONS = Path("cases") / "regressions"
 # The top-level fields a case file may have: the Case's own (as ``Case.as_dict`` writes them) and ``finding``.
 CASE_FIELDS = frozenset({f.name for f in fields(Case)} | {"finding"})
+# The largest case file read: a saved case is a handful of elements (fuzz shrinks them), and reading JSON
+# takes some fifty times the file's size in memory (a 40 MB file took 2 GB).  --max-case-bytes raises it.
+MAX_CASE_BYTES = 4_000_000
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f'bare {name} is not JSON; write the string "nan", "inf" or "-inf"')
-
-
-def load_case(path: str | Path) -> Case:
-    """The case saved in ``path``; InputError names the file and the field that is wrong."""
+def load_case(path: str | Path, *, max_bytes: int = MAX_CASE_BYTES) -> Case:
+    """The case saved in ``path``; InputError names the file and the field that is wrong.  A file larger
+    than ``max_bytes`` is refused before it is read."""
     path = Path(path)
     try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise InputError(
+                f"{path}: case file of {size:,} bytes is over the limit of {max_bytes:,} (raise it with --max-case-bytes)"
+            )
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InputError(f"{path}: case file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read the case file ({getattr(exc, 'strerror', None) or exc})") from None
     try:
-        data = json.loads(text, parse_constant=_refuse_constant)
-    except json.JSONDecodeError as exc:
+        data = loads(text)
+    except JSONDecodeError as exc:
         raise InputError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
     except ValueError as exc:
         raise InputError(f"{path}: not valid JSON ({exc})") from None

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import fnmatch
 import functools
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +46,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from harness.errors import InputError, UsageError
+from harness.jsonio import read_toml
 from harness.judge.compare import KINDS
 from harness.packagedata import data_path
 
@@ -238,14 +238,9 @@ def _parse_entry(raw: Any, where: str) -> Divergence:
 def load_registry(path: str | Path = DEFAULT_REGISTRY) -> Registry:
     """Read and validate a registry file; InputError names the file and the field that is wrong."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: registry file not found") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read the registry ({exc.strerror or exc})") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: not valid TOML ({exc})") from None
+    data = read_toml(path, "registry")
+    if "case" in data and "divergence" not in data:
+        raise InputError(f"{path}: this is a special-case table ([[case]]), not a registry ([[divergence]])")
     unknown = set(data) - {"divergence"}
     if unknown:
         raise InputError(f"{path}: unknown top-level key {min(unknown)!r}")
