@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import importlib.util
 import os
+import shlex
 import sys
 import time
 import traceback
@@ -31,8 +32,24 @@ from harness.errors import (
 __all__ = ["main"]
 
 
+class _StoreOnce(argparse._StoreAction):
+    """argparse's ``store``, but an option given twice is an error, not the last one silently kept."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[override]
+        given = namespace.__dict__.setdefault("_given", set())
+        if option_string is not None and self.dest in given:
+            parser.error(f"{option_string} given twice ({getattr(namespace, self.dest)!r} and {values!r}); give it once")
+        given.add(self.dest)
+        super().__call__(parser, namespace, values, option_string)
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line and exit code 2."""
+    """argparse, but a usage error is one line and exit code 2, and an option is given at most once."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.register("action", None, _StoreOnce)
+        self.register("action", "store", _StoreOnce)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(f"{self.prog}: {message}")
@@ -125,7 +142,7 @@ def _add(parser: argparse.ArgumentParser, specs: dict[str, dict], *names: str, *
 
 def build_parser() -> argparse.ArgumentParser:
     from harness.fuzz import DEFAULT_EXAMPLES
-    from harness.generate.saved import DEFAULT_REGRESSIONS
+    from harness.generate.saved import DEFAULT_REGRESSIONS, MAX_CASE_BYTES
 
     specs = _option_specs()
     parser = _Parser(prog="bce-harness", description="Differential harness for tf.keras.losses.BinaryCrossentropy.")
@@ -146,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--deadline", type=_seconds, default=None, metavar="SECONDS",
         help="stop after SECONDS (from the start), report what ran and what did not, exit 1; --resume does the rest",
     )  # fmt: skip
+    run.add_argument("--force", action="store_true", help="replace the record stream of another run in --out")
 
     merge = sub.add_parser("merge", help="join the record streams of shard runs into one report")
     merge.add_argument("dirs", nargs="+", metavar="DIR", help="report folders of the shards (their records.jsonl)")
@@ -159,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument(
         "--out", default=None, metavar="DIR", help="also write DIR/report.html, DIR/junit.xml, DIR/drift.json, DIR/regressions/*.md"
     )
+    compare.add_argument("--allow-subset", action="store_true", help="compare the common cases when the runs cover different ones")
 
     cases = sub.add_parser("cases", help="list the ids of the default suite")
     _add(cases, specs, "--seed", "--select", "--special-cases", "--suite")
@@ -198,6 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
     replay = sub.add_parser("replay", help="re-run saved cases (JSON files, or folders of them) and report them as run does")
     replay.add_argument("files", nargs="+", metavar="FILE", help="case files, or folders whose *.json files are cases")
     _add(replay, specs, "--out", "--registry", "--profile", "--loss-factory", "--quiet", out="reports/replay")
+    replay.add_argument(
+        "--max-case-bytes", type=_positive, default=MAX_CASE_BYTES, metavar="N",
+        help="refuse a case file larger than N bytes (default: %(default)s)",
+    )  # fmt: skip
     return parser
 
 
@@ -270,11 +293,12 @@ def _prepare(args: argparse.Namespace, *, announce: bool = False):
     return selection, registry.for_tensorflow(selection.tensorflow)
 
 
-def _suite(args: argparse.Namespace, profile: str) -> list:
-    """The cases ``run`` runs: the default suite, selected, capped and sliced as the options say."""
+def _suite(args: argparse.Namespace, profile: str) -> tuple[list, list]:
+    """The cases ``run`` runs: the default suite, selected, capped and sliced as the options say; and the
+    selection before slicing (the whole run the shards are slices of)."""
     from harness.generate.grid import default_suite, select
 
-    cases = select(
+    whole = cases = select(
         default_suite(seed=args.seed, special_cases=args.special_cases, paths=profile == "keras3", suite=args.suite),
         max_cases=args.max_cases,
         pattern=args.select,
@@ -284,7 +308,7 @@ def _suite(args: argparse.Namespace, profile: str) -> list:
         cases = cases[k - 1 :: n]
     if not cases:
         raise UsageError(f"--select {args.select!r} matches no case")
-    return cases
+    return cases, whole
 
 
 def _resumed(args: argparse.Namespace, header: dict, registry, cases: list) -> tuple[list, list]:
@@ -294,8 +318,11 @@ def _resumed(args: argparse.Namespace, header: dict, registry, cases: list) -> t
     if not args.resume:
         return [], cases
     old_meta, done = load_stream(args.out, registry)
-    old = {k: old_meta.get(k) for k in header}
-    old["shard"] = tuple(old["shard"]) if old["shard"] else None
+    # the run's identity; a registry edited meanwhile is fine (every record is judged again when read)
+    keys = [k for k in header if k != "registry_sha"]
+    old = {k: old_meta.get(k) for k in keys}
+    old["shard"] = tuple(old["shard"]) if isinstance(old["shard"], list) else old["shard"]
+    header = {k: header[k] for k in keys}
     if old != header:
         raise UsageError(f"--resume {args.out}: that run had {old}, this one {header}")
     finished = {r.case.id for r in done}
@@ -309,17 +336,31 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from harness.run.workers import default_workers
     from harness.target import environment_flags
 
+    from harness.run.stream import file_fingerprint, recorded
+
     t0 = time.perf_counter()
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise UsageError(f"--out {args.out!r} is a file, not a folder")
+    if args.resume and args.force:
+        raise UsageError("--resume continues the run in --out and --force replaces it: give one")
+    if not (args.resume or args.force) and (n := recorded(args.out)):
+        raise UsageError(
+            f"--out {args.out}: holds the record stream of another run ({n} records); "
+            "continue it with --resume or replace it with --force"
+        )
     selection, registry = _prepare(args, announce=True)
-    cases = _suite(args, selection.profile)
+    cases, whole = _suite(args, selection.profile)
     suite = list(cases)  # what this run covers, before --resume drops the finished ones
     if importlib.util.find_spec("tensorflow") is None:
         raise TargetUnavailable("TensorFlow is not installed; install the extra: pip install 'bce-harness[tf]'")
     workers = default_workers() if args.workers is None else args.workers
     fingerprint = suite_fingerprint(cases)
-    header = {"seed": args.seed, "profile": args.profile, "suite": fingerprint, "shard": args.shard, "select": args.select}
+    header = {
+        "seed": args.seed, "profile": args.profile, "suite": fingerprint, "shard": args.shard, "select": args.select,
+        "max_cases": args.max_cases, "whole_suite": suite_fingerprint(whole), "size": len(cases),
+        "loss_factory": args.loss_factory, "registry_sha": file_fingerprint(args.registry),
+        "special_cases_sha": file_fingerprint(args.special_cases),
+    }  # fmt: skip
     done, cases = _resumed(args, header, registry, cases)
 
     with RecordStream(args.out, header, append=args.resume) as stream:
@@ -334,7 +375,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         versions=versions,
         env=environment_flags(),
         extra={
-            "argv": sys.argv[1:],
+            "argv": args.argv,
             "registry": args.registry,
             "suite": fingerprint,
             "suite_size": len(cases) + len(done),
@@ -349,7 +390,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             "coverage": coverage(suite, space_for(args.suite)).as_dict(),
         },
     )
-    return _finish(result, run_meta, args.out, quiet=args.quiet, started=t0)
+    again = _again(args, add=["--resume"], drop=["--force"])
+    return _finish(result, run_meta, args.out, quiet=args.quiet, started=t0, again=again)
 
 
 def _execute(args: argparse.Namespace, cases: list, registry, workers: int, on_record, *, started: float):
@@ -396,13 +438,19 @@ def _check_factory(spec: str | None) -> None:
         raise UsageError(f"--loss-factory={spec!r} is not of the form MODULE:FUNCTION")
     try:
         found = importlib.util.find_spec(module)
-    except (ImportError, ValueError):
+    except Exception:  # noqa: BLE001 - a parent package that fails to import, a bad name: all the user's
         found = None
     if found is None:
         raise UsageError(f"--loss-factory={spec!r}: module {module!r} not found")
 
 
-def _finish(result, run_meta: dict, out: str, *, quiet: bool, started: float) -> int:
+def _again(args: argparse.Namespace, *, add: Sequence[str] = (), drop: Sequence[str] = ()) -> str:
+    """The command line that repeats this run exactly, ``drop`` left out and ``add`` put in, shell-quoted."""
+    argv = [a for a in args.argv if a not in drop]
+    return "bce-harness " + shlex.join(argv + [a for a in add if a not in argv])
+
+
+def _finish(result, run_meta: dict, out: str, *, quiet: bool, started: float, again: str = "") -> int:
     """Write the reports, print the summary, and choose the exit code."""
     from harness.report.summary import summary_table, write_reports
 
@@ -427,7 +475,7 @@ def _finish(result, run_meta: dict, out: str, *, quiet: bool, started: float) ->
         print(f"FAIL [{f['kind']}] {f['message']}")
     print(f"report: {paths['report']}  results: {paths['results']}")
     if result.interrupted:
-        print(f"bce-harness: interrupted; the report is partial (continue with: --resume --out {out})", file=sys.stderr)
+        print(f"bce-harness: interrupted; the report is partial (continue with: {again or '--resume --out ' + shlex.quote(out)})", file=sys.stderr)
         return EXIT_USAGE
     if getattr(result, "deadline", None) is not None:
         print(
@@ -444,10 +492,11 @@ def _cmd_merge(args: argparse.Namespace) -> int:
     from harness.oracle.profiles import installed_tensorflow
     from harness.report.summary import meta
     from harness.run.runner import RunResult
-    from harness.run.stream import load_stream, merge_records
+    from harness.run.stream import check_merge_out, check_shards, load_stream, merge_records
     from harness.target import environment_flags
 
     t0 = time.perf_counter()
+    check_merge_out(args.out, args.dirs)
     # the shards ran here, on the installed TensorFlow: the entries whose range holds for it
     registry = load_registry(args.registry).for_tensorflow(installed_tensorflow())
     metas, groups = [], []
@@ -455,16 +504,19 @@ def _cmd_merge(args: argparse.Namespace) -> int:
         m, records = load_stream(d, registry)
         metas.append(m)
         groups.append(records)
-    seeds = {m.get("seed") for m in metas}
-    if len(seeds) != 1:
-        raise UsageError(f"the shards were run with different seeds: {sorted(map(str, seeds))}")
+    check_shards(args.dirs, metas, groups)
     records = merge_records(groups)
     run_meta = meta(
-        seed=seeds.pop(),
+        seed=metas[0].get("seed"),
         profile=metas[0].get("profile", "keras3"),
         versions={},
         env=environment_flags(),
-        extra={"merged_from": [str(Path(d)) for d in args.dirs], "shards": [m.get("shard") for m in metas]},
+        extra={
+            "merged_from": [str(Path(d)) for d in args.dirs],
+            "shards": [m.get("shard") for m in metas],
+            "loss_factory": metas[0].get("loss_factory"),
+            "argv": args.argv,
+        },
     )
     return _finish(RunResult(tuple(records)), run_meta, args.out, quiet=args.quiet, started=t0)
 
@@ -521,7 +573,11 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
     if not result.findings:
         print("no unregistered divergence")
         return EXIT_OK
-    print(f"{len(result.findings)} unregistered divergence(s); again: bce-harness fuzz --seed {seed}{shard} --examples {args.examples}")
+    again = ["fuzz", "--seed", str(seed), *(["--shard", f"{args.shard[0]}/{args.shard[1]}"] if args.shard else []),
+             "--examples", str(args.examples), "--out", args.out, "--regressions", args.regressions,
+             "--registry", args.registry, "--profile", args.profile,
+             *(["--loss-factory", args.loss_factory] if args.loss_factory else [])]  # fmt: skip
+    print(f"{len(result.findings)} unregistered divergence(s); again: bce-harness {shlex.join(again)}")
     return EXIT_DIVERGED
 
 
@@ -536,7 +592,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     files = case_files(args.files)
     if not files:
         raise UsageError(f"no case file (*.json) in {' '.join(args.files)}")
-    cases = [load_case(f) for f in files]
+    cases = [load_case(f, max_bytes=args.max_case_bytes) for f in files]
     target = TFTarget(loss_factory=load_factory(args.loss_factory))
     result = run_cases(cases, target, registry, profile=selection.profile)
     run_meta = meta(
@@ -545,7 +601,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         versions=target.versions(),
         env=environment_flags(),
         extra={
-            "argv": sys.argv[1:],
+            "argv": args.argv,
             "registry": args.registry,
             "replayed": [str(f) for f in files],
             "loss_factory": args.loss_factory,
@@ -555,11 +611,13 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from harness.report.drift import compare_results, load_results, render_text
+    from harness.report.drift import compare_results, coverage_text, load_results, render_text
     from harness.report.issue import write_compare_reports
 
     new = load_results(args.new)
     drift = compare_results(load_results(args.base), new, exact=args.exact)
+    if (drift.only_base or drift.only_new) and not args.allow_subset:
+        raise UsageError(f"{coverage_text(drift)}; compare the {drift.compared} common cases with --allow-subset")
     print(render_text(drift, max_rows=args.max_rows))
     _print_audit_drift(args.base, args.new)
     if args.out is not None:
@@ -620,7 +678,10 @@ def _cmd_cases(args: argparse.Namespace) -> int:
     from harness.generate.grid import default_suite, select
 
     suite = default_suite(seed=args.seed, special_cases=args.special_cases, suite=args.suite)
-    for case in select(suite, pattern=args.select):
+    cases = select(suite, pattern=args.select)
+    if not cases:
+        raise UsageError(f"--select {args.select!r} matches no case")
+    for case in cases:
         print(case.id)
     return EXIT_OK
 
@@ -683,7 +744,9 @@ _COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
+        argv = list(sys.argv[1:] if argv is None else argv)
         args = build_parser().parse_args(argv)
+        args.argv = argv
         return _COMMANDS[args.command](args)
     except HarnessError as exc:
         print(f"bce-harness: error: {exc}", file=sys.stderr)
@@ -693,6 +756,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except BrokenPipeError:
         return EXIT_OK
+    except OSError as exc:  # a path or the environment (read-only, full, not a folder, /proc): the user's to fix
+        where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
+        print(f"bce-harness: error: {where + ': ' if where else ''}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
     except Exception as exc:  # noqa: BLE001 - the last line of defence: exit 3, one line unless asked
         if os.environ.get("BCE_HARNESS_DEBUG"):
             traceback.print_exc()

@@ -102,11 +102,14 @@ def load_factory(spec: str | None) -> LossFactory | None:
     if not sep or not module_name or not attr:
         raise UsageError(f"loss_factory={spec!r} is not of the form 'module:function'")
     try:
-        factory = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise UsageError(f"loss_factory={spec!r} cannot be imported ({exc})") from None
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # noqa: BLE001 - whatever the user's module raises while it imports is theirs
+        raise UsageError(f"--loss-factory={spec!r}: module {module_name!r} cannot be imported ({type(exc).__name__}: {exc})") from None
+    factory = getattr(module, attr, None)
+    if factory is None:
+        raise UsageError(f"--loss-factory={spec!r}: module {module_name!r} has no {attr!r}")
     if not callable(factory):
-        raise UsageError(f"loss_factory={spec!r} is not callable")
+        raise UsageError(f"--loss-factory={spec!r}: {attr!r} is a {type(factory).__name__}, not a function of the loss options")
     return factory
 
 

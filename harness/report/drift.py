@@ -19,7 +19,6 @@ keeps both sides' values, so a report can show before and after.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,11 +30,13 @@ import numpy as np
 from harness.dtypes import FLOAT_DTYPES, float_format, ulp_distance
 from harness.errors import InputError, UsageError
 from harness.families import group_of
-from harness.jsonio import decode_array, encode_number
+from harness.jsonio import decode_array, encode_number, loads
+from harness.run.runner import STATUSES
 
-__all__ = ["MIN_FORMAT", "Change", "Drift", "compare_results", "load_results", "render_text"]
+__all__ = ["MAX_FORMAT", "MIN_FORMAT", "Change", "coverage_text", "Drift", "compare_results", "load_results", "render_text"]
 
 MIN_FORMAT = 2  # report.py FORMAT_VERSION 2: every record has its outcome
+MAX_FORMAT = 2  # summary.FORMAT_VERSION, the newest layout this version reads (a test keeps them equal)
 _OK = ("pass", "xpass")
 _ROWS = 3
 
@@ -46,18 +47,79 @@ def load_results(path: str | Path) -> dict[str, Any]:
     if path.is_dir():
         path = path / "results.json"
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(f"{path}: results file not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: not a results.json ({exc})") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a folder, not a results.json") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(f"{path}: not a results.json ({getattr(exc, 'strerror', None) or exc})") from None
     if not isinstance(data, dict) or not isinstance(data.get("meta"), dict) or not isinstance(data.get("records"), list):
         raise InputError(f"{path}: not a results.json (no meta and records)")
     version = data["meta"].get("format_version")
-    if not isinstance(version, int) or version < MIN_FORMAT:
+    if type(version) is not int or version < MIN_FORMAT:
         raise InputError(f"{path}: format_version={version!r}; compare needs {MIN_FORMAT} or later (run it again)")
+    if version > MAX_FORMAT:
+        raise InputError(f"{path}: format_version={version!r} is newer than this bce-harness reads ({MAX_FORMAT}); update it")
+    _check_meta(path, data["meta"])
+    _check_records(path, data["records"])
     data["meta"]["source"] = str(path)
     return data
+
+
+# The fields compare reads from each record, and what they must be (None allowed where a run writes it).
+_RECORD_FIELDS: dict[str, tuple[type, ...]] = {
+    "id": (str,),
+    "status": (str,),
+    "kind": (str, type(None)),
+    "tags": (dict,),
+    "options": (dict,),
+    "actual_error": (str, type(None)),
+    "actual_dtype": (str, type(None)),
+    "expected_error": (str, type(None)),
+    "expected_dtype": (str, type(None)),
+    "divergence": (str, type(None)),
+    "compute_dtype": (str, type(None)),
+}
+
+
+_META_FIELDS: dict[str, tuple[type, ...]] = {
+    "seed": (int, type(None)),
+    "environment": (dict, type(None)),
+    "cpu_flags": (list, type(None)),
+    "loss_factory": (str, type(None)),
+    "profile": (str, type(None)),
+}
+
+
+def _check_meta(path: Path, meta: dict[str, Any]) -> None:
+    for key, types in _META_FIELDS.items():
+        if key in meta and (not isinstance(meta[key], types) or isinstance(meta[key], bool)):
+            raise InputError(f"{path}: meta.{key}={meta[key]!r} is not a {' or '.join(t.__name__ for t in types)}")
+    if not all(isinstance(f, str) for f in meta.get("cpu_flags") or []):
+        raise InputError(f"{path}: meta.cpu_flags holds a value that is not a string")
+
+
+def _check_records(path: Path, records: list[Any]) -> None:
+    """Each record an object with a unique string id, a known status and fields of the written types; the
+    arrays are decoded (and so checked) where they are used, with the record named."""
+    seen: set[str] = set()
+    for i, r in enumerate(records):
+        where = f"{path}: records[{i}]"
+        if not isinstance(r, dict):
+            raise InputError(f"{where} is not an object")
+        for key, types in _RECORD_FIELDS.items():
+            if key in ("id", "status") and key not in r:
+                raise InputError(f"{where} has no {key!r}")
+            if key in r and not isinstance(r[key], types):
+                raise InputError(f"{where}.{key}={r[key]!r} is not a {' or '.join(t.__name__ for t in types)}")
+        if r["status"] not in STATUSES:
+            raise InputError(f"{where}.status={r['status']!r} is not one of {', '.join(STATUSES)}")
+        if r["id"] in seen:
+            raise InputError(f"{where}.id={r['id']!r} appears twice")
+        seen.add(r["id"])
+        if "from_logits" in r.get("options", {}) and not isinstance(r["options"]["from_logits"], bool):
+            raise InputError(f"{where}.options.from_logits={r['options']['from_logits']!r} is not a boolean")
 
 
 @dataclass(frozen=True)
@@ -308,6 +370,16 @@ def _section(title: str, changes: tuple[Change, ...], max_rows: int) -> list[str
     return lines
 
 
+def coverage_text(d: Drift, shown: int = 3) -> str:
+    """Which cases only one run has, in one line: the counts and the first few ids of each side."""
+
+    def side(ids: tuple[str, ...], name: str) -> str:
+        more = f", ... {len(ids) - shown} more" if len(ids) > shown else ""
+        return f"{len(ids)} cases only in {name}" + (f" ({', '.join(map(repr, ids[:shown]))}{more})" if ids else "")
+
+    return f"BASE and NEW cover different cases: {side(d.only_base, 'BASE')}, {side(d.only_new, 'NEW')}"
+
+
 def render_text(d: Drift, *, max_rows: int = 5) -> str:
     """The terminal report: both versions, then each list grouped by option family."""
     if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
@@ -319,7 +391,7 @@ def render_text(d: Drift, *, max_rows: int = 5) -> str:
         f"{d.compared} cases compared; value drift is a move beyond {tolerance}",
     ]
     if d.only_base or d.only_new:
-        lines.append(f"not compared: {len(d.only_base)} cases only in BASE, {len(d.only_new)} only in NEW")
+        lines.append(f"not compared: {coverage_text(d)}")
     lines.append("")
     lines += _section("new divergences (passed in BASE, not in NEW)", d.new_divergences, max_rows)
     lines += [""] + _section("unexplained (a known divergence in BASE, an unexpected failure in NEW)", d.unexplained, max_rows)

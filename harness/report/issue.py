@@ -30,7 +30,7 @@ from harness.jsonio import atomic_write_text, decode_array, dumps
 from harness.report.drift import Change, Drift
 from harness.report.html import write_html
 from harness.report.junit import write_junit
-from harness.errors import InputError
+from harness.errors import InputError, UsageError
 from harness.report.literal import code_span, fence, one_line
 from harness.report.repro import snippet
 
@@ -68,8 +68,13 @@ def clusters(drift: Drift) -> list[Cluster]:
 
 def _case(r: Mapping[str, Any]) -> Case:
     """The case of a ``results.json`` record that did not pass, through the case's own decoder (the record
-    names y_pred's dtype ``input_dtype``), path facets included."""
-    return Case.from_dict({**r, "pred_dtype": r["input_dtype"]})
+    names y_pred's dtype ``input_dtype``), path facets included; InputError names the record."""
+    try:
+        return Case.from_dict({**r, "pred_dtype": r["input_dtype"]})
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise InputError(f"record {r.get('id')!r}: cannot rebuild its case ({type(exc).__name__}: {exc})") from None
+    except UsageError as exc:
+        raise InputError(f"record {r.get('id')!r}: {exc}") from None
 
 
 def _arr(x: Any) -> np.ndarray | None:

@@ -18,13 +18,18 @@ from typing import IO, Any
 
 from harness.case import Case, Expected, Outcome
 from harness.errors import InputError, UsageError
-from harness.jsonio import pack_array
+from harness.jsonio import loads, pack_array
 from harness.judge.compare import Comparison
 from harness.judge.registry import Registry
+from harness.oracle import PROFILES
 from harness.run.runner import Record, judged
 
 __all__ = [
     "STREAM_NAME",
+    "check_merge_out",
+    "check_shards",
+    "file_fingerprint",
+    "recorded",
     "RecordStream",
     "load_stream",
     "merge_records",
@@ -50,6 +55,25 @@ def suite_fingerprint(cases: Sequence[Case]) -> str:
         h.update(c.id.encode())
         h.update(b"\0")
     return h.hexdigest()[:16]
+
+
+def recorded(out_dir: str | Path) -> int:
+    """How many lines after the header the stream in ``out_dir`` has (0 without a stream): what a new run
+    there would replace."""
+    path = Path(out_dir) / STREAM_NAME
+    try:
+        with path.open("rb") as f:
+            return max(sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b"")) - 1, 0)
+    except FileNotFoundError:
+        return 0
+
+
+def file_fingerprint(path: str | Path) -> str:
+    """A short hash of a file's bytes (the registry a run judged with: shards to merge must share it)."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
 def record_to_json(r: Record) -> dict[str, Any]:
@@ -131,21 +155,29 @@ def load_stream(path: str | Path, registry: Registry) -> tuple[dict[str, Any], l
     if not lines or not lines[0].strip():
         raise InputError(f"{path}: the record stream is empty")
     try:
-        head = json.loads(lines[0])
-    except json.JSONDecodeError:
-        raise InputError(f"{path}: line 1 is not JSON") from None
-    if not isinstance(head, dict) or head.get("stream") not in _READABLE_VERSIONS or "meta" not in head:
-        raise InputError(f"{path}: line 1 is not the header of a stream of version {' or '.join(map(str, _READABLE_VERSIONS))}")
+        head = loads(lines[0])
+    except ValueError:
+        raise InputError(f"{path}: line 1 is not JSON (is this a records.jsonl written by bce-harness run?)") from None
+    if not isinstance(head, dict) or "stream" not in head or not isinstance(head.get("meta"), dict):
+        raise InputError(f"{path}: line 1 is not the header of a record stream (is this a records.jsonl written by bce-harness run?)")
+    if head["stream"] not in _READABLE_VERSIONS:
+        raise InputError(
+            f"{path}: stream version {head['stream']!r} is not one this bce-harness reads ({', '.join(map(str, _READABLE_VERSIONS))})"
+        )
+    meta = head["meta"]
+    profile = meta.get("profile", "keras3")
+    if profile not in PROFILES:
+        raise InputError(f"{path}: header profile={profile!r} is not one of {', '.join(sorted(PROFILES))}")
     complete = lines[1:-1] if lines[-1] else lines[1:]  # the text after the last newline may be torn
     records = []
     for n, line in enumerate(complete, start=2):
         if not line.strip():
             continue
         try:
-            records.append(record_from_json(json.loads(line), registry, profile=head["meta"].get("profile", "keras3")))
-        except (json.JSONDecodeError, KeyError, TypeError, UsageError) as exc:
-            raise InputError(f"{path}: line {n} is not a record ({exc})") from None
-    return head["meta"], records
+            records.append(record_from_json(loads(line), registry, profile=profile))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # UsageError and JSON errors are ValueErrors
+            raise InputError(f"{path}: line {n} is not a record ({type(exc).__name__}: {exc})") from None
+    return meta, records
 
 
 def merge_records(groups: Iterable[Sequence[Record]]) -> list[Record]:
@@ -155,3 +187,59 @@ def merge_records(groups: Iterable[Sequence[Record]]) -> list[Record]:
         for r in group:
             by_id[r.case.id] = r
     return list(by_id.values())
+
+
+# What the shards of one run share: the header keys that must be equal for their records to make one report.
+_SHARED = ("seed", "profile", "select", "whole_suite", "registry_sha", "loss_factory", "max_cases", "special_cases_sha")
+
+
+def check_shards(dirs: Sequence[str | Path], metas: Sequence[dict[str, Any]], groups: Sequence[Sequence[Record]]) -> None:
+    """Refuse, naming the folder, shards that are not exactly slices 1..N of one run, each complete: the same
+    suite, seed, selection, registry and loss factory, each K once, every record of each slice there."""
+    first = metas[0]
+    for d, m in zip(dirs, metas):
+        for key in _SHARED:
+            if m.get(key) != first.get(key):
+                raise InputError(
+                    f"{d}: was run with {key}={m.get(key)!r}, {dirs[0]} with {first.get(key)!r}; the shards of one merge share it"
+                )
+    shards = []
+    for d, m in zip(dirs, metas):
+        shard = m.get("shard")
+        if shard is None:
+            if len(dirs) > 1:
+                raise InputError(f"{d}: holds a whole run (no --shard), not a slice; merge the shards of one run")
+            shard = (1, 1)
+        if not (isinstance(shard, list | tuple) and len(shard) == 2 and all(type(x) is int for x in shard)
+                and 1 <= shard[0] <= shard[1]):  # fmt: skip
+            raise InputError(f"{d}: header shard={shard!r} is not [K, N] with 1 <= K <= N")
+        shards.append(tuple(shard))
+    counts = {n for _, n in shards}
+    if len(counts) != 1:
+        raise InputError(f"the shards split the suite differently: N = {', '.join(map(str, sorted(counts)))}")
+    (n,) = counts
+    seen: dict[int, str | Path] = {}
+    for d, (k, _) in zip(dirs, shards):
+        if k in seen:
+            raise InputError(f"{d}: shard {k}/{n} is also in {seen[k]}; give each shard once")
+        seen[k] = d
+    missing = sorted(set(range(1, n + 1)) - set(seen))
+    if missing:
+        raise InputError(f"shard(s) {', '.join(f'{k}/{n}' for k in missing)} missing: merge needs all {n} slices of the run")
+    for d, m, records in zip(dirs, metas, groups):
+        size = m.get("size")
+        if size is not None and len({r.case.id for r in records}) != size:
+            raise InputError(
+                f"{d}: holds {len(records)} of its {size} records (an interrupted run?); finish it with run --resume first"
+            )
+
+
+def check_merge_out(out: str | Path, dirs: Sequence[str | Path]) -> None:
+    """Refuse an --out that is one of the shard folders: its reports (and stream) would be replaced."""
+    target = Path(out).resolve()
+    for d in dirs:
+        folder = Path(d).resolve()
+        if folder.is_file() or folder.name == STREAM_NAME:
+            folder = folder.parent
+        if folder == target:
+            raise UsageError(f"--out {out}: is the shard folder {d}; its reports would be overwritten (choose another)")

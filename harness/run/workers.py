@@ -29,7 +29,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from harness.case import Case, Outcome
-from harness.errors import HarnessError, TargetUnavailable
+from harness.errors import HarnessError, TargetUnavailable, UsageError
 from harness.judge.compare import Comparison
 from harness.run.evaluate import CaseResult, evaluate
 from harness.run.quarantine import Quarantine
@@ -334,6 +334,8 @@ class WorkerPool:
                             self.close()
                             if message[1] == "TargetUnavailable":
                                 raise TargetUnavailable(message[2])
+                            if message[1] == "UsageError":  # a --loss-factory that imports but is not usable
+                                raise UsageError(message[2])
                             raise HarnessError(f"worker could not start: {message[2]}")
                         elif kind == "done" and slot.job is not None and message[1] == slot.job_id:
                             job, kinds = slot.job, slot.kinds

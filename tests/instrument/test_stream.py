@@ -87,5 +87,5 @@ def test_a_version_1_stream_is_still_read(tmp_path: Path) -> None:
 
 def test_a_stream_of_another_version_is_an_input_error(tmp_path: Path) -> None:
     (tmp_path / "records.jsonl").write_text(json.dumps({"stream": 3, "meta": {}}) + "\n")
-    with pytest.raises(InputError, match="not the header of a stream of version 1 or 2"):
+    with pytest.raises(InputError, match="stream version 3 is not one this bce-harness reads"):
         load_stream(tmp_path, Registry())
