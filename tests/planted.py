@@ -152,3 +152,22 @@ def segv_on_rank3(options: Options):
             os.kill(os.getpid(), signal.SIGSEGV)
 
     return _wrap(options, fires)
+
+
+def doubled(options: Options):
+    """Keras's loss, times two: a factory whose divergence only a reproduction that calls it shows."""
+    import tensorflow as tf
+
+    dtype = {} if options.dtype is None else {"dtype": options.dtype}
+    loss = tf.keras.losses.BinaryCrossentropy(
+        from_logits=options.from_logits,
+        label_smoothing=options.label_smoothing,
+        axis=options.axis,
+        reduction=options.reduction,
+        **dtype,
+    )
+
+    def call(y_true, y_pred, sample_weight=None):
+        return 2 * loss(y_true, y_pred, sample_weight=sample_weight)
+
+    return call
