@@ -615,7 +615,11 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from harness.report.issue import write_compare_reports
 
     new = load_results(args.new)
-    drift = compare_results(load_results(args.base), new, exact=args.exact)
+    base = load_results(args.base)
+    try:
+        drift = compare_results(base, new, exact=args.exact)
+    except UsageError as exc:  # an array of one of the files that does not decode
+        raise InputError(f"{base['meta']['source']} or {new['meta']['source']}: {exc}") from None
     if (drift.only_base or drift.only_new) and not args.allow_subset:
         raise UsageError(f"{coverage_text(drift)}; compare the {drift.compared} common cases with --allow-subset")
     print(render_text(drift, max_rows=args.max_rows))

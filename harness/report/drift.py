@@ -377,7 +377,10 @@ def coverage_text(d: Drift, shown: int = 3) -> str:
         more = f", ... {len(ids) - shown} more" if len(ids) > shown else ""
         return f"{len(ids)} cases only in {name}" + (f" ({', '.join(map(repr, ids[:shown]))}{more})" if ids else "")
 
-    return f"BASE and NEW cover different cases: {side(d.only_base, 'BASE')}, {side(d.only_new, 'NEW')}"
+    return (
+        f"BASE {d.base.get('source')} and NEW {d.new.get('source')} cover different cases: "
+        f"{side(d.only_base, 'BASE')}, {side(d.only_new, 'NEW')}"
+    )
 
 
 def render_text(d: Drift, *, max_rows: int = 5) -> str:

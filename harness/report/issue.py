@@ -252,7 +252,10 @@ def render_issue(cluster: Cluster, drift: Drift) -> str:
     """The Markdown of one cluster: its first line (without '# ') is the issue title."""
     smallest = min(cluster.changes, key=lambda c: (len(str(c.after.get("y_pred"))), c.id))
     r, before = smallest.after, smallest.before
-    case, expected, actual = _shrunk(r)
+    try:
+        case, expected, actual = _shrunk(r)
+    except (InputError, UsageError) as exc:
+        raise InputError(f"{drift.new.get('source')}: {exc}") from None
     if actual is not None and r.get("actual_error") is None:
         actual_text = f"{np.asarray(actual).tolist()} ({r.get('actual_dtype')})"
     else:
