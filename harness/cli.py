@@ -332,15 +332,15 @@ def _resumed(args: argparse.Namespace, header: dict, registry, cases: list) -> t
 def _cmd_run(args: argparse.Namespace) -> int:
     from harness.generate.facets import coverage, space_for
     from harness.report.summary import meta
-    from harness.run.stream import RecordStream, suite_fingerprint
+    from harness.run.stream import RecordStream, file_fingerprint, recorded, suite_fingerprint
     from harness.run.workers import default_workers
     from harness.target import environment_flags
-
-    from harness.run.stream import file_fingerprint, recorded
 
     t0 = time.perf_counter()
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise UsageError(f"--out {args.out!r} is a file, not a folder")
+    if not args.resume:
+        _out_folder(args.out)
     if args.resume and args.force:
         raise UsageError("--resume continues the run in --out and --force replaces it: give one")
     if not (args.resume or args.force) and (n := recorded(args.out)):
@@ -444,6 +444,23 @@ def _check_factory(spec: str | None) -> None:
         raise UsageError(f"--loss-factory={spec!r}: module {module!r} not found")
 
 
+def _out_folder(path: str, option: str = "--out", *, reports_of: str | None = None) -> None:
+    """Make the output folder ``path`` now, before any work, or say in one line why it cannot be; with
+    ``reports_of`` (the command), also refuse a folder holding another run's records, whose reports the
+    command would replace."""
+    from harness.run.stream import recorded
+
+    if reports_of is not None and (n := recorded(path)):
+        raise UsageError(f"{option} {path}: holds a run's record stream ({n} records) whose reports {reports_of} would replace; choose another")
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{option} {path}: cannot create the folder ({exc.strerror or exc})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {path}: the folder is not writable")
+
+
 def _again(args: argparse.Namespace, *, add: Sequence[str] = (), drop: Sequence[str] = ()) -> str:
     """The command line that repeats this run exactly, ``drop`` left out and ``add`` put in, shell-quoted."""
     argv = [a for a in args.argv if a not in drop]
@@ -505,6 +522,7 @@ def _cmd_merge(args: argparse.Namespace) -> int:
         metas.append(m)
         groups.append(records)
     check_shards(args.dirs, metas, groups)
+    _out_folder(args.out, reports_of="merge")
     records = merge_records(groups)
     run_meta = meta(
         seed=metas[0].get("seed"),
@@ -530,6 +548,8 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
     from harness.target import TFTarget, load_factory
 
     require_hypothesis()
+    _out_folder(args.out)  # before the search: its findings are written only at the end
+    _out_folder(args.regressions, "--regressions")
     selection, registry = _prepare(args)
     if selection.profile != "keras3":
         raise UsageError(f"fuzz draws Keras 3 options; profile {selection.profile!r} is not supported ({selection.reason})")
@@ -589,6 +609,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     selection, registry = _prepare(args)
+    _out_folder(args.out, reports_of="replay")
     files = case_files(args.files)
     if not files:
         raise UsageError(f"no case file (*.json) in {' '.join(args.files)}")
@@ -613,6 +634,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 def _cmd_compare(args: argparse.Namespace) -> int:
     from harness.report.drift import compare_results, coverage_text, load_results, render_text
     from harness.report.issue import write_compare_reports
+    from harness.run.stream import recorded
 
     new = load_results(args.new)
     base = load_results(args.base)
@@ -625,6 +647,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     print(render_text(drift, max_rows=args.max_rows))
     _print_audit_drift(args.base, args.new)
     if args.out is not None:
+        if (Path(args.out) / "results.json").exists() or recorded(args.out):
+            raise UsageError(f"--out {args.out}: holds a run's reports, whose report.html and junit.xml compare would replace; choose another")
+        _out_folder(args.out)
         paths = write_compare_reports(drift, new, args.out)
         print(f"report: {paths['html']}  junit: {paths['junit']}  regressions: {len(paths['regressions'])} in {paths['regressions_dir']}")
     return EXIT_DIVERGED if drift.regressed else EXIT_OK

@@ -102,6 +102,18 @@ BATTERY["path: compare --out in /proc"] = lambda tmp: (
 BATTERY["path: merge --out under a file"] = lambda tmp: (
     ["merge", *map(str, write_shards(tmp, 2)), "--out", str(_afile(tmp) / "o")], str(tmp / "afile"))  # fmt: skip
 
+BATTERY["path: merge --out holding another run"] = lambda tmp: (
+    (lambda d, other: ["merge", *map(str, d), "--out", str(other)])(write_shards(tmp / "a", 2), write_shards(tmp / "b", 1)[0]),
+    str(tmp / "b" / "shard1"),
+)  # fmt: skip
+BATTERY["path: replay --out holding a run"] = lambda tmp: (
+    ["replay", "x.json", "--out", str(write_shards(tmp, 1)[0])], str(tmp / "shard1"))  # fmt: skip
+BATTERY["path: compare --out holding a run's reports"] = lambda tmp: (
+    ["compare", str(_good_results(tmp)), str(_good_results(tmp, "run/results.json")), "--out", str(tmp / "run")], str(tmp / "run"))  # fmt: skip
+BATTERY["path: fuzz --out under a file"] = lambda tmp: (["fuzz", "--out", str(_afile(tmp) / "o")], str(tmp / "afile"))
+BATTERY["path: fuzz --regressions under a file"] = lambda tmp: (
+    ["fuzz", "--out", str(tmp / "o"), "--regressions", str(_afile(tmp) / "r")], "--regressions")  # fmt: skip
+
 
 # --- case files (replay) -----------------------------------------------------------------------------
 
