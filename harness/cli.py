@@ -337,20 +337,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from harness.target import environment_flags
 
     t0 = time.perf_counter()
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise UsageError(f"--out {args.out!r} is a file, not a folder")
-    if not args.resume:
-        _out_folder(args.out)
     if args.resume and args.force:
         raise UsageError("--resume continues the run in --out and --force replaces it: give one")
+    selection, registry = _prepare(args, announce=True)
+    cases, whole = _suite(args, selection.profile)
+    suite = list(cases)  # what this run covers, before --resume drops the finished ones
+    # the inputs are good; now the output folder, before any work
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UsageError(f"--out {args.out!r} is a file, not a folder")
     if not (args.resume or args.force) and (n := recorded(args.out)):
         raise UsageError(
             f"--out {args.out}: holds the record stream of another run ({n} records); "
             "continue it with --resume or replace it with --force"
         )
-    selection, registry = _prepare(args, announce=True)
-    cases, whole = _suite(args, selection.profile)
-    suite = list(cases)  # what this run covers, before --resume drops the finished ones
+    if not args.resume:
+        _out_folder(args.out)
     if importlib.util.find_spec("tensorflow") is None:
         raise TargetUnavailable("TensorFlow is not installed; install the extra: pip install 'bce-harness[tf]'")
     workers = default_workers() if args.workers is None else args.workers
@@ -548,11 +549,11 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
     from harness.target import TFTarget, load_factory
 
     require_hypothesis()
-    _out_folder(args.out)  # before the search: its findings are written only at the end
-    _out_folder(args.regressions, "--regressions")
     selection, registry = _prepare(args)
     if selection.profile != "keras3":
         raise UsageError(f"fuzz draws Keras 3 options; profile {selection.profile!r} is not supported ({selection.reason})")
+    _out_folder(args.out)  # before the search: its findings are written only at the end
+    _out_folder(args.regressions, "--regressions")
     # with shards, the seed named (or drawn) is the search's, and each shard derives its own from it
     seed = args.seed if args.seed is not None or args.shard is None else random.SystemRandom().randrange(2**32)
     with contextlib.ExitStack() as stack:
@@ -609,11 +610,11 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     selection, registry = _prepare(args)
-    _out_folder(args.out, reports_of="replay")
     files = case_files(args.files)
     if not files:
         raise UsageError(f"no case file (*.json) in {' '.join(args.files)}")
     cases = [load_case(f, max_bytes=args.max_case_bytes) for f in files]
+    _out_folder(args.out, reports_of="replay")
     target = TFTarget(loss_factory=load_factory(args.loss_factory))
     result = run_cases(cases, target, registry, profile=selection.profile)
     run_meta = meta(

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from artifacts import CASE, record, results, write_results, write_shards
+from artifacts import CASE, record, results, write_case, write_results, write_shards
 
 from harness.cli import main
 from harness.generate.grid import DEFAULT_SPECIAL_CASES
@@ -107,7 +107,7 @@ BATTERY["path: merge --out holding another run"] = lambda tmp: (
     str(tmp / "b" / "shard1"),
 )  # fmt: skip
 BATTERY["path: replay --out holding a run"] = lambda tmp: (
-    ["replay", "x.json", "--out", str(write_shards(tmp, 1)[0])], str(tmp / "shard1"))  # fmt: skip
+    ["replay", str(write_case(tmp / "case.json", CASE)), "--out", str(write_shards(tmp, 1)[0])], str(tmp / "shard1"))  # fmt: skip
 BATTERY["path: compare --out holding a run's reports"] = lambda tmp: (
     ["compare", str(_good_results(tmp)), str(_good_results(tmp, "run/results.json")), "--out", str(tmp / "run")], str(tmp / "run"))  # fmt: skip
 BATTERY["path: fuzz --out under a file"] = lambda tmp: (["fuzz", "--out", str(_afile(tmp) / "o")], str(tmp / "afile"))
