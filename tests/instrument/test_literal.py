@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from harness.case import Case, Expected, Options, Outcome
 from harness.judge.compare import Comparison, compare
-from harness.oracle.keras3 import expected as reference
+from harness.oracle import expected as reference
 from harness.report import literal, repro
 from harness.report.drift import compare_results
 from harness.report.issue import clusters, render_issue
