@@ -103,7 +103,7 @@ def load_factory(spec: str | None) -> LossFactory | None:
         raise UsageError(f"loss_factory={spec!r} is not of the form 'module:function'")
     try:
         module = importlib.import_module(module_name)
-    except Exception as exc:  # noqa: BLE001 - whatever the user's module raises while it imports is theirs
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - whatever the user's module raises while it imports is theirs
         raise UsageError(f"--loss-factory={spec!r}: module {module_name!r} cannot be imported ({type(exc).__name__}: {exc})") from None
     factory = getattr(module, attr, None)
     if factory is None:
