@@ -62,6 +62,9 @@ def load_results(path: str | Path) -> dict[str, Any]:
     if version > MAX_FORMAT:
         raise InputError(f"{path}: format_version={version!r} is newer than this bce-harness reads ({MAX_FORMAT}); update it")
     _check_meta(path, data["meta"])
+    totals = data.get("totals", {})
+    if not isinstance(totals, dict) or not all(type(v) is int for v in totals.values()):
+        raise InputError(f"{path}: totals={totals!r} is not a table of counts")
     _check_records(path, data["records"])
     data["meta"]["source"] = str(path)
     return data

@@ -8,6 +8,7 @@ the record's option family, so dashboards group the cases as the run summary doe
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,6 +18,15 @@ from harness.families import group_of
 from harness.jsonio import atomic_write_text
 
 __all__ = ["render_junit", "write_junit"]
+
+
+# XML 1.0 has no way to write these characters, even escaped; a record's text (a case id, an exception
+# message from a file of another job) may hold them, so they are written as their Python escapes
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml_safe(text: str) -> str:
+    return _NOT_XML.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def render_junit(results: Mapping[str, Any]) -> str:
@@ -50,6 +60,10 @@ def render_junit(results: Mapping[str, Any]) -> str:
             ET.SubElement(case, "error", type="harness", message=r.get("note", "")).text = message
         elif status == "xfail":
             ET.SubElement(case, "skipped", type="xfail", message=f"known divergence {r.get('divergence')}")
+    for element in suite.iter():
+        element.attrib.update({k: _xml_safe(v) for k, v in element.attrib.items()})
+        if element.text:
+            element.text = _xml_safe(element.text)
     ET.indent(suite)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
 

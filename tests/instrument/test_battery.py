@@ -405,6 +405,8 @@ for _name, _change, *_extra in [
     ("seed a string", lambda d: d["meta"].update(seed="1")),
     ("loss_factory a number", lambda d: d["meta"].update(loss_factory=3)),
     ("a subset", lambda d: d["records"].pop()),
+    ("totals a list", lambda d: d.update(totals=[])),
+    ("totals holding markup", lambda d: d["totals"].update(fail="<script>")),
 ]:
     _results(_name, _change, *_extra)
 BATTERY["results: 1e400"] = lambda tmp: (

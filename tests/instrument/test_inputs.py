@@ -126,3 +126,16 @@ def test_reports_are_written_with_the_users_umask(tmp_path: Path, umask: int) ->
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+
+
+def test_junit_stays_xml_whatever_a_record_holds(tmp_path: Path) -> None:
+    import xml.etree.ElementTree as ET
+
+    from artifacts import record, results
+
+    from harness.report.junit import render_junit
+
+    data = results([record("special/\x00bell\x07", error="ValueError: \x1b[31m\ufffe")])
+    root = ET.fromstring(render_junit(data))
+    (case,) = root.iter("testcase")
+    assert case.get("name") == "special/\\x00bell\\x07"
