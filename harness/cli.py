@@ -25,6 +25,7 @@ from harness.errors import (
     EXIT_OK,
     EXIT_USAGE,
     HarnessError,
+    InputError,
     TargetUnavailable,
     UsageError,
 )
@@ -672,7 +673,13 @@ def _print_audit_drift(base: str, new: str) -> None:
     a, b = audit_of(base), audit_of(new)
     if a is None or b is None:
         return
-    moved = audit_drift(a, b)
+    for where, audit in ((base, a), (new, b)):
+        if not isinstance(audit, dict) or not isinstance(audit.get("rows"), list):
+            raise InputError(f"audit.json beside {where} is not an audit (bce-harness audit --out): it has no rows")
+    try:
+        moved = audit_drift(a, b)
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:  # another job's file, not ours
+        raise InputError(f"audit.json beside {base} or {new} is not an audit (bce-harness audit --out): {type(exc).__name__}: {exc}") from None
     print(f"low-precision audit: {len(moved)} group(s) moved" + (":" if moved else ""))
     for line in moved:
         print(f"  {line}")

@@ -264,3 +264,11 @@ def test_the_factory_protocol_is_documented_with_an_example() -> None:
     readme = (REPO / "README.md").read_text()
     section = readme.split("## A loss under test: --loss-factory", 1)[1].split("\n## ", 1)[0]
     assert "def make(options" in section and "Options" in section and "reproduc" in section
+
+
+def test_a_malformed_audit_beside_the_results_is_exit_2(tmp_path: Path, capsys) -> None:
+    for side in ("base", "new"):
+        write_results(tmp_path / side / "results.json", results([record("special/a")]))
+        (tmp_path / side / "audit.json").write_text('{"rows": [{"no group": 1}]}' if side == "new" else '{"groups": 3}')
+    assert main(["compare", str(tmp_path / "base"), str(tmp_path / "new")]) == 2
+    _one_error_line(capsys, "audit.json", str(tmp_path / "base"))
