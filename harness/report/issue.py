@@ -201,7 +201,7 @@ def _bug_template(cluster: Cluster, r: Mapping[str, Any], before: Mapping[str, A
     else:
         nightly = "No: neither run is tf-nightly (run `tox -e tf-nightly` and compare against it)"
     log = str(r.get("message") or r.get("actual_error") or kind)
-    return [
+    fields = [
         "## Bug report fields (TensorFlow's template)",
         "",
         "- **Issue type:** Bug",
@@ -230,8 +230,9 @@ def _bug_template(cluster: Cluster, r: Mapping[str, Any], before: Mapping[str, A
         "",
         "### Relevant log output",
         "",
-        *fence(log),
     ]
+    # every line from the files on one line (a line break there could open a fence), the log in its own
+    return [one_line(line) for line in fields] + fence(log)
 
 
 def _outcome(r: Mapping[str, Any]) -> str:
