@@ -157,7 +157,8 @@ def test_an_aborting_fuzz_draw_is_a_crash_finding_with_a_reproduction_that_dies_
         "    if self.label_smoothing > 0.25:\n        os.abort()\n    return _call(self, y_true, y_pred)\n"
         "keras.losses.BinaryCrossentropy.call = call\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(broken), str(REPO)]), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    # the script imports the factory it was made with (reproductions follow the record): TESTS holds planted.py
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(broken), str(TESTS), str(REPO)]), "TF_CPP_MIN_LOG_LEVEL": "3"}
     run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300)
     assert run.returncode == -signal.SIGABRT, run.stdout + run.stderr
 
