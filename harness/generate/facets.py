@@ -26,6 +26,7 @@ import numpy as np
 
 from harness.case import API_LOSS_CLASS, Case, Options
 from harness.dtypes import FLOAT_DTYPES, float_format, round_to
+from harness.errors import UsageError
 from harness.generate.regimes import regime_of
 from harness.oracle.keras3 import Keras3
 
@@ -40,6 +41,7 @@ __all__ = [
     "feasible",
     "label_domain",
     "loss_shape",
+    "weights_of",
     "realize",
     "size_bucket",
 ]
@@ -512,7 +514,7 @@ def realize(row: Mapping[str, Any], *, seed: int, index: int) -> Case:
         dtype=loss_dtype,
     )
     lshape = loss_shape(yshape, pshape, axis)
-    weights = _weights(row["weights"], api, lshape, pshape, rng)
+    weights = weights_of(row["weights"], pshape[0] if pshape else 1, lshape, rng)
     mask = None
     if row["mask"] == "mask":
         mask = rng.integers(0, 2, lshape).astype(bool)
@@ -592,8 +594,9 @@ def loss_shape(yshape: tuple[int, ...], pshape: tuple[int, ...], axis: int) -> t
     return tuple(s for i, s in enumerate(p.shape) if i != axis % p.ndim)
 
 
-def _weights(form: str, api: str, loss_shape: tuple[int, ...], pshape: tuple[int, ...], rng) -> np.ndarray | None:
-    batch = pshape[0] if pshape else 1
+def weights_of(form: str, batch: int, loss_shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray | None:
+    """A ``sample_weight`` of a weight form (``FACETS["weights"]``), float32 values; the grid's families and the
+    covering array draw them alike."""
     if form == "none":
         return None
     if form == "scalar":
@@ -604,4 +607,6 @@ def _weights(form: str, api: str, loss_shape: tuple[int, ...], pshape: tuple[int
         return np.asarray(round_to(rng.uniform(0.5, 2.0, batch), "float32"), dtype=np.float64)
     if form == "column":
         return np.asarray(round_to(rng.uniform(0.5, 2.0, (batch, 1)), "float32"), dtype=np.float64)
-    return np.asarray(round_to(rng.uniform(0.5, 2.0, loss_shape), "float32"), dtype=np.float64)
+    if form == "per_element":
+        return np.asarray(round_to(rng.uniform(0.5, 2.0, loss_shape), "float32"), dtype=np.float64)
+    raise UsageError(f"weights={form!r} is not one of {', '.join(FACETS['weights'])}")

@@ -33,7 +33,7 @@ import numpy as np
 from harness.case import MODES, PRODUCERS, REDUCTIONS, Case, Options
 from harness.dtypes import FLOAT_DTYPES, INPUT_DTYPES, float_format, round_to
 from harness.errors import InputError, UsageError
-from harness.generate.facets import covering_rows, realize, space_for
+from harness.generate.facets import covering_rows, loss_shape, realize, space_for, weights_of
 from harness.jsonio import read_toml
 from harness.packagedata import data_path
 
@@ -181,40 +181,17 @@ WEIGHT_FORMS = ("none", "scalar", "per_sample", "column", "per_element", "zeros"
 SMOOTHINGS = (0.0, 0.1, 1.0)
 
 
-def _loss_shape(y_shape: tuple[int, ...], p_shape: tuple[int, ...], axis: int) -> tuple[int, ...]:
-    shape = p_shape if len(p_shape) >= len(y_shape) else y_shape
-    if len(shape) == 1 and len(y_shape) != len(p_shape):
-        shape = shape + (1,)
-    return tuple(s for i, s in enumerate(shape) if i != axis % len(shape))
-
-
-def _weights(form: str, batch: int, loss_shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray | None:
-    if form == "none":
-        return None
-    if form == "scalar":
-        return np.asarray(2.5)
-    if form == "per_sample":
-        return round_to(rng.uniform(0.5, 2.0, batch), "float32")
-    if form == "column":
-        return round_to(rng.uniform(0.5, 2.0, (batch, 1)), "float32")
-    if form == "per_element":
-        return round_to(rng.uniform(0.5, 2.0, loss_shape), "float32")
-    if form == "zeros":
-        return np.zeros(batch)
-    raise UsageError(f"weights={form!r} is not one of {', '.join(WEIGHT_FORMS)}")
-
-
 def _options_family(seed: int) -> Iterator[Case]:
     for shape_kind, (ys, ps, axes) in SHAPES.items():
         for axis, from_logits, ls, reduction, form in itertools.product(
             axes, (False, True), SMOOTHINGS, REDUCTIONS, WEIGHT_FORMS
         ):
-            loss_shape = _loss_shape(ys, ps, axis)
+            lshape = loss_shape(ys, ps, axis)
             if axis != -1 and form not in ("none", "scalar"):
                 continue  # per-sample weights are defined against the batch axis of the default axis
-            if form == "per_element" and len(loss_shape) < 2:
+            if form == "per_element" and len(lshape) < 2:
                 continue  # the same as per_sample there
-            if len(loss_shape) == 0 and form not in ("none", "scalar"):
+            if len(lshape) == 0 and form not in ("none", "scalar"):
                 continue  # a rank-1 batch has a scalar loss: there is no sample to weight
             regime = "soft_labels" if ls == 0.1 else "typical"
             cid = (
@@ -233,7 +210,7 @@ def _options_family(seed: int) -> Iterator[Case]:
                 true_dtype="float32",
                 pred_dtype="float32",
                 options=Options(from_logits=from_logits, label_smoothing=ls, axis=axis, reduction=reduction),
-                sample_weight=_weights(form, ys[0], loss_shape, rng),
+                sample_weight=weights_of(form, ys[0], lshape, rng),
                 tags={"family": "options", "regime": regime, "shape": shape_kind, "weights": form},
             )
 
@@ -253,7 +230,7 @@ def _dtype_reductions_family(seed: int) -> Iterator[Case]:
             true_dtype="float32",
             pred_dtype="float32",
             options=Options(from_logits=from_logits, reduction=reduction, dtype=loss_dtype),
-            sample_weight=_weights(form, 8, (8,), rng),
+            sample_weight=weights_of(form, 8, (8,), rng),
             tags={"family": "dtype_reductions", "regime": "typical", "shape": "BC", "weights": form},
         )
 

@@ -9,8 +9,8 @@ and a malformed file raises InputError in one line naming the file and the field
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from json import JSONDecodeError
 from dataclasses import fields
+from json import JSONDecodeError
 from pathlib import Path
 from typing import Any
 

@@ -26,11 +26,11 @@ import numpy as np
 
 from harness.case import Case, Expected
 from harness.dtypes import FLOAT_DTYPES, ulp_distance
+from harness.errors import InputError, UsageError
 from harness.jsonio import atomic_write_text, decode_array, dumps
 from harness.report.drift import Change, Drift
 from harness.report.html import write_html
 from harness.report.junit import write_junit
-from harness.errors import InputError, UsageError
 from harness.report.literal import code_span, fence, one_line
 from harness.report.repro import snippet
 

@@ -56,7 +56,6 @@ def snippet(case: Case, expected: Expected, *, actual: str = "", loss_factory: s
     """
     # these are code, not data: they must be the harness's own names (Case checks them when it is made)
     assert case.api in APIS and case.mode in MODES and case.producer in (None, *PRODUCERS) and case.grad in (None, *GRADS)
-    o = case.options
     factory = loss_factory is not None and case.api == API_LOSS_CLASS
     lines = []
     if loss_factory is not None:

@@ -6,12 +6,10 @@ from __future__ import annotations
 import ast
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 from artifacts import record, results, write_results, write_shards
 

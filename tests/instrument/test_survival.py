@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from test_workers import REPO, TESTS, bce_harness
 
 pytestmark = pytest.mark.tensorflow
