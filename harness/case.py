@@ -21,7 +21,7 @@ from harness.jsonio import decode_array, decode_number, encode_array
 __all__ = ["API_LOSS_CLASS", "APIS", "GRADS", "MODES", "PRODUCERS", "REDUCTIONS", "Case", "Expected", "Options", "Outcome"]
 
 API_LOSS_CLASS = "BinaryCrossentropy"
-# The ways users reach binary cross-entropy (target.py calls each; reference.py says what each computes).
+# The ways users reach binary cross-entropy (harness/target calls each; the oracle says what each computes).
 APIS: tuple[str, ...] = (
     API_LOSS_CLASS,  # tf.keras.losses.BinaryCrossentropy
     "binary_crossentropy",  # tf.keras.losses.binary_crossentropy

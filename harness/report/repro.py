@@ -135,7 +135,7 @@ def snippet(case: Case, expected: Expected, *, actual: str = "", loss_factory: s
 
 def _call_source(case: Case, factory: bool) -> list[str]:
     """Source of ``run(y_true, y_pred, sample_weight)``: the case's entry point, producer, mask, gradient
-    and mode, as harness/target.py builds them; with ``factory``, the loss from LOSS_FACTORY."""
+    and mode, as harness/target builds them; with ``factory``, the loss from LOSS_FACTORY."""
     o = case.options
     lines = [""]
     if case.api == "metrics.BinaryCrossentropy":
