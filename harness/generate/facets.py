@@ -420,45 +420,67 @@ def covering_rows(space: Mapping[str, Sequence[Any]], *, seed: int = 0, candidat
     rng = np.random.default_rng([seed, zlib.crc32(b"covering")])
     names = list(space)
     uncovered = {(a, va, b, vb) for a, va, b, vb in _pairs(space) if infeasible(a, va, b, vb) is None}
+    # the same facts by value, for set operations in _grow: what each value may not meet, and the values
+    # it has an uncovered pair with
+    bad = {(n, v): frozenset((m, w) for m in names if m != n for w in space[m] if infeasible(n, v, m, w))
+           for n in names for v in space[n]}  # fmt: skip
+    partners: dict[tuple[str, Any], set[tuple[str, Any]]] = {(n, v): set() for n in names for v in space[n]}
+    for a, va, b, vb in uncovered:
+        partners[(a, va)].add((b, vb))
+        partners[(b, vb)].add((a, va))
     rows: list[dict[str, Any]] = []
+    order = sorted(uncovered, key=repr)
     while uncovered:
         best, best_gain = None, -1
-        start = sorted(uncovered, key=repr)[int(rng.integers(len(uncovered)))]
+        order = [p for p in order if p in uncovered]
+        start = order[int(rng.integers(len(order)))]
         tries = 0
         while tries < candidates or (best is None and tries < 50 * candidates):
             tries += 1
-            row = _grow(start, names, space, uncovered, rng)
+            row = _grow(start, names, space, bad, partners, rng)
             if row is None:
                 continue
-            gain = sum(1 for a, b in itertools.combinations(names, 2) if (a, row[a], b, row[b]) in uncovered)
+            held = set(row.items())
+            gain = sum(len(partners[item] & held) for item in held) // 2  # each uncovered pair counted twice
             if gain > best_gain:
                 best, best_gain = row, gain
-        if best is None:  # the pair cannot be completed into a feasible row: it is not coverable
-            uncovered.discard(start)
-            continue
-        rows.append(best)
-        uncovered -= {(a, best[a], b, best[b]) for a, b in itertools.combinations(names, 2)}
+        done = [start] if best is None else [  # a pair no feasible row completes is not coverable
+            (a, best[a], b, best[b]) for a, b in itertools.combinations(names, 2)]  # fmt: skip
+        for a, va, b, vb in done:
+            if (a, va, b, vb) in uncovered:
+                uncovered.discard((a, va, b, vb))
+                partners[(a, va)].discard((b, vb))
+                partners[(b, vb)].discard((a, va))
+        if best is not None:
+            rows.append(best)
     return rows
 
 
-def _grow(start, names, space, uncovered, rng) -> dict[str, Any] | None:
+def _grow(start, names, space, bad, partners, rng) -> dict[str, Any] | None:
     a, va, b, vb = start
     row: dict[str, Any] = {a: va, b: vb}
+    held = {(a, va), (b, vb)}
     for n in [names[i] for i in rng.permutation(len(names))]:
         if n in row:
             continue
-        options = [v for v in space[n] if all(infeasible(n, v, m, w) is None for m, w in row.items())]
+        options = [v for v in space[n] if bad[(n, v)].isdisjoint(held)]
         if not options:
             return None
-        gains = [sum(1 for m, w in row.items() if _key(n, v, m, w) in uncovered) for v in options]
+        gains = [len(partners[(n, v)] & held) for v in options]
         top = max(gains)
         choices = [v for v, g in zip(options, gains, strict=True) if g == top]
-        row[n] = choices[int(rng.integers(len(choices)))]
+        if n in _CHEAPEST_FIRST:  # a tie costs nothing in coverage: take the value that runs fastest
+            row[n] = min(choices, key=space[n].index)
+        else:
+            row[n] = choices[int(rng.integers(len(choices)))]
+        held.add((n, row[n]))
     return row
 
 
-def _key(n: str, v: Any, m: str, w: Any) -> tuple[str, Any, str, Any]:
-    return (n, v, m, w) if _ORDER[n] < _ORDER[m] else (m, w, n, v)
+# Facets whose values are listed cheapest first (eager before a trace before an XLA compile; smaller sizes
+# first): where values tie on the pairs they would cover, the row takes the cheapest, so the covering array
+# pays for a trace or a large tensor only where a pair asks for it.
+_CHEAPEST_FIRST = frozenset({"mode", "size"})
 
 
 # -- a row as a case ------------------------------------------------------------------------------------

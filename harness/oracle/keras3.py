@@ -262,8 +262,9 @@ class Keras3:
         with np.errstate(divide="ignore", invalid="ignore"):
             t1 = tol.mul0(z, np.log(pc))
             t2 = tol.mul0(1 - z, np.log1p(-pc))
-        nan = np.isnan(z) | np.isnan(pc)
-        return np.where(nan, WORK(np.nan), -(t1 + t2)).astype(WORK)
+            nan = np.isnan(z) | np.isnan(pc)
+            # inf + -inf (a label outside [0, 1] at a clipped end) is NaN, as the formula's arithmetic gives
+            return np.where(nan, WORK(np.nan), -(t1 + t2)).astype(WORK)
 
     @staticmethod
     def logit_loss(z: np.ndarray, x: np.ndarray) -> np.ndarray:
