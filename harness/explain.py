@@ -314,9 +314,14 @@ def _pipeline(case: Case, profile: str, swap: Mapping[str, Any] | None = None) -
                 "max(x, 0) - x * z + log(1 + exp(-|x|)) (tf.nn.sigmoid_cross_entropy_with_logits); no clip")  # fmt: skip
         steps.append(Step("prediction", rule, {"logits": p}, "logits"))
     else:
-        rule = ("from_logits=False: y_pred are probabilities.  Keras 3 recovers logits only from the output of a "
-                "sigmoid op (backend nn.binary_crossentropy reads output._keras_logits or a Sigmoid op); a plain "
-                "tensor, as here, is used as it is")  # fmt: skip
+        if profile == "keras3":
+            rule = ("from_logits=False: y_pred are probabilities.  Keras 3 recovers logits only from the output of a "
+                    "sigmoid op (backend nn.binary_crossentropy reads output._keras_logits or a Sigmoid op); a plain "
+                    "tensor, as here, is used as it is")  # fmt: skip
+        else:
+            rule = ("from_logits=False: y_pred are probabilities.  Keras 2 (tf_keras backend.binary_crossentropy) "
+                    "recovers logits from output._keras_logits, or in a graph from the input of a Sigmoid op; an "
+                    "eager tensor, as here, is used as it is")  # fmt: skip
         steps.append(Step("prediction", rule, {"p": p}, "p"))
 
     # the clip and the elementwise terms

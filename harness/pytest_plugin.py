@@ -54,7 +54,7 @@ def check_case(loss_fn: Callable[..., Any], case: Case, *, profile: str = "keras
     exp: Expected = oracle_expected(case, profile=profile)
     value, dtype, error = run_manual(loss_fn, case)
     outcome = Outcome(error=error) if error is not None else Outcome(value=value, dtype=dtype if check_dtype else exp.dtype)
-    comparison = compare(case, exp, outcome)
+    comparison = compare(case, exp, outcome, target="your loss")
     if comparison.agrees:
         return
     lines = [f"BCE does not match the {profile} specification", comparison.message]

@@ -102,26 +102,28 @@ def _index(flat: int, shape: tuple[int, ...]) -> str:
     return str(tuple(int(i) for i in np.unravel_index(flat, shape))) if shape else "()"
 
 
-def compare(case: Case, expected: Expected, outcome: Outcome) -> Comparison:
-    """Compare ``outcome`` (target) with ``expected`` (reference) for ``case``."""
+def compare(case: Case, expected: Expected, outcome: Outcome, *, target: str = "TensorFlow") -> Comparison:
+    """Compare ``outcome`` (target) with ``expected`` (reference) for ``case``; ``target`` names what computed
+    the outcome in the messages (the pytest plugin's is the user's loss)."""
     header = f"case: {case.id}"
+    short = "TF" if target == "TensorFlow" else target
     if expected.raises is not None or outcome.error is not None:
         if expected.raises is not None and outcome.error is not None:
             return Comparison(None, f"{header}\nraised as expected: {outcome.error}")
         if expected.raises is not None:
             return Comparison(
                 "exception",
-                f"{header}\nexpected an error ({expected.raises}); TensorFlow returned {outcome.value!r}",
+                f"{header}\nexpected an error ({expected.raises}); {target} returned {outcome.value!r}",
             )
-        return Comparison("exception", f"{header}\nexpected a value; TensorFlow raised {outcome.error}")
+        return Comparison("exception", f"{header}\nexpected a value; {target} raised {outcome.error}")
 
     assert expected.value is not None and expected.bound is not None and outcome.value is not None
     e = np.asarray(expected.value, dtype=np.longdouble)
     a = np.asarray(outcome.value, dtype=np.float64)
     if a.shape != e.shape:
-        return Comparison("shape", f"{header}\nshape mismatch: actual (TF) {a.shape}, expected {e.shape}")
+        return Comparison("shape", f"{header}\nshape mismatch: actual ({short}) {a.shape}, expected {e.shape}")
     if outcome.dtype != expected.dtype:
-        return Comparison("dtype", f"{header}\ndtype mismatch: actual (TF) {outcome.dtype}, expected {expected.dtype}")
+        return Comparison("dtype", f"{header}\ndtype mismatch: actual ({short}) {outcome.dtype}, expected {expected.dtype}")
 
     n = int(e.size)
     finite, diff, rel, ulps = _differences(a, e, expected.dtype)
@@ -132,25 +134,25 @@ def compare(case: Case, expected: Expected, outcome: Outcome) -> Comparison:
         # The finite elements are still checked: a registered NaN at one position must not hide a wrong
         # value at another, so the record carries the tolerance kind too (see ``also``).
         over = finite & np.isfinite(bound) & (diff > bound)
-        message = _mismatch(header, "NaN/inf location mismatch", a, e, diff, expected, ulps, bad)
+        message = _mismatch(header, short, "NaN/inf location mismatch", a, e, diff, expected, ulps, bad)
         also: tuple[str, ...] = ()
         if over.any():
             also = ("tolerance",)
-            message += "\n" + _mismatch(header, f"and not equal to tolerance ({expected.rule})", a, e, diff, expected, ulps, over)
+            message += "\n" + _mismatch(header, short, f"and not equal to tolerance ({expected.rule})", a, e, diff, expected, ulps, over)
         return Comparison("nan_inf", message, int(bad.sum()), also=also, **stats)
 
     unbounded = finite & ~np.isfinite(bound)
     if unbounded.any():
         return Comparison(
             "unbounded",
-            _mismatch(header, "no finite error bound (sum too long for the format)", a, e, diff, expected, ulps, unbounded),
+            _mismatch(header, short, "no finite error bound (sum too long for the format)", a, e, diff, expected, ulps, unbounded),
             int(unbounded.sum()),
             **stats,
         )
     over = finite & (diff > bound)
     if over.any():
         title = f"Not equal to tolerance ({expected.rule})"
-        return Comparison("tolerance", _mismatch(header, title, a, e, diff, expected, ulps, over), int(over.sum()), **stats)
+        return Comparison("tolerance", _mismatch(header, short, title, a, e, diff, expected, ulps, over), int(over.sum()), **stats)
     return _agreed(case, stats)
 
 
@@ -224,6 +226,7 @@ def _agreed(case: Case, stats: dict[str, Any]) -> Comparison:
 
 def _mismatch(
     header: str,
+    short: str,
     title: str,
     a: np.ndarray,
     e: np.ndarray,
@@ -236,7 +239,7 @@ def _mismatch(
     n = a.size
     k = int(bad.sum())
     lines = [title, header, f"Mismatched elements: {k} / {n} ({100.0 * k / max(n, 1):.3g}%)"]
-    lines.append(" index: actual (TF), expected (reference), |diff|, bound, ULP")
+    lines.append(f" index: actual ({short}), expected (reference), |diff|, bound, ULP")
     bound = np.broadcast_to(np.asarray(expected.bound, dtype=np.longdouble), a.shape)
     for flat in np.flatnonzero(bad.ravel())[:_ROWS]:
         i = np.unravel_index(flat, a.shape) if a.shape else ()

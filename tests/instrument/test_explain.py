@@ -52,6 +52,12 @@ def test_steps_end_at_the_oracles_value_across_the_default_suite(default_cases, 
     assert checked > 300
 
 
+@pytest.mark.parametrize(("profile", "line"), [("keras3", "Keras 3"), ("keras2", "Keras 2")])
+def test_the_prediction_step_describes_the_profiles_own_logit_recovery(profile, line):
+    (step,) = [s for s in reference_steps(case_of([1, 0], [0.9, 0.2]), profile).steps if s.key == "prediction"]
+    assert line in step.rule and ("Keras 3" if profile == "keras2" else "Keras 2") not in step.rule
+
+
 # -- the seeds ----------------------------------------------------------------------------------------------
 
 

@@ -76,6 +76,8 @@ def test_assert_bce_matches_message_names_ulps_and_cause():
         assert_bce_matches(eps_inside, [1, 0, 1], [0.0, 1.0, 0.5])
     text = str(info.value)
     assert "Not equal to tolerance" in text and "ULP" in text and "eps-inside-log" in text
+    # the loss under test is the user's, not TensorFlow's
+    assert "actual (your loss)" in text and "(TF)" not in text and "TensorFlow" not in text
 
 
 def test_assert_bce_matches_refuses_an_unknown_option():
