@@ -73,7 +73,17 @@ def _integer(minimum: int, what: str):
 
 _positive = _integer(1, "not a positive integer")
 _seed = _integer(0, "negative")
-_workers = _integer(0, "negative")
+_worker_count = _integer(0, "negative")
+
+
+def _workers(text: str) -> int:
+    """At most 4 per core: each worker is a process with its own TensorFlow (about half a GB), and one core's
+    worth of work, so more only oversubscribe the cores and exhaust memory."""
+    value = _worker_count(text)
+    most = 4 * (os.cpu_count() or 1)
+    if value > most:
+        raise argparse.ArgumentTypeError(f"{text!r} is more than 4 per core ({most} here): each is a TensorFlow process")
+    return value
 
 
 def _seconds(text: str) -> float:

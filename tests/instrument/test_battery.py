@@ -44,6 +44,7 @@ for _name, _argv, _needle in [
     ("unknown command", ["frobnicate"], "frobnicate"),
     ("no command", [], "command"),
     ("negative workers", ["run", "--workers", "-1"], "--workers"),
+    ("a worker count no machine here holds", ["run", "--workers", "100000"], "4 per core"),
     ("zero timeout", ["run", "--timeout", "0"], "--timeout"),
     ("nan timeout", ["run", "--timeout", "nan"], "--timeout"),
     ("word timeout", ["run", "--timeout", "soon"], "--timeout"),
