@@ -18,7 +18,21 @@ from harness.dtypes import FLOAT_DTYPES, INPUT_DTYPES, round_to
 from harness.errors import UsageError
 from harness.jsonio import decode_array, decode_number, encode_array
 
-__all__ = ["API_LOSS_CLASS", "APIS", "GRADS", "MODES", "PRODUCERS", "REDUCTIONS", "Case", "Expected", "Options", "Outcome"]
+__all__ = [
+    "API_LOSS_CLASS",
+    "APIS",
+    "GRADS",
+    "MODES",
+    "PRODUCERS",
+    "REDUCTIONS",
+    "REPLICA_ROUTES",
+    "TRAINING_ROUTES",
+    "Case",
+    "Expected",
+    "Options",
+    "Outcome",
+    "TrainingSpec",
+]
 
 API_LOSS_CLASS = "BinaryCrossentropy"
 # The ways users reach binary cross-entropy (harness/target calls each; the oracle says what each computes).
@@ -36,6 +50,104 @@ PRODUCERS: tuple[str, ...] = ("tf.sigmoid", "keras.activations.sigmoid", "keras.
 GRADS: tuple[str, ...] = ("y_pred", "sample_weight")  # the gradient of the result's sum w.r.t. this input
 # Keras 3.15 keras/src/losses/loss.py standardize_reduction: the accepted values.
 REDUCTIONS: tuple[str | None, ...] = ("sum", "sum_over_batch_size", "mean", "mean_with_sample_weight", "none", None)
+# How a training loop reaches the loss (the model's compiled loss is the loss class with the case's options):
+TRAINING_ROUTES: tuple[str, ...] = ("evaluate", "test_on_batch", "fit", "train_on_batch")
+# How a loss meets replicas under a strategy: called on each replica's slice inside ``strategy.run`` (the
+# per-replica results summed by ``strategy.reduce("SUM")``), the same with ``reduction="none"`` and
+# ``tf.nn.compute_average_loss(per_example, global_batch_size=N)``, or called on the whole batch in the
+# strategy's scope but outside ``strategy.run`` (the cross-replica context).
+REPLICA_ROUTES: tuple[str, ...] = ("run", "run:compute_average_loss", "cross_replica")
+ACTIVATIONS: tuple[str, ...] = ("linear", "sigmoid")
+# Where the metric BinaryCrossentropy is compiled: ``compile(metrics=...)`` (not weighted by sample_weight or
+# class_weight) or ``compile(weighted_metrics=...)`` (weighted), as compile's docstring says.
+METRIC_ARGS: tuple[str, ...] = ("metrics", "weighted_metrics")
+STRATEGIES: tuple[str | None, ...] = (None, "mirrored")
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    """How a training-loop or replica case reaches the loss, instead of a direct call.
+
+    ``route`` is one of TRAINING_ROUTES (a tiny compiled model whose output is the case's predictions: a
+    ``Dense(C, kernel_initializer="identity")`` layer with ``activation``, on an input that is ``y_pred``;
+    with ``"sigmoid"`` y_pred holds the logits) or REPLICA_ROUTES (the loss object under ``strategy``).
+    ``batch_size`` splits the data for ``evaluate`` and ``fit`` (None: one batch); ``class_weight`` is a
+    tuple of (class, weight) pairs; ``metric`` ("metrics" or "weighted_metrics") adds
+    ``metrics.BinaryCrossentropy`` to that argument of ``compile``, and the result is then ``[loss, metric]``; ``splits`` are the replicas' slice sizes for the replica routes;
+    ``strategy`` is None or ``"mirrored"`` (MirroredStrategy over two logical CPU devices).
+    """
+
+    route: str
+    batch_size: int | None = None
+    activation: str = "linear"
+    class_weight: tuple[tuple[int, float], ...] | None = None
+    metric: str | None = None
+    strategy: str | None = None
+    splits: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.route not in TRAINING_ROUTES + REPLICA_ROUTES:
+            raise UsageError(f"training.route={self.route!r} is not one of {', '.join(TRAINING_ROUTES + REPLICA_ROUTES)}")
+        bs = self.batch_size
+        if bs is not None and (isinstance(bs, bool) or not isinstance(bs, int) or bs < 1):
+            raise UsageError(f"training.batch_size={bs!r} is not None or a positive integer")
+        if self.activation not in ACTIVATIONS:
+            raise UsageError(f"training.activation={self.activation!r} is not one of {', '.join(ACTIVATIONS)}")
+        if self.strategy not in STRATEGIES:
+            raise UsageError(f"training.strategy={self.strategy!r} is not None or 'mirrored'")
+        if self.route in REPLICA_ROUTES and self.strategy is None:
+            raise UsageError(f"training.route={self.route!r} needs a strategy")
+        if self.metric is not None and self.metric not in METRIC_ARGS:
+            raise UsageError(f"training.metric={self.metric!r} is not None or one of {', '.join(METRIC_ARGS)}")
+        if self.class_weight is not None:
+            try:
+                pairs = tuple((int(k), float(w)) for k, w in self.class_weight)
+            except (TypeError, ValueError):
+                raise UsageError(f"training.class_weight={self.class_weight!r} is not (class, weight) pairs") from None
+            object.__setattr__(self, "class_weight", pairs)
+        if self.splits is not None:
+            splits = tuple(self.splits)
+            if not splits or any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in splits):
+                raise UsageError(f"training.splits={self.splits!r} is not a tuple of slice sizes")
+            object.__setattr__(self, "splits", splits)
+
+    @property
+    def replicas(self) -> int:
+        """How many replicas the strategy has: two logical CPU devices under ``"mirrored"``, else one."""
+        return 2 if self.strategy == "mirrored" else 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "route": self.route,
+            "batch_size": self.batch_size,
+            "activation": self.activation,
+            "class_weight": None if self.class_weight is None else [[k, w] for k, w in self.class_weight],
+            "metric": self.metric,
+            "strategy": self.strategy,
+            "splits": None if self.splits is None else list(self.splits),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TrainingSpec:
+        if not isinstance(d, Mapping):
+            raise UsageError(f"training={d!r} is not a table")
+        fields = {"route", "batch_size", "activation", "class_weight", "metric", "strategy", "splits"}
+        unknown = set(d) - fields
+        if unknown:
+            raise UsageError(f"training has unknown field(s) {sorted(unknown)}")
+        if "route" not in d:
+            raise UsageError("training field 'route' is missing")
+        cw = d.get("class_weight")
+        splits = d.get("splits")
+        return cls(
+            route=d["route"],
+            batch_size=d.get("batch_size"),
+            activation=d.get("activation", "linear"),
+            class_weight=None if cw is None else tuple(tuple(pair) for pair in cw),
+            metric=d.get("metric"),
+            strategy=d.get("strategy"),
+            splits=None if splits is None else tuple(splits),
+        )
 
 
 @dataclass(frozen=True)
@@ -129,6 +241,7 @@ class Case:
     producer: str | None = None
     mask: np.ndarray | None = None
     grad: str | None = None
+    training: TrainingSpec | None = None
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -157,6 +270,13 @@ class Case:
             mask = mask.copy()
             mask.setflags(write=False)
             object.__setattr__(self, "mask", mask)
+        if self.training is not None:
+            if not isinstance(self.training, TrainingSpec):
+                raise UsageError(f"training={self.training!r} is not a TrainingSpec")
+            if self.api != API_LOSS_CLASS or self.mode != "eager" or self.producer or self.grad or self.mask is not None:
+                raise UsageError("a training case reaches the loss class through its route: api, mode, producer, grad and mask stay default")
+            if self.training.splits is not None and sum(self.training.splits) != (self.y_pred.shape[0] if self.y_pred.ndim else 0):
+                raise UsageError(f"training.splits={list(self.training.splits)} do not add up to the batch of y_pred {self.y_pred.shape}")
         object.__setattr__(self, "tags", dict(self.tags))
 
     @property
@@ -176,6 +296,11 @@ class Case:
             parts.append("mask")
         if self.grad:
             parts.append(f"grad:{self.grad}")
+        if self.training is not None:
+            t = self.training
+            parts = [part for part in (t.strategy, t.route, self.api) if part]  # e.g. mirrored/evaluate/BinaryCrossentropy
+            if t.activation != "linear":
+                parts.append(f"activation:{t.activation}")
         return "/".join(parts)
 
     @property
@@ -188,6 +313,8 @@ class Case:
             "producer": self.producer or "none",
             "mask": "none" if self.mask is None else "mask",
             "grad": self.grad or "none",
+            "route": "none" if self.training is None else self.training.route,
+            "strategy": "none" if self.training is None or self.training.strategy is None else self.training.strategy,
             "path": self.path,
             **self.options.as_dict(),
             "compute_dtype": self.compute_dtype,
@@ -214,6 +341,7 @@ class Case:
             "producer": self.producer,
             "mask": None if self.mask is None else encode(self.mask),
             "grad": self.grad,
+            "training": None if self.training is None else self.training.as_dict(),
         }
 
     @classmethod
@@ -248,6 +376,7 @@ class Case:
             producer=d.get("producer"),
             mask=None if d.get("mask") is None else decode_array(d["mask"], "mask"),
             grad=d.get("grad"),
+            training=None if d.get("training") is None else TrainingSpec.from_dict(d["training"]),
         )
 
 

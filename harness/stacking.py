@@ -66,6 +66,8 @@ def batch_key(case: Case) -> tuple[Any, ...] | None:
     o = case.options
     if case.api != "BinaryCrossentropy" or case.mode != "eager" or case.producer or case.grad or case.mask is not None:
         return None
+    if case.training is not None:  # a model or a strategy between the inputs and the loss
+        return None
     if o.reduction not in (None, "none") or o.axis >= 0 or case.sample_weight is not None:
         return None
     if case.y_true.ndim != case.y_pred.ndim or case.y_pred.ndim == 0:

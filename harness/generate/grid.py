@@ -34,6 +34,7 @@ from harness.case import MODES, PRODUCERS, REDUCTIONS, Case, Options
 from harness.dtypes import FLOAT_DTYPES, INPUT_DTYPES, float_format, round_to
 from harness.errors import InputError, UsageError
 from harness.generate.facets import covering_rows, loss_shape, realize, space_for, weights_of
+from harness.generate.training import replicas_family, training_family
 from harness.jsonio import read_toml
 from harness.packagedata import data_path
 
@@ -524,9 +525,11 @@ def default_suite(
 ) -> list[Case]:
     """Every case of the suite, in a fixed order.  ``seed`` must be a non-negative int.
 
-    ``paths=False`` leaves out the paths and pairs families (entry points, modes, producers, masks,
-    gradients, the covering array): they are written for Keras 3, whose entry points (keras.ops above all)
-    the Keras 2 line does not have.  ``suite="nightly"`` adds the largest size bucket to the covering array.
+    ``paths=False`` leaves out the paths, pairs, training and replicas families (entry points, modes,
+    producers, masks, gradients, the covering array, training loops and strategies): they are written for
+    Keras 3, whose entry points (keras.ops above all) and loops the Keras 2 line does not have.
+    ``suite="nightly"`` adds the largest size bucket to the covering array and the full training and
+    replicas families.
     """
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise UsageError(f"seed={seed!r} is not a non-negative integer")
@@ -542,6 +545,8 @@ def default_suite(
     if paths:
         cases.extend(_paths_family(seed))
         cases.extend(_pairs_family(seed, suite))
+        cases.extend(training_family(seed, suite))
+        cases.extend(replicas_family(seed, suite))
     ids = [c.id for c in cases]
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)

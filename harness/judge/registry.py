@@ -62,6 +62,8 @@ MATCH_KEYS = frozenset(
         "producer",
         "mask",
         "grad",
+        "route",
+        "strategy",
         "path",
         "from_logits",
         "label_smoothing",

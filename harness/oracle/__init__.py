@@ -1,7 +1,8 @@
 """Stage 2, the specification oracle: what each Keras line documents BinaryCrossentropy to compute.
 
-``keras3`` and ``keras2`` are the two profiles, ``gradient`` their analytic derivatives, ``tolerance`` the
-forward error bounds every expectation carries, ``profiles`` the choice of profile from the installed packages.
+``keras3`` and ``keras2`` are the two profiles, ``gradient`` their analytic derivatives, ``training`` what a
+training loop and replicas report, ``tolerance`` the forward error bounds every expectation carries,
+``profiles`` the choice of profile from the installed packages.
 This package's face chooses: ``PROFILES`` names the profiles and ``expected`` sends a case to its profile, or
 to ``gradient`` for a gradient case, so no profile module imports the registry of profiles back.
 
@@ -17,6 +18,7 @@ from harness.errors import UsageError
 from harness.oracle.gradient import expected_gradient
 from harness.oracle.keras2 import Keras2
 from harness.oracle.keras3 import EPSILON, Keras3
+from harness.oracle.training import expected_training
 
 __all__ = ["EPSILON", "PROFILES", "expected"]
 
@@ -28,6 +30,10 @@ def expected(case: Case, *, profile: str = "keras3") -> Expected:
     if profile not in PROFILES:
         raise UsageError(f"profile={profile!r} is not one of {', '.join(PROFILES)}")
     semantics = PROFILES[profile]()
+    if case.training is not None:
+        if profile != "keras3":  # the Keras 2 line's loops aggregate otherwise: not written down here yet
+            raise UsageError(f"training and replica cases are judged against the keras3 profile only, not {profile!r}")
+        return expected_training(semantics, case)
     if case.grad is not None:
         return expected_gradient(semantics, case)
     return semantics.expected(case)

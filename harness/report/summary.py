@@ -42,7 +42,8 @@ __all__ = ["FORMAT_VERSION", "build_results", "render_markdown", "summary_rows",
 #       (Keras 2 computes in y_pred's dtype); meta has cpu_flags.
 #   3 - every record carries its path facets (mode, producer, grad) and a record that did not pass its mask,
 #       so a record rebuilds as the case it was (report.issue's reproductions exercise the path that broke).
-FORMAT_VERSION = 3
+#   4 - a training-loop or replica record carries its ``training`` spec (route, batch size, strategy, ...).
+FORMAT_VERSION = 4
 
 _XFAIL_REPROS_PER_ENTRY = 3
 _FAIL_REPROS = 100
@@ -103,6 +104,7 @@ def record_dict(r: Record) -> dict[str, Any]:
         "mode": c.mode,
         "producer": c.producer,
         "grad": c.grad,
+        "training": None if c.training is None else c.training.as_dict(),
         "status": r.status,
         "kind": r.comparison.kind,
         "max_abs": encode_number(r.comparison.max_abs),

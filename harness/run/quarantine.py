@@ -62,6 +62,8 @@ def signature(case: Case) -> dict[str, str]:
         "producer": case.producer or "none",
         "grad": case.grad or "none",
         "mask": "none" if case.mask is None else "mask",
+        "route": "none" if case.training is None else case.training.route,
+        "strategy": "none" if case.training is None else str(case.training.strategy),
         "from_logits": str(o.from_logits),
         "label_smoothing": _smoothing(o.label_smoothing),
         "axis": "last" if rank and o.axis % rank == rank - 1 else "other",

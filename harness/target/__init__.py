@@ -19,9 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from harness.case import Case, Options, Outcome
+from harness.case import REPLICA_ROUTES, Case, Options, Outcome
 from harness.errors import TargetUnavailable, UsageError
 from harness.stacking import MAX_STACK, map_stacked, trace_key
+from harness.target.distribute import ReplicaRunner, configure_logical_cpus
+from harness.target.training import TrainingRunner
 
 __all__ = [
     "LossFactory",
@@ -135,6 +137,8 @@ class TFTarget:
 
     def __init__(self, *, loss_factory: LossFactory | None = None, threads: int | None = None) -> None:
         self.tf = import_tensorflow()
+        # Before the first op too: the replica cases need two logical CPU devices (harness.target.distribute).
+        configure_logical_cpus(self.tf)
         if threads is not None:
             # Before the first op runs.  A worker is one core's worth of work: with N workers on N cores,
             # TensorFlow's own thread pools would only fight over the same cores.
@@ -144,6 +148,8 @@ class TFTarget:
         self._losses: dict[Options, Any] = {}
         self._metrics: dict[Options, Any] = {}
         self._compiled_cache: dict[tuple[Any, ...], Callable[..., Any]] = {}
+        self._replicas = ReplicaRunner(self.tf, self._loss)
+        self._training = TrainingRunner(self.tf, self._factory)
 
     def versions(self) -> dict[str, str | None]:
         tf = self.tf
@@ -184,6 +190,8 @@ class TFTarget:
 
     def run(self, case: Case) -> Outcome:
         start = time.perf_counter()
+        if case.training is not None:
+            return self._run_training(case, start)
         try:
             fn = self._compiled(case)
             y_true = self._tensor(case.y_true, case.true_dtype)
@@ -200,6 +208,21 @@ class TFTarget:
             dtype = result.dtype.name
             # NumPy cannot hold bfloat16 without ml_dtypes' help at every rank: widen exactly first
             value = np.asarray(self.tf.cast(result, self.tf.float64).numpy(), dtype=np.float64)
+        except Exception as exc:  # noqa: BLE001 - an exception from the library is an outcome
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            return Outcome(error=f"{type(exc).__name__}: {message}"[:500], seconds=time.perf_counter() - start)
+        return Outcome(value=value, dtype=dtype, seconds=time.perf_counter() - start)
+
+    def _run_training(self, case: Case, start: float) -> Outcome:
+        """A training-loop or replica case (harness.target.training, harness.target.distribute)."""
+        spec = case.training
+        assert spec is not None
+        try:
+            if spec.route in REPLICA_ROUTES:
+                value, dtype = self._replicas.run(case)
+            else:
+                strategy = None if spec.strategy is None else self._replicas.strategy()
+                value, dtype = self._training.run(case, strategy)
         except Exception as exc:  # noqa: BLE001 - an exception from the library is an outcome
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             return Outcome(error=f"{type(exc).__name__}: {message}"[:500], seconds=time.perf_counter() - start)

@@ -125,7 +125,7 @@ def _same_number(a: float | None, b: float | None) -> bool:
 
 
 def assert_same_case(a: Case, b: Case) -> None:
-    for name in ("id", "true_dtype", "pred_dtype", "options", "weight_dtype", "api", "tags", "mode", "producer", "grad"):
+    for name in ("id", "true_dtype", "pred_dtype", "options", "weight_dtype", "api", "tags", "mode", "producer", "grad", "training"):
         assert getattr(a, name) == getattr(b, name), name
     for name in ("y_true", "y_pred", "sample_weight", "mask"):
         assert _same_array(getattr(a, name), getattr(b, name)), name
