@@ -52,6 +52,7 @@ def trace_key(case: Case) -> tuple[Any, ...]:
         case.api, case.mode, case.options, case.producer, case.grad,
         None if case.mask is None else case.mask.tobytes() + str(case.mask.shape).encode(),
         case.sample_weight is not None and case.sample_weight.ndim == 0,
+        case.training,
     )  # fmt: skip
 
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.case import API_LOSS_CLASS, APIS, GRADS, MODES, PRODUCERS, Case, Expected, Options
+from harness.case import (
+    ACTIVATIONS, API_LOSS_CLASS, APIS, GRADS, METRIC_ARGS, MODES, PRODUCERS, REPLICA_ROUTES, TRAINING_ROUTES, Case, Expected,
+    Options,
+)  # fmt: skip
 from harness.report.literal import py
 
 __all__ = ["snippet"]
@@ -85,6 +88,7 @@ def snippet(case: Case, expected: Expected, *, actual: str = "", loss_factory: s
         "import numpy as np",
         "import tensorflow as tf",
         "",
+        *_devices_source(case),
         f"y_true = {_tensor(case.y_true, case.true_dtype)}",
         f"y_pred = {_tensor(case.y_pred, case.pred_dtype)}",
     ]
@@ -133,6 +137,105 @@ def snippet(case: Case, expected: Expected, *, actual: str = "", loss_factory: s
     return "\n".join(lines) + "\n"
 
 
+def _devices_source(case: Case) -> list[str]:
+    """A replica case's two logical CPU devices, made before the first tensor initialises TensorFlow's devices."""
+    if case.training is None or case.training.strategy is None:
+        return []
+    return [
+        "# two logical CPU devices for MirroredStrategy: before the first op initialises TensorFlow's devices",
+        'cpus = tf.config.list_physical_devices("CPU")',
+        f"tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range({py(case.training.replicas)})])",
+        f'strategy = tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")[:{py(case.training.replicas)}]])',
+        "",
+    ]
+
+
+def _training_source(case: Case) -> list[str]:
+    """Source of ``run(y_true, y_pred, sample_weight)`` for a training-loop or replica case, as
+    harness/target/training.py and distribute.py make the call (``loss`` is defined above it)."""
+    t = case.training
+    assert t is not None and t.route in TRAINING_ROUTES + REPLICA_ROUTES and t.activation in ACTIVATIONS
+    assert t.metric in (None, *METRIC_ARGS)
+    o = case.options
+    lines = ["", "", "def run(y_true, y_pred, sample_weight):"]
+    if t.route == "cross_replica":
+        lines += [
+            "    with strategy.scope():  # in the strategy's scope, outside strategy.run",
+            "        return loss(y_true, y_pred) if sample_weight is None else loss(y_true, y_pred, sample_weight=sample_weight)",
+        ]
+        return lines
+    if t.route in REPLICA_ROUTES:
+        splits = list(t.splits) if t.splits is not None else None
+        lines += [
+            f"    splits = {py(splits)}  # samples per replica",
+            "    offsets = np.concatenate([[0], np.cumsum(splits)]).astype(int)",
+            "",
+            "    def sliced(t):",
+            "        return strategy.experimental_distribute_values_from_function(",
+            "            lambda ctx: t[int(offsets[ctx.replica_id_in_sync_group]):int(offsets[ctx.replica_id_in_sync_group + 1])]",
+            "        )",
+            "",
+        ]
+        if t.route == "run:compute_average_loss":
+            lines += [
+                "    def step(y, p, w=None):  # per-example losses, weighted, divided by the global batch",
+                "        return tf.nn.compute_average_loss(loss(y, p), sample_weight=w, global_batch_size=int(y_pred.shape[0]))",
+            ]
+        else:
+            lines += [
+                "    def step(y, p, w=None):",
+                "        return loss(y, p) if w is None else loss(y, p, sample_weight=w)",
+            ]
+        lines += [
+            "",
+            "    args = (sliced(y_true), sliced(y_pred)) + (() if sample_weight is None else (sliced(sample_weight),))",
+            '    return strategy.reduce("SUM", strategy.run(step, args=args), axis=None)',
+        ]
+        return lines
+    width = int(case.y_pred.shape[-1]) if case.y_pred.ndim == 2 else 1
+    scope = "strategy.scope()" if t.strategy is not None else "contextlib.nullcontext()"
+    metric_arg = ""
+    if t.metric is not None:
+        metric_arg = (
+            f", {t.metric}=[keras.metrics.BinaryCrossentropy(name='bce_metric', from_logits={py(o.from_logits)}, "
+            f"label_smoothing={py(o.label_smoothing)})]"
+        )
+    batch = t.batch_size if t.batch_size is not None else int(case.y_pred.shape[0])
+    class_weight = "None" if t.class_weight is None else f"dict({py([[k, w] for k, w in t.class_weight])})"
+    lines += [
+        "    import contextlib",
+        "",
+        "    keras = tf.keras",
+        f"    with {scope}:",
+        f"        # the output is the input (identity kernel, zero bias){', through a sigmoid' if t.activation == 'sigmoid' else ''}",
+        "        model = keras.Sequential([",
+        f"            keras.Input(({width},)),",
+        f"            keras.layers.Dense({width}, activation={py(t.activation)}, kernel_initializer='identity', bias_initializer='zeros'),",
+        "        ])",
+        f"        model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.0), loss=loss{metric_arg})",
+        "    x, y = y_pred.numpy(), y_true.numpy()",
+        "    sw = None if sample_weight is None else sample_weight.numpy()",
+        f"    class_weight = {class_weight}",
+    ]
+    if t.route == "evaluate":
+        lines.append(f"    logs = model.evaluate(x, y, batch_size={py(batch)}, sample_weight=sw, verbose=0, return_dict=True)")
+    elif t.route == "test_on_batch":
+        lines.append("    logs = model.test_on_batch(x, y, sample_weight=sw, return_dict=True)")
+    elif t.route == "fit":
+        lines += [
+            f"    history = model.fit(x, y, batch_size={py(batch)}, epochs=1, shuffle=False, sample_weight=sw,",
+            "                        class_weight=class_weight, verbose=0)",
+            "    logs = {k: v[-1] for k, v in history.history.items()}",
+        ]
+    else:
+        lines.append("    logs = model.train_on_batch(x, y, sample_weight=sw, class_weight=class_weight, return_dict=True)")
+    if t.metric is not None:
+        lines.append('    return tf.constant([logs["loss"], logs["bce_metric"]], dtype=tf.float32)  # [loss, metric]')
+    else:
+        lines.append('    return tf.constant(logs["loss"], dtype=tf.float32)')
+    return lines
+
+
 def _call_source(case: Case, factory: bool) -> list[str]:
     """Source of ``run(y_true, y_pred, sample_weight)``: the case's entry point, producer, mask, gradient
     and mode, as harness/target builds them; with ``factory``, the loss from LOSS_FACTORY."""
@@ -156,6 +259,8 @@ def _call_source(case: Case, factory: bool) -> list[str]:
         ]
     elif case.api == API_LOSS_CLASS:
         lines.append(f"loss = tf.keras.losses.BinaryCrossentropy({_options(o)})")
+    if case.training is not None:
+        return lines + _training_source(case)
     lines += ["", "", "def call(y_true, y_pred, sample_weight):"]
     if case.producer is not None:
         producer = _PRODUCER_SOURCE[case.producer]

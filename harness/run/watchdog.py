@@ -2,7 +2,8 @@
 
 The rule (README, "Scale and survival"):
 
-* Each case has a *kind*: its mode (eager, function, xla), and ``first:<mode>`` when the worker that gets it
+* Each case has a *kind*: its mode (eager, function, xla; ``training`` for a training-loop or replica
+  case, which builds a model or a strategy), and ``first:<mode>`` when the worker that gets it
   has not yet traced its function (``target.trace_key``): a first trace, or an XLA compile, is timed apart.
 * The run keeps, per kind, the mean and the slowest time a case of that kind took in a worker (reference,
   TensorFlow and comparison).  Until a kind has been measured, a prior stands in (``PRIORS``).
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = ["ESCALATED_FLOOR", "ESCALATION", "FLOOR", "MULTIPLE", "PRIORS", "Watchdog"]
 
@@ -35,6 +37,9 @@ PRIORS: dict[str, tuple[float, float]] = {
     "first:eager": (0.05, 1.0),
     "first:function": (0.5, 5.0),
     "first:xla": (1.0, 10.0),
+    # a training-loop or replica case builds (or reuses) a model and traces its step functions
+    "training": (1.5, 10.0),
+    "first:training": (3.0, 20.0),
 }
 _DEFAULT_PRIOR = (0.05, 1.0)
 
@@ -54,6 +59,11 @@ class Watchdog:
     floor: float = FLOOR
     multiple: float = MULTIPLE
     _stats: dict[str, _Stats] = field(default_factory=dict)
+
+    @staticmethod
+    def mode_of(case: Any) -> str:
+        """The mode a case is timed as: its ``mode``, or ``training`` for a training-loop or replica case."""
+        return case.mode if getattr(case, "training", None) is None else "training"
 
     @staticmethod
     def kind(mode: str, first: bool) -> str:

@@ -274,7 +274,7 @@ class WorkerPool:
                 if not job.pairs:
                     continue
                 keys = {i: trace_key(c) for i, c in job.pairs}
-                slot.kinds = {i: Watchdog.kind(c.mode, keys[i] not in slot.traced) for i, c in job.pairs}
+                slot.kinds = {i: Watchdog.kind(Watchdog.mode_of(c), keys[i] not in slot.traced) for i, c in job.pairs}
                 slot.traced.update(keys.values())
                 slot.limit = job.limit if job.limit is not None else self.watchdog.limit(slot.kinds.values())
                 slot.job, slot.job_id = job, next(self._ids)
