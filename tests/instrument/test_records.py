@@ -13,7 +13,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from harness.case import APIS, GRADS, MODES, PRODUCERS, Case, Expected, Options, Outcome
+from harness.case import (
+    ACTIVATIONS, APIS, GRADS, METRIC_ARGS, MODES, PRODUCERS, REPLICA_ROUTES, TRAINING_ROUTES, Case, Expected, Options, Outcome,
+    TrainingSpec,
+)  # fmt: skip
 from harness.dtypes import FLOAT_DTYPES, INPUT_DTYPES, round_to
 from harness.judge.compare import KINDS, Comparison
 from harness.judge.registry import Divergence, Registry
@@ -52,6 +55,16 @@ def cases(draw: st.DrawFn) -> Case:
         reduction=draw(st.sampled_from(["sum", "sum_over_batch_size", "mean", "none", None, "bogus"])),
         dtype=draw(st.sampled_from([None, *FLOAT_DTYPES])),
     )
+    path = {
+        "api": draw(st.sampled_from(APIS)),
+        "mode": draw(st.sampled_from(MODES)),
+        "producer": draw(st.sampled_from([None, *PRODUCERS])),
+        "mask": draw(st.none() | hnp.arrays(np.bool_, shape)),
+        "grad": draw(st.sampled_from([None, *GRADS])),
+    }
+    if draw(st.booleans()):  # a training-loop or replica case reaches the loss class through its route only
+        path = {"api": "BinaryCrossentropy", "mode": "eager", "producer": None, "mask": None, "grad": None}
+        path["training"] = draw(trainings(shape[0] if shape else 0))
     return Case(
         id=draw(TEXT.filter(bool)),
         y_true=draw(_arrays(true_dtype, shape)),
@@ -61,12 +74,24 @@ def cases(draw: st.DrawFn) -> Case:
         options=options,
         sample_weight=draw(st.none() | _arrays(weight_dtype, draw(st.sampled_from([(), shape[:1]])))),
         weight_dtype=weight_dtype,
-        api=draw(st.sampled_from(APIS)),
         tags=draw(st.dictionaries(TEXT, TEXT, max_size=3)),
-        mode=draw(st.sampled_from(MODES)),
-        producer=draw(st.sampled_from([None, *PRODUCERS])),
-        mask=draw(st.none() | hnp.arrays(np.bool_, shape)),
-        grad=draw(st.sampled_from([None, *GRADS])),
+        **path,
+    )
+
+
+@st.composite
+def trainings(draw: st.DrawFn, batch: int) -> TrainingSpec:
+    route = draw(st.sampled_from(TRAINING_ROUTES + REPLICA_ROUTES))
+    strategy = "mirrored" if route in REPLICA_ROUTES else draw(st.sampled_from([None, "mirrored"]))
+    first = draw(st.integers(0, batch))
+    return TrainingSpec(
+        route=route,
+        batch_size=draw(st.none() | st.integers(1, 64)),
+        activation=draw(st.sampled_from(ACTIVATIONS)),
+        class_weight=draw(st.none() | st.lists(st.tuples(st.integers(0, 3), st.floats(0, 10)), max_size=3).map(tuple)),
+        metric=draw(st.sampled_from([None, *METRIC_ARGS])),
+        strategy=strategy,
+        splits=draw(st.sampled_from([None, (first, batch - first)])),
     )
 
 
