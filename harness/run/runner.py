@@ -124,8 +124,14 @@ def judged(
     return Record(case, status, comparison, exp, out, divergence if status in ("xfail", "xpass") else None, note)
 
 
+# A training-loop or replica case builds a model or a strategy and traces its steps (seconds each on a busy
+# machine): a few to a job, so that a job of them stays well under the run's per-job ceiling (--timeout).
+TRAINING_JOB_SIZE = 4
+
+
 def plan_jobs(cases: Sequence[Case], *, job_size: int = 128) -> list[list[tuple[int, Case]]]:
-    """Cases grouped into jobs: stackable cases of one signature next to each other, at most job_size."""
+    """Cases grouped into jobs: stackable cases of one signature next to each other, at most job_size
+    (at most TRAINING_JOB_SIZE training-loop or replica cases)."""
     from harness.stacking import batch_key, trace_key
 
     def order(i: int) -> tuple[bool, str, str, int]:
@@ -134,7 +140,13 @@ def plan_jobs(cases: Sequence[Case], *, job_size: int = 128) -> list[list[tuple[
         return batch_key(cases[i]) is None, repr(batch_key(cases[i])), repr(trace_key(cases[i])), i
 
     keyed = sorted(range(len(cases)), key=order)
-    return [[(i, cases[i]) for i in keyed[k : k + job_size]] for k in range(0, len(keyed), job_size)]
+    jobs = []
+    for chosen, size in (
+        ([i for i in keyed if cases[i].training is None], job_size),
+        ([i for i in keyed if cases[i].training is not None], min(job_size, TRAINING_JOB_SIZE)),
+    ):
+        jobs += [[(i, cases[i]) for i in chosen[k : k + size]] for k in range(0, len(chosen), size)]
+    return jobs
 
 
 def run_cases(

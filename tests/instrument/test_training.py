@@ -215,3 +215,13 @@ def test_training_reproduction_runs_as_is_and_shows_a_planted_fault(tmp_path):
     )
     assert "EXITS 0 1" in proc.stdout, proc.stdout + proc.stderr
     assert proc.stdout.count("agrees") == 1 and proc.stdout.count("DIVERGES") == 1
+
+
+def test_training_cases_go_a_few_to_a_job():
+    """A job of model builds must stay under the per-job ceiling on a busy machine: a few cases to a job."""
+    from harness.run.runner import TRAINING_JOB_SIZE, plan_jobs
+
+    jobs = plan_jobs(default_suite(suite="nightly"))
+    mixed = [j for j in jobs if len({c.training is None for _, c in j}) > 1]
+    assert not mixed
+    assert max(len(j) for j in jobs if j[0][1].training is not None) <= TRAINING_JOB_SIZE
