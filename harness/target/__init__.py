@@ -138,7 +138,9 @@ class TFTarget:
     def __init__(self, *, loss_factory: LossFactory | None = None, threads: int | None = None) -> None:
         self.tf = import_tensorflow()
         # Before the first op too: the replica cases need two logical CPU devices (harness.target.distribute).
-        configure_logical_cpus(self.tf)
+        # False when TensorFlow initialised its devices before this target was made (in a process that used
+        # it already): replica cases then raise, saying so.
+        self.replica_devices = configure_logical_cpus(self.tf)
         if threads is not None:
             # Before the first op runs.  A worker is one core's worth of work: with N workers on N cores,
             # TensorFlow's own thread pools would only fight over the same cores.
