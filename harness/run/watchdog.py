@@ -2,9 +2,9 @@
 
 The rule (README, "Scale and survival"):
 
-* Each case has a *kind*: its mode (eager, function, xla; ``training`` for a training-loop or replica
-  case, which builds a model or a strategy), and ``first:<mode>`` when the worker that gets it
-  has not yet traced its function (``target.trace_key``): a first trace, or an XLA compile, is timed apart.
+* Each case has a *kind*: its mode (eager, function, xla; ``training`` for a training-loop case, which
+  builds a model and traces its steps; ``replica`` for a loss called under a strategy), and
+  ``first:<mode>`` when the worker that gets it has not yet traced its function (``target.trace_key``): a first trace, or an XLA compile, is timed apart.
 * The run keeps, per kind, the mean and the slowest time a case of that kind took in a worker (reference,
   TensorFlow and comparison).  Until a kind has been measured, a prior stands in (``PRIORS``).
 * A job's limit is ``MULTIPLE`` times (the sum of its cases' means plus the slowest of its kinds' slowest
@@ -23,6 +23,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.case import REPLICA_ROUTES
+
 __all__ = ["ESCALATED_FLOOR", "ESCALATION", "FLOOR", "MULTIPLE", "PRIORS", "Watchdog"]
 
 FLOOR = 5.0  # seconds: the least any job gets (a job's transfer, a worker's scheduling on a busy machine)
@@ -37,9 +39,12 @@ PRIORS: dict[str, tuple[float, float]] = {
     "first:eager": (0.05, 1.0),
     "first:function": (0.5, 5.0),
     "first:xla": (1.0, 10.0),
-    # a training-loop or replica case builds (or reuses) a model and traces its step functions
+    # a training-loop case builds (or reuses) a model and traces its step functions; a replica case calls the
+    # loss under a strategy (the first one makes the strategy)
     "training": (1.5, 10.0),
     "first:training": (3.0, 20.0),
+    "replica": (0.2, 2.0),
+    "first:replica": (0.5, 5.0),
 }
 _DEFAULT_PRIOR = (0.05, 1.0)
 
@@ -62,8 +67,12 @@ class Watchdog:
 
     @staticmethod
     def mode_of(case: Any) -> str:
-        """The mode a case is timed as: its ``mode``, or ``training`` for a training-loop or replica case."""
-        return case.mode if getattr(case, "training", None) is None else "training"
+        """The mode a case is timed as: its ``mode``; ``training`` for a case that goes through a model's loop
+        (seconds: a model is built and its steps traced), ``replica`` for a loss called under a strategy."""
+        spec = getattr(case, "training", None)
+        if spec is None:
+            return case.mode
+        return "replica" if spec.route in REPLICA_ROUTES else "training"
 
     @staticmethod
     def kind(mode: str, first: bool) -> str:
