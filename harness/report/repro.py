@@ -10,7 +10,17 @@ from __future__ import annotations
 import numpy as np
 
 from harness.case import (
-    ACTIVATIONS, API_LOSS_CLASS, APIS, GRADS, METRIC_ARGS, MODES, PRODUCERS, REPLICA_ROUTES, TRAINING_ROUTES, Case, Expected,
+    ACTIVATIONS,
+    API_LOSS_CLASS,
+    APIS,
+    GRADS,
+    METRIC_ARGS,
+    MODES,
+    PRODUCERS,
+    REPLICA_ROUTES,
+    TRAINING_ROUTES,
+    Case,
+    Expected,
     Options,
 )  # fmt: skip
 from harness.report.literal import py

@@ -14,7 +14,18 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from harness.case import (
-    ACTIVATIONS, APIS, GRADS, METRIC_ARGS, MODES, PRODUCERS, REPLICA_ROUTES, TRAINING_ROUTES, Case, Expected, Options, Outcome,
+    ACTIVATIONS,
+    APIS,
+    GRADS,
+    METRIC_ARGS,
+    MODES,
+    PRODUCERS,
+    REPLICA_ROUTES,
+    TRAINING_ROUTES,
+    Case,
+    Expected,
+    Options,
+    Outcome,
     TrainingSpec,
 )  # fmt: skip
 from harness.dtypes import FLOAT_DTYPES, INPUT_DTYPES, round_to

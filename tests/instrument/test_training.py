@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.case import Case, Options, TrainingSpec
+from harness.case import Case, TrainingSpec
 from harness.errors import UsageError
 from harness.generate.grid import default_suite
 from harness.oracle import expected
@@ -103,7 +103,7 @@ def test_metrics_are_unweighted_and_weighted_metrics_weighted():
 
 def test_replicas_are_judged_against_the_whole_batch():
     whole = _case(TrainingSpec("run", strategy="mirrored", splits=(7, 3)))
-    plain = Keras3().expected(Case(**{**{k: getattr(whole, k) for k in ("id", "y_true", "y_pred", "true_dtype", "pred_dtype")}}))
+    plain = Keras3().expected(Case(**{k: getattr(whole, k) for k in ("id", "y_true", "y_pred", "true_dtype", "pred_dtype")}))
     assert float(expected(whole).value) == float(plain.value)
     assert float(expected(whole).bound) > float(plain.bound)  # the replicas' own roundings
 
