@@ -525,9 +525,10 @@ def default_suite(
 ) -> list[Case]:
     """Every case of the suite, in a fixed order.  ``seed`` must be a non-negative int.
 
-    ``paths=False`` leaves out the paths, pairs, training and replicas families (entry points, modes,
-    producers, masks, gradients, the covering array, training loops and strategies): they are written for
-    Keras 3, whose entry points (keras.ops above all) and loops the Keras 2 line does not have.
+    ``paths=False`` leaves out the paths and pairs families (entry points, modes, producers, masks,
+    gradients, the covering array): they are written for Keras 3, whose entry points (keras.ops above all)
+    the Keras 2 line does not have.  The training and replicas families are in both: each line documents
+    its loops and its strategy rules (harness/oracle/training.py).
     ``suite="nightly"`` adds the largest size bucket to the covering array and the full training and
     replicas families.
     """
@@ -545,8 +546,8 @@ def default_suite(
     if paths:
         cases.extend(_paths_family(seed))
         cases.extend(_pairs_family(seed, suite))
-        cases.extend(training_family(seed, suite))
-        cases.extend(replicas_family(seed, suite))
+    cases.extend(training_family(seed, suite))
+    cases.extend(replicas_family(seed, suite))
     ids = [c.id for c in cases]
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)

@@ -33,6 +33,14 @@ slice); this module adds how the loop aggregates them and how replicas share the
   docstring's ``sum_over_batch_size`` is "sum the loss and divide by the sample size".  So the reference of
   a loss summed over replicas, and of a loss called in the strategy's scope outside ``strategy.run``, is
   the loss over the whole batch, as without a strategy.
+
+The Keras 2 line (tf_keras, the ``keras2`` profile) documents the same loop (``compile_utils.
+LossesContainer``: ``self._loss_metric.update_state(total_loss_metric_value, sample_weight=batch_dim)``;
+the same ``metrics``/``weighted_metrics`` sentences in ``Model.compile``), and refuses a mean-reduced loss
+object under a strategy outside the built-in loops: ``ReductionV2``'s docstring, "`SUM_OVER_BATCH_SIZE`
+... This reduction type is not supported when used with `tf.distribute.Strategy` outside of built-in
+training loops like `tf.keras` `compile` and `fit`", and for ``AUTO`` "Using `AUTO` in that case will raise
+an error".  ``sum``, ``none`` and ``compute_average_loss`` are unscaled on both lines.
 """
 
 from __future__ import annotations
@@ -147,6 +155,12 @@ def _replicas(semantics: Keras3, case: Case) -> Expected:
     plain = replace(case, training=None)
     c = semantics.compute_dtype(plain)
     m = tol.error_model(c)
+    refused = ("auto", "sum_over_batch_size")
+    if semantics.name == "keras2" and spec.route in ("run", "cross_replica") and case.options.reduction in refused:
+        return Expected(
+            raises=f"Keras 2 refuses reduction={case.options.reduction!r} under a tf.distribute strategy outside compile/fit",
+            dtype=c, rule=m.describe(),
+        )  # fmt: skip
     if spec.route == "run:compute_average_loss":
         # per-example losses (the loss's reduction must leave them: "none"), times the weights, summed, / N
         unweighted = replace(plain, sample_weight=None)
