@@ -108,9 +108,16 @@ def test_replicas_are_judged_against_the_whole_batch():
     assert float(expected(whole).bound) > float(plain.bound)  # the replicas' own roundings
 
 
-def test_families_are_selectable_and_nightly_holds_more():
-    default = [c for c in default_suite() if c.training is not None]
-    nightly = [c for c in default_suite(suite="nightly") if c.training is not None]
+def _nightly() -> list[Case]:
+    from harness.generate.grid import DEFAULT_SEED
+    from harness.generate.training import replicas_family, training_family
+
+    return [*training_family(DEFAULT_SEED, "nightly"), *replicas_family(DEFAULT_SEED, "nightly")]
+
+
+def test_families_are_selectable_and_nightly_holds_more(default_cases):
+    default = [c for c in default_cases if c.training is not None]
+    nightly = _nightly()
     assert all(c.id.startswith(("training/", "replicas/")) for c in default + nightly)
     assert {c.training.route for c in default} >= {"evaluate", "fit", "test_on_batch", "train_on_batch", "run", "cross_replica"}
     assert 8 <= len(default) <= 14 and len(nightly) > 5 * len(default)
@@ -218,11 +225,11 @@ def test_training_reproduction_runs_as_is_and_shows_a_planted_fault(tmp_path):
     assert proc.stdout.count("agrees") == 1 and proc.stdout.count("DIVERGES") == 1
 
 
-def test_training_cases_go_a_few_to_a_job():
+def test_training_cases_go_a_few_to_a_job(default_cases):
     """A job of model builds must stay under the per-job ceiling on a busy machine: a few cases to a job."""
     from harness.run.runner import TRAINING_JOB_SIZE, plan_jobs
 
-    jobs = plan_jobs(default_suite(suite="nightly"))
+    jobs = plan_jobs([c for c in default_cases if c.training is None] + _nightly())
     mixed = [j for j in jobs if len({c.training is None for _, c in j}) > 1]
     assert not mixed
     assert max(len(j) for j in jobs if j[0][1].training is not None) <= TRAINING_JOB_SIZE
