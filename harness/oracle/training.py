@@ -68,20 +68,27 @@ def batches(n: int, batch_size: int | None) -> list[slice]:
     return [slice(start, min(start + size, n)) for start in range(0, n, size)]
 
 
-def sample_weights(case: Case) -> tuple[np.ndarray | None, str | None]:
-    """The per-sample weights the loop uses: ``sample_weight``, or ``class_weight`` mapped over the labels."""
+def sample_weights(case: Case, *, multiplicative: bool = False) -> tuple[np.ndarray | None, str | None]:
+    """The per-sample weights the loop uses: ``sample_weight``, or ``class_weight`` mapped over the labels.
+
+    Both at once: refused on Keras 3; ``multiplicative`` (Keras 2: "`class_weight` and `sample_weight` are
+    multiplicative", tf_keras data_adapter ``_make_class_weight_map_fn``) their product.
+    """
     spec = case.training
     assert spec is not None
     if spec.class_weight is None:
         return (None if case.sample_weight is None else np.asarray(case.sample_weight, dtype=np.float64)), None
-    if case.sample_weight is not None:
+    if case.sample_weight is not None and not multiplicative:
         return None, "class_weight and sample_weight cannot be given together"
     y = np.asarray(case.y_true, dtype=np.float64)
     if y.ndim > 1:
         y = np.argmax(y, axis=-1) if y.shape[-1] != 1 else y[..., 0]
     classes = np.round(y).astype(np.int64)  # round half to even, as tf.round and np.round both do
     table = dict(spec.class_weight)
-    return np.array([table.get(int(k), 1.0) for k in classes], dtype=np.float64), None
+    weights = np.array([table.get(int(k), 1.0) for k in classes], dtype=np.float64)
+    if case.sample_weight is not None:
+        weights = weights * np.asarray(case.sample_weight, dtype=np.float64)  # both float32: exact in float64
+    return weights, None
 
 
 def expected_training(semantics: Keras3, case: Case) -> Expected:
@@ -92,7 +99,7 @@ def expected_training(semantics: Keras3, case: Case) -> Expected:
         return _replicas(semantics, case)
     m = tol.error_model(TRACKER_DTYPE)
     rule = m.describe()
-    weights, raises = sample_weights(case)
+    weights, raises = sample_weights(case, multiplicative=semantics.name == "keras2")
     if raises:
         return Expected(raises=raises, dtype=TRACKER_DTYPE, rule=rule)
     n = int(case.y_pred.shape[0])
