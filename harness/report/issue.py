@@ -96,7 +96,8 @@ def _shrunk(r: Mapping[str, Any]) -> tuple[Case, Expected, np.ndarray | None]:
     expected = Expected(value=exp_v, bound=bound, dtype=r.get("expected_dtype"), raises=r.get("expected_error"))
     o = case.options
     independent = (
-        o.reduction in (None, "none")
+        case.training is None  # a loop's or the replicas' rows are not independent calls
+        and o.reduction in (None, "none")
         and o.axis == -1
         and case.sample_weight is None
         and case.y_true.ndim == case.y_pred.ndim == 2
