@@ -44,9 +44,9 @@ def _case(
     logits = spec.activation == "sigmoid" or options.from_logits
     p = rng.normal(0.0, 3.0, shape) if logits else rng.uniform(0.02, 0.98, shape)
     if spec.activation == "sigmoid" and n >= 2 and not soft:
-        # a confident wrong output in every column (y = 1, sigmoid(-9) = 1.2e-4, far from the clip): where
+        # a confident wrong output in every column (y = 1, sigmoid(-12) = 6.1e-6, far above the clip): where
         # Keras computes from the recovered logits and where from the clipped probability shows here
-        y[1, :], p[1, :] = 1.0, -9.0
+        y[1, :], p[1, :] = 1.0, -12.0
     w = round_to(rng.uniform(0.25, 2.0, n), "float32") if weights else None
     weight_form = "per_sample" if weights else ("class_weight" if spec.class_weight else "none")
     return Case(
