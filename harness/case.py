@@ -19,19 +19,24 @@ from harness.errors import UsageError
 from harness.jsonio import decode_array, decode_number, encode_array
 
 __all__ = [
-    "API_LOSS_CLASS",
     "APIS",
+    "API_LOSS_CLASS",
+    "FLOATX",
     "GRADS",
     "MODES",
+    "POLICIES",
+    "PRED_DTYPES",
     "PRODUCERS",
     "REDUCTIONS",
     "REPLICA_ROUTES",
     "TRAINING_ROUTES",
     "Case",
+    "Config",
     "Expected",
     "Options",
     "Outcome",
     "TrainingSpec",
+    "policy_compute_dtype",
 ]
 
 API_LOSS_CLASS = "BinaryCrossentropy"
@@ -42,11 +47,32 @@ APIS: tuple[str, ...] = (
     "ops.binary_crossentropy",  # keras.ops.binary_crossentropy
     "metrics.BinaryCrossentropy",  # tf.keras.metrics.BinaryCrossentropy: update_state per leading slice
     "nn.sigmoid_cross_entropy_with_logits",  # tf.nn.sigmoid_cross_entropy_with_logits
+    "backend.binary_crossentropy",  # tf.keras.backend.binary_crossentropy: the older, elementwise formula
 )
 MODES: tuple[str, ...] = ("eager", "function", "xla")  # xla: tf.function(jit_compile=True)
 # What produced the probabilities when ``producer`` is set: y_pred then holds logits, and the target applies
 # the producer to them (inside the traced function in graph modes) before the loss sees them.
-PRODUCERS: tuple[str, ...] = ("tf.sigmoid", "keras.activations.sigmoid", "keras.ops.sigmoid")
+PRODUCERS: tuple[str, ...] = (
+    "tf.sigmoid",
+    "keras.activations.sigmoid",
+    "keras.ops.sigmoid",
+    "layers.Activation(sigmoid)",  # a keras.layers.Activation("sigmoid") layer called on the logits
+    "layers.Softmax",  # keras.layers.Softmax() over the last axis: probabilities that sum to 1 per row
+    "model(x)",  # a Sequential model of that Activation layer, called
+    "model.predict(x)",  # the same model's predict: NumPy out, so eager and without gradients
+)
+# y_pred's dtypes: the float formats, and int32 (integer predictions, which entry points treat differently)
+PRED_DTYPES: tuple[str, ...] = (*FLOAT_DTYPES, "int32")
+# Keras's dtype policies a case may set, globally or as a loss's ``dtype``; the mixed ones compute in the
+# 16-bit format and keep float32 variables (keras/src/dtype_policies/dtype_policy.py, Keras 3.15).
+POLICIES: tuple[str, ...] = ("float32", "mixed_float16", "mixed_bfloat16", "float16", "bfloat16", "float64")
+# keras.config.set_floatx: "value: String; 'bfloat16', 'float16', 'float32', or 'float64'."
+FLOATX: tuple[str, ...] = ("bfloat16", "float16", "float32", "float64")
+
+
+def policy_compute_dtype(policy: str) -> str:
+    """The compute dtype of a policy name: "mixed_float16" -> float16, a plain dtype name -> itself."""
+    return {"mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}.get(policy, policy)
 GRADS: tuple[str, ...] = ("y_pred", "sample_weight")  # the gradient of the result's sum w.r.t. this input
 # Keras 3.15 keras/src/losses/loss.py standardize_reduction: the accepted values.
 REDUCTIONS: tuple[str | None, ...] = ("sum", "sum_over_batch_size", "mean", "mean_with_sample_weight", "none", None)
@@ -197,6 +223,61 @@ class Options:
         return cls(**d)
 
 
+@dataclass(frozen=True)
+class Config:
+    """Keras's global configuration a case sets before its call and restores after it.
+
+    ``policy`` is the global mixed-precision policy (``keras.mixed_precision.set_global_policy``),
+    ``loss_policy`` a ``keras.DTypePolicy`` passed as the loss's (or metric's) ``dtype``, ``epsilon`` and
+    ``floatx`` the values of ``keras.config.set_epsilon`` / ``set_floatx``.  ``traced_before``: the loss is
+    built and its function traced under the configuration in force before the change, then called after
+    it (graph modes only).  A field left None leaves that setting as the worker's Keras has it.
+    """
+
+    policy: str | None = None
+    loss_policy: str | None = None
+    epsilon: float | None = None
+    floatx: str | None = None
+    traced_before: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("policy", "loss_policy"):
+            value = getattr(self, name)
+            if value is not None and value not in POLICIES:
+                raise UsageError(f"{name}={value!r} is not None or one of {', '.join(POLICIES)}")
+        eps = self.epsilon
+        if eps is not None and (isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < 0.5):
+            raise UsageError(f"epsilon={eps!r} is not a number in (0, 0.5)")
+        if self.floatx is not None and self.floatx not in FLOATX:
+            raise UsageError(f"floatx={self.floatx!r} is not None or one of {', '.join(FLOATX)}")
+        if not isinstance(self.traced_before, bool):
+            raise UsageError(f"traced_before={self.traced_before!r} is not a bool")
+
+    @property
+    def label(self) -> str:
+        """The settings as one facet value, e.g. ``policy=mixed_float16,epsilon=0.001``."""
+        parts = [f"{k}={v}" for k, v in self.as_dict().items() if v is not None and v is not False]
+        return ",".join(parts) or "default"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "policy": self.policy,
+            "loss_policy": self.loss_policy,
+            "epsilon": self.epsilon,
+            "floatx": self.floatx,
+            "traced_before": self.traced_before,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Config:
+        if not isinstance(d, Mapping):
+            raise UsageError(f"config={d!r} is not a table of settings")
+        unknown = set(d) - {"policy", "loss_policy", "epsilon", "floatx", "traced_before"}
+        if unknown:
+            raise UsageError(f"config has unknown field(s) {sorted(unknown)}")
+        return cls(**d)
+
+
 def _check_array(name: str, a: np.ndarray, dtype: str, dtype_arg: str) -> np.ndarray:
     if dtype not in INPUT_DTYPES:
         raise UsageError(f"{dtype_arg}={dtype!r} is not one of {', '.join(INPUT_DTYPES)}")
@@ -242,13 +323,15 @@ class Case:
     mask: np.ndarray | None = None
     grad: str | None = None
     training: TrainingSpec | None = None
+    config: Config | None = None
+    row_lengths: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if not self.id:
             raise UsageError("id='' is empty")
         object.__setattr__(self, "y_true", _check_array("y_true", self.y_true, self.true_dtype, "true_dtype"))
-        if self.pred_dtype not in FLOAT_DTYPES:
-            raise UsageError(f"pred_dtype={self.pred_dtype!r} is not one of {', '.join(FLOAT_DTYPES)}")
+        if self.pred_dtype not in PRED_DTYPES:
+            raise UsageError(f"pred_dtype={self.pred_dtype!r} is not one of {', '.join(PRED_DTYPES)}")
         object.__setattr__(self, "y_pred", _check_array("y_pred", self.y_pred, self.pred_dtype, "pred_dtype"))
         if self.sample_weight is not None:
             if self.weight_dtype not in FLOAT_DTYPES:
@@ -277,13 +360,44 @@ class Case:
                 raise UsageError("a training case reaches the loss class through its route: api, mode, producer, grad and mask stay default")
             if self.training.splits is not None and sum(self.training.splits) != (self.y_pred.shape[0] if self.y_pred.ndim else 0):
                 raise UsageError(f"training.splits={list(self.training.splits)} do not add up to the batch of y_pred {self.y_pred.shape}")
+        if self.config is not None:
+            if not isinstance(self.config, Config):
+                raise UsageError(f"config={self.config!r} is not a Config")
+            if self.config.traced_before and self.mode == "eager":
+                raise UsageError("config.traced_before=True needs mode 'function' or 'xla': nothing is traced eagerly")
+        if self.row_lengths is not None:
+            lengths = self.row_lengths
+            if not isinstance(lengths, (tuple, list)) or any(isinstance(n, bool) or not isinstance(n, int) for n in lengths):
+                raise UsageError(f"row_lengths={lengths!r} is not a list of ints")
+            lengths = tuple(lengths)
+            shape = self.y_pred.shape
+            if self.y_pred.ndim != 2 or self.y_true.shape != shape or len(lengths) != shape[0] or any(not 0 < n <= shape[1] for n in lengths):
+                raise UsageError(f"row_lengths={list(lengths)!r} does not fit y_true and y_pred of shape {shape} (rows of 1 to {shape[-1] if shape else 0})")
+            if self.sample_weight is not None or self.mask is not None or self.grad is not None or self.producer is not None:
+                raise UsageError("row_lengths: a ragged case has no sample_weight, mask, grad or producer")
+            object.__setattr__(self, "row_lengths", lengths)
+        if self.producer == "model.predict(x)" and (self.mode != "eager" or self.grad is not None):
+            raise UsageError(f"producer={self.producer!r} runs eagerly and returns NumPy: mode 'eager' and no grad only")
         object.__setattr__(self, "tags", dict(self.tags))
 
     @property
     def compute_dtype(self) -> str:
-        """The dtype the entry point computes in: the loss's and metric's ``dtype`` option, else y_pred's."""
+        """The dtype the entry point computes in under Keras's default floatx (see ``compute_dtype_under``)."""
+        return self.compute_dtype_under("float32")
+
+    def compute_dtype_under(self, floatx: str) -> str:
+        """The dtype the entry point computes in when the worker's floatx is ``floatx``: the loss's and the
+        metric's ``dtype`` option, else the case's loss policy's compute dtype, else the floatx the case sets,
+        else ``floatx``; y_pred's dtype for the functions."""
         if self.api in (API_LOSS_CLASS, "metrics.BinaryCrossentropy"):
-            return self.options.compute_dtype
+            cfg = self.config
+            if self.options.dtype is not None:
+                return self.options.dtype
+            if cfg is not None and cfg.loss_policy is not None:
+                return policy_compute_dtype(cfg.loss_policy)
+            if cfg is not None and cfg.floatx is not None:
+                return cfg.floatx
+            return floatx
         return self.pred_dtype
 
     @property
@@ -301,6 +415,10 @@ class Case:
             parts = [part for part in (t.strategy, t.route, self.api) if part]  # e.g. mirrored/evaluate/BinaryCrossentropy
             if t.activation != "linear":
                 parts.append(f"activation:{t.activation}")
+        if self.config is not None:
+            parts.append(f"config:{self.config.label}")
+        if self.row_lengths is not None:
+            parts.append("ragged")
         return "/".join(parts)
 
     @property
@@ -316,6 +434,13 @@ class Case:
             "route": "none" if self.training is None else self.training.route,
             "strategy": "none" if self.training is None or self.training.strategy is None else self.training.strategy,
             "path": self.path,
+            "config": "default" if self.config is None else self.config.label,
+            "policy": (self.config and self.config.policy) or "none",
+            "loss_policy": (self.config and self.config.loss_policy) or "none",
+            "epsilon": "default" if self.config is None or self.config.epsilon is None else repr(self.config.epsilon),
+            "floatx": (self.config and self.config.floatx) or "default",
+            "traced_before": bool(self.config and self.config.traced_before),
+            "ragged": self.row_lengths is not None,
             **self.options.as_dict(),
             "compute_dtype": self.compute_dtype,
             "true_dtype": self.true_dtype,
@@ -342,6 +467,8 @@ class Case:
             "mask": None if self.mask is None else encode(self.mask),
             "grad": self.grad,
             "training": None if self.training is None else self.training.as_dict(),
+            "config": None if self.config is None else self.config.as_dict(),
+            "row_lengths": None if self.row_lengths is None else list(self.row_lengths),
         }
 
     @classmethod
@@ -377,6 +504,8 @@ class Case:
             mask=None if d.get("mask") is None else decode_array(d["mask"], "mask"),
             grad=d.get("grad"),
             training=None if d.get("training") is None else TrainingSpec.from_dict(d["training"]),
+            config=None if d.get("config") is None else Config.from_dict(d["config"]),
+            row_lengths=None if d.get("row_lengths") is None else tuple(d["row_lengths"]) if isinstance(d["row_lengths"], list) else d["row_lengths"],
         )
 
 

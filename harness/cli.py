@@ -310,7 +310,7 @@ def _suite(args: argparse.Namespace, profile: str) -> tuple[list, list]:
     from harness.generate.grid import default_suite, select
 
     whole = cases = select(
-        default_suite(seed=args.seed, special_cases=args.special_cases, paths=profile == "keras3", suite=args.suite),
+        default_suite(seed=args.seed, special_cases=args.special_cases, suite=args.suite, profile=profile),
         max_cases=args.max_cases,
         pattern=args.select,
     )
@@ -437,7 +437,7 @@ def _suite_order(args: argparse.Namespace):
     """Sort key putting records back in suite order after a resume."""
     from harness.generate.grid import default_suite
 
-    order = {c.id: i for i, c in enumerate(default_suite(seed=args.seed, special_cases=args.special_cases))}
+    order = {c.id: i for i, c in enumerate(default_suite(seed=args.seed, special_cases=args.special_cases, suite=args.suite, profile=args.profile))}
     return lambda r: order.get(r.case.id, len(order))
 
 

@@ -15,4 +15,8 @@ __all__ = ["group_of"]
 def group_of(record: Mapping[str, Any]) -> str:
     """The option family of a record: its family tag and probs/logits (the run summary's rows)."""
     kind = "logits" if record.get("options", {}).get("from_logits") else "probs"
-    return f"{record.get('tags', {}).get('family', '?')}/{kind}"
+    tags = record.get("tags", {})
+    family = tags.get("family", "?")
+    if family == "config":  # the configuration family: one row per setting (Keras's policy, epsilon, floatx)
+        return f"config/{tags.get('setting', '?')}/{kind}"
+    return f"{family}/{kind}"

@@ -53,6 +53,7 @@ def trace_key(case: Case) -> tuple[Any, ...]:
         None if case.mask is None else case.mask.tobytes() + str(case.mask.shape).encode(),
         case.sample_weight is not None and case.sample_weight.ndim == 0,
         case.training,
+        case.config,
     )  # fmt: skip
 
 
@@ -65,7 +66,7 @@ def batch_key(case: Case) -> tuple[Any, ...] | None:
     there is no sample_weight (a scalar or a per-sample weight would broadcast differently).
     """
     o = case.options
-    if case.api != "BinaryCrossentropy" or case.mode != "eager" or case.producer or case.grad or case.mask is not None:
+    if case.api != "BinaryCrossentropy" or case.mode != "eager" or case.producer or case.grad or case.mask is not None or case.config:
         return None
     if case.training is not None:  # a model or a strategy between the inputs and the loss
         return None

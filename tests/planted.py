@@ -171,3 +171,80 @@ def doubled(options: Options):
         return 2 * loss(y_true, y_pred, sample_weight=sample_weight)
 
     return call
+
+
+# -- faults that show under one configuration only (issue 14) -------------------------------------------------
+
+
+def wrong_under_mixed_float16(options: Options, policy=None):
+    """Keras's loss, except that under the global mixed_float16 policy it computes in float16, as a release
+    that let the global policy reach the loss would (the loss is documented to use floatx, not the policy)."""
+    import tensorflow as tf
+
+    real = _keras_loss(options)
+
+    def loss(y_true, y_pred, sample_weight=None):
+        if tf.keras.mixed_precision.global_policy().name == "mixed_float16":
+            y_pred = tf.cast(tf.cast(y_pred, tf.float16), y_pred.dtype)
+        return real(y_true, y_pred) if sample_weight is None else real(y_true, y_pred, sample_weight=sample_weight)
+
+    return loss
+
+
+def wrong_with_a_loss_policy(options: Options, policy=None):
+    """Keras's loss; given a dtype policy, it computes in the policy's variable dtype (float32) instead of its
+    compute dtype, as a release that read the wrong half of the policy would."""
+    import tensorflow as tf
+
+    if policy is None:
+        return _keras_loss(options)
+    return tf.keras.losses.BinaryCrossentropy(
+        from_logits=options.from_logits, label_smoothing=options.label_smoothing, axis=options.axis,
+        reduction=options.reduction, dtype=policy.variable_dtype,
+    )  # fmt: skip
+
+
+def stale_epsilon(options: Options, policy=None):
+    """Keras's loss computed under the default epsilon whatever keras.config.set_epsilon said."""
+    import tensorflow as tf
+
+    real = _keras_loss(options)
+    backend = tf.keras.backend
+
+    def loss(y_true, y_pred, sample_weight=None):
+        configured = backend.epsilon()
+        backend.set_epsilon(1e-7)
+        try:
+            return real(y_true, y_pred) if sample_weight is None else real(y_true, y_pred, sample_weight=sample_weight)
+        finally:
+            backend.set_epsilon(configured)
+
+    return loss
+
+
+def integer_predictions_halved(options: Options, policy=None):
+    """Keras's loss, except that integer predictions are read as half their value (a wrong conversion)."""
+    import tensorflow as tf
+
+    real = _keras_loss(options)
+
+    def loss(y_true, y_pred, sample_weight=None):
+        if y_pred.dtype.is_integer:
+            y_pred = tf.cast(y_pred, tf.float32) * 0.5
+        return real(y_true, y_pred) if sample_weight is None else real(y_true, y_pred, sample_weight=sample_weight)
+
+    return loss
+
+
+def ragged_flattened(options: Options, policy=None):
+    """Keras's loss, except that it accepts ragged inputs by flattening them (Keras 3 documents dense inputs)."""
+    import tensorflow as tf
+
+    real = _keras_loss(options)
+
+    def loss(y_true, y_pred, sample_weight=None):
+        if isinstance(y_pred, tf.RaggedTensor):
+            y_true, y_pred = y_true.flat_values, y_pred.flat_values
+        return real(y_true, y_pred) if sample_weight is None else real(y_true, y_pred, sample_weight=sample_weight)
+
+    return loss

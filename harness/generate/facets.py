@@ -313,7 +313,7 @@ def _regime(case: Case) -> str:
     p = np.asarray(case.y_pred, dtype=np.float64)
     if np.any(np.isnan(p)):
         return "nan"
-    small = float_format(case.pred_dtype).smallest_normal
+    small = float_format(case.pred_dtype if case.pred_dtype in FLOAT_DTYPES else "float32").smallest_normal
     tiny = bool(np.any((p != 0) & (np.abs(p) < small)))
     if case.options.from_logits or case.api == "nn.sigmoid_cross_entropy_with_logits" or case.producer:
         if np.any(np.isinf(p)):

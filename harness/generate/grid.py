@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.case import MODES, PRODUCERS, REDUCTIONS, Case, Options
+from harness.case import MODES, PRODUCERS, REDUCTIONS, Case, Config, Options
 from harness.dtypes import FLOAT_DTYPES, INPUT_DTYPES, float_format, round_to
 from harness.errors import InputError, UsageError
 from harness.generate.facets import covering_rows, loss_shape, realize, space_for, weights_of
@@ -274,7 +274,18 @@ def _errors_family(seed: int) -> Iterator[Case]:
 
 # -- every way users reach BCE: entry points x modes, producers, masks, gradients ------------------------
 
-PATH_APIS = ("BinaryCrossentropy", "binary_crossentropy", "ops.binary_crossentropy", "metrics.BinaryCrossentropy", "nn.sigmoid_cross_entropy_with_logits")
+PATH_APIS = (
+    "BinaryCrossentropy",
+    "binary_crossentropy",
+    "ops.binary_crossentropy",
+    "metrics.BinaryCrossentropy",
+    "nn.sigmoid_cross_entropy_with_logits",
+    "backend.binary_crossentropy",
+)
+# What the Keras 2 line (tf_keras) has of the paths: no keras.ops, no Keras 3 masks; its gradients are not
+# modelled (oracle/gradient.py), and its reductions are ReductionV2's, so "none" stands for None.
+KERAS2_MISSING_APIS = ("ops.binary_crossentropy",)
+KERAS2_MISSING_PRODUCERS = ("keras.ops.sigmoid",)
 PATH_PROB_REGIMES = ("typical", "near_bounds", "exact_bounds", "soft_labels", "nan")
 PATH_LOGIT_REGIMES = ("typical", "large_1e2", "infinite", "soft_labels", "nan")
 
@@ -306,18 +317,51 @@ def _path_case(
     )
 
 
-def _paths_family(seed: int) -> Iterator[Case]:
-    """Each entry point in each mode on the value regimes, then producers, masks and gradients.
+NEW_PATH_PRODUCERS = ("layers.Activation(sigmoid)", "layers.Softmax", "model(x)", "model.predict(x)")
+DEFAULT_BACKEND_CASES = ("probs/typical/None", "logits/typical/None", "probs/exact_bounds/None")
+
+
+def _in_default(case: Case) -> bool:
+    """Whether a case of the paths family's newer paths (the legacy backend function, layer and model
+    producers, configurations) is one of the few the default suite keeps; the nightly suite runs them all.
+    Kept: one eager call of each, on the loss class where it takes one, and each traced-before case."""
+    if case.tags.get("regime") in ("int_predictions", "ragged"):
+        return True
+    if case.config is not None:
+        if case.config.traced_before:
+            return case.mode == "function" and case.api == "BinaryCrossentropy"
+        return case.mode == "eager" and case.api == "BinaryCrossentropy" and case.producer in (None, "layers.Activation(sigmoid)")
+    if case.api == "backend.binary_crossentropy":
+        return case.mode == "eager" and case.producer is None and case.id.endswith(DEFAULT_BACKEND_CASES)
+    if case.producer in NEW_PATH_PRODUCERS:
+        return case.mode == "eager" and case.api == "BinaryCrossentropy"
+    return True
+
+
+def _paths_family(seed: int, profile: str = "keras3", suite: str = "nightly") -> Iterator[Case]:
+    """The paths of ``_all_paths``; in the default suite, of the newer paths only those ``_in_default`` keeps."""
+    for case in _all_paths(seed, profile):
+        if suite == "nightly" or _in_default(case):
+            yield case
+
+
+def _all_paths(seed: int, profile: str = "keras3") -> Iterator[Case]:
+    """Each entry point in each mode on the value regimes, then producers, configurations, masks and
+    gradients, as far as ``profile``'s line has them (the Keras 2 line: no keras.ops, masks or gradients).
 
     Ids are ``paths/<api>/<mode>/<rest>``: the same ``rest`` in two modes is the same call, which is how
     cross-mode differences are found (report.py).
     """
-    for api, mode in itertools.product(PATH_APIS, MODES):
+    keras2 = profile == "keras2"
+    none = "none" if keras2 else None
+    apis = tuple(a for a in PATH_APIS if not (keras2 and a in KERAS2_MISSING_APIS))
+    producers = tuple(p for p in PRODUCERS if not (keras2 and p in KERAS2_MISSING_PRODUCERS))
+    for api, mode in itertools.product(apis, MODES):
         logit_choices = (True,) if api == "nn.sigmoid_cross_entropy_with_logits" else (False, True)
         for from_logits in logit_choices:
             regimes = PATH_LOGIT_REGIMES if from_logits else PATH_PROB_REGIMES
             kind = "logits" if from_logits else "probs"
-            reductions: tuple[str | None, ...] = (None, "sum_over_batch_size") if api == "BinaryCrossentropy" else (None,)
+            reductions: tuple[str | None, ...] = (none, "sum_over_batch_size") if api == "BinaryCrossentropy" else (None,)
             for regime, reduction in itertools.product(regimes, reductions):
                 rest = f"{kind}/{regime}/{reduction or 'None'}"
                 rng = _rng(seed, f"paths/{api}/{rest}")
@@ -344,8 +388,14 @@ def _paths_family(seed: int) -> Iterator[Case]:
                 )  # fmt: skip
         if api == "nn.sigmoid_cross_entropy_with_logits":
             continue
-        # sigmoid-produced probabilities with from_logits=False
-        for producer, regime in itertools.product(PRODUCERS, ("typical", "saturated")):
+        # sigmoid-produced (or softmax-produced) probabilities with from_logits=False
+        for producer, regime in itertools.product(producers, ("typical", "saturated")):
+            if producer == "model.predict(x)" and mode != "eager":
+                continue  # predict is a NumPy-returning eager call: it has no graph mode
+            if keras2 and regime == "typical" and producer != "layers.Softmax" and producer != "model.predict(x)":
+                # Keras 2 recovers a sigmoid's logits (keras2-logits-recovered): on typical values that only
+                # drops the eps shift, a difference near the bound that passes or not by the drawn values
+                continue
             rest = f"producer={producer}/{regime}"
             rng = _rng(seed, f"paths/{api}/{rest}")
             shape = (2, 4, 2) if api == "metrics.BinaryCrossentropy" else (8, 2)
@@ -354,8 +404,89 @@ def _paths_family(seed: int) -> Iterator[Case]:
             yield _path_case(
                 seed, api, mode, rest, y, x, shape, options=Options(), regime=regime, producer=producer,
             )  # fmt: skip
+    yield from _config_cases(seed, apis, keras2=keras2)
+    yield from _input_kind_cases(seed, apis)
+    if keras2:
+        return
     yield from _mask_cases(seed)
     yield from _gradient_cases(seed)
+
+
+def _input_kind_cases(seed: int, apis: Sequence[str]) -> Iterator[Case]:
+    """Integer predictions (int32 zeros and ones) and ragged inputs (rows of 3 and 1 values) through each
+    entry point, eagerly: which entry points take them, and what they compute (oracle special_inputs)."""
+    for api in apis:
+        rng = _rng(seed, f"paths/{api}/int_predictions")
+        y = _hard_labels(rng, 12)
+        p = np.resize(np.asarray([1.0, 0.0, 1.0, 1.0, 0.0]), 12)
+        yield Case(
+            id=f"paths/{api}/eager/int_predictions", y_true=y.reshape(6, 2), y_pred=p.reshape(6, 2),
+            true_dtype="float32", pred_dtype="int32", api=api,
+            tags={"family": "paths", "regime": "int_predictions", "shape": "6x2", "weights": "none"},
+        )  # fmt: skip
+        rng = _rng(seed, f"paths/{api}/ragged")
+        y, p = _probabilities("typical", "float32", rng, 6)
+        yield Case(
+            id=f"paths/{api}/eager/ragged", y_true=round_to(y, "float32").reshape(2, 3),
+            y_pred=round_to(p, "float32").reshape(2, 3), true_dtype="float32",
+            pred_dtype="float32", api=api, row_lengths=(3, 1),
+            tags={"family": "paths", "regime": "ragged", "shape": "2x(3,1)", "weights": "none"},
+        )  # fmt: skip
+
+
+# The configurations a case sets (case.Config), each with the regime where it changes the numbers: a policy
+# where the 16-bit format rounds typical values, an epsilon where the clip binds, a floatx everywhere.
+CONFIGS: tuple[tuple[Config, str], ...] = (
+    (Config(policy="mixed_float16"), "typical"),
+    (Config(policy="mixed_bfloat16"), "typical"),
+    (Config(loss_policy="mixed_float16"), "typical"),
+    (Config(loss_policy="mixed_bfloat16"), "typical"),
+    (Config(loss_policy="mixed_float16"), "exact_bounds"),
+    (Config(epsilon=1e-3), "exact_bounds"),
+    (Config(epsilon=1e-3), "typical"),
+    (Config(floatx="float64"), "typical"),
+    (Config(floatx="float16"), "typical"),
+    (Config(epsilon=1e-3, traced_before=True), "exact_bounds"),
+    (Config(floatx="float64", traced_before=True), "typical"),
+)
+CONFIG_PRODUCERS = ("layers.Activation(sigmoid)", "model(x)", "model.predict(x)")
+
+
+def _config_cases(seed: int, apis: Sequence[str], *, keras2: bool = False) -> Iterator[Case]:
+    """Each configuration on the entry points it can change (the loss's and metric's dtype policy only on
+    those two; traced_before only in graph modes), then layer and model producers under a global policy,
+    whose layers compute in the 16-bit format before the loss sees their output.  Family ``config``, with
+    the setting as the ``setting`` tag the summary groups by."""
+    for (config, regime), api, mode in itertools.product(CONFIGS, apis, MODES):
+        if config.loss_policy is not None and api not in ("BinaryCrossentropy", "metrics.BinaryCrossentropy"):
+            continue
+        if config.traced_before and (mode == "eager" or api == "metrics.BinaryCrossentropy"):
+            continue
+        if config.traced_before and config.floatx is not None and (api != "BinaryCrossentropy" or keras2):
+            continue  # floatx reaches only the loss class (the functions compute in y_pred's dtype)
+        from_logits = api == "nn.sigmoid_cross_entropy_with_logits"
+        if from_logits and regime == "exact_bounds":
+            continue
+        rest = f"config={config.label}/{regime}"
+        rng = _rng(seed, f"paths/{api}/{rest}")
+        shape = (2, 3, 2) if api == "metrics.BinaryCrossentropy" else (6, 2)
+        y, p = (_logits if from_logits else _probabilities)(regime, "float32", rng, math.prod(shape))
+        case = _path_case(
+            seed, api, mode, rest, y, p, shape, options=Options(from_logits=from_logits), regime=regime, config=config,
+        )  # fmt: skip
+        yield Case.from_dict({**case.as_dict(), "tags": {**case.tags, "family": "config", "setting": config.label}})
+    for policy, producer, mode in itertools.product(("mixed_float16", "mixed_bfloat16"), CONFIG_PRODUCERS, MODES):
+        if producer == "model.predict(x)" and mode != "eager":
+            continue
+        config = Config(policy=policy)
+        rest = f"config={config.label}/producer={producer}/typical"
+        rng = _rng(seed, f"paths/BinaryCrossentropy/{rest}")
+        y, x = _logits("typical", "float32", rng, 16)
+        case = _path_case(
+            seed, "BinaryCrossentropy", mode, rest, y, x, (8, 2), options=Options(), regime="typical",
+            producer=producer, config=config,
+        )  # fmt: skip
+        yield Case.from_dict({**case.as_dict(), "tags": {**case.tags, "family": "config", "setting": config.label}})
 
 
 MASK = np.asarray([[True, True, False, False], [True, True, True, False]])
@@ -406,6 +537,14 @@ def _gradient_cases(seed: int) -> Iterator[Case]:
                     seed, api, mode, rest, y, p, (6, 2), options=Options(from_logits=from_logits, reduction=reduction),
                     regime=regime, weights=w, weight_form="none" if w is None else "per_sample", grad="y_pred",
                 )  # fmt: skip
+    # through the producers a model has (layers, a model's call): the gradient w.r.t. their logits
+    for api, mode, producer in itertools.product(("BinaryCrossentropy", "binary_crossentropy"), MODES, ("layers.Activation(sigmoid)", "layers.Softmax", "model(x)")):
+        rest = f"grad=y_pred/producer={producer}/typical"
+        rng = _rng(seed, f"paths/{api}/{rest}")
+        y, x = _logits("typical", "float32", rng, 16)
+        yield _path_case(
+            seed, api, mode, rest, y, x, (8, 2), options=Options(), regime="typical", producer=producer, grad="y_pred",
+        )  # fmt: skip
     for mode, reduction in itertools.product(MODES, ("sum", "sum_over_batch_size", "mean_with_sample_weight", None)):
         rest = f"grad=sample_weight/{reduction or 'None'}"
         rng = _rng(seed, f"paths/BinaryCrossentropy/{rest}")
@@ -522,15 +661,16 @@ def default_suite(
     special_cases: str | Path | None = DEFAULT_SPECIAL_CASES,
     paths: bool = True,
     suite: str = "default",
+    profile: str = "keras3",
 ) -> list[Case]:
     """Every case of the suite, in a fixed order.  ``seed`` must be a non-negative int.
 
-    ``paths=False`` leaves out the paths and pairs families (entry points, modes, producers, masks,
-    gradients, the covering array): they are written for Keras 3, whose entry points (keras.ops above all)
-    the Keras 2 line does not have.  The training and replicas families are in both: each line documents
-    its loops and its strategy rules (harness/oracle/training.py).
-    ``suite="nightly"`` adds the largest size bucket to the covering array and the full training and
-    replicas families.
+    ``paths=False`` leaves out the paths and pairs families (entry points, modes, producers, configurations,
+    masks, gradients, the covering array).  ``profile="keras2"`` keeps the paths the Keras 2 line has (no
+    keras.ops, masks or gradients) and leaves out the covering array, which combines Keras 3's options.  The
+    training and replicas families are in both: each line documents its loops and its strategy rules
+    (harness/oracle/training.py).  ``suite="nightly"`` adds the largest size bucket to the covering array,
+    the full training and replicas families, and every mode and entry point of the newer paths.
     """
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise UsageError(f"seed={seed!r} is not a non-negative integer")
@@ -544,8 +684,9 @@ def default_suite(
     cases.extend(_dtype_reductions_family(seed))
     cases.extend(_options_family(seed))
     if paths:
-        cases.extend(_paths_family(seed))
-        cases.extend(_pairs_family(seed, suite))
+        cases.extend(_paths_family(seed, profile, suite))
+        if profile == "keras3":  # the covering array combines Keras 3's options (dtype, its reductions)
+            cases.extend(_pairs_family(seed, suite))
     cases.extend(training_family(seed, suite))
     cases.extend(replicas_family(seed, suite))
     ids = [c.id for c in cases]

@@ -25,11 +25,17 @@ __all__ = ["EPSILON", "PROFILES", "expected"]
 PROFILES: dict[str, Callable[[], Keras3]] = {"keras3": Keras3, "keras2": Keras2}
 
 
-def expected(case: Case, *, profile: str = "keras3") -> Expected:
-    """What ``case`` must yield under ``profile``'s documented semantics."""
+def expected(case: Case, *, profile: str = "keras3", epsilon: float = EPSILON, floatx: str = "float32") -> Expected:
+    """What ``case`` must yield under ``profile``'s documented semantics, in a Keras whose
+    ``keras.config.epsilon()`` is ``epsilon`` and ``floatx()`` is ``floatx`` (what the worker's Keras has,
+    from ``keras.json`` or a call); the settings the case itself makes (``case.config``) take precedence."""
     if profile not in PROFILES:
         raise UsageError(f"profile={profile!r} is not one of {', '.join(PROFILES)}")
-    semantics = PROFILES[profile]()
+    cfg = case.config
+    if cfg is not None:
+        epsilon = epsilon if cfg.epsilon is None else cfg.epsilon
+        floatx = floatx if cfg.floatx is None else cfg.floatx
+    semantics = PROFILES[profile](epsilon=epsilon, floatx=floatx)
     if case.training is not None:
         return expected_training(semantics, case)
     if case.grad is not None:

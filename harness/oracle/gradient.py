@@ -77,8 +77,8 @@ def expected_gradient(profile: Keras3, case: Case) -> Expected:
         # Keras 2 shifts both logs by eps (log(p + eps)), so its derivative differs; it is not written here,
         # and the keras2 line has no gradient cases (generator.py: the paths family is Keras 3's).
         raise UsageError(f"gradients are modelled for the keras3 profile only, not {profile.name!r}")
-    if case.producer is not None:
-        raise UsageError("gradients through a producer are not modelled")  # not "TensorFlow must raise": the reference has no answer
+    if case.producer is not None and (case.grad != "y_pred" or case.producer == "model.predict(x)" or o.from_logits):
+        raise UsageError("gradients through a producer are modelled w.r.t. the logits of probabilities only")  # the reference has no answer
     if case.grad == "sample_weight" and (case.api != API_LOSS_CLASS or case.sample_weight is None or case.sample_weight.ndim == 0):
         raise UsageError("a sample_weight gradient needs the loss class and an array of weights")  # not "TensorFlow must raise": the reference has no answer
     value = profile.expected(_without_grad(case))
@@ -86,6 +86,8 @@ def expected_gradient(profile: Keras3, case: Case) -> Expected:
         return Expected(raises=value.raises, dtype=c, rule=rule)
     y = round_to(case.y_true, c).astype(WORK)
     p = round_to(case.y_pred, c).astype(WORK)
+    if case.producer is not None:
+        p, _ = profile.predictions(case, c, m)  # the producer's probabilities; the gradient is w.r.t. its logits
     if y.shape != p.shape:
         raise UsageError("gradients are modelled for labels and predictions of one shape")  # not "TensorFlow must raise": the reference has no answer
     ls = float(o.label_smoothing) if case.api in (API_LOSS_CLASS, "binary_crossentropy") else 0.0
@@ -117,7 +119,29 @@ def expected_gradient(profile: Keras3, case: Case) -> Expected:
     with np.errstate(invalid="ignore"):
         grad = g * scale
     bound = np.abs(scale) * err + 3 * m.u * np.abs(grad) + m.eta
+    if case.producer is not None:
+        grad, bound = _through_producer(case.producer, p, grad, bound, m)
     return Expected(value=grad.astype(WORK), bound=np.where(np.isfinite(grad), bound, 0).astype(WORK), dtype=case.pred_dtype, rule=rule)
+
+
+def _through_producer(
+    producer: str, p: np.ndarray, g: np.ndarray, err: np.ndarray, m: tol.ErrorModel
+) -> tuple[np.ndarray, np.ndarray]:
+    """The chain rule from d/dp to d/dx through the producer p = f(x): a sigmoid's derivative is p (1 - p)
+    elementwise; a softmax over the last axis has the Jacobian diag(p) - p p^T, so d/dx_j = p_j (g_j -
+    sum_i g_i p_i).  The bound carries the incoming error through the same factors, plus the products'
+    and the sum's roundings and the producer's own error in p (c_lib ULP, tolerance.py) times |g|."""
+    if producer == "layers.Softmax":
+        k = p.shape[-1]
+        dot = np.sum(g * p, axis=-1, keepdims=True)
+        out = p * (g - dot)
+        mags = np.abs(p) * (np.abs(g) + np.sum(np.abs(g * p), axis=-1, keepdims=True))
+        bound = np.abs(p) * (err + np.sum(err * p, axis=-1, keepdims=True)) + ((k + 4) * m.u + 2 * m.lib) * mags
+        return out.astype(WORK), (bound + m.eta).astype(WORK)
+    d = p * (1 - p)
+    out = g * d
+    bound = err * d + (4 * m.u + 2 * m.lib) * np.abs(out) + m.eta
+    return out.astype(WORK), bound.astype(WORK)
 
 
 def _without_grad(case: Case) -> Case:

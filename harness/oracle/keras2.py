@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.case import Case
-from harness.dtypes import WORK, round_to
+from harness.case import Case, Expected, policy_compute_dtype
+from harness.dtypes import WORK
+from harness.jsonio import encode_array
 from harness.oracle import tolerance as tol
-from harness.oracle.keras3 import EPSILON, Keras3
+from harness.oracle.keras3 import Keras3
 
 __all__ = ["REDUCTIONS_V2", "Keras2"]
 
@@ -41,15 +42,72 @@ class Keras2(Keras3):
 
     name = "keras2"
 
-    @staticmethod
-    def compute_dtype(case: Case) -> str:
+    def compute_dtype(self, case: Case) -> str:
         """The dtype of ``y_pred``.
 
         losses.py binary_crossentropy: ``y_pred = tf.convert_to_tensor(y_pred); y_true = tf.cast(y_true,
         y_pred.dtype)``; Keras 2's Loss has no ``dtype`` and compute_weighted_loss casts the weights to the
         losses' dtype, so the result has y_pred's dtype too.
         """
+        if case.api == "metrics.BinaryCrossentropy":
+            # Metric "dtype: (Optional) data type of the metric result": floatx() by default; a mixed policy's
+            # result is in its variable dtype, float32 (tf_keras base_metric.py: the result reads the variables)
+            cfg = case.config
+            if cfg is not None and cfg.loss_policy is not None and cfg.loss_policy.startswith("mixed_"):
+                return "float32"
+            return case.compute_dtype_under(self.floatx)
+        cfg = case.config
+        if case.producer is not None and case.producer.startswith(("layers.", "model")) and cfg is not None and cfg.policy:
+            # a layer under a global policy outputs its compute dtype, and the loss computes in y_pred's
+            return policy_compute_dtype(cfg.policy)
         return case.pred_dtype
+
+    def special_inputs(self, case: Case) -> Expected | None:
+        """Integer predictions and ragged inputs on the Keras 2 line.
+
+        Integers: the loss and its functions compute in y_pred's dtype (binary_crossentropy: "y_pred =
+        tf.convert_to_tensor(y_pred); y_true = tf.cast(y_true, y_pred.dtype)"), where the clip's epsilon
+        cannot be converted: they raise, as does tf.nn ("logits: A Tensor of type float32 or float64").  The
+        metric casts both to its dtype first (MeanMetricWrapper.update_state: "y_pred = tf.cast(y_pred,
+        self._dtype)", tf_keras metrics/base_metric.py), so it averages the float loss of those values.
+        Ragged: Keras 2 documents ragged support in its losses (LossFunctionWrapper.call: "if
+        tf_utils.is_ragged(y_pred) ... _ragged_tensor_apply_loss", losses.py) -- the function is applied
+        to each row, giving one loss per row (the mean over the row's values), and the loss class reduces
+        those per-row losses; the metric flattens both sides to their values first
+        (ragged_assert_compatible_and_get_flat_values), so its result is the mean over all values.  The
+        legacy backend function has no such dispatch and raises; tf.nn's elementwise op works row by row.
+        """
+        ragged = case.row_lengths is not None
+        integer = case.pred_dtype == "int32"
+        if not (ragged or integer):
+            return None
+        rule = tol.error_model("float32").describe()
+        if integer:
+            if case.api == "metrics.BinaryCrossentropy" and not ragged:
+                return self.metric(self.flat_case(case, pred_dtype="float32"))
+            return Expected(raises=f"{case.api} computes in y_pred's dtype, and int32 cannot hold its epsilon", dtype=None, rule=rule)
+        if case.api == "nn.sigmoid_cross_entropy_with_logits":
+            return self.function(self.flat_case(case))
+        if case.api == "metrics.BinaryCrossentropy":
+            flat = self.function(self.flat_case(case, api="binary_crossentropy"))
+            return Expected(value=flat.value, bound=flat.bound, dtype=case.compute_dtype_under(self.floatx), rule=rule)
+        if case.api not in ("BinaryCrossentropy", "binary_crossentropy"):
+            return Expected(raises=f"{case.api} takes dense tensors, not ragged ones", dtype=None, rule=rule)
+        c = case.pred_dtype
+        m = tol.error_model(c)
+        rows = [Case.from_dict({**case.as_dict(), "row_lengths": None, "y_true": encode_array(case.y_true[i, :n]),
+                                "y_pred": encode_array(case.y_pred[i, :n]), "api": "binary_crossentropy"})
+                for i, n in enumerate(case.row_lengths)]  # fmt: skip
+        per = [self.function(r) for r in rows]
+        loss = np.asarray([float(e.value) for e in per], dtype=WORK)
+        err = np.asarray([float(e.bound) for e in per], dtype=WORK)
+        if case.api == "binary_crossentropy":
+            return Expected(value=loss, bound=err, dtype=c, rule=m.describe())
+        raises = self.option_error(case)
+        if raises:
+            return Expected(raises=raises, dtype=c, rule=m.describe())
+        value, bound = self.reduce(loss, err, None, case.options.reduction, m)
+        return Expected(value=value, bound=bound, dtype=c, rule=m.describe())
 
     @staticmethod
     def option_error(case: Case) -> str | None:
@@ -62,6 +120,8 @@ class Keras2(Keras3):
         o = case.options
         if o.dtype is not None:
             return f"dtype={o.dtype!r}: Keras 2's BinaryCrossentropy has no dtype argument"
+        if case.config is not None and case.config.loss_policy is not None:
+            return f"dtype={case.config.loss_policy!r}: Keras 2's BinaryCrossentropy has no dtype argument"
         if o.reduction not in REDUCTIONS_V2:
             return f"reduction={o.reduction!r} is not one of ReductionV2 {', '.join(REDUCTIONS_V2)}"
         return None
@@ -98,19 +158,9 @@ class Keras2(Keras3):
             bce += (1 - target) * tf.math.log(1 - output + epsilon())
             return -bce
 
-        ``epsilon_`` is eps in the dtype and ``1.0 - epsilon_`` is computed in the dtype (1.0 in float16
-        and bfloat16); ``output + epsilon()`` converts eps to the dtype again.  Both log arguments are at
-        least eps, so every term is finite: no 0 log 0 arises, and the largest loss is -log(2 eps).
+        the formula Keras 3 keeps in ``tf.keras.backend.binary_crossentropy`` (Keras3.shifted_probability_terms).
         """
-        eps = float(round_to(EPSILON, dtype))
-        hi = float(round_to(1.0 - eps, dtype))
-        pc = np.clip(p, WORK(eps), WORK(hi))
-        s = WORK(eps)
-        with np.errstate(invalid="ignore"):
-            loss = -(z * np.log(pc + s) + (1 - z) * np.log1p(s - pc))
-        nan = np.isnan(z) | np.isnan(pc)
-        elem = np.where(nan, WORK(np.nan), loss).astype(WORK)
-        return elem, tol.probability_error(z, dz, pc, m, shift=eps)
+        return self.shifted_probability_terms(z, dz, p, dtype, m)
 
     @staticmethod
     def reduce(

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.case import API_LOSS_CLASS, REDUCTIONS, Case, Expected, Options
+from harness.case import API_LOSS_CLASS, REDUCTIONS, Case, Expected, Options, policy_compute_dtype
 from harness.dtypes import WORK, round_to
 from harness.errors import UsageError
+from harness.jsonio import encode_array
 from harness.oracle import tolerance as tol
 
 __all__ = ["EPSILON", "Keras3"]
@@ -33,11 +34,20 @@ class Keras3:
     """Keras 3 (``tf.keras`` on TensorFlow >= 2.16) semantics of ``BinaryCrossentropy.__call__``."""
 
     name = "keras3"
-    epsilon = EPSILON
+
+    def __init__(self, *, epsilon: float = EPSILON, floatx: str = "float32") -> None:
+        """``epsilon`` and ``floatx`` are the Keras configuration the call runs under: keras.config.epsilon()
+        ("the fuzz factor used in numeric expressions") and keras.config.floatx() ("the default float type"),
+        both read from keras.json at import (keras/src/backend/config.py) or set by set_epsilon/set_floatx."""
+        self.epsilon = float(epsilon)
+        self.floatx = floatx
 
     def expected(self, case: Case) -> Expected:
         if case.grad is not None:  # the derivatives are oracle.gradient's: harness.oracle.expected sends them there
             raise UsageError("gradient cases are expected through harness.oracle.expected, not a profile")
+        special = self.special_inputs(case)
+        if special is not None:
+            return special
         if case.api == "metrics.BinaryCrossentropy":
             return self.metric(case)
         if case.api != API_LOSS_CLASS:
@@ -87,6 +97,46 @@ class Keras3:
             value, bound = self.reduce(loss, loss_err, weights, o.reduction, m)
         return Expected(value=value, bound=bound, dtype=c, rule=rule)
 
+    # -- integer predictions and ragged inputs ------------------------------------------------------------
+
+    def special_inputs(self, case: Case) -> Expected | None:
+        """Integer predictions and ragged inputs, per entry point; None for any other case.
+
+        Integers: the loss class converts y_pred to its dtype ("Loss.__call__ converts y_true and y_pred to
+        the loss dtype", loss.py), so its result is the float loss of those values; every other entry point
+        computes in y_pred's dtype (binary_crossentropy: y_pred = ops.convert_to_tensor(y_pred), and the
+        metric through it; the legacy function converts epsilon to output.dtype;
+        tf.nn.sigmoid_cross_entropy_with_logits: "logits: A Tensor of type float32 or float64"), where the
+        clip bounds cannot exist: they raise.  Ragged: Keras 3 documents dense inputs only ("y_true: Ground
+        truth values, of shape (batch_size, d0, .. dN)"), and its losses, functions and metric convert
+        their inputs as dense tensors: they raise; tf.nn.sigmoid_cross_entropy_with_logits is an
+        elementwise op, which ragged tensors dispatch row by row (tf.ragged guide: "elementwise ops"), so
+        its result is the elementwise loss of the rows' values.
+        """
+        ragged = case.row_lengths is not None
+        integer = case.pred_dtype == "int32"
+        if not (ragged or integer):
+            return None
+        rule = tol.error_model("float32").describe()
+        if ragged and case.api == "nn.sigmoid_cross_entropy_with_logits" and not integer:
+            return self.function(self.flat_case(case))
+        if ragged:
+            return Expected(raises=f"{case.api} takes dense tensors, not ragged ones", dtype=None, rule=rule)
+        if case.api == API_LOSS_CLASS:
+            return None  # converted to the loss's dtype: the usual computation
+        return Expected(raises=f"{case.api} computes in y_pred's dtype, and int32 cannot hold its clip bounds", dtype=None, rule=rule)
+
+    @staticmethod
+    def flat_case(case: Case, *, pred_dtype: str | None = None, **changes: object) -> Case:
+        """The case on the rows' values concatenated (its ragged ``flat_values``), as a dense 1-D case."""
+        d = case.as_dict()
+        if case.row_lengths is not None:
+            keep = np.arange(case.y_pred.shape[1])[None, :] < np.asarray(case.row_lengths)[:, None]
+            d = {**d, "y_true": encode_array(case.y_true[keep]), "y_pred": encode_array(case.y_pred[keep]), "row_lengths": None}
+        if pred_dtype is not None:
+            d["pred_dtype"] = pred_dtype
+        return Case.from_dict({**d, **changes})
+
     # -- the other entry points --------------------------------------------------------------------------
 
     def function(self, case: Case) -> Expected:
@@ -106,6 +156,8 @@ class Keras3:
         m = tol.error_model(c)
         rule = m.describe()
         api = case.api
+        if api == "backend.binary_crossentropy":
+            return self.legacy_backend(case)
         if api != "binary_crossentropy" and case.true_dtype != case.pred_dtype:
             return Expected(raises=f"{api} takes labels and predictions of one dtype", dtype=c, rule=rule)
         if case.y_true.shape != case.y_pred.shape:
@@ -128,6 +180,62 @@ class Keras3:
         value, bound = self.mean_over_axis(elem, err, o.axis, m)
         return Expected(value=value, bound=bound, dtype=c, rule=rule)
 
+    def legacy_backend(self, case: Case) -> Expected:
+        """``tf.keras.backend.binary_crossentropy(target, output, from_logits=False)``: elementwise, the
+        older formula.  Its docstring says only "DEPRECATED." (keras/src/legacy/backend.py, Keras 3.15, the
+        function ``tf.keras.backend`` exports on TensorFlow >= 2.16); Keras 2's documents it (tf_keras 2.21
+        backend.py: "Binary crossentropy between an output tensor and a target tensor. ... target: A tensor
+        with the same shape as `output`. ... Returns: A tensor."), and the code is the same in both::
+
+            target = tf.convert_to_tensor(target); output = tf.convert_to_tensor(output)
+            if from_logits: return tf.nn.sigmoid_cross_entropy_with_logits(labels=target, logits=output)
+            epsilon_ = tf.convert_to_tensor(backend.epsilon(), output.dtype)
+            output = tf.clip_by_value(output, epsilon_, 1.0 - epsilon_)
+            bce = target * tf.math.log(output + backend.epsilon())
+            bce += (1 - target) * tf.math.log(1 - output + backend.epsilon())
+            return -bce
+
+        No label smoothing, no mean over an axis, no cast of the labels (so they must have the predictions'
+        dtype), and in Keras 3 no recovery of a sigmoid's logits (that is in keras/src/backend/tensorflow/
+        nn.py only): the clip applies to a sigmoid's output.
+        """
+        c = case.pred_dtype
+        m = tol.error_model(c)
+        rule = m.describe()
+        api = case.api
+        if case.true_dtype != case.pred_dtype:
+            return Expected(raises=f"{api} takes labels and predictions of one dtype", dtype=c, rule=rule)
+        if case.y_true.shape != case.y_pred.shape:
+            return Expected(raises=f"{api}: y_true shape {case.y_true.shape} is not y_pred shape {case.y_pred.shape}", dtype=c, rule=rule)
+        y = round_to(case.y_true, c).astype(WORK)
+        p, dp = self.predictions(case, c, m)
+        dz = np.zeros_like(y)
+        if case.options.from_logits:
+            return Expected(value=self.logit_loss(y, p), bound=tol.logit_error(y, dz, p, m), dtype=c, rule=rule)
+        elem, err = self.shifted_probability_terms(y, dz, p, c, m)
+        if dp is not None:
+            eps = float(round_to(self.epsilon, c))
+            err = err + tol.input_error(y, np.clip(p, eps, float(round_to(1.0 - eps, c))), dp, m)
+        return Expected(value=elem, bound=err, dtype=c, rule=rule)
+
+    def shifted_probability_terms(
+        self, z: np.ndarray, dz: np.ndarray, p: np.ndarray, dtype: str, m: tol.ErrorModel
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Clip to [eps, 1 - eps] in the dtype, then epsilon once more inside each log (the older formula
+        of ``legacy_backend`` and of Keras 2's loss).  ``epsilon_`` is eps in the dtype and ``1.0 - epsilon_``
+        is computed in the dtype (1.0 in float16 and bfloat16); ``output + epsilon()`` converts eps to the
+        dtype again.  Both log arguments are at least eps, so every term is finite: no 0 log 0 arises, and
+        the largest loss is -log(2 eps)."""
+        eps = float(round_to(self.epsilon, dtype))
+        hi = float(round_to(1.0 - eps, dtype))
+        pc = np.clip(p, WORK(eps), WORK(hi))
+        s = WORK(eps)
+        with np.errstate(invalid="ignore"):
+            loss = -(z * np.log(pc + s) + (1 - z) * np.log1p(s - pc))
+        nan = np.isnan(z) | np.isnan(pc)
+        elem = np.where(nan, WORK(np.nan), loss).astype(WORK)
+        return elem, tol.probability_error(z, dz, pc, m, shift=eps)
+
     def metric(self, case: Case) -> Expected:
         """``tf.keras.metrics.BinaryCrossentropy``: the mean of the per-sample losses over every update.
 
@@ -138,7 +246,7 @@ class Keras3:
         are binary_crossentropy's (in y_pred's dtype), then cast to the metric's dtype (float32 default).
         The leading axis of the case's arrays counts the update_state calls.
         """
-        c = case.options.compute_dtype
+        c = self.compute_dtype(case)
         per = Case(
             id=case.id, y_true=case.y_true, y_pred=case.y_pred, true_dtype=case.true_dtype, pred_dtype=case.pred_dtype,
             options=Options(from_logits=case.options.from_logits, label_smoothing=case.options.label_smoothing),
@@ -170,22 +278,51 @@ class Keras3:
         documented input of a from_logits=False loss is that probability.  Its computation is within
         c_lib ULP of sigmoid(x) (tolerance.py), an input error the bound carries (tolerance.input_error).
         """
-        x = round_to(case.y_pred, dtype).astype(WORK)
         if case.producer is None:
-            return x, None
-        with np.errstate(over="ignore"):
-            sig = np.where(x >= 0, 1 / (1 + np.exp(-x)), np.exp(x) / (1 + np.exp(x)))
-        p = round_to(np.asarray(sig, dtype=np.float64), dtype).astype(WORK)
-        return p, m.lib * np.abs(p)
+            return round_to(case.y_pred, dtype).astype(WORK), None
+        layer = case.producer.startswith(("layers.", "model"))
+        # A layer computes in its dtype policy's compute dtype: the global policy, else floatx
+        # (keras/src/layers/layer.py: dtype=None -> dtype_policies.get(None) -> the global policy, whose
+        # default is floatx); it casts floating inputs to it (autocast) and its output keeps it.  The
+        # functions compute in the logits' dtype, which the loss's compute dtype stands for here.
+        cfg = case.config
+        if layer and cfg is not None and cfg.policy is not None:
+            own = policy_compute_dtype(cfg.policy)
+        elif layer:
+            own = self.floatx
+        else:
+            own = dtype
+        mo = tol.error_model(own)
+        x = round_to(case.y_pred, own).astype(WORK)
+        if case.producer == "layers.Softmax":
+            # keras.layers.Softmax(axis=-1): exp(x - max) / sum(exp(x - max)) over the last axis.  Error: the
+            # subtraction's rounding u |x - max| enters exp as a relative error, exp adds c_lib ULP, the sum
+            # over k terms k u, the division u.
+            k = x.shape[-1] if x.ndim else 1
+            with np.errstate(over="ignore", invalid="ignore"):
+                shift = x - np.max(x, axis=-1, keepdims=True)
+                e = np.exp(shift)
+                sm = e / np.sum(e, axis=-1, keepdims=True)
+            p = round_to(np.asarray(sm, dtype=np.float64), own).astype(WORK)
+            rel = mo.u * (2 * np.abs(shift) + k + 2) + 2 * mo.lib
+        else:
+            with np.errstate(over="ignore", invalid="ignore"):  # the branch np.where discards may overflow
+                sig = np.where(x >= 0, 1 / (1 + np.exp(-x)), np.exp(x) / (1 + np.exp(x)))
+            p = round_to(np.asarray(sig, dtype=np.float64), own).astype(WORK)
+            rel = mo.lib
+        # then the loss converts the producer's output to its own dtype
+        q = round_to(np.asarray(p, dtype=np.float64), dtype).astype(WORK)
+        return q, rel * np.abs(p) + np.abs(q - p) + (mo.eta if own != dtype else 0)
 
     # -- rules -------------------------------------------------------------------------------------------
 
-    @staticmethod
-    def compute_dtype(case: Case) -> str:
+    def compute_dtype(self, case: Case) -> str:
         """Loss docstring: "dtype: The dtype of the loss's computations. Defaults to None, which means using
-        keras.backend.floatx()"; Loss.__call__ converts y_true and y_pred to it (loss.py), and
-        binary_crossentropy casts y_true to y_pred's dtype, the same one."""
-        return case.compute_dtype
+        keras.backend.floatx(). ... If a keras.DTypePolicy is provided, then the compute_dtype will be
+        utilized"; Loss.__call__ converts y_true and y_pred to it (loss.py), and binary_crossentropy casts
+        y_true to y_pred's dtype, the same one.  A global policy does not enter: Loss.__init__ reads
+        ``dtype_policies.get(dtype or backend.floatx())`` (loss.py, Keras 3.15), never the global policy."""
+        return case.compute_dtype_under(self.floatx)
 
     @staticmethod
     def option_error(case: Case) -> str | None:

@@ -36,7 +36,7 @@ from harness.run.runner import STATUSES
 __all__ = ["MAX_FORMAT", "MIN_FORMAT", "Change", "coverage_text", "Drift", "compare_results", "load_results", "render_text"]
 
 MIN_FORMAT = 2  # report.py FORMAT_VERSION 2: every record has its outcome
-MAX_FORMAT = 4  # summary.FORMAT_VERSION, the newest layout this version reads (a test keeps them equal)
+MAX_FORMAT = 5  # summary.FORMAT_VERSION, the newest layout this version reads (a test keeps them equal)
 _OK = ("pass", "xpass")
 _ROWS = 3
 

@@ -29,7 +29,30 @@ __all__ = ["snippet"]
 
 
 # the code each producer name stands for (a name from a record is looked up here, never pasted)
-_PRODUCER_SOURCE = {"tf.sigmoid": "tf.sigmoid", "keras.activations.sigmoid": "tf.keras.activations.sigmoid", "keras.ops.sigmoid": "tf.keras.ops.sigmoid"}
+_PRODUCER_SOURCE = {
+    "tf.sigmoid": "tf.sigmoid",
+    "keras.activations.sigmoid": "tf.keras.activations.sigmoid",
+    "keras.ops.sigmoid": "tf.keras.ops.sigmoid",
+    "layers.Activation(sigmoid)": 'tf.keras.layers.Activation("sigmoid")',
+    "layers.Softmax": "tf.keras.layers.Softmax(axis=-1)",
+    "model(x)": 'tf.keras.Sequential([tf.keras.layers.Activation("sigmoid")])',
+    "model.predict(x)": 'tf.keras.Sequential([tf.keras.layers.Activation("sigmoid")])',
+}
+
+
+def _config_source(case: Case) -> list[str]:
+    """The settings the case makes, as calls (each value a literal); the loss's policy goes to its dtype."""
+    cfg = case.config
+    if cfg is None:
+        return []
+    lines = []
+    if cfg.epsilon is not None:
+        lines.append(f"tf.keras.backend.set_epsilon({py(cfg.epsilon)})")
+    if cfg.floatx is not None:
+        lines.append(f"tf.keras.backend.set_floatx({py(cfg.floatx)})")
+    if cfg.policy is not None:
+        lines.append(f"tf.keras.mixed_precision.set_global_policy({py(cfg.policy)})")
+    return lines
 
 
 def _num(x: float) -> str:
@@ -102,13 +125,28 @@ def snippet(case: Case, expected: Expected, *, actual: str = "", loss_factory: s
         f"y_true = {_tensor(case.y_true, case.true_dtype)}",
         f"y_pred = {_tensor(case.y_pred, case.pred_dtype)}",
     ]
+    if case.row_lengths is not None:
+        lengths = py([int(n) for n in case.row_lengths])
+        lines += [
+            f"y_true = tf.RaggedTensor.from_tensor(y_true, lengths={lengths})",
+            f"y_pred = tf.RaggedTensor.from_tensor(y_pred, lengths={lengths})",
+        ]
     if case.sample_weight is None:
         lines.append("sample_weight = None")
     elif case.sample_weight.ndim == 0 and case.grad is None:
         lines.append(f"sample_weight = {_num(float(case.sample_weight))}")
     else:
         lines.append(f"sample_weight = {_tensor(case.sample_weight, case.weight_dtype)}")
+    traced_before = case.config is not None and case.config.traced_before
+    if case.config is not None and not traced_before:
+        lines += ["", "# the configuration of the case, in force before the loss is built", *_config_source(case)]
     lines += _call_source(case, factory)
+    if traced_before:
+        lines += [
+            "run(y_true, y_pred, sample_weight)  # built and traced under the configuration before the change",
+            "# the configuration of the case, set after the trace",
+            *_config_source(case),
+        ]
     lines.append("")
     if expected.raises is not None:
         lines += [
@@ -251,8 +289,11 @@ def _call_source(case: Case, factory: bool) -> list[str]:
     and mode, as harness/target builds them; with ``factory``, the loss from LOSS_FACTORY."""
     o = case.options
     lines = [""]
+    loss_policy = None if case.config is None else case.config.loss_policy
     if case.api == "metrics.BinaryCrossentropy":
         dtype = "" if o.dtype is None else f", dtype={py(o.dtype)}"
+        if loss_policy is not None:
+            dtype = f", dtype=tf.keras.DTypePolicy({py(loss_policy)})"
         lines.append(
             f"metric = tf.keras.metrics.BinaryCrossentropy(from_logits={py(o.from_logits)}, "
             f"label_smoothing={py(o.label_smoothing)}{dtype})"
@@ -268,13 +309,17 @@ def _call_source(case: Case, factory: bool) -> list[str]:
             f"loss = factory(Options({_options(o)}))",
         ]
     elif case.api == API_LOSS_CLASS:
-        lines.append(f"loss = tf.keras.losses.BinaryCrossentropy({_options(o)})")
+        policy = "" if loss_policy is None else f", dtype=tf.keras.DTypePolicy({py(loss_policy)})"
+        lines.append(f"loss = tf.keras.losses.BinaryCrossentropy({_options(o)}{policy})")
     if case.training is not None:
         return lines + _training_source(case)
-    lines += ["", "", "def call(y_true, y_pred, sample_weight):"]
     if case.producer is not None:
-        producer = _PRODUCER_SOURCE[case.producer]
-        lines.append(f"    y_pred = {producer}(y_pred)")
+        lines.append(f"producer = {_PRODUCER_SOURCE[case.producer]}")
+    lines += ["", "", "def call(y_true, y_pred, sample_weight):"]
+    if case.producer == "model.predict(x)":
+        lines.append("    y_pred = tf.constant(producer.predict(y_pred, verbose=0))")
+    elif case.producer is not None:
+        lines.append("    y_pred = producer(y_pred)")
     if case.mask is not None:
         lines += [
             "    try:  # the mask a Masking layer attaches (Keras 3.16 moved the helper)",
@@ -296,7 +341,11 @@ def _call_source(case: Case, factory: bool) -> list[str]:
         lines.append(f"    return tf.keras.ops.binary_crossentropy(y_true, y_pred, from_logits={py(o.from_logits)})")
     elif case.api == "nn.sigmoid_cross_entropy_with_logits":
         lines.append("    return tf.nn.sigmoid_cross_entropy_with_logits(labels=y_true, logits=y_pred)")
+    elif case.api == "backend.binary_crossentropy":
+        lines.append(f"    return tf.keras.backend.binary_crossentropy(y_true, y_pred, from_logits={py(o.from_logits)})")
     else:
+        if case.row_lengths is not None:
+            lines += ["    metric.update_state(y_true, y_pred)  # ragged rows: one update with the whole batch", "    return metric.result()"]
         lines += [
             "    for u in range(y_pred.shape[0]):  # one update_state per leading slice",
             "        metric.update_state(y_true[u], y_pred[u], sample_weight=None if sample_weight is None else sample_weight[u])",
@@ -320,4 +369,13 @@ def _call_source(case: Case, factory: bool) -> list[str]:
         lines.append("run = tf.function(run)")
     elif case.mode == "xla":
         lines.append("run = tf.function(run, jit_compile=True)")
+    if case.row_lengths is not None:
+        lines += [
+            "_run = run",
+            "",
+            "",
+            "def run(y_true, y_pred, sample_weight):  # a ragged result: its rows' values concatenated",
+            "    out = _run(y_true, y_pred, sample_weight)",
+            "    return out.flat_values if isinstance(out, tf.RaggedTensor) else out",
+        ]
     return lines

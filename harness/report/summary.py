@@ -43,7 +43,10 @@ __all__ = ["FORMAT_VERSION", "build_results", "render_markdown", "summary_rows",
 #   3 - every record carries its path facets (mode, producer, grad) and a record that did not pass its mask,
 #       so a record rebuilds as the case it was (report.issue's reproductions exercise the path that broke).
 #   4 - a training-loop or replica record carries its ``training`` spec (route, batch size, strategy, ...).
-FORMAT_VERSION = 4
+#   5 - every record carries the Keras configuration its case set (config: policy, loss_policy, epsilon,
+#       floatx, traced_before; null for none) and its ragged row lengths (row_lengths; null for dense);
+#       meta.target has keras_epsilon and keras_floatx, the settings the worker's Keras had.
+FORMAT_VERSION = 5
 
 _XFAIL_REPROS_PER_ENTRY = 3
 _FAIL_REPROS = 100
@@ -105,6 +108,8 @@ def record_dict(r: Record) -> dict[str, Any]:
         "producer": c.producer,
         "grad": c.grad,
         "training": None if c.training is None else c.training.as_dict(),
+        "config": None if c.config is None else c.config.as_dict(),
+        "row_lengths": None if c.row_lengths is None else list(c.row_lengths),
         "status": r.status,
         "kind": r.comparison.kind,
         "max_abs": encode_number(r.comparison.max_abs),

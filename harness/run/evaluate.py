@@ -7,6 +7,7 @@ May import: the ground floor, the oracle and the judge.  It is handed its target
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -42,6 +43,10 @@ def evaluate(
     so that the record at fault gets the error.
     """
     cases = [c for _, c in jobs]
+    if oracle is reference_expected:
+        # judged against the epsilon and floatx the target's Keras has (keras.json under KERAS_HOME, or a call)
+        settings = getattr(target, "keras_settings", dict)()
+        oracle = functools.partial(reference_expected, **settings)
     t0 = time.perf_counter()
     exps = expectations(cases, profile, oracle=oracle)
     t1 = time.perf_counter()

@@ -9,6 +9,7 @@ so importing this module is cheap and works without TensorFlow installed.
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import platform
 import sys
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.case import REPLICA_ROUTES, Case, Options, Outcome
+from harness.case import REPLICA_ROUTES, Case, Config, Options, Outcome
 from harness.errors import TargetUnavailable, UsageError
 from harness.stacking import MAX_STACK, map_stacked, trace_key
 from harness.target.distribute import ReplicaRunner, configure_logical_cpus
@@ -116,9 +117,11 @@ def load_factory(spec: str | None) -> LossFactory | None:
 
 
 def _default_factory(tf: Any) -> LossFactory:
-    def make(options: Options) -> Callable[..., Any]:
+    def make(options: Options, policy: Any = None) -> Callable[..., Any]:
         # dtype only when set: Keras 2's constructor has no such argument (a TypeError even for None)
         dtype = {} if options.dtype is None else {"dtype": options.dtype}
+        if policy is not None:  # a case's loss policy (Config.loss_policy), as a DTypePolicy object
+            dtype = {"dtype": policy}
         return tf.keras.losses.BinaryCrossentropy(
             from_logits=options.from_logits,
             label_smoothing=options.label_smoothing,
@@ -128,6 +131,22 @@ def _default_factory(tf: Any) -> LossFactory:
         )
 
     return make
+
+
+def _parameters(fn: Callable[..., Any]) -> tuple[str, ...]:
+    try:
+        return tuple(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return ()
+
+
+def _predict(tf: Any, model: Any) -> Callable[[Any], Any]:
+    """``model.predict`` as a producer: NumPy out, made a tensor of the same dtype again for the loss."""
+
+    def produce(x: Any) -> Any:
+        return tf.constant(model.predict(x, verbose=0))
+
+    return produce
 
 
 class TFTarget:
@@ -147,8 +166,10 @@ class TFTarget:
             self.tf.config.threading.set_intra_op_parallelism_threads(threads)
             self.tf.config.threading.set_inter_op_parallelism_threads(threads)
         self._factory = loss_factory or _default_factory(self.tf)
-        self._losses: dict[Options, Any] = {}
-        self._metrics: dict[Options, Any] = {}
+        self._takes_policy = "policy" in _parameters(self._factory)
+        self._losses: dict[tuple[Any, ...], Any] = {}
+        self._metrics: dict[tuple[Any, ...], Any] = {}
+        self._config: Config | None = None  # the case's configuration while it is in force
         self._compiled_cache: dict[tuple[Any, ...], Callable[..., Any]] = {}
         self._replicas = ReplicaRunner(self.tf, self._loss)
         self._training = TrainingRunner(self.tf, self._factory)
@@ -169,12 +190,71 @@ class TFTarget:
         return {
             "tensorflow": tf.__version__,
             "keras": keras_version,
+            **{f"keras_{k}": v for k, v in self.keras_settings().items()},
             "tf_keras_module": module_name or type(keras_module).__name__,
             "keras_package": package,
             "tf_git_version": getattr(tf, "__git_version__", None) or tf.version.GIT_VERSION,
             "platform": platform.platform(),
             "machine": platform.machine(),
         }
+
+    def keras_settings(self) -> dict[str, Any]:
+        """The epsilon and floatx this process's Keras has (from keras.json under KERAS_HOME, or a call):
+        what the reference must judge against, and what a run's ``meta`` records."""
+        backend = self.tf.keras.backend
+        return {"epsilon": float(backend.epsilon()), "floatx": str(backend.floatx())}
+
+    # -- configuration a case sets -------------------------------------------------------------------------
+
+    def _policy_state(self) -> Any:
+        """The global dtype policy as set (None when never set, so restoring it leaves it to follow floatx)."""
+        try:
+            from keras.src.backend.common import global_state
+        except ImportError:
+            global_state = None
+        if global_state is not None and not self.tf.keras.__name__.startswith("tf_keras"):
+            return global_state.get_global_attribute("dtype_policy", None)
+        from tf_keras.src.mixed_precision import policy as policy_module
+
+        return policy_module._global_policy
+
+    def _set_policy_state(self, state: Any) -> None:
+        if self.tf.keras.__name__.startswith("tf_keras"):
+            self.tf.keras.mixed_precision.set_global_policy(state)
+            return
+        from keras.src.backend.common import global_state
+
+        global_state.set_global_attribute("dtype_policy", state)
+
+    def _apply(self, config: Config) -> tuple[Any, ...]:
+        """Put ``config`` in force; returns what restores the settings it changed."""
+        backend = self.tf.keras.backend
+        saved = (backend.epsilon(), backend.floatx(), self._policy_state())
+        if config.epsilon is not None:
+            backend.set_epsilon(config.epsilon)
+        if config.floatx is not None:
+            backend.set_floatx(config.floatx)
+        if config.policy is not None:
+            self.tf.keras.mixed_precision.set_global_policy(config.policy)
+        self._config = config
+        return saved
+
+    def _restore(self, saved: tuple[Any, ...]) -> None:
+        backend = self.tf.keras.backend
+        epsilon, floatx, policy = saved
+        backend.set_epsilon(epsilon)
+        backend.set_floatx(floatx)
+        self._set_policy_state(policy)
+        self._config = None
+
+    def _loss_policy(self) -> Any:
+        """The case's loss policy as the line's policy object (keras.DTypePolicy; Keras 2's Policy)."""
+        name = None if self._config is None else self._config.loss_policy
+        if name is None:
+            return None
+        keras = self.tf.keras
+        make = getattr(keras, "DTypePolicy", None) or keras.mixed_precision.Policy
+        return make(name)
 
     def _tensor(self, values: np.ndarray, dtype: str) -> Any:
         if dtype == "bool":
@@ -185,12 +265,37 @@ class TFTarget:
         return self.tf.constant(np.asarray(values, dtype=np.float64), dtype=getattr(self.tf, dtype))
 
     def _loss(self, options: Options) -> Any:
-        loss = self._losses.get(options)
+        # a loss reads floatx and its policy when it is built: one per configuration
+        key = (options, None if self._config is None else tuple(self._config.as_dict().items()))
+        loss = self._losses.get(key)
         if loss is None:
-            loss = self._losses[options] = self._factory(options)
+            policy = self._loss_policy()
+            if policy is None:
+                loss = self._factory(options)
+            elif self._takes_policy:
+                loss = self._factory(options, policy=policy)
+            else:
+                raise UsageError("the loss factory takes no 'policy' argument, and this case sets the loss's dtype policy")
+            self._losses[key] = loss
         return loss
 
     def run(self, case: Case) -> Outcome:
+        if case.config is None:
+            return self._run(case)
+        saved = None
+        try:
+            if case.config.traced_before:
+                # build and trace under the configuration before the change, then change it and call again
+                self._run(case)
+            saved = self._apply(case.config)
+            return self._run(case)
+        except Exception as exc:  # noqa: BLE001 - a setting Keras rejects is an outcome too
+            return Outcome(error=f"{type(exc).__name__}: {str(exc).strip()[:400]}")
+        finally:
+            if saved is not None:
+                self._restore(saved)
+
+    def _run(self, case: Case) -> Outcome:
         start = time.perf_counter()
         if case.training is not None:
             return self._run_training(case, start)
@@ -198,6 +303,9 @@ class TFTarget:
             fn = self._compiled(case)
             y_true = self._tensor(case.y_true, case.true_dtype)
             y_pred = self._tensor(case.y_pred, case.pred_dtype)
+            if case.row_lengths is not None:  # rows of the given lengths, as tf.ragged.constant would make them
+                ragged = self.tf.RaggedTensor.from_tensor
+                y_true, y_pred = ragged(y_true, lengths=case.row_lengths), ragged(y_pred, lengths=case.row_lengths)
             if case.sample_weight is None:
                 weight = None
             elif case.sample_weight.ndim == 0 and case.grad is None:
@@ -205,8 +313,10 @@ class TFTarget:
             else:
                 weight = self._tensor(case.sample_weight, case.weight_dtype)
             if case.api == "metrics.BinaryCrossentropy":
-                self._metrics[case.options].reset_state()
+                self._metrics[self._metric_key(case.options)].reset_state()
             result = fn(y_true, y_pred, weight)
+            if isinstance(result, self.tf.RaggedTensor):
+                result = result.flat_values  # the rows' values concatenated, as the reference gives them
             dtype = result.dtype.name
             # NumPy cannot hold bfloat16 without ml_dtypes' help at every rank: widen exactly first
             value = np.asarray(self.tf.cast(result, self.tf.float64).numpy(), dtype=np.float64)
@@ -241,6 +351,10 @@ class TFTarget:
             "tf.sigmoid": lambda: tf.sigmoid,
             "keras.activations.sigmoid": lambda: keras.activations.sigmoid,
             "keras.ops.sigmoid": lambda: keras.ops.sigmoid,
+            "layers.Activation(sigmoid)": lambda: keras.layers.Activation("sigmoid"),
+            "layers.Softmax": lambda: keras.layers.Softmax(axis=-1),
+            "model(x)": lambda: keras.Sequential([keras.layers.Activation("sigmoid")]),
+            "model.predict(x)": lambda: _predict(tf, keras.Sequential([keras.layers.Activation("sigmoid")])),
         }[case.producer]()
         mask = None if case.mask is None else np.asarray(case.mask)
 
@@ -288,14 +402,23 @@ class TFTarget:
             def call(y_true, y_pred, weight):
                 return tf.nn.sigmoid_cross_entropy_with_logits(labels=y_true, logits=y_pred)
 
-        elif api == "metrics.BinaryCrossentropy":
-            if o not in self._metrics:
-                self._metrics[o] = keras.metrics.BinaryCrossentropy(
-                    from_logits=o.from_logits, label_smoothing=o.label_smoothing, dtype=o.dtype
-                )
-            metric = self._metrics[o]
+        elif api == "backend.binary_crossentropy":
 
             def call(y_true, y_pred, weight):
+                return keras.backend.binary_crossentropy(y_true, y_pred, from_logits=o.from_logits)
+
+        elif api == "metrics.BinaryCrossentropy":
+            key = self._metric_key(o)
+            if key not in self._metrics:
+                self._metrics[key] = keras.metrics.BinaryCrossentropy(
+                    from_logits=o.from_logits, label_smoothing=o.label_smoothing, dtype=self._loss_policy() or o.dtype
+                )
+            metric = self._metrics[key]
+
+            def call(y_true, y_pred, weight):
+                if isinstance(y_pred, tf.RaggedTensor):  # ragged rows: one update_state with the whole batch
+                    metric.update_state(y_true, y_pred)
+                    return metric.result()
                 for u in range(y_pred.shape[0]):  # one update_state per leading slice
                     metric.update_state(y_true[u], y_pred[u], sample_weight=None if weight is None else weight[u])
                 return metric.result()
@@ -303,6 +426,9 @@ class TFTarget:
         else:  # pragma: no cover - Case validates api
             raise UsageError(f"api={api!r} is not supported by the target")
         return call
+
+    def _metric_key(self, options: Options) -> tuple[Any, ...]:
+        return (options, None if self._config is None else tuple(self._config.as_dict().items()))
 
     def _compiled(self, case: Case) -> Callable[..., Any]:
         """The entry point in the case's mode, asking for a gradient where the case does; cached."""

@@ -22,7 +22,7 @@ from harness.run.runner import judged
 pytestmark = pytest.mark.tensorflow
 
 SELECTION = select_profile()
-CASES = default_suite(paths=SELECTION.profile == "keras3")
+CASES = default_suite(profile=SELECTION.profile)
 REGISTRY = load_registry().for_tensorflow(SELECTION.tensorflow)
 
 
@@ -36,7 +36,7 @@ def check(case, tf_target, *, source: str = "") -> None:
     reason, or fail with the mismatch and a reproduction (``source``: where the case came from)."""
     if case.training is not None and case.training.strategy is not None and not tf_target.replica_devices:
         pytest.skip("TensorFlow initialised its devices before the target could make two logical CPUs")
-    exp = expected(case, profile=SELECTION.profile)
+    exp = expected(case, profile=SELECTION.profile, **tf_target.keras_settings())
     out = tf_target.run(case)
     comparison = compare(case, exp, out)
     record = judged(case, comparison, exp, out, REGISTRY, SELECTION.profile)

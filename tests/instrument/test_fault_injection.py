@@ -224,13 +224,23 @@ def test_other_epsilon_is_reported(eps, tf_target, screen, oracle, registry):
 
 
 def test_cli_exits_1_and_names_the_cases_when_keras_is_broken(tmp_path):
-    """A fault planted inside Keras (its epsilon) before the command runs: exit 1, the cases named."""
+    """A fault planted inside Keras before the command runs: the loss clips with another epsilon than the one
+    keras.config.epsilon() reports (a configured epsilon is not a fault: the reference reads it), exit 1."""
     pytest.importorskip("tensorflow")
     (tmp_path / "sitecustomize.py").write_text(
         textwrap.dedent(
             """
-            import keras
-            keras.config.set_epsilon(1e-6)
+            import keras.src.backend.tensorflow.nn as nn
+
+            class _Backend:
+                def __getattr__(self, name):
+                    return getattr(_real, name)
+
+                def epsilon(self):
+                    return 1e-6
+
+            _real = nn.backend
+            nn.backend = _Backend()
             """
         )
     )

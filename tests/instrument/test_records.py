@@ -16,13 +16,16 @@ from hypothesis.extra import numpy as hnp
 from harness.case import (
     ACTIVATIONS,
     APIS,
+    FLOATX,
     GRADS,
     METRIC_ARGS,
     MODES,
+    POLICIES,
     PRODUCERS,
     REPLICA_ROUTES,
     TRAINING_ROUTES,
     Case,
+    Config,
     Expected,
     Options,
     Outcome,
@@ -66,12 +69,27 @@ def cases(draw: st.DrawFn) -> Case:
         reduction=draw(st.sampled_from(["sum", "sum_over_batch_size", "mean", "none", None, "bogus"])),
         dtype=draw(st.sampled_from([None, *FLOAT_DTYPES])),
     )
+    mode = draw(st.sampled_from(MODES))
+    grad = draw(st.sampled_from([None, *GRADS]))
+    eager_only = ("model.predict(x)",) if mode == "eager" and grad is None else ()
+    config = draw(
+        st.none()
+        | st.builds(
+            Config,
+            policy=st.sampled_from([None, *POLICIES]),
+            loss_policy=st.sampled_from([None, *POLICIES]),
+            epsilon=st.none() | st.floats(1e-12, 0.25),
+            floatx=st.sampled_from([None, *FLOATX]),
+            traced_before=st.booleans() if mode != "eager" else st.just(False),
+        )
+    )
     path = {
         "api": draw(st.sampled_from(APIS)),
-        "mode": draw(st.sampled_from(MODES)),
-        "producer": draw(st.sampled_from([None, *PRODUCERS])),
+        "mode": mode,
+        "producer": draw(st.sampled_from([None, *(p for p in PRODUCERS if p != "model.predict(x)"), *eager_only])),
         "mask": draw(st.none() | hnp.arrays(np.bool_, shape)),
-        "grad": draw(st.sampled_from([None, *GRADS])),
+        "grad": grad,
+        "config": config,
     }
     if draw(st.booleans()):  # a training-loop or replica case reaches the loss class through its route only
         path = {"api": "BinaryCrossentropy", "mode": "eager", "producer": None, "mask": None, "grad": None}
