@@ -27,6 +27,7 @@ import numpy as np
 from harness import __version__
 from harness.jsonio import atomic_write_text, dumps, encode_array, encode_number
 from harness.report.crossmode import cross_mode_divergences
+from harness.report.drift import output_digest
 from harness.report.html import write_html
 from harness.report.junit import write_junit
 from harness.report.literal import code_span, fence, py
@@ -43,7 +44,12 @@ __all__ = ["FORMAT_VERSION", "build_results", "render_markdown", "summary_rows",
 #   3 - every record carries its path facets (mode, producer, grad) and a record that did not pass its mask,
 #       so a record rebuilds as the case it was (report.issue's reproductions exercise the path that broke).
 #   4 - a training-loop or replica record carries its ``training`` spec (route, batch size, strategy, ...).
-FORMAT_VERSION = 4
+#   5 - a passing record is a summary: no actual or bound arrays, but ``digest`` (output_digest: the output's
+#       dtype, shape and value bytes) and ``actual_shape``, so a million records stay small and ``compare
+#       --exact`` still sees any change; records that did not pass keep every array (records.jsonl keeps
+#       all of them, packed).  ``meta.summarised`` counts the passing records of a large run written from
+#       disk (report/bulk.py) rather than held in memory.
+FORMAT_VERSION = 5
 
 _XFAIL_REPROS_PER_ENTRY = 3
 _FAIL_REPROS = 100
@@ -112,12 +118,15 @@ def record_dict(r: Record) -> dict[str, Any]:
         "max_ulp": r.comparison.max_ulp,
     }
     e, o = r.expected, r.outcome
-    # every record's outcome and bound (format 2): compare measures drift between two runs with them
-    d["actual"] = None if o is None or o.value is None else encode_array(o.value)
     d["actual_dtype"] = None if o is None else o.dtype
     d["actual_error"] = None if o is None else o.error
     d["expected_dtype"] = None if e is None else e.dtype
-    d["bound"] = None if e is None or e.bound is None else encode_array(np.asarray(e.bound, dtype=np.float64))
+    if r.status == "pass":  # a summary (format 4): the digest stands for the output in compare --exact
+        d["digest"] = None if o is None or o.value is None else output_digest(o.value, o.dtype)
+        d["actual_shape"] = None if o is None or o.value is None else list(np.shape(o.value))
+    else:  # the outcome and bound (format 2): compare measures drift between two runs with them
+        d["actual"] = None if o is None or o.value is None else encode_array(o.value)
+        d["bound"] = None if e is None or e.bound is None else encode_array(np.asarray(e.bound, dtype=np.float64))
     if r.divergence is not None:
         d["divergence"] = r.divergence.id
     if r.note:
