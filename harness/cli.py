@@ -567,12 +567,17 @@ def _in_base(record) -> bool:
 
 
 class _Id:
-    """What suite_fingerprint reads of a case: its id (a streamed suite fingerprints ids, not cases)."""
+    """A case or record by its id alone, for what reads only that: suite_fingerprint (``.id``) and
+    check_shards (``.case.id``), so a streamed suite or shard is counted without its records in memory."""
 
     __slots__ = ("id",)
 
     def __init__(self, cid: str) -> None:
         self.id = cid
+
+    @property
+    def case(self) -> _Id:
+        return self
 
 
 def _execute(args: argparse.Namespace, cases: list, registry, workers: int, on_record, *, started: float):
