@@ -537,7 +537,8 @@ def _cmd_run_streamed(args: argparse.Namespace, selection, registry, t0: float) 
                 ran = {r.case.id for r in result.records} | done
                 not_run = tuple(ids[p] for p in todo if ids[p] not in ran)
                 break
-    order = {cid: i for i, cid in enumerate(ids[p] for p in positions)}
+    kept_ids = {r.case.id for r in bulk.kept}
+    order = {ids[p]: i for i, p in enumerate(positions) if ids[p] in kept_ids}
     kept = tuple(sorted(bulk.kept, key=lambda r: order.get(r.case.id, len(order))))
     result = RunResult(kept, records_seconds, interrupted, stopped, not_run, tuple(findings), pool_info)
     run_meta = meta(

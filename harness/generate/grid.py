@@ -155,6 +155,16 @@ def _values_family(
     """The value grid.  ``sweep``: one seed of a value sweep, whose ids end in the shape and the seed
     (``values/.../none/12x1/seed=S``): unique across seeds and stable, and still matched by the registry's
     ``values/...`` globs, since a sweep's case is the grid's case with other draws."""
+    for spec in _value_specs(seed, shapes, sweep):
+        yield _value_case(seed, spec)
+
+
+_ValueSpec = tuple[str, str, str, "str | None", bool, str, str, tuple[int, ...]]
+
+
+def _value_specs(seed: int, shapes: tuple[tuple[str, tuple[int, ...]], ...], sweep: bool) -> Iterator[_ValueSpec]:
+    """The value grid's cases as (id, label dtype, prediction dtype, loss dtype, from_logits, regime,
+    reduction, shape), without their arrays: cheap, so a sparse selection realises only what it takes."""
     for (tdt, pdt), loss_dtype, from_logits in itertools.product(DTYPE_PAIRS, LOSS_DTYPES, (False, True)):
         regimes = LOGIT_REGIMES if from_logits else PROB_REGIMES
         for regime in regimes:
@@ -165,19 +175,23 @@ def _values_family(
                 cid = f"values/{kind}/{regime}/{SHORT[tdt]}-{SHORT[pdt]}/dtype={SHORT[loss_dtype]}/{reduction or 'none'}"
                 if sweep:
                     cid += "/" + "x".join(map(str, shape)) + f"/seed={seed}"
-                rng = _rng(seed, cid)
-                n = math.prod(shape)
-                make = _logits if from_logits else _probabilities
-                y, p = make(regime, pdt, rng, n)
-                yield Case(
-                    id=cid,
-                    y_true=_labels_for(tdt, y).reshape(shape),
-                    y_pred=round_to(p, pdt).reshape(shape),
-                    true_dtype=tdt,
-                    pred_dtype=pdt,
-                    options=Options(from_logits=from_logits, reduction=reduction, dtype=loss_dtype),
-                    tags={"family": "values", "regime": regime, "shape": "B1" if shape[1] == 1 else "BC"},
-                )
+                yield cid, tdt, pdt, loss_dtype, from_logits, regime, reduction, shape
+
+
+def _value_case(seed: int, spec: _ValueSpec) -> Case:
+    cid, tdt, pdt, loss_dtype, from_logits, regime, reduction, shape = spec
+    rng = _rng(seed, cid)
+    make = _logits if from_logits else _probabilities
+    y, p = make(regime, pdt, rng, math.prod(shape))
+    return Case(
+        id=cid,
+        y_true=_labels_for(tdt, y).reshape(shape),
+        y_pred=round_to(p, pdt).reshape(shape),
+        true_dtype=tdt,
+        pred_dtype=pdt,
+        options=Options(from_logits=from_logits, reduction=reduction, dtype=loss_dtype),
+        tags={"family": "values", "regime": regime, "shape": "B1" if shape[1] == 1 else "BC"},
+    )
 
 
 # shape kind -> (label shape, prediction shape, axes to try)
@@ -664,13 +678,11 @@ class Suite:
             nxt = next(wanted, None)
         while nxt is not None:
             k = (nxt - nb) // per
-            start = nb + k * per
-            for j, case in enumerate(sweep_family(self.seeds[k])):
-                if start + j == nxt:
-                    yield case
-                    nxt = next(wanted, None)
-                    if nxt is None or nxt >= start + per:
-                        break
+            start, seed = nb + k * per, self.seeds[k]
+            specs = list(_value_specs(seed, SWEEP_SHAPES, True))
+            while nxt is not None and nxt < start + per:  # only the cases taken are realised
+                yield _value_case(seed, specs[nxt - start])
+                nxt = next(wanted, None)
 
 
 def _spread(n: int, max_cases: int | None) -> range | list[int]:
