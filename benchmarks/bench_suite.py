@@ -178,15 +178,18 @@ def main() -> None:
     parser.add_argument("--growth", default="", metavar="SIZES", help="nightly suite sizes, comma-separated (e.g. 10000,100000,1000000)")
     parser.add_argument("--scaling", action="store_true", help="the default suite at --workers 1..cores")
     parser.add_argument("--plot", default="reports/benchmark/growth", help="the growth plot, without suffix (.png or .svg)")
-    parser.add_argument("--skip-suite", action="store_true", help="only --growth and --scaling")
+    parser.add_argument("--skip-suite", action="store_true", help="only --growth, --scaling and --costs")
+    parser.add_argument("--costs", action="store_true", help="per-record costs by kind, for harness/run/estimate.py")
     args = parser.parse_args()
     if args.recovery_only:
         recovery(args.recovery or 6)
         return
 
-    if args.growth or args.scaling:
-        from growth import growth, scaling  # benchmarks/growth.py, beside this file
+    if args.growth or args.scaling or args.costs:
+        from growth import costs, growth, scaling  # benchmarks/growth.py, beside this file
 
+        if args.costs:
+            costs()
         if args.growth:
             plot = Path(args.plot)
             plot.parent.mkdir(parents=True, exist_ok=True)

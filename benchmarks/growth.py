@@ -163,3 +163,39 @@ def scaling(workers: Sequence[int], argv: Sequence[str]) -> list[tuple[int, floa
             print(f"workers {w}: {seconds:7.1f} s, speed-up {base / seconds:4.2f}x over {rows[0][0]}, "
                   f"{base / seconds / w * rows[0][0]:4.2f} per worker (exit {code})")  # fmt: skip
     return rows
+
+
+def costs(sample: int = 200) -> dict[str, float]:
+    """Per-record costs by kind (harness/run/estimate.py), measured in this process with TensorFlow warm:
+    for each kind a sample of up to ``sample`` records of the default suite and a two-seed sweep, run as a
+    worker runs them (reference, call, comparison: the worker's cost), and the run's own per-record work
+    (generation, verdict, a stream line: MAIN_COST).  Prints the figures to paste into estimate.py."""
+    from harness.generate.grid import Suite, sweep_family
+    from harness.judge.registry import load_registry
+    from harness.run.estimate import kind_of
+    from harness.run.runner import run_cases
+    from harness.run.stream import RecordStream
+    from harness.target import TFTarget
+
+    by: dict[str, list] = {}
+    for c in Suite("default", seeds=(1, 2)):
+        by.setdefault(kind_of(c), []).append(c)
+    target, registry = TFTarget(), load_registry()
+    run_cases(by["eager"][:3], target, registry)  # TensorFlow's first call is not a record's cost
+    found: dict[str, float] = {}
+    main = []
+    with tempfile.TemporaryDirectory() as out, RecordStream(out, {"benchmark": True}) as stream:
+        for kind, cases in sorted(by.items()):
+            pick = cases[:: max(1, len(cases) // sample)][:sample]
+            result = run_cases(pick, target, registry, on_record=stream.append)
+            sec = result.seconds
+            found[kind] = (sec["reference"] + sec["target"] + sec["compare"]) / len(pick)
+            main.append((sec["verdict"] + sec["on_record"]) / len(pick))
+    start = time.perf_counter()
+    generated = sum(1 for s in range(3, 6) for _ in sweep_family(s))
+    generation = (time.perf_counter() - start) / generated
+    found["main"] = max(main) + generation
+    print("\n== per-record costs by kind (seconds; paste into harness/run/estimate.py)")
+    print("COSTS = {" + ", ".join(f'"{k}": {v:.4f}' for k, v in found.items() if k != "main") + "}")
+    print(f"MAIN_COST = {found['main']:.4f}  # verdict and stream {max(main):.4f} + generation {generation:.4f}")
+    return found

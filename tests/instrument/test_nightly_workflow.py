@@ -41,7 +41,7 @@ def run_commands(text: str) -> list[str]:
 
 def readme_commands(text: str) -> list[str]:
     """The fenced block between the README's nightly-commands markers, line by line."""
-    m = re.search(r"<!-- nightly-commands -->\n```\n(.*?)```\n<!-- /nightly-commands -->", text, re.S)
+    m = re.search(r"<!-- nightly-commands -->\n```\n(.*?)```\n<!-- /nightly-commands -->", text, re.DOTALL)
     assert m, "README: no <!-- nightly-commands --> block"
     return [line.strip() for line in m.group(1).splitlines() if line.strip()]
 
