@@ -3,8 +3,10 @@
 ``growth(sizes)`` runs ``bce-harness run --suite nightly --max-cases N`` (N records spread evenly over the
 suite: its base and the value sweep in proportion) for each N, as a user runs it, in a subprocess, and
 samples the resident memory of that process and all its descendants (the worker processes) every 0.2 s:
-records per second and peak RSS (the sum over the process tree, which is what a machine must hold), then a
-least-squares line through each (seconds = a + b N, RSS = c + d N), the constants stated, and a plot.
+records per second and peak memory of the process tree (PSS summed, which is what the machine holds:
+summed RSS counts TensorFlow's shared libraries once per worker; both are printed, with the run's own
+RSS), then a least-squares line through each (seconds = a + b N, PSS = c + d N), the constants stated,
+and a plot.
 ``scaling(workers)`` runs one workload at ``--workers 1..cores`` and prints each one's speed-up over one
 worker and per worker.  Nothing here asserts a time.
 """
@@ -36,28 +38,45 @@ def _children() -> dict[int, list[int]]:
 
 def tree_rss(pid: int) -> int:
     """Bytes resident in ``pid`` and every descendant (from /proc; 0 where there is none)."""
-    tree, total, todo = _children(), 0, [pid]
+    return tree_memory(pid)[0]
+
+
+def tree_memory(pid: int) -> tuple[int, int, int]:
+    """(RSS summed, PSS summed, RSS of ``pid`` alone) over ``pid`` and its descendants, in bytes.  RSS counts
+    a shared page (TensorFlow's libraries, mapped by every worker) once per process; PSS divides it among
+    the processes that share it, so the PSS sum is what the machine holds."""
+    tree, rss, pss, own, todo = _children(), 0, 0, 0, [pid]
     while todo:
         p = todo.pop()
         todo += tree.get(p, [])
         try:
-            with open(f"/proc/{p}/statm", encoding="ascii") as f:
-                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            with open(f"/proc/{p}/smaps_rollup", encoding="ascii") as f:
+                fields = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in f if line.split()[-1:] == ["kB"]}
         except (OSError, IndexError, ValueError):
-            pass
-    return total
+            continue
+        rss += fields.get("Rss", 0)
+        pss += fields.get("Pss", 0)
+        if p == pid:
+            own = fields.get("Rss", 0)
+    return rss, pss, own
 
 
 def measured_run(argv: Sequence[str]) -> tuple[float, int, int]:
     """(seconds, peak tree RSS in bytes, exit code) of ``bce-harness`` with ``argv``."""
+    seconds, (rss, _, _), code = measured_run_detail(argv)
+    return seconds, rss, code
+
+
+def measured_run_detail(argv: Sequence[str]) -> tuple[float, tuple[int, int, int], int]:
+    """(seconds, the peaks of tree_memory's three figures, exit code) of ``bce-harness`` with ``argv``."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "harness", *argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    peak = 0
+    peak = [0, 0, 0]
     while proc.poll() is None:
-        peak = max(peak, tree_rss(proc.pid))
+        peak = [max(a, b) for a, b in zip(peak, tree_memory(proc.pid))]
         time.sleep(0.2)
-    return time.perf_counter() - start, peak, proc.returncode
+    return time.perf_counter() - start, (peak[0], peak[1], peak[2]), proc.returncode
 
 
 def fit(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float]:
@@ -74,23 +93,26 @@ def growth(sizes: Sequence[int], workers: int, plot: Path) -> list[tuple[int, fl
     rows = []
     with tempfile.TemporaryDirectory() as out:
         for n in sizes:
-            seconds, peak, code = measured_run(
+            seconds, (rss, pss, own), code = measured_run_detail(
                 ["run", "--suite", "nightly", "--max-cases", str(n), "--workers", str(workers), "--out", out, "--force", "--no-progress", "--quiet"]
             )
-            rows.append((n, seconds, peak))
-            print(f"{n:>9} records: {seconds:8.1f} s, {n / seconds:7.0f} records/s, peak RSS {peak / 2**20:7.0f} MiB (exit {code})")
+            rows.append((n, seconds, pss))
+            print(
+                f"{n:>9} records: {seconds:8.1f} s, {n / seconds:7.0f} records/s, peak memory of the run and its workers: "
+                f"PSS {pss / 2**20:5.0f} MiB (RSS summed {rss / 2**20:5.0f} MiB), the run's own RSS {own / 2**20:5.0f} MiB (exit {code})"
+            )
     if len(rows) >= 2:
         a, b = fit([r[0] for r in rows], [r[1] for r in rows])
         c, d = fit([r[0] for r in rows], [r[2] for r in rows])
         print(f"time: {a:.1f} s + {b * 1e3:.3f} ms a record  ->  1,000,000 records: {(a + b * 1e6) / 60:.0f} min")
-        print(f"RSS:  {c / 2**20:.0f} MiB + {d * 1e6 / 2**20:.0f} MiB a million records  ->  1,000,000 records: {(c + d * 1e6) / 2**30:.2f} GiB")
+        print(f"PSS:  {c / 2**20:.0f} MiB + {d * 1e6 / 2**20:.0f} MiB a million records  ->  1,000,000 records: {(c + d * 1e6) / 2**30:.2f} GiB")
         write_plot(rows, plot)
         print(f"plot: {plot}")
     return rows
 
 
 def write_plot(rows: Sequence[tuple[int, float, int]], path: Path) -> Path:
-    """Seconds and peak RSS against records: a PNG with matplotlib when it is installed, else an SVG."""
+    """Seconds and peak PSS against records: a PNG with matplotlib when it is installed, else an SVG."""
     try:
         import matplotlib
 
@@ -104,8 +126,8 @@ def write_plot(rows: Sequence[tuple[int, float, int]], path: Path) -> Path:
     ax.set_xlabel("records")
     ax.set_ylabel("seconds")
     ax2 = ax.twinx()
-    ax2.plot(ns, [r[2] / 2**20 for r in rows], "s--", color="tab:red", label="peak RSS (MiB)")
-    ax2.set_ylabel("peak RSS (MiB)")
+    ax2.plot(ns, [r[2] / 2**20 for r in rows], "s--", color="tab:red", label="peak PSS (MiB)")
+    ax2.set_ylabel("peak PSS (MiB)")
     fig.legend(loc="upper left")
     fig.tight_layout()
     path = path.with_suffix(".png")
@@ -133,7 +155,7 @@ def _svg(rows: Sequence[tuple[int, float, int]], path: Path) -> Path:
         f'<line x1="{W - L}" y1="{B}" x2="{W - L}" y2="{H - B}" stroke="black"/>',
         f'<text x="{W / 2}" y="{H - 12}" text-anchor="middle">records (nightly suite, --max-cases)</text>',
         f'<text x="14" y="{H / 2}" transform="rotate(-90 14 {H / 2})" text-anchor="middle" fill="#1f77b4">seconds</text>',
-        f'<text x="{W - 14}" y="{H / 2}" transform="rotate(90 {W - 14} {H / 2})" text-anchor="middle" fill="#d62728">peak RSS (MiB)</text>',
+        f'<text x="{W - 14}" y="{H / 2}" transform="rotate(90 {W - 14} {H / 2})" text-anchor="middle" fill="#d62728">peak PSS (MiB)</text>',
     ]
     for k in range(5):
         f = k / 4
