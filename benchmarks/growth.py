@@ -106,8 +106,7 @@ def growth(sizes: Sequence[int], workers: int, plot: Path) -> list[tuple[int, fl
         c, d = fit([r[0] for r in rows], [r[2] for r in rows])
         print(f"time: {a:.1f} s + {b * 1e3:.3f} ms a record  ->  1,000,000 records: {(a + b * 1e6) / 60:.0f} min")
         print(f"PSS:  {c / 2**20:.0f} MiB + {d * 1e6 / 2**20:.0f} MiB a million records  ->  1,000,000 records: {(c + d * 1e6) / 2**30:.2f} GiB")
-        write_plot(rows, plot)
-        print(f"plot: {plot}")
+        print(f"plot: {write_plot(rows, plot)}")
     return rows
 
 

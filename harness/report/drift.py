@@ -270,7 +270,7 @@ def _moved(cid: str, group: str, b: Mapping[str, Any], a: Mapping[str, Any], exa
         if _exception_class(be) != _exception_class(ae):
             return Change(cid, group, "exception", b, a)
         return None
-    if "digest" in b or "digest" in a:  # a passing record of format 4 on either side: a summary
+    if any("digest" in r and r.get("actual") is None for r in (b, a)):  # a passing record of format 4: a summary
         return _moved_summary(cid, group, b, a, exact)
     bv, av = _array(b.get("actual"), f"{cid}: BASE actual"), _array(a.get("actual"), f"{cid}: NEW actual")
     if bv is None or av is None:  # a harness error on one side: nothing to measure
@@ -309,10 +309,8 @@ def output_digest(value: Any, dtype: str | None) -> str:
 
 
 def _digest_of(r: Mapping[str, Any], name: str) -> str | None:
-    if "digest" in r:
-        return r["digest"]
     value = _array(r.get("actual"), name)
-    return None if value is None else output_digest(value, r.get("actual_dtype"))
+    return r.get("digest") if value is None else output_digest(value, r.get("actual_dtype"))
 
 
 def _moved_summary(cid: str, group: str, b: Mapping[str, Any], a: Mapping[str, Any], exact: bool) -> Change | None:
@@ -323,8 +321,8 @@ def _moved_summary(cid: str, group: str, b: Mapping[str, Any], a: Mapping[str, A
     passing record against one that did not pass is a status change, reported as such."""
     if b.get("actual_dtype") != a.get("actual_dtype"):
         return Change(cid, group, "dtype", b, a)
-    bs = b.get("actual_shape") if "digest" in b else (None if b.get("actual") is None else list(_array(b["actual"], cid).shape))
-    as_ = a.get("actual_shape") if "digest" in a else (None if a.get("actual") is None else list(_array(a["actual"], cid).shape))
+    bs = b.get("actual_shape") if b.get("actual") is None else list(_array(b["actual"], f"{cid}: BASE actual").shape)
+    as_ = a.get("actual_shape") if a.get("actual") is None else list(_array(a["actual"], f"{cid}: NEW actual").shape)
     if bs is not None and as_ is not None and bs != as_:
         return Change(cid, group, "shape", b, a)
     bd, ad = _digest_of(b, f"{cid}: BASE actual"), _digest_of(a, f"{cid}: NEW actual")
