@@ -9,9 +9,12 @@ over the workers.  The estimate is
 
     seconds = sum over kinds (records of the kind x its cost) / workers + records x MAIN_COST
 
-COSTS and MAIN_COST were measured with ``python benchmarks/bench_suite.py --costs`` (it prints the figures
-to paste here: each kind's worker seconds over its records, from a run of the default suite and a value
-sweep), on 2 cores shared with other jobs, so they are on the slow side of an idle machine.
+COSTS and MAIN_COST were measured with ``python benchmarks/bench_suite.py --costs --skip-suite`` (it prints
+the figures to paste here: each kind's worker seconds over a sample of its records from the default suite
+and a two-seed sweep, and the run's own seconds per record), on 2 cores shared with other jobs, so they
+are on the slow side of an idle machine.  Checked against a whole run: the nightly suite at 40,000
+records took 302 s on 2 workers, where the estimate says 40,000 x (5.5 ms / 2 + 1.9 ms) = 186 s plus
+the pool's start-up; the growth benchmark's slope, 5.1 ms a record, is the better figure for a long run.
 """
 
 from __future__ import annotations
@@ -25,8 +28,10 @@ from harness.stacking import batch_key
 __all__ = ["COSTS", "MAIN_COST", "estimate", "kind_of", "kinds", "render"]
 
 # seconds per record in one worker, by kind; and in the run's own process, per record
-COSTS = {"stacked": 0.0014, "eager": 0.006, "function": 0.012, "xla": 0.030}
-MAIN_COST = 0.004
+# (2026-12-02, load average about 15 on 2 cores: several times an idle machine's; the traced kinds include
+# each sampled function's trace or XLA compile, which a run pays once per function and worker)
+COSTS = {"stacked": 0.0055, "eager": 0.0105, "function": 0.0738, "xla": 0.2053}
+MAIN_COST = 0.0019
 
 
 def kind_of(case: Case) -> str:
