@@ -4,7 +4,7 @@ A run of a million records cannot hold a million ``Record`` objects (each with i
 expected and the actual values): ``Bulk`` keeps in memory every unexpected record (fail, xpass, error) and
 the records ``keep`` names (the base suite's, so the summary table, cross-mode and HTML sections see the
 same records as a default run), and writes every other record's results.json entry (``summary.record_dict``:
-a pass as its summary, format 4; a known divergence, xfail, with its arrays) as one JSON line to
+a pass as its summary, format 5; a known divergence, xfail, with its arrays) as one JSON line to
 ``DIR/passes.partial.jsonl``, counting it into the totals, the summary table's rows, the known divergences'
 counts and a top-N of the worst ULP differences among the passes.  ``summary.write_reports(..., bulk=...)`` then streams that file into
 ``results.json`` and removes it.  Every record, in full, is in ``records.jsonl``.

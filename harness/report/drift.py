@@ -37,7 +37,7 @@ from harness.run.runner import STATUSES
 __all__ = ["MAX_FORMAT", "MIN_FORMAT", "Change", "coverage_text", "Drift", "compare_results", "load_results", "output_digest", "render_text"]
 
 MIN_FORMAT = 2  # report.py FORMAT_VERSION 2: every record has its outcome
-MAX_FORMAT = 4  # summary.FORMAT_VERSION, the newest layout this version reads (a test keeps them equal)
+MAX_FORMAT = 5  # summary.FORMAT_VERSION, the newest layout this version reads (a test keeps them equal)
 _OK = ("pass", "xpass")
 _ROWS = 3
 
@@ -270,7 +270,7 @@ def _moved(cid: str, group: str, b: Mapping[str, Any], a: Mapping[str, Any], exa
         if _exception_class(be) != _exception_class(ae):
             return Change(cid, group, "exception", b, a)
         return None
-    if any("digest" in r and r.get("actual") is None for r in (b, a)):  # a passing record of format 4: a summary
+    if any("digest" in r and r.get("actual") is None for r in (b, a)):  # a passing record of format 5: a summary
         return _moved_summary(cid, group, b, a, exact)
     bv, av = _array(b.get("actual"), f"{cid}: BASE actual"), _array(a.get("actual"), f"{cid}: NEW actual")
     if bv is None or av is None:  # a harness error on one side: nothing to measure
@@ -314,7 +314,7 @@ def _digest_of(r: Mapping[str, Any], name: str) -> str | None:
 
 
 def _moved_summary(cid: str, group: str, b: Mapping[str, Any], a: Mapping[str, Any], exact: bool) -> Change | None:
-    """Drift where one side (at least) is a passing summary (format 4), which keeps the output's digest and
+    """Drift where one side (at least) is a passing summary (format 5), which keeps the output's digest and
     shape, not its values.  A changed dtype or shape is drift; with ``exact`` so is any other change of the
     digest.  Without ``exact`` a changed value is drift only beyond the error bounds, and a passing record's
     value lies within its bound of the same reference, so two passing records never drift there, and a

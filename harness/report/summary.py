@@ -121,7 +121,7 @@ def record_dict(r: Record) -> dict[str, Any]:
     d["actual_dtype"] = None if o is None else o.dtype
     d["actual_error"] = None if o is None else o.error
     d["expected_dtype"] = None if e is None else e.dtype
-    if r.status == "pass":  # a summary (format 4): the digest stands for the output in compare --exact
+    if r.status == "pass":  # a summary (format 5): the digest stands for the output in compare --exact
         d["digest"] = None if o is None or o.value is None else output_digest(o.value, o.dtype)
         d["actual_shape"] = None if o is None or o.value is None else list(np.shape(o.value))
     else:  # the outcome and bound (format 2): compare measures drift between two runs with them

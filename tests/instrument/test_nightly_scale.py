@@ -124,7 +124,7 @@ def test_passing_records_are_summaries_and_compare_exact_sees_a_planted_change(t
     assert {r.status for r in base} == {"pass"}
     a = _write(tmp_path, "a", base)
     data = json.loads((a / "results.json").read_text())
-    assert data["meta"]["format_version"] == FORMAT_VERSION == 4 and data["meta"]["summarised"] == len(cases)
+    assert data["meta"]["format_version"] == FORMAT_VERSION == 5 and data["meta"]["summarised"] == len(cases)
     assert data["totals"]["pass"] == data["totals"]["total"] == len(cases) == len(data["records"])
     assert all("digest" in r and "actual" not in r and "bound" not in r for r in data["records"])
     assert "records.jsonl" in (a / "report.md").read_text()
@@ -142,13 +142,13 @@ def test_passing_records_are_summaries_and_compare_exact_sees_a_planted_change(t
     assert [(c.id, c.what) for c in found.drift] == [(victim, "shape")] or [c.id for c in found.new_divergences] == [victim]
 
 
-def test_format_3_against_format_4(tmp_path) -> None:
-    """A format-3 results.json (every record's actual and bound, no digest) against a format-4 one."""
+def test_format_4_against_format_5(tmp_path) -> None:
+    """A format-4 results.json (every record's actual and bound, no digest) against a format-5 one."""
     cases = _typical((5, 5))
     new = _write(tmp_path, "new", _records(cases))
     old = _write(tmp_path, "old", _records(cases, {cases[0].id: _next_up}), bulk=False)
     doc = json.loads((old / "results.json").read_text())
-    doc["meta"]["format_version"] = 3
+    doc["meta"]["format_version"] = 4
     from harness.jsonio import encode_array
 
     for r, rec in zip(doc["records"], _records(cases, {cases[0].id: _next_up})):
