@@ -8,6 +8,7 @@ to ``records.jsonl`` and writes the reports, exactly as ``bce-harness run`` does
 machine, in one process run.
 
     python benchmarks/bench_suite.py [--workers N] [--naive-sample N] [--sweep-seeds N] [--no-floor] [--recovery N]
+                                     [--growth 10000,100000,1000000] [--scaling] [--plot PATH]
 
 Two ratios are printed, each comparing like with like: *warm*, both sides with TensorFlow already imported
 (the naive loop in this process, the harness without its pool's start-up, which is its workers importing
@@ -22,7 +23,12 @@ Workloads: the default suite, with workers and in this process; with ``--sweep-s
 unreduced records of the value grid under N seeds, the shape of a nightly value sweep, where stacking
 carries the load.  With ``--recovery N``: a worker's start-up (spawn to ready, TensorFlow's import), and
 what each of N crashes in a row costs with a spare worker started ahead and without one (every call of
-the loss dies of SIGSEGV; no quarantine, so every crash is paid).  Nothing here asserts a time.
+the loss dies of SIGSEGV; no quarantine, so every crash is paid).  With ``--growth SIZES`` the nightly
+suite at each size (records per second and peak RSS of the whole process tree, a fitted line, a plot;
+benchmarks/growth.py), and with ``--scaling`` the default suite at ``--workers 1..cores``.  The three
+ratios the nightly is judged by: the default suite's records/s as a share of the floor's ("share:"), the
+value sweep against the naive loop ("ratio:" under ``--sweep-seeds``), and the growth's constants.
+Nothing here asserts a time.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import os
 import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -130,6 +137,11 @@ def measure(label: str, cases: Sequence[Case], registry: Registry, workers: int,
                 f"floor:   {alone} records need their own TensorFlow call: {t_floor:.2f} s of calls, {per_worker:.2f} s on "
                 f"{max(workers, 1)} worker(s); no runner can exceed {naive_each * n / per_worker:.1f}x warm on this workload"
             )
+            # the floor's records per second: the whole workload at the speed of its unshareable calls alone
+            print(
+                f"share:   the harness's {n / warm:.0f} records/s warm are {100 * per_worker / warm:.0f}% of the floor's "
+                f"{n / per_worker:.0f} records/s (target: at least 90%)"
+            )
         else:
             print("floor:   every record can share a stacked call: no call-bound limit on this workload")
 
@@ -163,11 +175,29 @@ def main() -> None:
     parser.add_argument("--no-floor", action="store_true", help="skip measuring the floor (about 15 s on the default suite)")
     parser.add_argument("--recovery", type=int, default=0, metavar="N", help="also measure N crashes in a row, with and without a spare")
     parser.add_argument("--recovery-only", action="store_true", help="measure only the recovery")
+    parser.add_argument("--growth", default="", metavar="SIZES", help="nightly suite sizes, comma-separated (e.g. 10000,100000,1000000)")
+    parser.add_argument("--scaling", action="store_true", help="the default suite at --workers 1..cores")
+    parser.add_argument("--plot", default="reports/benchmark/growth", help="the growth plot, without suffix (.png or .svg)")
+    parser.add_argument("--skip-suite", action="store_true", help="only --growth, --scaling and --costs")
+    parser.add_argument("--costs", action="store_true", help="per-record costs by kind, for harness/run/estimate.py")
     args = parser.parse_args()
     if args.recovery_only:
         recovery(args.recovery or 6)
         return
 
+    if args.growth or args.scaling or args.costs:
+        from growth import costs, growth, scaling  # benchmarks/growth.py, beside this file
+
+        if args.costs:
+            costs()
+        if args.growth:
+            plot = Path(args.plot)
+            plot.parent.mkdir(parents=True, exist_ok=True)
+            growth([int(x) for x in args.growth.split(",") if x.strip()], args.workers, plot)
+        if args.scaling:
+            scaling(list(range(1, (os.cpu_count() or 1) + 1)), ["run", "--suite", "default"])
+        if args.skip_suite:
+            return
     registry = load_registry()
     t = time.perf_counter()
     TFTarget().run(default_suite(special_cases=None)[0])  # TensorFlow's import and first call, in this process

@@ -107,6 +107,15 @@ def _shard(text: str) -> tuple[int, int]:
     return index, count
 
 
+def _seeds(text: str) -> tuple[int, int]:
+    from harness.generate.grid import parse_seeds
+
+    try:
+        return parse_seeds(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _option_specs() -> dict[str, dict]:
     """Every option that more than one command takes, defined once: its flags' keyword arguments for
     ``add_argument``.  A command adds it with ``_add(parser, "--name", default=...)`` where its default differs."""
@@ -132,7 +141,9 @@ def _option_specs() -> dict[str, dict]:
         "--quiet": {"action": "store_true", "help": "no summary table"},
         "--suite": {
             "default": "default", "choices": list(SUITES),
-            "help": "default, or nightly: the covering array adds the largest size bucket (default: %(default)s)",
+            "help": "default (about 3,000 records), nightly (the covering array's largest sizes and a value sweep over "
+            "1,350 seeds: about a million records) or exhaustive (the nightly, then the low-precision audit) "
+            "(default: %(default)s)",
         },  # fmt: skip
     }
 
@@ -164,6 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add(run, specs, "--out", "--seed", "--select", "--registry", "--special-cases", "--profile", "--quiet",
          "--loss-factory", "--shard", "--suite", out="reports/latest")  # fmt: skip
     run.add_argument("--max-cases", type=_positive, default=None, help="at most N cases, spread over the suite")
+    run.add_argument(
+        "--seeds", type=_seeds, default=None, metavar="A..B",
+        help="repeat the value grid (unreduced, stacked) over seeds A..B; ids end in /seed=S (nightly: 1..1350)",
+    )  # fmt: skip
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument(
         "--workers", type=_workers, default=None, help="TensorFlow worker processes (default: the cores; 0: in this process)"
@@ -192,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cases = sub.add_parser("cases", help="list the ids of the default suite")
     _add(cases, specs, "--seed", "--select", "--special-cases", "--suite")
+    cases.add_argument("--seeds", type=_seeds, default=None, metavar="A..B", help="with the value sweep over seeds A..B")
 
     cover = sub.add_parser("coverage", help="how much of the case space a suite exercises: facet values and pairs")
     _add(cover, specs, "--seed", "--special-cases", "--suite")
@@ -351,6 +367,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.resume and args.force:
         raise UsageError("--resume continues the run in --out and --force replaces it: give one")
     selection, registry = _prepare(args, announce=True)
+    if args.suite != "default" or args.seeds is not None:
+        return _cmd_run_streamed(args, selection, registry, t0)
     cases, whole = _suite(args, selection.profile)
     suite = list(cases)  # what this run covers, before --resume drops the finished ones
     # the inputs are good; now the output folder, before any work
@@ -374,6 +392,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         "special_cases_sha": file_fingerprint(args.special_cases),
     }  # fmt: skip
     done, cases = _resumed(args, header, registry, cases)
+    from harness.run.estimate import kinds, render
+
+    print(render(args.suite, kinds(cases), workers))
 
     with RecordStream(args.out, header, append=args.resume) as stream:
         result, versions = _execute(args, cases, registry, workers, stream.append, started=t0)
@@ -404,6 +425,161 @@ def _cmd_run(args: argparse.Namespace) -> int:
     )
     again = _again(args, add=["--resume"], drop=["--force"])
     return _finish(result, run_meta, args.out, quiet=args.quiet, started=t0, again=again)
+
+
+_CHUNK = 20_000  # cases a streamed run plans and runs at once: a few MB of cases, jobs and records
+
+
+def _cmd_run_streamed(args: argparse.Namespace, selection, registry, t0: float) -> int:
+    """``run`` of a suite with a value sweep (nightly, exhaustive, --seeds): the cases are generated and run
+    in chunks through one worker pool, every record streamed to records.jsonl, and only what the reports
+    need kept in memory (report/bulk.py), so a million records run in bounded memory."""
+    import itertools
+
+    from harness.generate.facets import coverage, space_for
+    from harness.generate.grid import Suite
+    from harness.report.bulk import Bulk
+    from harness.report.summary import meta
+    from harness.run.estimate import kinds, render
+    from harness.run.runner import RunResult, run_cases, run_parallel
+    from harness.run.stream import RecordStream, file_fingerprint, iter_stream, recorded, suite_fingerprint
+    from harness.run.workers import WorkerPool, default_workers
+    from harness.target import TFTarget, environment_flags, load_factory
+
+    suite = Suite(args.suite, seed=args.seed, special_cases=args.special_cases, paths=selection.profile == "keras3", seeds=args.seeds)
+    whole = suite.chosen(max_cases=args.max_cases, pattern=args.select)
+    positions = whole if args.shard is None else whole[args.shard[0] - 1 :: args.shard[1]]
+    if not positions:
+        raise UsageError(f"--select {args.select!r} matches no case")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UsageError(f"--out {args.out!r} is a file, not a folder")
+    if not (args.resume or args.force) and (n := recorded(args.out)):
+        raise UsageError(
+            f"--out {args.out}: holds the record stream of another run ({n} records); "
+            "continue it with --resume or replace it with --force"
+        )
+    if not args.resume:
+        _out_folder(args.out)
+    if importlib.util.find_spec("tensorflow") is None:
+        raise TargetUnavailable("TensorFlow is not installed; install the extra: pip install 'bce-harness[tf]'")
+    workers = default_workers() if args.workers is None else args.workers
+    ids = list(suite.ids())
+    fingerprint = suite_fingerprint([_Id(ids[p]) for p in positions])
+    header = {
+        "seed": args.seed, "profile": args.profile, "suite": fingerprint, "shard": args.shard, "select": args.select,
+        "max_cases": args.max_cases, "whole_suite": suite_fingerprint([_Id(ids[p]) for p in whole]), "size": len(positions),
+        "loss_factory": args.loss_factory, "registry_sha": file_fingerprint(args.registry),
+        "special_cases_sha": file_fingerprint(args.special_cases), "suite_name": args.suite,
+        "seeds": [suite.seeds.start, suite.seeds.stop - 1] if suite.seeds else None,
+    }  # fmt: skip
+    bulk = Bulk(args.out, keep=_in_base)
+    done: set[str] = set()
+    if args.resume:
+        old_meta, old = iter_stream(args.out, registry)
+        keys = [k for k in header if k != "registry_sha"]
+        theirs = {k: (tuple(old_meta[k]) if k == "shard" and isinstance(old_meta.get(k), list) else old_meta.get(k)) for k in keys}
+        if theirs != {k: header[k] for k in keys}:
+            raise UsageError(f"--resume {args.out}: that run had {theirs}, this one {{k: header[k] for k in keys}}")
+        for r in old:
+            done.add(r.case.id)
+            bulk.add(r)
+    todo = [p for p in positions if ids[p] not in done]
+    nb = len(suite.base)
+    counts = kinds(suite.base[p] for p in todo if p < nb)
+    sweep = sum(1 for p in todo if p >= nb)
+    if sweep:  # every sweep case is of one kind per seed position; one seed's kinds scaled
+        per = kinds(suite.cases_at(range(nb, nb + suite.per_seed)))
+        for k, v in per.items():
+            counts[k] += round(v * sweep / suite.per_seed)
+    print(render(args.suite, counts, workers))
+    progress = _Progress(not args.no_progress)
+    total = len(todo)
+    deadline_at = None if args.deadline is None else t0 + args.deadline
+    records_seconds: dict[str, float] = {}
+    findings: list = []
+    pool_info: dict = {}
+    versions: dict = {}
+    interrupted, stopped, not_run = False, None, ()
+    finished = 0
+    with contextlib.ExitStack() as stack:
+        stream = stack.enter_context(RecordStream(args.out, header, append=args.resume))
+        if workers:
+            pool = stack.enter_context(
+                WorkerPool(workers, factory=args.loss_factory, profile=args.profile, timeout=args.timeout)
+            )
+        else:
+            target = TFTarget(loss_factory=load_factory(args.loss_factory))
+        generated = suite.cases_at(todo)
+        chunks = iter(lambda: list(itertools.islice(generated, _CHUNK)), [])
+        for chunk in chunks:
+            left = None if deadline_at is None else max(0.0, deadline_at - time.perf_counter())
+            offset = finished
+
+            def step(done_now: int, _total: int, offset: int = offset) -> None:
+                progress(offset + done_now, total)
+
+            if workers:
+                result, versions = run_parallel(
+                    chunk, registry, workers=workers, profile=args.profile, progress=step, on_record=stream.append,
+                    pool=pool, deadline=left,
+                )  # fmt: skip
+            else:
+                result = run_cases(chunk, target, registry, profile=args.profile, progress=step, on_record=stream.append, deadline=left)
+                versions = target.versions()
+            for r in result.records:
+                bulk.add(r)
+            finished += len(result.records)
+            for k, v in result.seconds.items():
+                records_seconds[k] = records_seconds.get(k, 0.0) + v
+            findings += list(result.findings)
+            pool_info = dict(result.pool)
+            if result.interrupted or result.deadline is not None:
+                interrupted, stopped = result.interrupted, None if result.deadline is None else args.deadline
+                ran = {r.case.id for r in result.records} | done
+                not_run = tuple(ids[p] for p in todo if ids[p] not in ran)
+                break
+    kept_ids = {r.case.id for r in bulk.kept}
+    order = {ids[p]: i for i, p in enumerate(positions) if ids[p] in kept_ids}
+    kept = tuple(sorted(bulk.kept, key=lambda r: order.get(r.case.id, len(order))))
+    result = RunResult(kept, records_seconds, interrupted, stopped, not_run, tuple(findings), pool_info)
+    run_meta = meta(
+        seed=args.seed,
+        profile=args.profile,
+        versions=versions,
+        env=environment_flags(),
+        extra={
+            "argv": args.argv, "registry": args.registry, "suite": fingerprint, "suite_size": len(positions),
+            "max_cases": args.max_cases, "select": args.select, "shard": list(args.shard) if args.shard else None,
+            "workers": workers, "resumed_records": len(done), "loss_factory": args.loss_factory,
+            "wall_seconds": round(time.perf_counter() - t0, 3), "suite_name": args.suite, "seeds": header["seeds"],
+            # the sweep repeats the value grid's facets: the base suite's coverage is the run's
+            "coverage": coverage(suite.base, space_for(args.suite)).as_dict(),
+        },
+    )  # fmt: skip
+    again = _again(args, add=["--resume"], drop=["--force"])
+    code = _finish(result, run_meta, args.out, quiet=args.quiet, started=t0, again=again, bulk=bulk)
+    if args.suite == "exhaustive" and not (interrupted or stopped is not None):
+        _audit_into(args.out, args.profile)
+    return code
+
+
+def _in_base(record) -> bool:
+    """Whether a record is of a suite's base (kept in full) rather than its value sweep (ids end in /seed=S)."""
+    return "/seed=" not in record.case.id
+
+
+class _Id:
+    """A case or record by its id alone, for what reads only that: suite_fingerprint (``.id``) and
+    check_shards (``.case.id``), so a streamed suite or shard is counted without its records in memory."""
+
+    __slots__ = ("id",)
+
+    def __init__(self, cid: str) -> None:
+        self.id = cid
+
+    @property
+    def case(self) -> _Id:
+        return self
 
 
 def _execute(args: argparse.Namespace, cases: list, registry, workers: int, on_record, *, started: float):
@@ -479,14 +655,15 @@ def _again(args: argparse.Namespace, *, add: Sequence[str] = (), drop: Sequence[
     return "bce-harness " + shlex.join(argv + [a for a in add if a not in argv])
 
 
-def _finish(result, run_meta: dict, out: str, *, quiet: bool, started: float, again: str = "") -> int:
+def _finish(result, run_meta: dict, out: str, *, quiet: bool, started: float, again: str = "", bulk=None) -> int:
     """Write the reports, print the summary, and choose the exit code."""
-    from harness.report.summary import summary_table, write_reports
+    from harness.report.summary import summary_table, totals, write_reports
 
-    paths = write_reports(result, run_meta, out)
-    t = result.totals()
+    t = totals(result, bulk)
     if not quiet:
-        print(summary_table(result.records))
+        print(summary_table(result.records, bulk))
+    paths = write_reports(result, run_meta, out, bulk)
+    if not quiet:
         print()
     print(
         f"{t['total']} records: {t['pass']} passed, {t['fail']} failed, {t['xfail']} xfailed, {t['xpass']} xpassed, "
@@ -519,9 +696,10 @@ def _finish(result, run_meta: dict, out: str, *, quiet: bool, started: float, ag
 def _cmd_merge(args: argparse.Namespace) -> int:
     from harness.judge.registry import load_registry
     from harness.oracle.profiles import installed_tensorflow
+    from harness.report.bulk import Bulk
     from harness.report.summary import meta
     from harness.run.runner import RunResult
-    from harness.run.stream import check_merge_out, check_shards, load_stream, merge_records
+    from harness.run.stream import check_merge_out, check_shards, iter_stream, merge_records
     from harness.target import environment_flags
 
     t0 = time.perf_counter()
@@ -529,13 +707,29 @@ def _cmd_merge(args: argparse.Namespace) -> int:
     # the shards ran here, on the installed TensorFlow: the entries whose range holds for it
     registry = load_registry(args.registry).for_tensorflow(installed_tensorflow())
     metas, groups = [], []
+    bulk = None
     for d in args.dirs:
-        m, records = load_stream(d, registry)
+        m, records = iter_stream(d, registry)
+        if m.get("suite_name") is not None:  # a streamed suite's shard: read in bounded memory (report/bulk.py)
+            if bulk is None:
+                _out_folder(args.out, reports_of="merge")
+                bulk = Bulk(args.out, keep=_in_base)
+            ids = []
+            for r in records:
+                ids.append(_Id(r.case.id))
+                bulk.add(r)
+            groups.append(ids)
+        else:
+            groups.append(list(records))
         metas.append(m)
-        groups.append(records)
-    check_shards(args.dirs, metas, groups)
+    try:
+        check_shards(args.dirs, metas, groups)
+    except InputError:
+        if bulk is not None:
+            bulk.discard()
+        raise
     _out_folder(args.out, reports_of="merge")
-    records = merge_records(groups)
+    records = merge_records(groups) if bulk is None else bulk.kept
     run_meta = meta(
         seed=metas[0].get("seed"),
         profile=metas[0].get("profile", "keras3"),
@@ -548,7 +742,7 @@ def _cmd_merge(args: argparse.Namespace) -> int:
             "argv": args.argv,
         },
     )
-    return _finish(RunResult(tuple(records)), run_meta, args.out, quiet=args.quiet, started=t0)
+    return _finish(RunResult(tuple(records)), run_meta, args.out, quiet=args.quiet, started=t0, bulk=bulk)
 
 
 def _cmd_fuzz(args: argparse.Namespace) -> int:
@@ -722,14 +916,19 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
 
 def _cmd_cases(args: argparse.Namespace) -> int:
-    from harness.generate.grid import default_suite, select
+    import fnmatch
 
-    suite = default_suite(seed=args.seed, special_cases=args.special_cases, suite=args.suite)
-    cases = select(suite, pattern=args.select)
-    if not cases:
+    from harness.generate.grid import Suite
+
+    # the ids alone (a streamed suite's sweep ids need no arrays): the nightly's million list in seconds
+    suite = Suite(args.suite, seed=args.seed, special_cases=args.special_cases, seeds=args.seeds)
+    found = 0
+    for cid in suite.ids():
+        if args.select is None or fnmatch.fnmatchcase(cid, args.select):
+            print(cid)
+            found += 1
+    if not found:
         raise UsageError(f"--select {args.select!r} matches no case")
-    for case in cases:
-        print(case.id)
     return EXIT_OK
 
 
@@ -750,30 +949,38 @@ def _cmd_coverage(args: argparse.Namespace) -> int:
 
 
 def _cmd_audit(args: argparse.Namespace) -> int:
-    import json
-
-    from harness.audit import AUDIT_FORMATS, render_audit, render_audit_html, run_audit
-    from harness.jsonio import atomic_write_text
+    from harness.audit import AUDIT_FORMATS
     from harness.oracle.profiles import select_profile
-    from harness.target import TFTarget
 
     formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
     unknown = [f for f in formats if f not in AUDIT_FORMATS]
     if not formats or unknown:
         raise UsageError(f"--formats {args.formats!r}: each must be one of {', '.join(AUDIT_FORMATS)}")
     selection = select_profile(args.profile)
+    _audit_into(args.out, selection.profile, formats)
+    return EXIT_OK
+
+
+def _audit_into(out_dir: str, profile: str, formats: tuple[str, ...] | None = None) -> None:
+    """The low-precision audit into ``out_dir`` (audit.json, audit.md, audit.html), its text printed: the
+    ``audit`` command, and the last part of ``run --suite exhaustive``."""
+    import json
+
+    from harness.audit import AUDIT_FORMATS, render_audit, render_audit_html, run_audit
+    from harness.jsonio import atomic_write_text
+    from harness.target import TFTarget
+
     target = TFTarget()
-    found = run_audit(target, formats=formats, profile=selection.profile)
+    found = run_audit(target, formats=formats or AUDIT_FORMATS, profile=profile)
     versions = target.versions()
-    out = Path(args.out)
+    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     text = render_audit(found, versions=versions)
-    atomic_write_text(out / "audit.json", json.dumps({"versions": versions, "profile": selection.profile, **found}, indent=1))
+    atomic_write_text(out / "audit.json", json.dumps({"versions": versions, "profile": profile, **found}, indent=1))
     atomic_write_text(out / "audit.md", text)
     atomic_write_text(out / "audit.html", render_audit_html(found, versions=versions))
     print(text)
     print(f"audit: {sum(r.get('n', 0) for r in found['rows'])} values in {found['seconds']['total']}s; {out / 'audit.md'}")
-    return EXIT_OK
 
 
 _COMMANDS = {

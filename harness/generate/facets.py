@@ -368,7 +368,7 @@ def _reasons(infeasible: Sequence[tuple[str, Any, str, Any, str]]) -> dict[str, 
 
 def space_for(suite: str = "default") -> dict[str, tuple[Any, ...]]:
     """The facet values a suite is measured against: the nightly suite adds the largest size bucket."""
-    if suite == "nightly":
+    if suite in ("nightly", "exhaustive"):  # the exhaustive suite is the nightly's cases and the audit
         return dict(FACETS)
     return {k: tuple(v for v in vs if not (k == "size" and v in NIGHTLY_SIZES)) for k, vs in FACETS.items()}
 

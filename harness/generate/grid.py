@@ -43,8 +43,11 @@ __all__ = [
     "DEFAULT_SPECIAL_CASES",
     "LOGIT_REGIMES",
     "PROB_REGIMES",
+    "SUITES",
+    "Suite",
     "default_suite",
     "load_special_cases",
+    "parse_seeds",
     "select",
 ]
 
@@ -143,28 +146,52 @@ def _labels_for(dtype: str, y: np.ndarray) -> np.ndarray:
     return round_to(y, dtype)
 
 
-def _values_family(seed: int) -> Iterator[Case]:
+VALUE_SHAPES: tuple[tuple[str, tuple[int, ...]], ...] = (("none", (12, 1)), ("sum_over_batch_size", (4, 3)))
+
+
+def _values_family(
+    seed: int, *, shapes: tuple[tuple[str, tuple[int, ...]], ...] = VALUE_SHAPES, sweep: bool = False
+) -> Iterator[Case]:
+    """The value grid.  ``sweep``: one seed of a value sweep, whose ids end in the shape and the seed
+    (``values/.../none/12x1/seed=S``): unique across seeds and stable, and still matched by the registry's
+    ``values/...`` globs, since a sweep's case is the grid's case with other draws."""
+    for spec in _value_specs(seed, shapes, sweep):
+        yield _value_case(seed, spec)
+
+
+_ValueSpec = tuple[str, str, str, "str | None", bool, str, str, tuple[int, ...]]
+
+
+def _value_specs(seed: int, shapes: tuple[tuple[str, tuple[int, ...]], ...], sweep: bool) -> Iterator[_ValueSpec]:
+    """The value grid's cases as (id, label dtype, prediction dtype, loss dtype, from_logits, regime,
+    reduction, shape), without their arrays: cheap, so a sparse selection realises only what it takes."""
     for (tdt, pdt), loss_dtype, from_logits in itertools.product(DTYPE_PAIRS, LOSS_DTYPES, (False, True)):
         regimes = LOGIT_REGIMES if from_logits else PROB_REGIMES
         for regime in regimes:
             if tdt in ("int32", "bool") and regime in ("soft_labels",):
                 continue
-            for reduction, shape in (("none", (12, 1)), ("sum_over_batch_size", (4, 3))):
+            for reduction, shape in shapes:
                 kind = "logits" if from_logits else "probs"
                 cid = f"values/{kind}/{regime}/{SHORT[tdt]}-{SHORT[pdt]}/dtype={SHORT[loss_dtype]}/{reduction or 'none'}"
-                rng = _rng(seed, cid)
-                n = math.prod(shape)
-                make = _logits if from_logits else _probabilities
-                y, p = make(regime, pdt, rng, n)
-                yield Case(
-                    id=cid,
-                    y_true=_labels_for(tdt, y).reshape(shape),
-                    y_pred=round_to(p, pdt).reshape(shape),
-                    true_dtype=tdt,
-                    pred_dtype=pdt,
-                    options=Options(from_logits=from_logits, reduction=reduction, dtype=loss_dtype),
-                    tags={"family": "values", "regime": regime, "shape": "B1" if shape[1] == 1 else "BC"},
-                )
+                if sweep:
+                    cid += "/" + "x".join(map(str, shape)) + f"/seed={seed}"
+                yield cid, tdt, pdt, loss_dtype, from_logits, regime, reduction, shape
+
+
+def _value_case(seed: int, spec: _ValueSpec) -> Case:
+    cid, tdt, pdt, loss_dtype, from_logits, regime, reduction, shape = spec
+    rng = _rng(seed, cid)
+    make = _logits if from_logits else _probabilities
+    y, p = make(regime, pdt, rng, math.prod(shape))
+    return Case(
+        id=cid,
+        y_true=_labels_for(tdt, y).reshape(shape),
+        y_pred=round_to(p, pdt).reshape(shape),
+        true_dtype=tdt,
+        pred_dtype=pdt,
+        options=Options(from_logits=from_logits, reduction=reduction, dtype=loss_dtype),
+        tags={"family": "values", "regime": regime, "shape": "B1" if shape[1] == 1 else "BC"},
+    )
 
 
 # shape kind -> (label shape, prediction shape, axes to try)
@@ -640,7 +667,12 @@ def special_expectations(path: str | Path = DEFAULT_SPECIAL_CASES) -> dict[str, 
     return {f"special/{raw['id']}": raw["expect"] for raw in data.get("case", []) if "expect" in raw}
 
 
-SUITES = ("default", "nightly")
+SUITES = ("default", "nightly", "exhaustive")
+# The value sweep: the value grid's unreduced cases (which share stacked calls) in two size buckets, one seed
+# after another.  740 records a seed; the nightly's 1,350 seeds make it 999,000 records, about a million
+# with the base suite.  ``exhaustive`` is the nightly and then the low-precision audit (harness/audit.py).
+SWEEP_SHAPES: tuple[tuple[str, tuple[int, ...]], ...] = (("none", (12, 1)), ("none", (5, 7)))
+NIGHTLY_SEEDS = (1, 1350)
 
 
 def _pairs_family(seed: int, suite: str) -> Iterator[Case]:
@@ -655,6 +687,13 @@ def _covering_rows(suite: str) -> tuple[dict[str, Any], ...]:
     return tuple(covering_rows(space_for(suite)))
 
 
+def _check_suite(seed: int, suite: str) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise UsageError(f"seed={seed!r} is not a non-negative integer")
+    if suite not in SUITES:
+        raise UsageError(f"suite={suite!r} is not one of {', '.join(SUITES)}")
+
+
 def default_suite(
     *,
     seed: int = DEFAULT_SEED,
@@ -663,19 +702,19 @@ def default_suite(
     suite: str = "default",
     profile: str = "keras3",
 ) -> list[Case]:
-    """Every case of the suite, in a fixed order.  ``seed`` must be a non-negative int.
+    """Every case of the suite's fixed part (the base: no value sweep), in a fixed order.  ``seed`` must be
+    a non-negative int.
 
     ``paths=False`` leaves out the paths and pairs families (entry points, modes, producers, configurations,
     masks, gradients, the covering array).  ``profile="keras2"`` keeps the paths the Keras 2 line has (no
     keras.ops, masks or gradients) and leaves out the covering array, which combines Keras 3's options.  The
     training and replicas families are in both: each line documents its loops and its strategy rules
-    (harness/oracle/training.py).  ``suite="nightly"`` adds the largest size bucket to the covering array,
-    the full training and replicas families, and every mode and entry point of the newer paths.
+    (harness/oracle/training.py).  ``suite="nightly"`` (and ``"exhaustive"``, whose fixed part is the
+    nightly's) adds the largest size bucket to the covering array, the full training and replicas families,
+    and every mode and entry point of the newer paths; their value sweep is ``Suite``'s.
     """
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise UsageError(f"seed={seed!r} is not a non-negative integer")
-    if suite not in SUITES:
-        raise UsageError(f"suite={suite!r} is not one of {', '.join(SUITES)}")
+    _check_suite(seed, suite)
+    fixed = "default" if suite == "default" else "nightly"  # the exhaustive suite's fixed part is the nightly's
     cases: list[Case] = []
     if special_cases is not None:
         cases.extend(load_special_cases(special_cases))
@@ -684,16 +723,115 @@ def default_suite(
     cases.extend(_dtype_reductions_family(seed))
     cases.extend(_options_family(seed))
     if paths:
-        cases.extend(_paths_family(seed, profile, suite))
+        cases.extend(_paths_family(seed, profile, fixed))
         if profile == "keras3":  # the covering array combines Keras 3's options (dtype, its reductions)
-            cases.extend(_pairs_family(seed, suite))
-    cases.extend(training_family(seed, suite))
-    cases.extend(replicas_family(seed, suite))
+            cases.extend(_pairs_family(seed, fixed))
+    cases.extend(training_family(seed, fixed))
+    cases.extend(replicas_family(seed, fixed))
     ids = [c.id for c in cases]
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)
         raise InputError(f"case id {dup!r} is generated twice")
     return cases
+
+
+def sweep_family(seed: int) -> Iterator[Case]:
+    """One seed of the value sweep: the value grid's unreduced cases in the sweep's size buckets."""
+    return _values_family(seed, shapes=SWEEP_SHAPES, sweep=True)
+
+
+def parse_seeds(text: str) -> tuple[int, int]:
+    """``A..B`` (inclusive, 0 <= A <= B) or one seed ``A``; UsageError otherwise."""
+    first, sep, last = text.partition("..")
+    try:
+        a, b = int(first), int(last if sep else first)
+    except ValueError:
+        raise UsageError(f"--seeds {text!r} is not of the form A..B (two non-negative integers)") from None
+    if a < 0 or b < a:
+        raise UsageError(f"--seeds {text!r}: needs 0 <= A <= B")
+    return a, b
+
+
+class Suite:
+    """A named suite as a stream: the base (``default_suite``, a few thousand cases, built once) and then
+    the value sweep over ``seeds``, generated seed by seed, so a million cases never sit in memory at once.
+
+    ``ids()`` lists the ids without building any array (a sweep's ids are one seed's with the seed
+    changed), which is how a run counts, fingerprints, selects and shards the suite before it starts."""
+
+    def __init__(
+        self, name: str = "default", *, seed: int = DEFAULT_SEED, special_cases: str | Path | None = DEFAULT_SPECIAL_CASES,
+        paths: bool = True, seeds: tuple[int, int] | None = None,
+    ) -> None:  # fmt: skip
+        _check_suite(seed, name)
+        self.name, self.seed, self.special_cases, self.paths = name, seed, special_cases, paths
+        if seeds is None and name != "default":
+            seeds = NIGHTLY_SEEDS
+        self.seeds = range(0) if seeds is None else range(seeds[0], seeds[1] + 1)
+        self._base: list[Case] | None = None
+
+    @property
+    def base(self) -> list[Case]:
+        if self._base is None:
+            self._base = default_suite(seed=self.seed, special_cases=self.special_cases, paths=self.paths, suite=self.name)
+        return self._base
+
+    @functools.cached_property
+    def _template(self) -> tuple[str, ...]:
+        """One seed's sweep ids with the seed left out (each ends in ``/seed=``)."""
+        return tuple(c.id[: c.id.rindex("=") + 1] for c in sweep_family(0))
+
+    @property
+    def per_seed(self) -> int:
+        return len(self._template)
+
+    def __len__(self) -> int:
+        return len(self.base) + len(self.seeds) * self.per_seed
+
+    def ids(self) -> Iterator[str]:
+        yield from (c.id for c in self.base)
+        for s in self.seeds:
+            yield from (t + str(s) for t in self._template)
+
+    def __iter__(self) -> Iterator[Case]:
+        yield from self.base
+        for s in self.seeds:
+            yield from sweep_family(s)
+
+    def chosen(self, *, max_cases: int | None = None, pattern: str | None = None, shard: tuple[int, int] | None = None) -> list[int]:
+        """Positions (in ``ids()`` order) of the cases a run takes: ``select``'s rule (the ids matching
+        ``pattern``, then at most ``max_cases`` spread evenly), then the ``shard``'s slice of those."""
+        import fnmatch
+
+        picked = [i for i, cid in enumerate(self.ids()) if pattern is None or fnmatch.fnmatchcase(cid, pattern)]
+        picked = [picked[k] for k in _spread(len(picked), max_cases)]
+        if shard is not None:
+            k, n = shard
+            picked = picked[k - 1 :: n]
+        return picked
+
+    def cases_at(self, positions: Sequence[int]) -> Iterator[Case]:
+        """The cases at ``positions`` (ascending), generated seed by seed: a seed none of them needs is skipped."""
+        wanted = iter(positions)
+        nxt = next(wanted, None)
+        nb, per = len(self.base), self.per_seed
+        while nxt is not None and nxt < nb:
+            yield self.base[nxt]
+            nxt = next(wanted, None)
+        while nxt is not None:
+            k = (nxt - nb) // per
+            start, seed = nb + k * per, self.seeds[k]
+            specs = list(_value_specs(seed, SWEEP_SHAPES, True))
+            while nxt is not None and nxt < start + per:  # only the cases taken are realised
+                yield _value_case(seed, specs[nxt - start])
+                nxt = next(wanted, None)
+
+
+def _spread(n: int, max_cases: int | None) -> range | list[int]:
+    if max_cases is None or n <= max_cases:
+        return range(n)
+    step = n / max_cases
+    return [int(i * step) for i in range(max_cases)]
 
 
 def select(cases: Sequence[Case], *, max_cases: int | None = None, pattern: str | None = None) -> list[Case]:
@@ -703,7 +841,4 @@ def select(cases: Sequence[Case], *, max_cases: int | None = None, pattern: str 
     if max_cases is not None and (isinstance(max_cases, bool) or not isinstance(max_cases, int) or max_cases < 1):
         raise UsageError(f"max_cases={max_cases!r} is not a positive integer")
     chosen = [c for c in cases if pattern is None or fnmatch.fnmatchcase(c.id, pattern)]
-    if max_cases is not None and len(chosen) > max_cases:
-        step = len(chosen) / max_cases
-        chosen = [chosen[int(i * step)] for i in range(max_cases)]
-    return chosen
+    return [chosen[k] for k in _spread(len(chosen), max_cases)]

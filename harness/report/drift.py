@@ -19,6 +19,7 @@ keeps both sides' values, so a report can show before and after.
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,10 +34,10 @@ from harness.families import group_of
 from harness.jsonio import decode_array, encode_number, loads
 from harness.run.runner import STATUSES
 
-__all__ = ["MAX_FORMAT", "MIN_FORMAT", "Change", "coverage_text", "Drift", "compare_results", "load_results", "render_text"]
+__all__ = ["MAX_FORMAT", "MIN_FORMAT", "Change", "coverage_text", "Drift", "compare_results", "load_results", "output_digest", "render_text"]
 
 MIN_FORMAT = 2  # report.py FORMAT_VERSION 2: every record has its outcome
-MAX_FORMAT = 5  # summary.FORMAT_VERSION, the newest layout this version reads (a test keeps them equal)
+MAX_FORMAT = 6  # summary.FORMAT_VERSION, the newest layout this version reads (a test keeps them equal)
 _OK = ("pass", "xpass")
 _ROWS = 3
 
@@ -83,6 +84,7 @@ _RECORD_FIELDS: dict[str, tuple[type, ...]] = {
     "expected_dtype": (str, type(None)),
     "divergence": (str, type(None)),
     "compute_dtype": (str, type(None)),
+    "digest": (str, type(None)),
 }
 
 
@@ -192,7 +194,7 @@ class Drift:
 
 
 def _side(r: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: r.get(k) for k in ("status", "kind", "divergence", "actual", "actual_dtype", "actual_error", "bound")}
+    return {k: r.get(k) for k in ("status", "kind", "divergence", "actual", "actual_dtype", "actual_error", "bound", "digest")}
 
 
 def _version_line(m: Mapping[str, Any]) -> str:
@@ -268,6 +270,8 @@ def _moved(cid: str, group: str, b: Mapping[str, Any], a: Mapping[str, Any], exa
         if _exception_class(be) != _exception_class(ae):
             return Change(cid, group, "exception", b, a)
         return None
+    if any("digest" in r and r.get("actual") is None for r in (b, a)):  # a passing record of format 6: a summary
+        return _moved_summary(cid, group, b, a, exact)
     bv, av = _array(b.get("actual"), f"{cid}: BASE actual"), _array(a.get("actual"), f"{cid}: NEW actual")
     if bv is None or av is None:  # a harness error on one side: nothing to measure
         return None
@@ -292,6 +296,39 @@ def _moved(cid: str, group: str, b: Mapping[str, Any], a: Mapping[str, Any], exa
     if not over.any():
         return None
     return _with_values(Change(cid, group, "value", b, a), bv, av, over, tol)
+
+
+def output_digest(value: Any, dtype: str | None) -> str:
+    """A short hash of an output as compare --exact sees it: its dtype, shape and values as float64, with
+    -0 read as +0 and every NaN as one NaN (compare treats both pairs as equal)."""
+    a = np.asarray(value, dtype=np.float64) + 0.0
+    a = np.where(np.isnan(a), np.nan, a)
+    h = hashlib.sha256(f"{dtype}|{list(a.shape)}|".encode())
+    h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:32]
+
+
+def _digest_of(r: Mapping[str, Any], name: str) -> str | None:
+    value = _array(r.get("actual"), name)
+    return r.get("digest") if value is None else output_digest(value, r.get("actual_dtype"))
+
+
+def _moved_summary(cid: str, group: str, b: Mapping[str, Any], a: Mapping[str, Any], exact: bool) -> Change | None:
+    """Drift where one side (at least) is a passing summary (format 6), which keeps the output's digest and
+    shape, not its values.  A changed dtype or shape is drift; with ``exact`` so is any other change of the
+    digest.  Without ``exact`` a changed value is drift only beyond the error bounds, and a passing record's
+    value lies within its bound of the same reference, so two passing records never drift there, and a
+    passing record against one that did not pass is a status change, reported as such."""
+    if b.get("actual_dtype") != a.get("actual_dtype"):
+        return Change(cid, group, "dtype", b, a)
+    bs = b.get("actual_shape") if b.get("actual") is None else list(_array(b["actual"], f"{cid}: BASE actual").shape)
+    as_ = a.get("actual_shape") if a.get("actual") is None else list(_array(a["actual"], f"{cid}: NEW actual").shape)
+    if bs is not None and as_ is not None and bs != as_:
+        return Change(cid, group, "shape", b, a)
+    bd, ad = _digest_of(b, f"{cid}: BASE actual"), _digest_of(a, f"{cid}: NEW actual")
+    if exact and bd is not None and ad is not None and bd != ad:
+        return Change(cid, group, "value", b, a)
+    return None
 
 
 def _with_values(

@@ -156,6 +156,11 @@ def _value_table(r: Mapping[str, Any], before: Mapping[str, Any]) -> list[str]:
             f"| {tuple(int(k) for k in i)} | {_fmt(float(exp_v[i]))} | {_fmt(float(actual[i]))} | {b} | {_fmt(float(bound[i]))} | {'NaN' if u < 0 else u} |"
         )
     lines.append(f"\n{len(bad)} of {exp_v.size} elements diverge; ULPs in {dtype} (-1 where NaN is involved).")
+    if base is None and before.get("digest"):
+        lines.append(
+            f"BASE passed: its results.json keeps a passing record as a summary (output digest {before['digest']}); "
+            "its values are in BASE's records.jsonl."
+        )
     return lines
 
 

@@ -27,6 +27,7 @@ import numpy as np
 from harness import __version__
 from harness.jsonio import atomic_write_text, dumps, encode_array, encode_number
 from harness.report.crossmode import cross_mode_divergences
+from harness.report.drift import output_digest
 from harness.report.html import write_html
 from harness.report.junit import write_junit
 from harness.report.literal import code_span, fence, py
@@ -46,7 +47,12 @@ __all__ = ["FORMAT_VERSION", "build_results", "render_markdown", "summary_rows",
 #   5 - every record carries the Keras configuration its case set (config: policy, loss_policy, epsilon,
 #       floatx, traced_before; null for none) and its ragged row lengths (row_lengths; null for dense);
 #       meta.target has keras_epsilon and keras_floatx, the settings the worker's Keras had.
-FORMAT_VERSION = 5
+#   6 - a passing record is a summary: no actual or bound arrays, but ``digest`` (output_digest: the output's
+#       dtype, shape and value bytes) and ``actual_shape``, so a million records stay small and ``compare
+#       --exact`` still sees any change; records that did not pass keep every array (records.jsonl keeps
+#       all of them, packed).  ``meta.summarised`` counts the passing records of a large run written from
+#       disk (report/bulk.py) rather than held in memory.
+FORMAT_VERSION = 6
 
 _XFAIL_REPROS_PER_ENTRY = 3
 _FAIL_REPROS = 100
@@ -117,12 +123,15 @@ def record_dict(r: Record) -> dict[str, Any]:
         "max_ulp": r.comparison.max_ulp,
     }
     e, o = r.expected, r.outcome
-    # every record's outcome and bound (format 2): compare measures drift between two runs with them
-    d["actual"] = None if o is None or o.value is None else encode_array(o.value)
     d["actual_dtype"] = None if o is None else o.dtype
     d["actual_error"] = None if o is None else o.error
     d["expected_dtype"] = None if e is None else e.dtype
-    d["bound"] = None if e is None or e.bound is None else encode_array(np.asarray(e.bound, dtype=np.float64))
+    if r.status == "pass":  # a summary (format 6): the digest stands for the output in compare --exact
+        d["digest"] = None if o is None or o.value is None else output_digest(o.value, o.dtype)
+        d["actual_shape"] = None if o is None or o.value is None else list(np.shape(o.value))
+    else:  # the outcome and bound (format 2): compare measures drift between two runs with them
+        d["actual"] = None if o is None or o.value is None else encode_array(o.value)
+        d["bound"] = None if e is None or e.bound is None else encode_array(np.asarray(e.bound, dtype=np.float64))
     if r.divergence is not None:
         d["divergence"] = r.divergence.id
     if r.note:
@@ -165,7 +174,9 @@ def failure_classes(records: Iterable[Record]) -> list[dict[str, Any]]:
     return sorted(groups.values(), key=lambda g: (-g["count"], g["class"]))
 
 
-def build_results(result: RunResult, run_meta: dict[str, Any]) -> dict[str, Any]:
+def build_results(result: RunResult, run_meta: dict[str, Any], bulk: Any = None) -> dict[str, Any]:
+    """The results.json document; with ``bulk`` (report/bulk.py) its records are the kept ones only (the
+    summarised passes are streamed in by ``write_reports``) and its totals count both."""
     return {
         "meta": {
             **run_meta,
@@ -174,13 +185,43 @@ def build_results(result: RunResult, run_meta: dict[str, Any]) -> dict[str, Any]
             "deadline": result.deadline,
             "not_run": list(result.not_run),
             "pool": dict(result.pool),
+            **({} if bulk is None else {"summarised": bulk.summarised}),
         },
         "failure_classes": failure_classes(result.records),
         "findings": [dict(f) for f in result.findings],
         "records": [record_dict(r) for r in result.records],
-        "totals": result.totals(),
+        "totals": totals(result, bulk),
         "cross_mode": [c.as_dict() for c in cross_mode_divergences(result.records)],
     }
+
+
+def totals(result: RunResult, bulk: Any = None) -> dict[str, int]:
+    """Status counts of the run: its records, and with ``bulk`` the passes summarised on disk too."""
+    t = result.totals()
+    if bulk is not None:
+        for status, n in bulk.statuses.items():
+            t[status] += n
+        t["total"] += bulk.summarised
+    return t
+
+
+_BULK = "\0bulk records\0"
+
+
+def _write_results(path: Path, results: dict[str, Any], bulk: Any) -> Path:
+    """results.json with the bulk's summarised passes streamed in after the kept records, written to a
+    temporary file and renamed (atomic, like jsonio.atomic_write_text) without the whole text in memory."""
+    if bulk is None or not bulk.summarised:
+        return atomic_write_text(path, dumps(results))
+    head, tail = dumps({**results, "records": [*results["records"], _BULK]}).split(json.dumps(_BULK))
+    tmp = path.with_name(path.name + ".partial")
+    with tmp.open("w", encoding="utf-8") as f:
+        f.write(head)
+        for i, line in enumerate(bulk.lines()):
+            f.write(line if i == 0 else ",\n  " + line)
+        f.write(tail)
+    tmp.replace(path)
+    return path
 
 
 def _group(r: Record) -> tuple[str, str]:
@@ -191,7 +232,7 @@ def _group(r: Record) -> tuple[str, str]:
     return f"{family}/{kind}", r.case.options.compute_dtype
 
 
-def summary_rows(records: Iterable[Record]) -> list[dict[str, Any]]:
+def summary_rows(records: Iterable[Record], bulk: Any = None) -> list[dict[str, Any]]:
     """Per option family and compute dtype: status counts and the worst ULP difference among the passes.
 
     The worst ULP of the passing records is how closely TensorFlow agrees where it agrees; the records
@@ -206,11 +247,16 @@ def summary_rows(records: Iterable[Record]) -> list[dict[str, Any]]:
         g[r.status] += 1
         if r.status == "pass" and r.comparison.max_ulp is not None:
             g["worst_ulp"] = max(g["worst_ulp"], r.comparison.max_ulp)
+    for key, counts in ({} if bulk is None else bulk.rows).items():  # the passes a large run summarised
+        g = groups[key]
+        g["pass"] += counts["pass"]
+        g["xfail"] += counts["xfail"]
+        g["worst_ulp"] = max(g["worst_ulp"], counts["worst_ulp"])
     return [{"family": f, "dtype": d, **v} for (f, d), v in sorted(groups.items())]
 
 
-def summary_table(records: Iterable[Record]) -> str:
-    rows = summary_rows(records)
+def summary_table(records: Iterable[Record], bulk: Any = None) -> str:
+    rows = summary_rows(records, bulk)
     head = ("family", "dtype", "pass", "fail", "xfail", "xpass", "error", "worst ULP of passes")
     body = [
         (r["family"], r["dtype"], r["pass"], r["fail"], r["xfail"], r["xpass"], r["error"], r["worst_ulp"]) for r in rows
@@ -250,8 +296,8 @@ def _brief(outcome: Any) -> str:
     return (text if len(text) < 90 else text[:87] + "...") + f" ({outcome['status']})"
 
 
-def render_markdown(result: RunResult, run_meta: dict[str, Any]) -> str:
-    t = result.totals()
+def render_markdown(result: RunResult, run_meta: dict[str, Any], bulk: Any = None) -> str:
+    t = totals(result, bulk)
     factory = run_meta.get("loss_factory")
     lines = [
         "# bce-harness report",
@@ -269,8 +315,9 @@ def render_markdown(result: RunResult, run_meta: dict[str, Any]) -> str:
         *_first_section(result),
         "## Summary",
         "",
-        *fence(summary_table(result.records)),
+        *fence(summary_table(result.records, bulk)),
         "",
+        *_bulk_section(bulk),
     ]
     if run_meta.get("coverage"):  # what the green means: the share of the case space the run exercised
         found = run_meta["coverage"]
@@ -327,6 +374,29 @@ def render_markdown(result: RunResult, run_meta: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _bulk_section(bulk: Any) -> list[str]:
+    """A large run's passes in brief: how many were summarised, the worst of them, where the rest are."""
+    if bulk is None or not bulk.summarised:
+        return []
+    passes, xfails = bulk.statuses["pass"], bulk.statuses["xfail"]
+    lines = [
+        f"## The value sweep in brief: {passes} passes, {xfails} known divergences",
+        "",
+        (f"{passes} passing records of the value sweep are summarised (results.json keeps each one's max abs, "
+         f"rel and ULP difference and a digest of its output), and its {xfails} known-divergence records are "
+         "counted here by entry, not listed (results.json has each, with its arrays); every record, with its "
+         "arrays, is in [records.jsonl](records.jsonl)."),
+        "",
+    ]  # fmt: skip
+    if bulk.divergences:
+        lines += ["| known divergence | sweep records |", "|---|---|"]
+        lines += [f"| {code_span(k)} | {n} |" for k, n in sorted(bulk.divergences.items())]
+        lines += [""]
+    lines += [f"The worst {len(bulk.worst)} passes by ULP difference (each within its error bound):", ""]
+    lines += [f"- {code_span(cid)}: {text}" for _, cid, text in bulk.worst_first()]
+    return [*lines, ""]
+
+
 def _ids(ids: list[str], most: int = 20) -> str:
     shown = ", ".join(f"`{i}`" for i in ids[:most])
     return shown + (f" and {len(ids) - most} more (results.json)" if len(ids) > most else "")
@@ -363,14 +433,16 @@ def _first_section(result: RunResult) -> list[str]:
     return lines
 
 
-def write_reports(result: RunResult, run_meta: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
-    """Write results.json, report.md and repro/*.py for non-passing records; return the paths."""
+def write_reports(result: RunResult, run_meta: dict[str, Any], out_dir: str | Path, bulk: Any = None) -> dict[str, Path]:
+    """Write results.json, report.md and repro/*.py for non-passing records; return the paths.  ``bulk``
+    (report/bulk.py): the passes a large run summarised on disk, streamed into results.json, counted in
+    the totals and summary table, and then removed; the HTML and JUnit reports list the kept records."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    results = build_results(result, run_meta)
+    results = build_results(result, run_meta, bulk)
     paths = {
-        "results": atomic_write_text(out / "results.json", dumps(results)),
-        "report": atomic_write_text(out / "report.md", render_markdown(result, run_meta)),
+        "results": _write_results(out / "results.json", results, bulk),
+        "report": atomic_write_text(out / "report.md", render_markdown(result, run_meta, bulk)),
         # rendered from the JSON-level results, as compare renders them from files
         "html": write_html(results, out / "report.html"),
         "junit": write_junit(results, out / "junit.xml"),
@@ -389,6 +461,8 @@ def write_reports(result: RunResult, run_meta: dict[str, Any], out_dir: str | Pa
         atomic_write_text(repro_dir / f"{_slug(r.case.id)}.py", _repro(r, run_meta.get("loss_factory")))
         written += 1
     paths["repro"] = repro_dir
+    if bulk is not None:
+        bulk.discard()
     return paths
 
 

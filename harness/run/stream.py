@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
@@ -31,6 +31,7 @@ __all__ = [
     "file_fingerprint",
     "recorded",
     "RecordStream",
+    "iter_stream",
     "load_stream",
     "merge_records",
     "record_from_json",
@@ -143,41 +144,66 @@ class RecordStream:
 
 def load_stream(path: str | Path, registry: Registry) -> tuple[dict[str, Any], list[Record]]:
     """The meta and records of a stream file (or of the records.jsonl in a folder)."""
+    meta, records = iter_stream(path, registry)
+    return meta, list(records)
+
+
+def iter_stream(path: str | Path, registry: Registry) -> tuple[dict[str, Any], Iterator[Record]]:
+    """The meta of a stream and its records one at a time, read line by line: a million-record stream is
+    never in memory at once (report/bulk.py keeps what the reports need)."""
     path = Path(path)
     if path.is_dir():
         path = path / STREAM_NAME
     try:
-        lines = path.read_text(encoding="utf-8").split("\n")
+        f = path.open("rb")
     except FileNotFoundError:
         raise InputError(f"{path}: no record stream here (was it written by bce-harness run?)") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise InputError(f"{path}: cannot read the record stream ({exc})") from None
-    if not lines or not lines[0].strip():
+    try:
+        first = f.readline().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        f.close()
+        raise InputError(f"{path}: cannot read the record stream ({exc})") from None
+    if not first.strip():
+        f.close()
         raise InputError(f"{path}: the record stream is empty")
     try:
-        head = loads(lines[0])
+        head = loads(first)
     except ValueError:
+        f.close()
         raise InputError(f"{path}: line 1 is not JSON (is this a records.jsonl written by bce-harness run?)") from None
     if not isinstance(head, dict) or "stream" not in head or not isinstance(head.get("meta"), dict):
+        f.close()
         raise InputError(f"{path}: line 1 is not the header of a record stream (is this a records.jsonl written by bce-harness run?)")
     if head["stream"] not in _READABLE_VERSIONS:
+        f.close()
         raise InputError(
             f"{path}: stream version {head['stream']!r} is not one this bce-harness reads ({', '.join(map(str, _READABLE_VERSIONS))})"
         )
     meta = head["meta"]
     profile = meta.get("profile", "keras3")
     if profile not in PROFILES:
+        f.close()
         raise InputError(f"{path}: header profile={profile!r} is not one of {', '.join(sorted(PROFILES))}")
-    complete = lines[1:-1] if lines[-1] else lines[1:]  # the text after the last newline may be torn
-    records = []
-    for n, line in enumerate(complete, start=2):
-        if not line.strip():
-            continue
-        try:
-            records.append(record_from_json(loads(line), registry, profile=profile))
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # UsageError and JSON errors are ValueErrors
-            raise InputError(f"{path}: line {n} is not a record ({type(exc).__name__}: {exc})") from None
-    return meta, records
+
+    def records() -> Iterator[Record]:
+        with f:
+            for n, raw in enumerate(f, start=2):
+                if not raw.endswith(b"\n"):
+                    return  # the text after the last newline may be torn
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise InputError(f"{path}: cannot read the record stream ({exc})") from None
+                if not line.strip():
+                    continue
+                try:
+                    yield record_from_json(loads(line), registry, profile=profile)
+                except (KeyError, TypeError, ValueError, AttributeError) as exc:  # UsageError and JSON errors are ValueErrors
+                    raise InputError(f"{path}: line {n} is not a record ({type(exc).__name__}: {exc})") from None
+
+    return meta, records()
 
 
 def merge_records(groups: Iterable[Sequence[Record]]) -> list[Record]:

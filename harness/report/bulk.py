@@ -1,0 +1,90 @@
+"""A large run's records as the reports need them, in bounded memory.
+
+A run of a million records cannot hold a million ``Record`` objects (each with its case's arrays, the
+expected and the actual values): ``Bulk`` keeps in memory every unexpected record (fail, xpass, error) and
+the records ``keep`` names (the base suite's, so the summary table, cross-mode and HTML sections see the
+same records as a default run), and writes every other record's results.json entry (``summary.record_dict``:
+a pass as its summary, format 6; a known divergence, xfail, with its arrays) as one JSON line to
+``DIR/passes.partial.jsonl``, counting it into the totals, the summary table's rows, the known divergences'
+counts and a top-N of the worst ULP differences among the passes.  ``summary.write_reports(..., bulk=...)`` then streams that file into
+``results.json`` and removes it.  Every record, in full, is in ``records.jsonl``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from harness.run.runner import Record
+
+__all__ = ["PASSES_NAME", "TOP_N", "Bulk"]
+
+PASSES_NAME = "passes.partial.jsonl"
+TOP_N = 20
+
+
+class Bulk:
+    """Records kept (did not pass, or ``keep``) and passing summaries spilled to disk, with their counts."""
+
+    def __init__(self, out_dir: str | Path, keep: Callable[[Record], bool] = lambda r: False) -> None:
+        from harness.report.summary import record_dict, summary_rows
+
+        self._record_dict, self._rows_of = record_dict, summary_rows
+        self.path = Path(out_dir) / PASSES_NAME
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file: IO[str] | None = self.path.open("w", encoding="utf-8")
+        self.keep = keep
+        self.kept: list[Record] = []
+        self.summarised = 0
+        self.statuses: dict[str, int] = {"pass": 0, "xfail": 0}
+        self.divergences: dict[str, int] = {}
+        self.rows: dict[tuple[str, str], dict[str, Any]] = {}
+        self.worst: list[tuple[int, str, str]] = []  # a min-heap of (max ULP, id, line) of the summarised passes
+
+    def add(self, record: Record) -> None:
+        if record.status not in self.statuses or self.keep(record):
+            self.kept.append(record)
+            return
+        d = self._record_dict(record)
+        line = json.dumps(d, allow_nan=False)
+        assert self._file is not None, "Bulk.add after close"
+        self._file.write(line + "\n")
+        self.summarised += 1
+        self.statuses[record.status] += 1
+        (row,) = self._rows_of([record])
+        g = self.rows.setdefault((row["family"], row["dtype"]), {"pass": 0, "xfail": 0, "worst_ulp": 0})
+        g[record.status] += 1
+        g["worst_ulp"] = max(g["worst_ulp"], row["worst_ulp"])
+        if record.status == "xfail":
+            key = record.divergence.id if record.divergence is not None else "?"
+            self.divergences[key] = self.divergences.get(key, 0) + 1
+            return
+        ulp = record.comparison.max_ulp or 0
+        item = (ulp, record.case.id, f"max ULP {ulp}, max abs {d['max_abs']}, max rel {d['max_rel']}")
+        if len(self.worst) < TOP_N:
+            heapq.heappush(self.worst, item)
+        elif item > self.worst[0]:
+            heapq.heapreplace(self.worst, item)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def lines(self):
+        """The summarised passes' JSON lines, in the order they completed."""
+        self.close()
+        with self.path.open(encoding="utf-8") as f:
+            for line in f:
+                if line.strip():
+                    yield line.rstrip("\n")
+
+    def worst_first(self) -> list[tuple[int, str, str]]:
+        return sorted(self.worst, reverse=True)
+
+    def discard(self) -> None:
+        self.close()
+        self.path.unlink(missing_ok=True)

@@ -1,0 +1,191 @@
+"""The nightly at scale without TensorFlow: suites as streams, passing records as summaries, and compare
+--exact on them (each with a planted change it must catch), the estimate, and one streamed run end to end.
+
+The records are the reference's expectations with synthetic outcomes (an outcome equal to the expected
+value, rounded to its dtype, passes); the end-to-end run (TensorFlow, in this process) is a few dozen cases.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+
+from harness.case import Outcome
+from harness.dtypes import round_to
+from harness.errors import UsageError
+from harness.generate.grid import NIGHTLY_SEEDS, Suite, parse_seeds, sweep_family
+from harness.judge.compare import compare
+from harness.judge.registry import load_registry
+from harness.oracle import expected as reference
+from harness.report.bulk import Bulk
+from harness.report.drift import compare_results, load_results
+from harness.report.summary import FORMAT_VERSION, meta, write_reports
+from harness.run.estimate import estimate, kind_of, kinds, render
+from harness.run.runner import RunResult, judged
+
+REGISTRY = load_registry()
+
+
+def test_a_suites_ids_are_its_cases_in_order_unique_and_stable() -> None:
+    suite = Suite("default", seeds=(3, 4), special_cases=None)
+    cases = list(suite)
+    ids = list(suite.ids())
+    assert ids == [c.id for c in cases] and len(set(ids)) == len(ids) == len(suite)
+    assert len(suite) == len(suite.base) + 2 * suite.per_seed
+    sweep = [c for c in cases if "/seed=" in c.id]
+    assert {c.id.rsplit("=", 1)[1] for c in sweep} == {"3", "4"}
+    again = {c.id: c for c in sweep_family(4)}
+    for c in sweep[-5:]:  # the same id gives the same data, whatever else is generated
+        assert np.array_equal(again[c.id].y_pred, c.y_pred, equal_nan=True)
+    first = {c.id.rsplit("/", 1)[0]: c.y_pred for c in sweep if c.id.endswith("=3")}
+    differ = [k for c in sweep if c.id.endswith("=4") for k in [c.id.rsplit("/", 1)[0]]
+              if not np.array_equal(first[k], c.y_pred, equal_nan=True)]  # fmt: skip
+    assert len(differ) > len(first) // 2, "another seed must draw other values"
+
+
+def test_selection_and_shards_of_a_stream_are_selects() -> None:
+    suite = Suite("default", seeds=(1, 3), special_cases=None)
+    ids = list(suite.ids())
+    for kw in ({"max_cases": 100}, {"pattern": "values/logits/*"}, {"pattern": "values/*", "max_cases": 50, "shard": (2, 3)}):
+        positions = suite.chosen(**kw)
+        assert [c.id for c in suite.cases_at(positions)] == [ids[p] for p in positions]
+    whole = suite.chosen(max_cases=90)
+    slices = [suite.chosen(max_cases=90, shard=(k, 3)) for k in (1, 2, 3)]
+    joined = [p for part in slices for p in part]
+    assert sorted(joined) == whole and len(set(joined)) == len(whole)
+
+
+def test_the_nightly_is_about_a_million_records_and_every_sweep_case_stacks() -> None:
+    per_seed = Suite("default", seeds=(0, 0), special_cases=None).per_seed
+    n = (NIGHTLY_SEEDS[1] - NIGHTLY_SEEDS[0] + 1) * per_seed
+    assert 950_000 <= n <= 1_050_000
+    assert {kind_of(c) for c in sweep_family(7)} == {"stacked"}
+
+
+@pytest.mark.parametrize("text", ["", "3..1", "-1..2", "a..b", "1..2..3"])
+def test_bad_seed_ranges_are_refused(text: str) -> None:
+    with pytest.raises(UsageError):
+        parse_seeds(text)
+    assert parse_seeds("4") == (4, 4) and parse_seeds("1..1350") == (1, 1350)
+
+
+def test_the_estimate_is_records_times_cost_by_kind() -> None:
+    counts = {"stacked": 1000, "xla": 10}
+    one, two = estimate(counts, 1), estimate(counts, 2)
+    assert one > two > 0 and "1,010 records" in render("nightly", counts, 2)
+    assert kinds(sweep_family(1))["stacked"] == Suite("default", special_cases=None).per_seed
+
+
+def _records(cases, plant: dict | None = None):
+    """Records of ``cases`` with outcomes equal to the reference's value (rounded to its dtype); ``plant``
+    maps an id to a function changing that outcome's value."""
+    out = []
+    for c in cases:
+        e = reference(c)
+        value = round_to(np.asarray(e.value, dtype=np.float64), e.dtype)
+        if plant and c.id in plant:
+            value = plant[c.id](value)
+        o = Outcome(value=value, dtype=e.dtype)
+        out.append(judged(c, compare(c, e, o), e, o, REGISTRY, "keras3"))
+    return out
+
+
+def _typical(seeds=(1, 2)):
+    return [c for s in range(seeds[0], seeds[1] + 1) for c in sweep_family(s) if "/typical/f32-f32/" in c.id]
+
+
+def _write(tmp, name, records, *, bulk: bool = True):
+    folder = tmp / name
+    b = Bulk(folder, keep=lambda r: False) if bulk else None
+    kept = []
+    for r in records:
+        if b is None:
+            kept.append(r)
+        else:
+            b.add(r)
+    result = RunResult(tuple(kept if b is None else b.kept))
+    write_reports(result, meta(seed=1, profile="keras3", versions={}, env={}, extra={}), folder, b)
+    assert b is None or not b.path.exists(), "the spill file is removed once results.json holds it"
+    return folder
+
+
+def _next_up(value: np.ndarray) -> np.ndarray:
+    v = np.array(value, dtype=np.float64)
+    v.flat[0] = np.nextafter(np.float32(v.flat[0]), np.float32(np.inf))
+    return v
+
+
+def test_passing_records_are_summaries_and_compare_exact_sees_a_planted_change(tmp_path) -> None:
+    cases = _typical()
+    base = _records(cases)
+    assert {r.status for r in base} == {"pass"}
+    a = _write(tmp_path, "a", base)
+    data = json.loads((a / "results.json").read_text())
+    assert data["meta"]["format_version"] == FORMAT_VERSION == 6 and data["meta"]["summarised"] == len(cases)
+    assert data["totals"]["pass"] == data["totals"]["total"] == len(cases) == len(data["records"])
+    assert all("digest" in r and "actual" not in r and "bound" not in r for r in data["records"])
+    assert "records.jsonl" in (a / "report.md").read_text()
+
+    victim = cases[3].id
+    b = _write(tmp_path, "b", _records(cases, {victim: _next_up}))  # still within the bound: a pass
+    same = _write(tmp_path, "same", _records(cases))
+    old_a, new_b = load_results(a), load_results(b)
+    assert [c.id for c in compare_results(old_a, new_b, exact=True).drift] == [victim]
+    assert compare_results(old_a, new_b).drift == ()  # both within their bounds of one reference
+    assert compare_results(old_a, load_results(same), exact=True).drift == ()
+
+    shaped = _write(tmp_path, "shape", _records(cases, {victim: lambda v: v[:-1]}))
+    found = compare_results(old_a, load_results(shaped))
+    assert [(c.id, c.what) for c in found.drift] == [(victim, "shape")] or [c.id for c in found.new_divergences] == [victim]
+
+
+def test_format_5_against_format_6(tmp_path) -> None:
+    """A format-5 results.json (every record's actual and bound, no digest) against a format-6 one."""
+    cases = _typical((5, 5))
+    new = _write(tmp_path, "new", _records(cases))
+    old = _write(tmp_path, "old", _records(cases, {cases[0].id: _next_up}), bulk=False)
+    doc = json.loads((old / "results.json").read_text())
+    doc["meta"]["format_version"] = 5
+    from harness.jsonio import encode_array
+
+    for r, rec in zip(doc["records"], _records(cases, {cases[0].id: _next_up})):
+        r.pop("digest")
+        r.pop("actual_shape")
+        r["actual"] = encode_array(rec.outcome.value)
+        r["bound"] = encode_array(np.asarray(rec.expected.bound, dtype=np.float64))
+    (old / "results.json").write_text(json.dumps(doc))
+    found = compare_results(load_results(old), load_results(new), exact=True)
+    assert [c.id for c in found.drift] == [cases[0].id]
+    assert compare_results(load_results(old), load_results(new)).drift == ()
+
+
+def test_bulk_keeps_only_what_did_not_pass(tmp_path) -> None:
+    cases = _typical((1, 1))
+    records = _records(cases, {cases[0].id: lambda v: v + 1.0})  # far beyond the bound: a fail
+    b = Bulk(tmp_path, keep=lambda r: False)
+    for r in records:
+        b.add(r)
+    assert [r.case.id for r in b.kept] == [cases[0].id] and b.kept[0].status == "fail"
+    assert b.summarised == len(cases) - 1 == sum(1 for _ in b.lines())
+    b.discard()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="TensorFlow is not installed")
+def test_a_streamed_run_shards_merges_resumes_and_compares(tmp_path, capsys) -> None:
+    from harness.cli import main
+
+    args = ["--seeds", "1..2", "--select", "values/probs/typical/f32-*", "--workers", "0", "--no-progress", "--quiet"]
+    assert main(["run", *args, "--out", str(tmp_path / "whole")]) == 0
+    printed = capsys.readouterr().out
+    assert "suite default: 30 records (25 stacked, 5 eager); expected about" in printed
+    for k in (1, 2):
+        assert main(["run", *args, "--shard", f"{k}/2", "--out", str(tmp_path / f"s{k}")]) == 0
+    assert main(["merge", str(tmp_path / "s1"), str(tmp_path / "s2"), "--out", str(tmp_path / "merged"), "--quiet"]) == 0
+    assert main(["compare", str(tmp_path / "whole"), str(tmp_path / "merged"), "--exact"]) == 0
+    whole = json.loads((tmp_path / "whole" / "results.json").read_text())
+    assert whole["totals"]["total"] == 30 and whole["meta"]["seeds"] == [1, 2]
+    assert main(["run", *args, "--out", str(tmp_path / "whole"), "--resume"]) == 0
+    assert json.loads((tmp_path / "whole" / "results.json").read_text())["totals"] == whole["totals"]
