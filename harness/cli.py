@@ -343,6 +343,7 @@ def _resumed(args: argparse.Namespace, header: dict, registry, cases: list) -> t
 def _cmd_run(args: argparse.Namespace) -> int:
     from harness.generate.facets import coverage, space_for
     from harness.report.summary import meta
+    from harness.run.findings import FindingsLog, load_findings
     from harness.run.stream import RecordStream, file_fingerprint, recorded, suite_fingerprint
     from harness.run.workers import default_workers
     from harness.target import environment_flags
@@ -374,11 +375,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         "special_cases_sha": file_fingerprint(args.special_cases),
     }  # fmt: skip
     done, cases = _resumed(args, header, registry, cases)
+    found = load_findings(args.out) if args.resume else []  # the job-level findings of the run resumed
 
-    with RecordStream(args.out, header, append=args.resume) as stream:
-        result, versions = _execute(args, cases, registry, workers, stream.append, started=t0)
+    with RecordStream(args.out, header, append=args.resume) as stream, FindingsLog(args.out, append=args.resume) as log:
+        result, versions = _execute(args, cases, registry, workers, stream.append, started=t0, on_finding=log)
     if result.deadline is not None:
         result = dataclasses.replace(result, deadline=args.deadline)
+    if found:
+        result = dataclasses.replace(result, findings=(*found, *result.findings))
     if done:
         result = dataclasses.replace(result, records=tuple(sorted(done + list(result.records), key=_suite_order(args))))
     run_meta = meta(
@@ -406,7 +410,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return _finish(result, run_meta, args.out, quiet=args.quiet, started=t0, again=again)
 
 
-def _execute(args: argparse.Namespace, cases: list, registry, workers: int, on_record, *, started: float):
+def _execute(args: argparse.Namespace, cases: list, registry, workers: int, on_record, *, started: float, on_finding=None):
     """Run ``cases`` in this process (``--workers 0``) or in worker processes; the result and the versions."""
     from harness.run.runner import run_cases, run_parallel
     from harness.target import TFTarget, load_factory
@@ -430,6 +434,7 @@ def _execute(args: argparse.Namespace, cases: list, registry, workers: int, on_r
         progress=progress,
         on_record=on_record,
         deadline=deadline,
+        on_finding=on_finding,
     )
 
 

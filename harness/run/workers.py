@@ -3,9 +3,12 @@ costs one record, not the run.
 
 The parent hands out *jobs* (lists of cases) to N spawned workers over pipes.  Each worker imports
 TensorFlow once, evaluates reference, target (``TFTarget.run_many``, which stacks what it can) and
-comparison for every case of a job, and sends the results back.  When a worker dies (abort, segfault) or
-a job exceeds its time limit, the worker is replaced and the job's cases are retried one per job, which
-pins the culprit: it becomes a ``crash`` or ``timeout`` result, and every other case still gets its own.
+comparison for every case of a job, and sends the results back a *chunk* at a time (``chunks``: a stacked
+group, or a few cases that are not stacked), so that the watchdog times each chunk against its own limit and
+a worker's death loses no result of a chunk already done.  When a worker dies (abort, segfault) or a chunk
+exceeds its time limit, the worker is replaced, the cases of that chunk are retried one per job, which pins
+the culprit (it becomes a ``crash`` or ``timeout`` result, and every other case still gets its own), and the
+job's chunks not yet run go back to the queue.
 
 The parent imports neither TensorFlow nor anything that does.
 """
@@ -13,6 +16,7 @@ The parent imports neither TensorFlow nor anything that does.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import faulthandler
 import itertools
 import multiprocessing as mp
@@ -23,7 +27,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -45,6 +49,28 @@ CRASH_REAP_SECONDS = 10.0  # how long a crashed worker may take to exit before i
 HANG_SIGNAL: signal.Signals | None = getattr(signal, "SIGUSR1", None)
 HANG_TRACE_SECONDS = 1.0  # how long the parent waits for that traceback
 TAIL_BYTES = 4096  # how much of a crashed or hung worker's last output its record keeps
+CHUNK = 8  # cases that are not stacked, per chunk: each chunk is timed apart and its results sent at once
+
+
+def chunks(
+    pairs: Sequence[tuple[int, Case]], *, size: int = CHUNK, alone: Collection[int] = ()
+) -> list[list[tuple[int, Case]]]:
+    """``pairs`` cut into the chunks a worker reports one at a time: each run of cases sharing a
+    ``stacking.batch_key`` (one stacked call), and the other cases ``size`` at a time, in order; the cases
+    whose index is in ``alone`` (a first trace or XLA compile: slow, and slower still on a busy machine) get a
+    chunk, and so a limit, each."""
+    from harness.stacking import MAX_STACK, batch_key
+
+    out: list[list[tuple[int, Case]]] = []
+    last: Any = ()
+    for pair in pairs:
+        key = ("alone", pair[0]) if pair[0] in alone else batch_key(pair[1])
+        if out and key == last and len(out[-1]) < (MAX_STACK if key is not None else size):
+            out[-1].append(pair)
+        else:
+            out.append([pair])
+        last = key
+    return out
 
 
 def default_workers() -> int:
@@ -101,10 +127,11 @@ def _worker_main(conn: Connection, factory_spec: str | None, profile: str, log: 
             return
         if message is None:
             return
-        job_id, jobs = message
-        sys.stdout.flush()
-        os.ftruncate(1, 0)  # the log holds the current job's output only (appends go on at the new end)
-        conn.send(("done", job_id, evaluate(jobs, target, profile)))
+        job_id, parts = message
+        for n, part in enumerate(parts, start=1):
+            sys.stdout.flush()
+            os.ftruncate(1, 0)  # the log holds the current chunk's output only (appends go on at the new end)
+            conn.send(("done" if n == len(parts) else "part", job_id, evaluate(part, target, profile)))
 
 
 @dataclass
@@ -131,8 +158,9 @@ class _Slot:
     spawned: float = 0.0
     limit: float = 0.0
     kinds: dict[int, str] = field(default_factory=dict)
+    chunks: list[list[tuple[int, Case]]] = field(default_factory=list)  # of the job: the one running first
     traced: set[Any] = field(default_factory=set)
-    jobs_done: int = 0  # jobs this worker finished: 0, a crash cannot be the doing of an earlier job
+    jobs_done: int = 0  # chunks this worker finished: 0, a crash cannot be the doing of an earlier one
 
 
 class DeadlineReached(Exception):
@@ -177,6 +205,7 @@ class WorkerPool:
         self.clock = clock
         self.versions: dict[str, Any] = {}
         self.findings: list[dict[str, Any]] = []
+        self.on_finding: Callable[[dict[str, Any]], None] | None = None  # sees each finding as it is made
         self.startups: list[float] = []  # seconds from spawn to ready, per worker
         self.replacements = {"spare": 0, "cold": 0}  # how dead workers were replaced
         self._ctx = mp.get_context("spawn")
@@ -276,10 +305,17 @@ class WorkerPool:
                 keys = {i: trace_key(c) for i, c in job.pairs}
                 slot.kinds = {i: Watchdog.kind(Watchdog.mode_of(c), keys[i] not in slot.traced) for i, c in job.pairs}
                 slot.traced.update(keys.values())
-                slot.limit = job.limit if job.limit is not None else self.watchdog.limit(slot.kinds.values())
+                slot.chunks = chunks(job.pairs, alone={i for i, k in slot.kinds.items() if k.startswith("first:")})
                 slot.job, slot.job_id = job, next(self._ids)
-                slot.started = self.clock()
-                slot.conn.send((slot.job_id, job.pairs))
+                start_chunk(slot)
+                slot.conn.send((slot.job_id, slot.chunks))
+
+        def start_chunk(slot: _Slot) -> None:
+            """The clock starts for the slot's next chunk, with that chunk's limit."""
+            assert slot.job is not None
+            kinds = [slot.kinds[i] for i, _ in slot.chunks[0]]
+            slot.limit = slot.job.limit if slot.job.limit is not None else self.watchdog.limit(kinds)
+            slot.started = self.clock()
 
         def busy() -> bool:
             return any(s.job is not None for s in self._slots)
@@ -337,6 +373,14 @@ class WorkerPool:
                             if message[1] == "UsageError":  # a --loss-factory that imports but is not usable
                                 raise UsageError(message[2])
                             raise HarnessError(f"worker could not start: {message[2]}")
+                        elif kind == "part" and slot.job is not None and message[1] == slot.job_id and len(slot.chunks) > 1:
+                            slot.jobs_done += 1
+                            slot.chunks.pop(0)
+                            start_chunk(slot)
+                            job, kinds = slot.job, slot.kinds
+                            for r in message[2]:
+                                yield self._completed(r, job, kinds, queue)
+                            continue
                         elif kind == "done" and slot.job is not None and message[1] == slot.job_id:
                             job, kinds = slot.job, slot.kinds
                             slot.jobs_done += 1
@@ -368,6 +412,11 @@ class WorkerPool:
                     slot.process.join(timeout=HANG_TRACE_SECONDS)
                 exitcode = slot.process.exitcode
                 job = slot.job
+                if job is not None and len(slot.chunks) > 1:
+                    # the chunk that was running failed; the chunks after it never ran: back to the queue
+                    queue.appendleft(_Job([p for part in slot.chunks[1:] for p in part]))
+                if job is not None and slot.chunks:
+                    job = dataclasses.replace(job, pairs=slot.chunks[0])
                 self._kill(slot)
                 output = _tail(slot.log)
                 if detail:
@@ -423,7 +472,7 @@ class WorkerPool:
         queue.extend(_Job([pair]) for pair in released)
         if job.first is not None and job.first[0] == "crash":  # (a suspect hang that finishes was just slow)
             kind, cause = job.first
-            self.findings.append(
+            self._finding(
                 {
                     "finding": "not reproduced",
                     "kind": kind,
@@ -435,6 +484,11 @@ class WorkerPool:
         self._split_case_done(job.parent, r.index, failed=False)
         return r
 
+    def _finding(self, finding: dict[str, Any]) -> None:
+        self.findings.append(finding)
+        if self.on_finding is not None:
+            self.on_finding(finding)
+
     def _split_case_done(self, parent: int | None, index: int, *, failed: bool) -> None:
         split = self._splits.get(parent) if parent is not None else None
         if split is None:
@@ -444,14 +498,14 @@ class WorkerPool:
         if split["left"]:
             return
         del self._splits[parent]
-        if split["failed"]:
-            return
+        if split["failed"] or (split["kind"] == "timeout" and not split["stacked"]):
+            return  # (separate calls that each complete alone and were too slow together: a busy machine)
         n = len(split["ids"])
         stacked = split["stacked"]
         what = f"a stacked call of shape {stacked[0]}" if len(stacked) == 1 else (
             f"stacked calls of shapes {', '.join(map(str, stacked))}" if stacked else "one call per case"
         )
-        self.findings.append(
+        self._finding(
             {
                 "finding": "job failed, cases pass alone",
                 "kind": split["kind"],
@@ -633,7 +687,7 @@ def _inferred(pair: tuple[int, Case], evidence: dict[str, Any]) -> CaseResult:
     index, case = pair
     kind = "timeout" if evidence["cause"] == "hang" else "crash"
     seen = ", ".join(evidence["confirmed"][:5]) + (" ..." if len(evidence["confirmed"]) > 5 else "")
-    facets = ", ".join(f"{k}={v}" for k, v in evidence["signature"].items())
+    facets = ", ".join(f"{k}={v}" for k, v in (evidence.get("rule") or evidence["signature"]).items())
     what = (
         f"inferred, not run: this case is of class {evidence['class']} ({kind}, {evidence['cause']}), whose "
         f"{len(evidence['confirmed'])} confirmed cases ({seen}) all failed so; the class: {facets or 'every case'}"

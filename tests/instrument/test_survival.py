@@ -110,6 +110,13 @@ def test_a_stacked_call_that_crashes_while_its_cases_pass_alone_is_a_finding(tmp
     assert stacked and stacked[0]["cause"] == "SIGSEGV" and stacked[0]["stacked_shapes"]
     assert all(len(shape) >= 3 for f in stacked for shape in f["stacked_shapes"])
     assert "job failed, cases pass alone" in (out / "report.md").read_text().split("## Summary")[0]
+    # the finding is kept beside the stream: a --resume of the run (nothing left to run) still reports it
+    again = bce_harness(
+        "run", "--select", "values/probs/*/f16-f16/dtype=default/none", "--loss-factory", "planted:segv_on_rank3", "--workers", "1",
+        "--resume", "--out", str(out), "--no-progress", "--quiet", timeout=900,
+    )  # fmt: skip
+    assert again.returncode == 1, again.stdout + again.stderr
+    assert json.loads((out / "results.json").read_text())["findings"] == findings
 
 
 def test_deadline_stops_on_time_and_resume_completes_it(tmp_path):

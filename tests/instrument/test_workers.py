@@ -192,3 +192,36 @@ def test_a_worker_gets_its_next_job_before_its_results_are_taken_in():
         assert first.index == 0
         assert pool._slots[0].job is not None and [i for i, _ in pool._slots[0].job.pairs] == [2, 3]
         assert sorted(r.index for r in [first, *results]) == [0, 1, 2, 3]
+
+
+def test_a_job_is_reported_in_chunks_each_stacked_group_or_a_few_unstacked_cases(default_cases):
+    from harness.run.runner import plan_jobs
+    from harness.run.workers import CHUNK, chunks
+    from harness.stacking import batch_key
+
+    for job in plan_jobs(default_cases):
+        parts = chunks(job)
+        assert [p for part in parts for p in part] == job  # every case once, in order
+        for part in parts:
+            keys = {batch_key(c) for _, c in part}
+            assert len(keys) == 1 and (None not in keys or len(part) <= CHUNK)
+
+
+def test_findings_log_keeps_whole_lines_and_appends_on_resume(tmp_path):
+    from harness.errors import InputError
+    from harness.run.findings import FINDINGS_NAME, FindingsLog, load_findings
+
+    assert load_findings(tmp_path) == []
+    with FindingsLog(tmp_path) as log:
+        log({"finding": "a", "message": "one"})
+    with FindingsLog(tmp_path, append=True) as log:
+        log({"finding": "b", "message": "two"})
+    with (tmp_path / FINDINGS_NAME).open("a") as f:
+        f.write('{"finding": "torn", "mess')  # a run killed in the middle of a line
+    assert [f["message"] for f in load_findings(tmp_path)] == ["one", "two"]
+    with FindingsLog(tmp_path) as log:  # a new run starts the file again
+        pass
+    assert load_findings(tmp_path) == []
+    (tmp_path / FINDINGS_NAME).write_text("[1]\n")
+    with pytest.raises(InputError, match="line 1 is not a finding"):
+        load_findings(tmp_path)
