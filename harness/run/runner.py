@@ -227,6 +227,7 @@ def _pooled(
             "classes": pool.quarantine.as_dicts(),
             "worker_startup_seconds": [round(s, 3) for s in pool.startups],
             "replacements": dict(pool.replacements),
+            "start_failures": list(pool.start_failures),
         },
     )
 

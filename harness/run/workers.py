@@ -44,6 +44,8 @@ __all__ = ["DeadlineReached", "PooledTarget", "WorkerPool", "default_workers", "
 # A worker that does not report ready within this many seconds of starting is given up on: TensorFlow
 # imports in 2-10 s on this class of machine.
 STARTUP_SECONDS = 180.0
+START_TRIES = 3  # workers in a row that may fail to start (die, or hang importing) before the run gives up
+RECV_SECONDS = 10.0  # a reply that has begun to arrive must be whole within this: else the pipe holds garbage
 CRASH_REAP_SECONDS = 10.0  # how long a crashed worker may take to exit before it is killed
 # asks a hung worker for its Python traceback (faulthandler) before it is killed; POSIX only
 HANG_SIGNAL: signal.Signals | None = getattr(signal, "SIGUSR1", None)
@@ -93,6 +95,38 @@ def _no_core_dumps() -> None:
         pass
 
 
+def _first_to_go() -> None:
+    """If memory runs out, the kernel kills this worker (a record: a crash of SIGKILL), not the run."""
+    with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as f:
+        f.write("1000")
+
+
+class _Garbled(Exception):
+    """A worker's reply did not arrive whole in time: its pipe holds something else than a reply."""
+
+
+def _receive(conn: Connection, seconds: float = RECV_SECONDS) -> Any:
+    """``conn.recv()``, but a reply that does not arrive whole within ``seconds`` raises _Garbled instead of
+    blocking the run: bytes a fault wrote into the pipe may announce a length that never comes.  (The thread
+    left reading ends when the worker is killed and its end of the pipe closes.)"""
+    box: dict[str, Any] = {}
+
+    def read() -> None:
+        try:
+            box["message"] = conn.recv()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            box["error"] = exc
+
+    reader = threading.Thread(target=read, daemon=True, name="bce-harness-recv")
+    reader.start()
+    reader.join(seconds)
+    if reader.is_alive():
+        raise _Garbled(f"its reply did not arrive whole within {seconds:g}s (garbage in its pipe?)")
+    if "error" in box:
+        raise box["error"]
+    return box["message"]
+
+
 def _capture_output(log: str) -> None:
     """The worker's file descriptors 1 and 2 go to ``log``: what TensorFlow or a loss prints stays out of the
     run's own output, and the end of it (with the Python traceback that faulthandler writes on a fatal
@@ -111,6 +145,7 @@ def _worker_main(conn: Connection, factory_spec: str | None, profile: str, log: 
     """Loop of one worker: build the target, then evaluate jobs until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     _no_core_dumps()
+    _first_to_go()
     _capture_output(log)
     from harness.target import TFTarget, load_factory
 
@@ -208,6 +243,8 @@ class WorkerPool:
         self.on_finding: Callable[[dict[str, Any]], None] | None = None  # sees each finding as it is made
         self.startups: list[float] = []  # seconds from spawn to ready, per worker
         self.replacements = {"spare": 0, "cold": 0}  # how dead workers were replaced
+        self.start_failures: list[str] = []  # workers that died or hung while starting, replaced
+        self._starts_failed_in_a_row = 0
         self._ctx = mp.get_context("spawn")
         self._slots: list[_Slot] = []
         self._spare: _Slot | None = None
@@ -357,7 +394,7 @@ class WorkerPool:
                 detail = ""
                 if slot.conn in ready:
                     try:
-                        message = slot.conn.recv()
+                        message = _receive(slot.conn)
                     except (EOFError, OSError):
                         failure = "crash"
                     except Exception as exc:  # noqa: BLE001 - a garbled reply: the worker is not to be trusted
@@ -397,9 +434,11 @@ class WorkerPool:
                     failure = "crash"
                 elif slot.job is not None and self.watchdog.expired(slot.started, now, slot.limit):
                     failure = "timeout"
-                elif not slot.ready and now - slot.spawned > STARTUP_SECONDS:
-                    self.close()
-                    raise HarnessError(f"a worker did not start within {STARTUP_SECONDS:.0f}s")
+                elif not slot.ready and now - slot.spawned > self._startup_limit():
+                    self._kill(slot)
+                    self._start_failed(f"a worker did not start within {self._startup_limit():.0f}s", _tail(slot.log))
+                    self._slots[i] = self._replacement()
+                    continue
                 if failure is None:
                     continue
                 if failure == "crash":
@@ -424,22 +463,21 @@ class WorkerPool:
                 self._slots[i] = self._replacement()
                 if job is None:
                     if not slot.ready:
-                        self.close()
-                        said = f"; its last output:\n{output}" if output else ""
-                        raise HarnessError(f"a worker died while starting (exit code {exitcode}){said}")
+                        self._start_failed(f"a worker died while starting (exit code {exitcode})", output)
                     continue
                 fresh = slot.jobs_done == 0
                 yield from self._failed_job(job, failure, exitcode, slot.limit, output, queue, fresh=fresh)
 
     def _ready(self, slot: _Slot, message: tuple[Any, ...]) -> None:
         slot.ready = True
+        self._starts_failed_in_a_row = 0
         self.versions = message[1]
         self.startups.append(self.clock() - slot.spawned)
 
     def _take_spare_message(self, spare: _Slot, ready: list[Any]) -> None:
         if spare.conn in ready:
             try:
-                message = spare.conn.recv()
+                message = _receive(spare.conn)
             except (EOFError, OSError):
                 message = None
             except Exception:  # noqa: BLE001 - a garbled reply: start another spare
@@ -455,11 +493,23 @@ class WorkerPool:
         if not spare.process.is_alive() or spare.conn in ready:
             exitcode = spare.process.exitcode
             self._kill(spare)
-            self._spare = None
-            output = _tail(spare.log)
+            self._spare = None  # another is started at the next turn
+            self._start_failed(f"a worker died while starting (exit code {exitcode})", _tail(spare.log))
+
+    def _startup_limit(self) -> float:
+        """Seconds a worker may take to start: four times the slowest start so far (at least a minute), at
+        most STARTUP_SECONDS."""
+        return min(STARTUP_SECONDS, max(60.0, 4 * max(self.startups))) if self.startups else STARTUP_SECONDS
+
+    def _start_failed(self, what: str, output: str) -> None:
+        """A worker died or hung while starting (importing TensorFlow and the loss factory).  It is replaced;
+        after START_TRIES such failures in a row the run gives up (the records so far are in the stream)."""
+        self.start_failures.append(what)
+        self._starts_failed_in_a_row += 1
+        if self._starts_failed_in_a_row >= START_TRIES:
             self.close()
             said = f"; its last output:\n{output}" if output else ""
-            raise HarnessError(f"a worker died while starting (exit code {exitcode}){said}")
+            raise HarnessError(f"{what}, {START_TRIES} workers in a row{said}")
 
     def _completed(self, r: CaseResult, job: _Job, kinds: dict[int, str], queue: deque[_Job]) -> CaseResult:
         """Book-keeping for a case that ran to its end: timings, classes it lifts, what its job's history says."""
@@ -645,9 +695,12 @@ def _tail(log: str) -> str:
 
 
 def _cause(kind: str, exitcode: int | None) -> str:
-    """What a failure was: "hang", a signal's name, or "exit-N"."""
+    """What a failure was: "hang", a signal's name, "exit-N", or "bad-reply" (the worker was alive, but what
+    it sent could not be read or was not a reply: it was killed)."""
     if kind == "timeout":
         return "hang"
+    if exitcode is None:
+        return "bad-reply"
     if exitcode is not None and exitcode < 0:
         with contextlib.suppress(ValueError):
             return signal.Signals(-exitcode).name
@@ -666,6 +719,8 @@ def _failed(
     index, case = pair
     if kind == "timeout":
         what = f"TensorFlow did not return within {timeout:g}s; the worker was killed"
+    elif exitcode is None:
+        what = "the worker process sent something that is not a reply while TensorFlow ran this case; it was killed"
     else:
         sig = -exitcode if exitcode is not None and exitcode < 0 else None
         name = _cause(kind, exitcode) if sig else f"exit code {exitcode}"
