@@ -188,7 +188,8 @@ def test_garbage_in_the_pipe_and_a_sigkill_lose_no_record(tmp_path):
     pytest.importorskip("tensorflow")
     select = "values/probs/*/f16-f16/dtype=default/none"
     n = len(bce_harness("cases", "--select", select).stdout.splitlines())
-    for factory, cause in (("garbage_on_pipe", "bad-reply"), ("sigkill_on_rank3", "SIGKILL")):
+    faults = [("garbage_on_pipe", "bad-reply")] + ([("sigkill_on_rank3", "SIGKILL")] if HEAVY else [])
+    for factory, cause in faults:  # (a SIGKILL takes the path of any other signal; the nightly plants it too)
         out = tmp_path / factory
         proc = bce_harness(
             "run", "--select", select, "--loss-factory", f"planted:{factory}", "--workers", "1",
