@@ -283,23 +283,46 @@ class Quarantine:
                 home.held[index] = case
         return kept
 
+    def _untested(self, c: FaultClass, index: int) -> set[str]:
+        """The facets on which held case ``index`` differs from every member of ``c``: the rule holds it, but
+        no case that failed so far had its value there."""
+        sig = self._sigs[index]
+        return {k for k, v in c.conj.items() if sig.get(k) != v}
+
     def sample_jobs(self) -> list[tuple[str, tuple[int, Case]]]:
-        """(class id, case) of held cases to run now, to confirm their class: those least like its members and
-        each other (each the held case farthest, in facets, from the members and the samples before it)."""
+        """(class id, case) of held cases to run now, to confirm their class.  A class whose rule holds cases
+        that differ from all its members somewhere is sampled until none is left: each sample the held case
+        that differs on the most facets no sample of the round covers yet (ties: least like the members and
+        the samples before it); one that fails widens the members' shared facets, one that completes narrows
+        the rule and releases what it no longer holds.  Then at least ``samples`` in all, least like the
+        members."""
         out = []
         for c in self.classes:
-            if not self.active(c) or c.sampling or c.sampled >= self.samples or not c.held:
+            if not self.active(c) or c.sampling or not c.held:
+                continue
+            untested = {i: self._untested(c, i) for i in c.held}
+            if c.sampled >= self.samples and not any(untested.values()):
                 continue
             seen = [self._sigs[m] for m in c.members if m in self._sigs]
-            for _ in range(self.samples - c.sampled):
+            covered: set[str] = set()
+            for _ in range(self.samples):
                 if not c.held:
                     break
 
-                def unlike(item: tuple[int, Case], seen: list[dict[str, str]] = seen) -> tuple[int, int]:
+                def score(
+                    item: tuple[int, Case],
+                    seen: list[dict[str, str]] = seen,
+                    covered: set[str] = covered,
+                    untested: dict[int, set[str]] = untested,
+                ) -> tuple[int, int, int]:
                     sig = self.signature(*item)
-                    return (min((sum(sig[k] != s.get(k) for k in sig) for s in seen), default=0), -item[0])
+                    far = min((sum(sig[k] != s.get(k) for k in sig) for s in seen), default=0)
+                    return (len(untested[item[0]] - covered), far, -item[0])
 
-                index, case = max(c.held.items(), key=unlike)
+                index, case = max(c.held.items(), key=score)
+                if covered and not untested[index] - covered and c.sampled + len([1 for cid, _ in out if cid == c.id]) >= self.samples:
+                    break  # nothing new to test, and enough samples
+                covered |= untested[index]
                 del c.held[index]
                 c.sampling.add(index)
                 seen.append(self.signature(index, case))
@@ -308,14 +331,16 @@ class Quarantine:
 
     def settle(self) -> list[tuple[tuple[int, Case], dict[str, Any]]]:
         """When nothing else is left to run: the held cases of classes whose samples all failed as the class
-        does, with their evidence, to be recorded as inferred failures.  The held cases of a class not yet
-        sampled stay held: ask ``sample_jobs`` first."""
+        does, with their evidence, to be recorded as inferred failures; only those that differ from no
+        member's shared facets (``sample_jobs`` samples the others first)."""
         out = []
         for c in self.classes:
             if self.active(c) and c.held and not c.sampling and c.sampled >= self.samples:
                 evidence = c.evidence(inferred=True)
-                out += [((i, case), evidence) for i, case in sorted(c.held.items())]
-                c.held.clear()
+                settled = sorted((i, case) for i, case in c.held.items() if not self._untested(c, i))
+                out += [(pair, evidence) for pair in settled]
+                for i, _ in settled:
+                    del c.held[i]
         return out
 
     def unsettled(self) -> list[tuple[int, Case]]:

@@ -98,6 +98,31 @@ def test_a_case_that_matches_the_rule_and_completes_narrows_it_and_releases_what
     assert set(cls.held) | cls.sampling == {5, 6}
 
 
+def test_held_cases_unlike_every_member_are_sampled_before_any_is_inferred():
+    """A rule wider than the members (any infinity) holds a case of another entry point: it is sampled, and
+    when it completes the rule narrows and releases it; nothing of another entry point is ever inferred."""
+    from dataclasses import replace
+
+    q = Quarantine(confirm=2, samples=2)
+    q.completed(0, case(0))
+    q.confirmed(1, case(1, values=(np.inf,)), "timeout", "hang")
+    cls = q.confirmed(2, case(2, values=(np.inf, 0.5)), "timeout", "hang")
+    alike = [(i, case(i, values=(np.inf, i / 16))) for i in range(3, 8)]
+    other = (8, replace(case(8, values=(np.inf,)), api="ops.binary_crossentropy"))
+    assert q.hold([*alike, other]) == [] and len(cls.held) == 6
+    first = q.sample_jobs()
+    assert first[0][1][0] == 8  # the one that differs from every member where none has been seen to fail
+    released = q.completed(*first[0][1])
+    assert cls.rule.get("api") == "BinaryCrossentropy" and released == []  # (it was the sample, not held)
+    for _, (i, c) in first[1:]:
+        q.confirmed(i, c, "timeout", "hang", sample_of=cls.id)
+    while samples := q.sample_jobs():
+        for _, (i, c) in samples:
+            q.confirmed(i, c, "timeout", "hang", sample_of=cls.id)
+    settled = q.settle()
+    assert settled and all(c.api == "BinaryCrossentropy" for (_, c), _ in settled) and not cls.held
+
+
 def test_generalize_takes_the_facet_that_sets_apart_most_completed_cases_first():
     conj = {"inf": "True", "mode": "eager", "dtype": "float32"}
     done = [{"inf": "False", "mode": "eager", "dtype": "float32"}, {"inf": "True", "mode": "function", "dtype": "float32"},
