@@ -96,6 +96,7 @@ def test_crash_and_hang_become_records_and_the_rest_is_kept(special, tmp_path):
     assert {p.name for p in (out / "repro").glob("*.py")} >= {"special_aborts.py", "special_hangs.py"}
 
 
+@pytest.mark.heavy  # the default run resumes a run cut by its deadline (test_survival.py)
 def test_resume_continues_an_interrupted_stream(special, tmp_path):
     pytest.importorskip("tensorflow")
     out = tmp_path / "out"
@@ -122,6 +123,7 @@ def test_resume_refuses_another_suite(tmp_path):
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.heavy  # merge's refusals run always (test_battery.py, test_files_from_elsewhere.py)
 def test_shards_merge_into_the_whole(tmp_path):
     pytest.importorskip("tensorflow")
     base = ("run", "--select", "special/*", "--workers", "0", "--no-progress", "--quiet")
