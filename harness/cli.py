@@ -359,6 +359,7 @@ def _resumed(args: argparse.Namespace, header: dict, registry, cases: list) -> t
 def _cmd_run(args: argparse.Namespace) -> int:
     from harness.generate.facets import coverage, space_for
     from harness.report.summary import meta
+    from harness.run.findings import FindingsLog, load_findings
     from harness.run.stream import RecordStream, file_fingerprint, recorded, suite_fingerprint
     from harness.run.workers import default_workers
     from harness.target import environment_flags
@@ -395,11 +396,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from harness.run.estimate import kinds, render
 
     print(render(args.suite, kinds(cases), workers))
+    found = load_findings(args.out) if args.resume else []  # the job-level findings of the run resumed
 
-    with RecordStream(args.out, header, append=args.resume) as stream:
-        result, versions = _execute(args, cases, registry, workers, stream.append, started=t0)
+    with RecordStream(args.out, header, append=args.resume) as stream, FindingsLog(args.out, append=args.resume) as log:
+        result, versions = _execute(args, cases, registry, workers, stream.append, started=t0, on_finding=log)
     if result.deadline is not None:
         result = dataclasses.replace(result, deadline=args.deadline)
+    if found:
+        result = dataclasses.replace(result, findings=(*found, *result.findings))
     if done:
         result = dataclasses.replace(result, records=tuple(sorted(done + list(result.records), key=_suite_order(args))))
     run_meta = meta(
@@ -441,6 +445,7 @@ def _cmd_run_streamed(args: argparse.Namespace, selection, registry, t0: float) 
     from harness.report.bulk import Bulk
     from harness.report.summary import meta
     from harness.run.estimate import kinds, render
+    from harness.run.findings import FindingsLog, load_findings
     from harness.run.runner import RunResult, run_cases, run_parallel
     from harness.run.stream import RecordStream, file_fingerprint, iter_stream, recorded, suite_fingerprint
     from harness.run.workers import WorkerPool, default_workers
@@ -496,17 +501,19 @@ def _cmd_run_streamed(args: argparse.Namespace, selection, registry, t0: float) 
     total = len(todo)
     deadline_at = None if args.deadline is None else t0 + args.deadline
     records_seconds: dict[str, float] = {}
-    findings: list = []
+    findings: list = load_findings(args.out) if args.resume else []  # the job-level findings of the run resumed
     pool_info: dict = {}
     versions: dict = {}
     interrupted, stopped, not_run = False, None, ()
     finished = 0
     with contextlib.ExitStack() as stack:
         stream = stack.enter_context(RecordStream(args.out, header, append=args.resume))
+        log = stack.enter_context(FindingsLog(args.out, append=args.resume))  # job-level findings, for --resume
         if workers:
             pool = stack.enter_context(
                 WorkerPool(workers, factory=args.loss_factory, profile=args.profile, timeout=args.timeout)
             )
+            pool.on_finding = log
         else:
             target = TFTarget(loss_factory=load_factory(args.loss_factory))
         generated = suite.cases_at(todo)
@@ -582,7 +589,7 @@ class _Id:
         return self
 
 
-def _execute(args: argparse.Namespace, cases: list, registry, workers: int, on_record, *, started: float):
+def _execute(args: argparse.Namespace, cases: list, registry, workers: int, on_record, *, started: float, on_finding=None):
     """Run ``cases`` in this process (``--workers 0``) or in worker processes; the result and the versions."""
     from harness.run.runner import run_cases, run_parallel
     from harness.target import TFTarget, load_factory
@@ -606,6 +613,7 @@ def _execute(args: argparse.Namespace, cases: list, registry, workers: int, on_r
         progress=progress,
         on_record=on_record,
         deadline=deadline,
+        on_finding=on_finding,
     )
 
 

@@ -248,3 +248,33 @@ def ragged_flattened(options: Options, policy=None):
         return real(y_true, y_pred) if sample_weight is None else real(y_true, y_pred, sample_weight=sample_weight)
 
     return loss
+
+
+def garbage_on_pipe(options: Options):
+    """On every call with an input of rank 3 or more, writes into each socket the worker holds (its pipe to
+    the run) a length header announcing a megabyte, and a few bytes: the reply that follows never completes
+    what the header announced."""
+    import stat
+
+    def fires(y_true, y_pred):
+        if max(len(y_true.shape), len(y_pred.shape)) >= 3:
+            for name in os.listdir("/proc/self/fd"):
+                fd = int(name)
+                try:
+                    if stat.S_ISSOCK(os.fstat(fd).st_mode):
+                        os.write(fd, b"\x00\x10\x00\x00garbage")
+                except OSError:
+                    pass
+
+    return _wrap(options, fires)
+
+
+def sigkill_on_rank3(options: Options):
+    """SIGKILL (as the kernel's out-of-memory killer sends) on every call with an input of rank 3 or more."""
+    import signal
+
+    def fires(y_true, y_pred):
+        if max(len(y_true.shape), len(y_pred.shape)) >= 3:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return _wrap(options, fires)

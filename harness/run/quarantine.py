@@ -9,12 +9,19 @@ A *class* is a failure (kind and cause: ``crash`` with its signal, or ``timeout`
 facet values.  A confirmed failure starts a class with its whole signature, or joins the class of the same
 failure whose facets, reduced to those the two share, match no case that completed (passed, failed or
 raised, but did not take its worker down): the class grows by dropping the facets its members do not share,
-and never over a case known to be fine.  After ``confirm`` members the class is *active*: the cases still to
-run that match it are held back instead of run, and ``samples`` of them, those least like the members, are
-run to confirm it.  Any case that matches a class and completes lifts the class (its held cases are run
-after all), so a class never records a case as crashed that would not have crashed.  When the run has
-nothing else to do, the held cases of a class whose samples all failed the same way are recorded at once
-as that failure, ``inferred``, with the ids of the members that were seen to fail.
+and never over a case known to be fine.  Those shared facets (``conj``) are the most a class can say; its
+*rule* (``rule``) is the least: a few of them, just enough that no case that completed matches (chosen
+greedily, the facet that sets apart the most completed cases first: ``generalize``).  A class of hangs on
+every infinite value then holds every case with an infinity (that ran in eager mode, if traced ones
+completed), not only those of the dtypes and options its first members happened to have.
+
+After ``confirm`` members the class is *active*: the cases still to run that match its rule are held back
+instead of run, and ``samples`` of them, those least like the members and each other, are run to confirm it.
+A case that matches the rule and completes narrows the rule (held cases it no longer matches are run after
+all); one that matches the members' shared facets too lifts the class (all its held cases are run).  So a
+class never records a case as crashed that a run showed to complete.  When the run has nothing else to do,
+the held cases of a class whose samples all failed the same way are recorded at once as that failure,
+``inferred``, with the ids of the members that were seen to fail.
 
 Nothing here runs anything: the pool (workers.py) asks and tells.
 """
@@ -34,6 +41,9 @@ __all__ = ["CONFIRM", "SAMPLES", "FaultClass", "Quarantine", "signature"]
 
 CONFIRM = 2  # members seen to fail before a class holds its other cases back
 SAMPLES = 2  # held cases run to confirm a class before the rest are inferred
+# when two facets set apart as many completed cases, the one earlier here goes into a class's rule first: the
+# coarse value regimes and code paths before the finer facets that imply them
+_PREFERRED = ("empty", "nan", "inf", "mode", "from_logits", "api", "dtype", "pred_dtype", "true_dtype", "weights")
 
 
 def _smoothing(ls: float) -> str:
@@ -49,6 +59,11 @@ def signature(case: Case) -> dict[str, str]:
     o = case.options
     y, p, w = _values(case.y_true), _values(case.y_pred), _values(case.sample_weight)
     every = np.concatenate([y.ravel(), p.ravel(), w.ravel()])
+    regimes = {
+        f"{what}_{name}": str(bool(test(a).any()))
+        for name, a in (("true", y), ("pred", p), ("weight", w))
+        for what, test in (("nan", np.isnan), ("inf", np.isinf))
+    }
     rank = max(case.y_true.ndim, case.y_pred.ndim)
     if case.sample_weight is None:
         weights = "none"
@@ -79,11 +94,34 @@ def signature(case: Case) -> dict[str, str]:
         "nan": str(bool(np.isnan(every).any())),
         "inf": str(bool(np.isinf(every).any())),
         "zeros_or_ones": str(bool(np.isin(p, (0.0, 1.0)).any())),
+        "true_empty": str(case.y_true.size == 0),
+        "pred_empty": str(case.y_pred.size == 0),
+        **regimes,
     }
 
 
 def _matches(conj: Mapping[str, str], sig: Mapping[str, str]) -> bool:
     return all(sig.get(k) == v for k, v in conj.items())
+
+
+def _preference(facet: str) -> tuple[int, str]:
+    return (_PREFERRED.index(facet) if facet in _PREFERRED else len(_PREFERRED), facet)
+
+
+def generalize(conj: Mapping[str, str], completed: Iterable[Mapping[str, str]]) -> dict[str, str] | None:
+    """The fewest facets of ``conj`` (greedily) that no signature in ``completed`` matches, or None when one
+    matches all of ``conj``.  Greedy set cover: the facet that sets apart the most completed cases still
+    matched goes in first (ties: ``_PREFERRED`` order, then the name)."""
+    left = list(completed)
+    rule: dict[str, str] = {}
+    while left:
+        counts = {k: sum(c.get(k) != v for c in left) for k, v in conj.items() if k not in rule}
+        best = min(counts, key=lambda k: (-counts[k], _preference(k)), default=None)
+        if best is None or counts[best] == 0:
+            return None
+        rule[best] = conj[best]
+        left = [c for c in left if c.get(best) == conj[best]]
+    return rule
 
 
 @dataclass
@@ -95,6 +133,7 @@ class FaultClass:
     kind: str
     cause: str
     conj: dict[str, str]
+    rule: dict[str, str] = field(default_factory=dict)  # the facets that hold cases (generalize)
     members: list[int] = field(default_factory=list)  # indices seen to fail (confirmed)
     member_ids: list[str] = field(default_factory=list)
     held: dict[int, Case] = field(default_factory=dict)  # matching cases not run
@@ -109,6 +148,7 @@ class FaultClass:
             "inferred": inferred,
             "confirmed": list(self.member_ids),
             "signature": dict(sorted(self.conj.items())),
+            "rule": dict(sorted(self.rule.items())),
         }
 
 
@@ -120,7 +160,7 @@ class Quarantine:
         self.samples = samples
         self.enabled = enabled
         self.classes: list[FaultClass] = []
-        self._passes: set[tuple[tuple[str, str], ...]] = set()
+        self._passes: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}  # signatures of completed cases
         self._sigs: dict[int, dict[str, str]] = {}
 
     def signature(self, index: int, case: Case) -> dict[str, str]:
@@ -131,7 +171,23 @@ class Quarantine:
 
     def _consistent(self, conj: Mapping[str, str]) -> bool:
         """No case that completed matches ``conj``."""
-        return not any(_matches(conj, dict(p)) for p in self._passes)
+        return not any(_matches(conj, p) for p in self._passes.values())
+
+    def _narrow(self, c: FaultClass, sig: Mapping[str, str]) -> list[tuple[int, Case]]:
+        """A case with signature ``sig`` that matches ``c``'s rule completed: the rule takes one more of the
+        class's facets, one that sets it apart (the first in ``_PREFERRED`` order).  Returns the held cases the
+        rule no longer matches, to be run after all."""
+        apart = sorted((k for k, v in c.conj.items() if k not in c.rule and sig.get(k) != v), key=_preference)
+        if not apart:  # it matches all the members share: the class is wrong
+            c.lifted = c.lifted or "a case with all its facets completed"
+            out = sorted(c.held.items())
+            c.held.clear()
+            return out
+        c.rule[apart[0]] = c.conj[apart[0]]
+        out = [(i, case) for i, case in sorted(c.held.items()) if not _matches(c.rule, self._sigs[i])]
+        for i, _ in out:
+            del c.held[i]
+        return out
 
     def _live(self, kind: str, cause: str) -> Iterable[FaultClass]:
         return (c for c in self.classes if not c.lifted and c.kind == kind and c.cause == cause)
@@ -146,13 +202,18 @@ class Quarantine:
         if not self.enabled:
             return []
         sig = self.signature(index, case)
-        self._passes.add(tuple(sorted(sig.items())))
+        self._passes[tuple(sorted(sig.items()))] = sig
         released: list[tuple[int, Case]] = []
         for c in self.classes:
-            if not c.lifted and _matches(c.conj, sig):
+            c.sampling.discard(index)
+            if c.lifted:
+                continue
+            if _matches(c.conj, sig):
                 c.lifted = f"{case.id} matches it and completed"
                 released += sorted(c.held.items())
                 c.held.clear()
+            elif _matches(c.rule, sig):
+                released += self._narrow(c, sig)
         return released
 
     def joins(self, index: int, case: Case, kind: str, cause: str) -> FaultClass | None:
@@ -177,13 +238,14 @@ class Quarantine:
             home = self.joins(index, case, kind, cause)
         if home is None:
             digest = hashlib.sha256(f"{kind} {cause} {case.id}".encode()).hexdigest()[:8]
-            home = FaultClass(f"{kind}-{cause}-{digest}", kind, cause, dict(sig))
+            home = FaultClass(f"{kind}-{cause}-{digest}", kind, cause, dict(sig), dict(sig))
             self.classes.append(home)
         else:
+            # (a class that widens wants no new sample: its samples were drawn by its rule, which the members'
+            # shared facets only bound, and least like its members)
             shared = {k: v for k, v in home.conj.items() if sig.get(k) == v}
-            if shared != home.conj and self.active(home):
-                home.sampled = min(home.sampled, self.samples - 1)  # the wider class wants a sample of its own
             home.conj = shared
+            home.rule = generalize(shared, self._passes.values()) or dict(shared)
         if index not in home.members:
             home.members.append(index)
             home.member_ids.append(case.id)
@@ -197,7 +259,7 @@ class Quarantine:
                 c.sampling.discard(index)
 
     def released(self) -> list[tuple[int, Case]]:
-        """Held cases of classes lifted since last asked (``sample_failed_otherwise``)."""
+        """Held cases of classes lifted since last asked (``sample_failed_otherwise``, ``_narrow``)."""
         out: list[tuple[int, Case]] = []
         for c in self.classes:
             if c.lifted and c.held:
@@ -214,41 +276,71 @@ class Quarantine:
         kept = []
         for index, case in job:
             sig = self.signature(index, case)
-            home = next((c for c in self.classes if self.active(c) and _matches(c.conj, sig)), None)
+            home = next((c for c in self.classes if self.active(c) and _matches(c.rule, sig)), None)
             if home is None:
                 kept.append((index, case))
             else:
                 home.held[index] = case
         return kept
 
+    def _untested(self, c: FaultClass, index: int) -> set[str]:
+        """The facets on which held case ``index`` differs from every member of ``c``: the rule holds it, but
+        no case that failed so far had its value there."""
+        sig = self._sigs[index]
+        return {k for k, v in c.conj.items() if sig.get(k) != v}
+
     def sample_jobs(self) -> list[tuple[str, tuple[int, Case]]]:
-        """(class id, case) of held cases to run now, to confirm their class: those least like its members."""
+        """(class id, case) of held cases to run now, to confirm their class.  A class whose rule holds cases
+        that differ from all its members somewhere is sampled until none is left: each sample the held case
+        that differs on the most facets no sample of the round covers yet (ties: least like the members and
+        the samples before it); one that fails widens the members' shared facets, one that completes narrows
+        the rule and releases what it no longer holds.  Then at least ``samples`` in all, least like the
+        members."""
         out = []
         for c in self.classes:
-            if not self.active(c) or c.sampling or c.sampled >= self.samples or not c.held:
+            if not self.active(c) or c.sampling or not c.held:
+                continue
+            untested = {i: self._untested(c, i) for i in c.held}
+            if c.sampled >= self.samples and not any(untested.values()):
                 continue
             seen = [self._sigs[m] for m in c.members if m in self._sigs]
+            covered: set[str] = set()
+            for _ in range(self.samples):
+                if not c.held:
+                    break
 
-            def unlike(item: tuple[int, Case], seen: list[dict[str, str]] = seen) -> tuple[int, int]:
-                sig = self.signature(*item)
-                return (-min((sum(sig[k] != s.get(k) for k in sig) for s in seen), default=0), item[0])
+                def score(
+                    item: tuple[int, Case],
+                    seen: list[dict[str, str]] = seen,
+                    covered: set[str] = covered,
+                    untested: dict[int, set[str]] = untested,
+                ) -> tuple[int, int, int]:
+                    sig = self.signature(*item)
+                    far = min((sum(sig[k] != s.get(k) for k in sig) for s in seen), default=0)
+                    return (len(untested[item[0]] - covered), far, -item[0])
 
-            for index, case in sorted(c.held.items(), key=unlike)[: self.samples - c.sampled]:
+                index, case = max(c.held.items(), key=score)
+                if covered and not untested[index] - covered and c.sampled + len([1 for cid, _ in out if cid == c.id]) >= self.samples:
+                    break  # nothing new to test, and enough samples
+                covered |= untested[index]
                 del c.held[index]
                 c.sampling.add(index)
+                seen.append(self.signature(index, case))
                 out.append((c.id, (index, case)))
         return out
 
     def settle(self) -> list[tuple[tuple[int, Case], dict[str, Any]]]:
         """When nothing else is left to run: the held cases of classes whose samples all failed as the class
-        does, with their evidence, to be recorded as inferred failures.  The held cases of a class not yet
-        sampled stay held: ask ``sample_jobs`` first."""
+        does, with their evidence, to be recorded as inferred failures; only those that differ from no
+        member's shared facets (``sample_jobs`` samples the others first)."""
         out = []
         for c in self.classes:
             if self.active(c) and c.held and not c.sampling and c.sampled >= self.samples:
                 evidence = c.evidence(inferred=True)
-                out += [((i, case), evidence) for i, case in sorted(c.held.items())]
-                c.held.clear()
+                settled = sorted((i, case) for i, case in c.held.items() if not self._untested(c, i))
+                out += [(pair, evidence) for pair in settled]
+                for i, _ in settled:
+                    del c.held[i]
         return out
 
     def unsettled(self) -> list[tuple[int, Case]]:
@@ -262,6 +354,7 @@ class Quarantine:
                 "kind": c.kind,
                 "cause": c.cause,
                 "signature": dict(sorted(c.conj.items())),
+                "rule": dict(sorted(c.rule.items())),
                 "confirmed": list(c.member_ids),
                 "lifted": c.lifted or None,
             }

@@ -192,15 +192,18 @@ def run_parallel(
     pool: WorkerPool | None = None,
     deadline: float | None = None,
     quarantine: bool = True,
+    on_finding: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[RunResult, dict[str, Any]]:
     """Run every case in ``workers`` TensorFlow worker processes; returns the result and their versions.
 
     ``pool``: an open pool to run in (its own settings apply; the caller closes it), so that its workers can
     import TensorFlow while the caller does something else, or serve several runs.  ``deadline``: seconds
-    from now at which the run stops (jobs in flight are abandoned, their cases listed as not run)."""
+    from now at which the run stops (jobs in flight are abandoned, their cases listed as not run).
+    ``on_finding``: sees each job-level finding as the pool makes it (how a run keeps them for ``--resume``)."""
     if pool is not None:
         return _pooled(pool, cases, registry, profile, progress, on_record, job_size, deadline), pool.versions
     with WorkerPool(workers, factory=factory, profile=profile, timeout=timeout, quarantine=quarantine) as own:
+        own.on_finding = on_finding
         return _pooled(own, cases, registry, profile, progress, on_record, job_size, deadline), own.versions
 
 
@@ -224,6 +227,7 @@ def _pooled(
             "classes": pool.quarantine.as_dicts(),
             "worker_startup_seconds": [round(s, 3) for s in pool.startups],
             "replacements": dict(pool.replacements),
+            "start_failures": list(pool.start_failures),
         },
     )
 

@@ -3,9 +3,12 @@ costs one record, not the run.
 
 The parent hands out *jobs* (lists of cases) to N spawned workers over pipes.  Each worker imports
 TensorFlow once, evaluates reference, target (``TFTarget.run_many``, which stacks what it can) and
-comparison for every case of a job, and sends the results back.  When a worker dies (abort, segfault) or
-a job exceeds its time limit, the worker is replaced and the job's cases are retried one per job, which
-pins the culprit: it becomes a ``crash`` or ``timeout`` result, and every other case still gets its own.
+comparison for every case of a job, and sends the results back a *chunk* at a time (``chunks``: a stacked
+group, or a few cases that are not stacked), so that the watchdog times each chunk against its own limit and
+a worker's death loses no result of a chunk already done.  When a worker dies (abort, segfault) or a chunk
+exceeds its time limit, the worker is replaced, the cases of that chunk are retried one per job, which pins
+the culprit (it becomes a ``crash`` or ``timeout`` result, and every other case still gets its own), and the
+job's chunks not yet run go back to the queue.
 
 The parent imports neither TensorFlow nor anything that does.
 """
@@ -13,6 +16,7 @@ The parent imports neither TensorFlow nor anything that does.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import faulthandler
 import itertools
 import multiprocessing as mp
@@ -23,7 +27,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -40,11 +44,35 @@ __all__ = ["DeadlineReached", "PooledTarget", "WorkerPool", "default_workers", "
 # A worker that does not report ready within this many seconds of starting is given up on: TensorFlow
 # imports in 2-10 s on this class of machine.
 STARTUP_SECONDS = 180.0
+START_TRIES = 3  # workers in a row that may fail to start (die, or hang importing) before the run gives up
+RECV_SECONDS = 10.0  # a reply that has begun to arrive must be whole within this: else the pipe holds garbage
 CRASH_REAP_SECONDS = 10.0  # how long a crashed worker may take to exit before it is killed
 # asks a hung worker for its Python traceback (faulthandler) before it is killed; POSIX only
 HANG_SIGNAL: signal.Signals | None = getattr(signal, "SIGUSR1", None)
 HANG_TRACE_SECONDS = 1.0  # how long the parent waits for that traceback
 TAIL_BYTES = 4096  # how much of a crashed or hung worker's last output its record keeps
+CHUNK = 8  # cases that are not stacked, per chunk: each chunk is timed apart and its results sent at once
+
+
+def chunks(
+    pairs: Sequence[tuple[int, Case]], *, size: int = CHUNK, alone: Collection[int] = ()
+) -> list[list[tuple[int, Case]]]:
+    """``pairs`` cut into the chunks a worker reports one at a time: each run of cases sharing a
+    ``stacking.batch_key`` (one stacked call), and the other cases ``size`` at a time, in order; the cases
+    whose index is in ``alone`` (a first trace or XLA compile: slow, and slower still on a busy machine) get a
+    chunk, and so a limit, each."""
+    from harness.stacking import MAX_STACK, batch_key
+
+    out: list[list[tuple[int, Case]]] = []
+    last: Any = ()
+    for pair in pairs:
+        key = ("alone", pair[0]) if pair[0] in alone else batch_key(pair[1])
+        if out and key == last and len(out[-1]) < (MAX_STACK if key is not None else size):
+            out[-1].append(pair)
+        else:
+            out.append([pair])
+        last = key
+    return out
 
 
 def default_workers() -> int:
@@ -67,6 +95,38 @@ def _no_core_dumps() -> None:
         pass
 
 
+def _first_to_go() -> None:
+    """If memory runs out, the kernel kills this worker (a record: a crash of SIGKILL), not the run."""
+    with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as f:
+        f.write("1000")
+
+
+class _Garbled(Exception):
+    """A worker's reply did not arrive whole in time: its pipe holds something else than a reply."""
+
+
+def _receive(conn: Connection, seconds: float = RECV_SECONDS) -> Any:
+    """``conn.recv()``, but a reply that does not arrive whole within ``seconds`` raises _Garbled instead of
+    blocking the run: bytes a fault wrote into the pipe may announce a length that never comes.  (The thread
+    left reading ends when the worker is killed and its end of the pipe closes.)"""
+    box: dict[str, Any] = {}
+
+    def read() -> None:
+        try:
+            box["message"] = conn.recv()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            box["error"] = exc
+
+    reader = threading.Thread(target=read, daemon=True, name="bce-harness-recv")
+    reader.start()
+    reader.join(seconds)
+    if reader.is_alive():
+        raise _Garbled(f"its reply did not arrive whole within {seconds:g}s (garbage in its pipe?)")
+    if "error" in box:
+        raise box["error"]
+    return box["message"]
+
+
 def _capture_output(log: str) -> None:
     """The worker's file descriptors 1 and 2 go to ``log``: what TensorFlow or a loss prints stays out of the
     run's own output, and the end of it (with the Python traceback that faulthandler writes on a fatal
@@ -85,6 +145,7 @@ def _worker_main(conn: Connection, factory_spec: str | None, profile: str, log: 
     """Loop of one worker: build the target, then evaluate jobs until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     _no_core_dumps()
+    _first_to_go()
     _capture_output(log)
     from harness.target import TFTarget, load_factory
 
@@ -101,10 +162,11 @@ def _worker_main(conn: Connection, factory_spec: str | None, profile: str, log: 
             return
         if message is None:
             return
-        job_id, jobs = message
-        sys.stdout.flush()
-        os.ftruncate(1, 0)  # the log holds the current job's output only (appends go on at the new end)
-        conn.send(("done", job_id, evaluate(jobs, target, profile)))
+        job_id, parts = message
+        for n, part in enumerate(parts, start=1):
+            sys.stdout.flush()
+            os.ftruncate(1, 0)  # the log holds the current chunk's output only (appends go on at the new end)
+            conn.send(("done" if n == len(parts) else "part", job_id, evaluate(part, target, profile)))
 
 
 @dataclass
@@ -131,8 +193,9 @@ class _Slot:
     spawned: float = 0.0
     limit: float = 0.0
     kinds: dict[int, str] = field(default_factory=dict)
+    chunks: list[list[tuple[int, Case]]] = field(default_factory=list)  # of the job: the one running first
     traced: set[Any] = field(default_factory=set)
-    jobs_done: int = 0  # jobs this worker finished: 0, a crash cannot be the doing of an earlier job
+    jobs_done: int = 0  # chunks this worker finished: 0, a crash cannot be the doing of an earlier one
 
 
 class DeadlineReached(Exception):
@@ -177,8 +240,11 @@ class WorkerPool:
         self.clock = clock
         self.versions: dict[str, Any] = {}
         self.findings: list[dict[str, Any]] = []
+        self.on_finding: Callable[[dict[str, Any]], None] | None = None  # sees each finding as it is made
         self.startups: list[float] = []  # seconds from spawn to ready, per worker
         self.replacements = {"spare": 0, "cold": 0}  # how dead workers were replaced
+        self.start_failures: list[str] = []  # workers that died or hung while starting, replaced
+        self._starts_failed_in_a_row = 0
         self._ctx = mp.get_context("spawn")
         self._slots: list[_Slot] = []
         self._spare: _Slot | None = None
@@ -276,10 +342,17 @@ class WorkerPool:
                 keys = {i: trace_key(c) for i, c in job.pairs}
                 slot.kinds = {i: Watchdog.kind(Watchdog.mode_of(c), keys[i] not in slot.traced) for i, c in job.pairs}
                 slot.traced.update(keys.values())
-                slot.limit = job.limit if job.limit is not None else self.watchdog.limit(slot.kinds.values())
+                slot.chunks = chunks(job.pairs, alone={i for i, k in slot.kinds.items() if k.startswith("first:")})
                 slot.job, slot.job_id = job, next(self._ids)
-                slot.started = self.clock()
-                slot.conn.send((slot.job_id, job.pairs))
+                start_chunk(slot)
+                slot.conn.send((slot.job_id, slot.chunks))
+
+        def start_chunk(slot: _Slot) -> None:
+            """The clock starts for the slot's next chunk, with that chunk's limit."""
+            assert slot.job is not None
+            kinds = [slot.kinds[i] for i, _ in slot.chunks[0]]
+            slot.limit = slot.job.limit if slot.job.limit is not None else self.watchdog.limit(kinds)
+            slot.started = self.clock()
 
         def busy() -> bool:
             return any(s.job is not None for s in self._slots)
@@ -321,7 +394,7 @@ class WorkerPool:
                 detail = ""
                 if slot.conn in ready:
                     try:
-                        message = slot.conn.recv()
+                        message = _receive(slot.conn)
                     except (EOFError, OSError):
                         failure = "crash"
                     except Exception as exc:  # noqa: BLE001 - a garbled reply: the worker is not to be trusted
@@ -337,6 +410,14 @@ class WorkerPool:
                             if message[1] == "UsageError":  # a --loss-factory that imports but is not usable
                                 raise UsageError(message[2])
                             raise HarnessError(f"worker could not start: {message[2]}")
+                        elif kind == "part" and slot.job is not None and message[1] == slot.job_id and len(slot.chunks) > 1:
+                            slot.jobs_done += 1
+                            slot.chunks.pop(0)
+                            start_chunk(slot)
+                            job, kinds = slot.job, slot.kinds
+                            for r in message[2]:
+                                yield self._completed(r, job, kinds, queue)
+                            continue
                         elif kind == "done" and slot.job is not None and message[1] == slot.job_id:
                             job, kinds = slot.job, slot.kinds
                             slot.jobs_done += 1
@@ -353,9 +434,11 @@ class WorkerPool:
                     failure = "crash"
                 elif slot.job is not None and self.watchdog.expired(slot.started, now, slot.limit):
                     failure = "timeout"
-                elif not slot.ready and now - slot.spawned > STARTUP_SECONDS:
-                    self.close()
-                    raise HarnessError(f"a worker did not start within {STARTUP_SECONDS:.0f}s")
+                elif not slot.ready and now - slot.spawned > self._startup_limit():
+                    self._kill(slot)
+                    self._start_failed(f"a worker did not start within {self._startup_limit():.0f}s", _tail(slot.log))
+                    self._slots[i] = self._replacement()
+                    continue
                 if failure is None:
                     continue
                 if failure == "crash":
@@ -368,6 +451,11 @@ class WorkerPool:
                     slot.process.join(timeout=HANG_TRACE_SECONDS)
                 exitcode = slot.process.exitcode
                 job = slot.job
+                if job is not None and len(slot.chunks) > 1:
+                    # the chunk that was running failed; the chunks after it never ran: back to the queue
+                    queue.appendleft(_Job([p for part in slot.chunks[1:] for p in part]))
+                if job is not None and slot.chunks:
+                    job = dataclasses.replace(job, pairs=slot.chunks[0])
                 self._kill(slot)
                 output = _tail(slot.log)
                 if detail:
@@ -375,22 +463,21 @@ class WorkerPool:
                 self._slots[i] = self._replacement()
                 if job is None:
                     if not slot.ready:
-                        self.close()
-                        said = f"; its last output:\n{output}" if output else ""
-                        raise HarnessError(f"a worker died while starting (exit code {exitcode}){said}")
+                        self._start_failed(f"a worker died while starting (exit code {exitcode})", output)
                     continue
                 fresh = slot.jobs_done == 0
                 yield from self._failed_job(job, failure, exitcode, slot.limit, output, queue, fresh=fresh)
 
     def _ready(self, slot: _Slot, message: tuple[Any, ...]) -> None:
         slot.ready = True
+        self._starts_failed_in_a_row = 0
         self.versions = message[1]
         self.startups.append(self.clock() - slot.spawned)
 
     def _take_spare_message(self, spare: _Slot, ready: list[Any]) -> None:
         if spare.conn in ready:
             try:
-                message = spare.conn.recv()
+                message = _receive(spare.conn)
             except (EOFError, OSError):
                 message = None
             except Exception:  # noqa: BLE001 - a garbled reply: start another spare
@@ -406,11 +493,23 @@ class WorkerPool:
         if not spare.process.is_alive() or spare.conn in ready:
             exitcode = spare.process.exitcode
             self._kill(spare)
-            self._spare = None
-            output = _tail(spare.log)
+            self._spare = None  # another is started at the next turn
+            self._start_failed(f"a worker died while starting (exit code {exitcode})", _tail(spare.log))
+
+    def _startup_limit(self) -> float:
+        """Seconds a worker may take to start: four times the slowest start so far (at least a minute), at
+        most STARTUP_SECONDS."""
+        return min(STARTUP_SECONDS, max(60.0, 4 * max(self.startups))) if self.startups else STARTUP_SECONDS
+
+    def _start_failed(self, what: str, output: str) -> None:
+        """A worker died or hung while starting (importing TensorFlow and the loss factory).  It is replaced;
+        after START_TRIES such failures in a row the run gives up (the records so far are in the stream)."""
+        self.start_failures.append(what)
+        self._starts_failed_in_a_row += 1
+        if self._starts_failed_in_a_row >= START_TRIES:
             self.close()
             said = f"; its last output:\n{output}" if output else ""
-            raise HarnessError(f"a worker died while starting (exit code {exitcode}){said}")
+            raise HarnessError(f"{what}, {START_TRIES} workers in a row{said}")
 
     def _completed(self, r: CaseResult, job: _Job, kinds: dict[int, str], queue: deque[_Job]) -> CaseResult:
         """Book-keeping for a case that ran to its end: timings, classes it lifts, what its job's history says."""
@@ -423,7 +522,7 @@ class WorkerPool:
         queue.extend(_Job([pair]) for pair in released)
         if job.first is not None and job.first[0] == "crash":  # (a suspect hang that finishes was just slow)
             kind, cause = job.first
-            self.findings.append(
+            self._finding(
                 {
                     "finding": "not reproduced",
                     "kind": kind,
@@ -435,6 +534,11 @@ class WorkerPool:
         self._split_case_done(job.parent, r.index, failed=False)
         return r
 
+    def _finding(self, finding: dict[str, Any]) -> None:
+        self.findings.append(finding)
+        if self.on_finding is not None:
+            self.on_finding(finding)
+
     def _split_case_done(self, parent: int | None, index: int, *, failed: bool) -> None:
         split = self._splits.get(parent) if parent is not None else None
         if split is None:
@@ -444,14 +548,14 @@ class WorkerPool:
         if split["left"]:
             return
         del self._splits[parent]
-        if split["failed"]:
-            return
+        if split["failed"] or (split["kind"] == "timeout" and not split["stacked"]):
+            return  # (separate calls that each complete alone and were too slow together: a busy machine)
         n = len(split["ids"])
         stacked = split["stacked"]
         what = f"a stacked call of shape {stacked[0]}" if len(stacked) == 1 else (
             f"stacked calls of shapes {', '.join(map(str, stacked))}" if stacked else "one call per case"
         )
-        self.findings.append(
+        self._finding(
             {
                 "finding": "job failed, cases pass alone",
                 "kind": split["kind"],
@@ -591,9 +695,12 @@ def _tail(log: str) -> str:
 
 
 def _cause(kind: str, exitcode: int | None) -> str:
-    """What a failure was: "hang", a signal's name, or "exit-N"."""
+    """What a failure was: "hang", a signal's name, "exit-N", or "bad-reply" (the worker was alive, but what
+    it sent could not be read or was not a reply: it was killed)."""
     if kind == "timeout":
         return "hang"
+    if exitcode is None:
+        return "bad-reply"
     if exitcode is not None and exitcode < 0:
         with contextlib.suppress(ValueError):
             return signal.Signals(-exitcode).name
@@ -612,6 +719,8 @@ def _failed(
     index, case = pair
     if kind == "timeout":
         what = f"TensorFlow did not return within {timeout:g}s; the worker was killed"
+    elif exitcode is None:
+        what = "the worker process sent something that is not a reply while TensorFlow ran this case; it was killed"
     else:
         sig = -exitcode if exitcode is not None and exitcode < 0 else None
         name = _cause(kind, exitcode) if sig else f"exit code {exitcode}"
@@ -633,7 +742,7 @@ def _inferred(pair: tuple[int, Case], evidence: dict[str, Any]) -> CaseResult:
     index, case = pair
     kind = "timeout" if evidence["cause"] == "hang" else "crash"
     seen = ", ".join(evidence["confirmed"][:5]) + (" ..." if len(evidence["confirmed"]) > 5 else "")
-    facets = ", ".join(f"{k}={v}" for k, v in evidence["signature"].items())
+    facets = ", ".join(f"{k}={v}" for k, v in (evidence.get("rule") or evidence["signature"]).items())
     what = (
         f"inferred, not run: this case is of class {evidence['class']} ({kind}, {evidence['cause']}), whose "
         f"{len(evidence['confirmed'])} confirmed cases ({seen}) all failed so; the class: {facets or 'every case'}"

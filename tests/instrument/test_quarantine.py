@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from harness.case import Case, Options
-from harness.run.quarantine import Quarantine, signature
+from harness.run.quarantine import Quarantine, generalize, signature
 
 
 def case(i: int, *, values=(0.25, 0.75), dtype="float32", reduction="none", mode="eager", shape=(2, 1)) -> Case:
@@ -52,16 +52,19 @@ def test_an_active_class_holds_samples_and_infers_only_after_its_samples_fail():
     pending = [(i, case(i, shape=(0, 1 + i % 3))) for i in range(3, 13)]
     other, unlike = (13, case(13)), (14, case(14, shape=(0, 1), dtype="float64"))
     kept = q.hold([*pending, other, unlike])
-    # held: the empty float32 cases; not the non-empty one, nor a dtype no member had
-    assert kept == [other, unlike] and len(cls.held) == 10
+    # held by the class's rule (emptiness alone sets its members apart from the completed case): the empty
+    # cases, also of a dtype no member had; not the non-empty one
+    assert cls.rule == {"empty": "True"} and cls.conj["pred_dtype"] == "float32"
+    assert kept == [other] and len(cls.held) == 11
     assert q.settle() == []  # not sampled yet: nothing inferred
     samples = q.sample_jobs()
-    assert [cid for cid, _ in samples] == [cls.id, cls.id] and len(cls.held) == 8
+    assert [cid for cid, _ in samples] == [cls.id, cls.id] and len(cls.held) == 9
+    assert samples[0][1][0] == 14  # the sample least like the members first: the other dtype
     assert q.sample_jobs() == []  # the samples are out
     for _, (i, c) in samples:
         q.confirmed(i, c, "crash", "SIGSEGV", sample_of=cls.id)
     settled = q.settle()
-    assert len(settled) == 8
+    assert len(settled) == 9
     assert all(ev["inferred"] and ev["class"] == cls.id and "c1" in ev["confirmed"] for _, ev in settled)
 
 
@@ -76,6 +79,57 @@ def test_a_sample_that_completes_lifts_the_class_and_releases_what_it_held():
     assert q.settle() == []
     job = [(9, case(9, values=(np.nan,)))]
     assert q.hold(job) == job
+
+
+def test_a_case_that_matches_the_rule_and_completes_narrows_it_and_releases_what_it_no_longer_matches():
+    q = Quarantine(confirm=2, samples=2)
+    q.completed(0, case(0))
+    q.confirmed(1, case(1, values=(np.inf,)), "timeout", "hang")
+    cls = q.confirmed(2, case(2, values=(np.inf, 0.5)), "timeout", "hang")
+    assert cls.rule == {"inf": "True"}
+    traced = [(i, case(i, values=(np.inf,), mode="function", dtype="float64")) for i in (3, 4)]
+    eager = [(i, case(i, values=(np.inf,), dtype="float64")) for i in (5, 6)]
+    assert q.hold([*traced, *eager]) == [] and len(cls.held) == 4
+    (_, (i, c)), (_, (k, _)) = q.sample_jobs()
+    assert c.mode == "function" and k in (5, 6)  # least like the members (traced), then least like both
+    released = q.completed(i, c)  # a traced case with an infinity completed: the rule takes the mode
+    assert cls.rule == {"inf": "True", "mode": "eager"} and not cls.lifted
+    assert [j for j, _ in released] == [j for j, _ in traced if j != i]
+    assert set(cls.held) | cls.sampling == {5, 6}
+
+
+def test_held_cases_unlike_every_member_are_sampled_before_any_is_inferred():
+    """A rule wider than the members (any infinity) holds a case of another entry point: it is sampled, and
+    when it completes the rule narrows and releases it; nothing of another entry point is ever inferred."""
+    from dataclasses import replace
+
+    q = Quarantine(confirm=2, samples=2)
+    q.completed(0, case(0))
+    q.confirmed(1, case(1, values=(np.inf,)), "timeout", "hang")
+    cls = q.confirmed(2, case(2, values=(np.inf, 0.5)), "timeout", "hang")
+    alike = [(i, case(i, values=(np.inf, i / 16))) for i in range(3, 8)]
+    other = (8, replace(case(8, values=(np.inf,)), api="ops.binary_crossentropy"))
+    assert q.hold([*alike, other]) == [] and len(cls.held) == 6
+    first = q.sample_jobs()
+    assert first[0][1][0] == 8  # the one that differs from every member where none has been seen to fail
+    released = q.completed(*first[0][1])
+    assert cls.rule.get("api") == "BinaryCrossentropy" and released == []  # (it was the sample, not held)
+    for _, (i, c) in first[1:]:
+        q.confirmed(i, c, "timeout", "hang", sample_of=cls.id)
+    while samples := q.sample_jobs():
+        for _, (i, c) in samples:
+            q.confirmed(i, c, "timeout", "hang", sample_of=cls.id)
+    settled = q.settle()
+    assert settled and all(c.api == "BinaryCrossentropy" for (_, c), _ in settled) and not cls.held
+
+
+def test_generalize_takes_the_facet_that_sets_apart_most_completed_cases_first():
+    conj = {"inf": "True", "mode": "eager", "dtype": "float32"}
+    done = [{"inf": "False", "mode": "eager", "dtype": "float32"}, {"inf": "True", "mode": "function", "dtype": "float32"},
+            {"inf": "False", "mode": "function", "dtype": "float64"}]  # fmt: skip
+    assert generalize(conj, done) == {"inf": "True", "mode": "eager"}
+    assert generalize(conj, []) == {}
+    assert generalize(conj, [*done, dict(conj)]) is None
 
 
 def test_disabled_holds_nothing():

@@ -22,6 +22,9 @@ from packaging.version import Version
 
 import harness
 
+# building a wheel and a virtual environment takes minutes: the nightly does it (BCE_HARNESS_HEAVY=1)
+pytestmark = pytest.mark.heavy
+
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -96,6 +96,7 @@ def test_crash_and_hang_become_records_and_the_rest_is_kept(special, tmp_path):
     assert {p.name for p in (out / "repro").glob("*.py")} >= {"special_aborts.py", "special_hangs.py"}
 
 
+@pytest.mark.heavy  # the default run resumes a run cut by its deadline (test_survival.py)
 def test_resume_continues_an_interrupted_stream(special, tmp_path):
     pytest.importorskip("tensorflow")
     out = tmp_path / "out"
@@ -122,6 +123,7 @@ def test_resume_refuses_another_suite(tmp_path):
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.heavy  # merge's refusals run always (test_battery.py, test_files_from_elsewhere.py)
 def test_shards_merge_into_the_whole(tmp_path):
     pytest.importorskip("tensorflow")
     base = ("run", "--select", "special/*", "--workers", "0", "--no-progress", "--quiet")
@@ -192,3 +194,36 @@ def test_a_worker_gets_its_next_job_before_its_results_are_taken_in():
         assert first.index == 0
         assert pool._slots[0].job is not None and [i for i, _ in pool._slots[0].job.pairs] == [2, 3]
         assert sorted(r.index for r in [first, *results]) == [0, 1, 2, 3]
+
+
+def test_a_job_is_reported_in_chunks_each_stacked_group_or_a_few_unstacked_cases(default_cases):
+    from harness.run.runner import plan_jobs
+    from harness.run.workers import CHUNK, chunks
+    from harness.stacking import batch_key
+
+    for job in plan_jobs(default_cases):
+        parts = chunks(job)
+        assert [p for part in parts for p in part] == job  # every case once, in order
+        for part in parts:
+            keys = {batch_key(c) for _, c in part}
+            assert len(keys) == 1 and (None not in keys or len(part) <= CHUNK)
+
+
+def test_findings_log_keeps_whole_lines_and_appends_on_resume(tmp_path):
+    from harness.errors import InputError
+    from harness.run.findings import FINDINGS_NAME, FindingsLog, load_findings
+
+    assert load_findings(tmp_path) == []
+    with FindingsLog(tmp_path) as log:
+        log({"finding": "a", "message": "one"})
+    with FindingsLog(tmp_path, append=True) as log:
+        log({"finding": "b", "message": "two"})
+    with (tmp_path / FINDINGS_NAME).open("a") as f:
+        f.write('{"finding": "torn", "mess')  # a run killed in the middle of a line
+    assert [f["message"] for f in load_findings(tmp_path)] == ["one", "two"]
+    with FindingsLog(tmp_path) as log:  # a new run starts the file again
+        pass
+    assert load_findings(tmp_path) == []
+    (tmp_path / FINDINGS_NAME).write_text("[1]\n")
+    with pytest.raises(InputError, match="line 1 is not a finding"):
+        load_findings(tmp_path)
