@@ -119,6 +119,7 @@ def _seeds(text: str) -> tuple[int, int]:
 def _option_specs() -> dict[str, dict]:
     """Every option that more than one command takes, defined once: its flags' keyword arguments for
     ``add_argument``.  A command adds it with ``_add(parser, "--name", default=...)`` where its default differs."""
+    from harness.backends import BACKENDS
     from harness.generate.grid import DEFAULT_SEED, DEFAULT_SPECIAL_CASES, SUITES
     from harness.judge.registry import DEFAULT_REGISTRY
     from harness.oracle import PROFILES
@@ -139,6 +140,11 @@ def _option_specs() -> dict[str, dict]:
         },  # fmt: skip
         "--shard": {"type": _shard, "default": None, "metavar": "K/N", "help": "only the K-th of N slices of the work"},
         "--quiet": {"action": "store_true", "help": "no summary table"},
+        "--backend": {
+            "default": "tensorflow", "choices": list(BACKENDS),
+            "help": "the Keras 3 backend the workers run (KERAS_BACKEND; default: %(default)s); cases a backend "
+                    "cannot express are skipped and counted in the report",
+        },
         "--suite": {
             "default": "default", "choices": list(SUITES),
             "help": "default (about 3,000 records), nightly (the covering array's largest sizes and a value sweep over "
@@ -173,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the default suite against the installed TensorFlow")
     _add(run, specs, "--out", "--seed", "--select", "--registry", "--special-cases", "--profile", "--quiet",
-         "--loss-factory", "--shard", "--suite", out="reports/latest")  # fmt: skip
+         "--loss-factory", "--shard", "--suite", "--backend", out="reports/latest")  # fmt: skip
     run.add_argument("--max-cases", type=_positive, default=None, help="at most N cases, spread over the suite")
     run.add_argument(
         "--seeds", type=_seeds, default=None, metavar="A..B",
@@ -316,6 +322,9 @@ def _prepare(args: argparse.Namespace, *, announce: bool = False):
     if announce:
         print(f"profile: {selection.profile} ({selection.reason})")
     args.profile = selection.profile
+    backend = getattr(args, "backend", "tensorflow")
+    if backend != "tensorflow" and selection.profile != "keras3":
+        raise UsageError(f"--backend {backend} runs Keras 3; profile {selection.profile!r} is Keras 2 ({selection.reason})")
     _check_factory(args.loss_factory)
     return selection, registry.for_tensorflow(selection.tensorflow)
 
@@ -367,10 +376,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     if args.resume and args.force:
         raise UsageError("--resume continues the run in --out and --force replaces it: give one")
+    from harness.backends import split
+
     selection, registry = _prepare(args, announce=True)
+    if args.backend != "tensorflow":
+        _check_backend(args.backend)
+        if args.suite != "default" or args.seeds is not None:
+            raise UsageError(f"--backend {args.backend} runs the default suite only (no --suite {args.suite}, no --seeds)")
     if args.suite != "default" or args.seeds is not None:
         return _cmd_run_streamed(args, selection, registry, t0)
     cases, whole = _suite(args, selection.profile)
+    # what the backend cannot express is skipped by construction, counted by reason in meta.backend
+    cases, skipped = split(cases, args.backend)
+    whole, _ = split(whole, args.backend)
+    if not cases:
+        raise UsageError(f"--backend {args.backend}: none of the {sum(skipped.values())} selected cases can run on it")
+    for reason, n in sorted(skipped.items()):
+        print(f"backend {args.backend}: {n} cases skipped ({reason})")
     suite = list(cases)  # what this run covers, before --resume drops the finished ones
     # the inputs are good; now the output folder, before any work
     if Path(args.out).exists() and not Path(args.out).is_dir():
@@ -382,8 +404,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         )
     if not args.resume:
         _out_folder(args.out)
-    if importlib.util.find_spec("tensorflow") is None:
-        raise TargetUnavailable("TensorFlow is not installed; install the extra: pip install 'bce-harness[tf]'")
+    _check_backend(args.backend)
     workers = default_workers() if args.workers is None else args.workers
     fingerprint = suite_fingerprint(cases)
     header = {
@@ -392,6 +413,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         "loss_factory": args.loss_factory, "registry_sha": file_fingerprint(args.registry),
         "special_cases_sha": file_fingerprint(args.special_cases),
     }  # fmt: skip
+    if args.backend != "tensorflow":  # (a stream written before --backend existed resumes under TensorFlow)
+        header["backend"] = args.backend
     done, cases = _resumed(args, header, registry, cases)
     from harness.run.estimate import kinds, render
 
@@ -424,6 +447,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
             "loss_factory": args.loss_factory,
             "wall_seconds": round(time.perf_counter() - t0, 3),
             "suite_name": args.suite,
+            "backend": {
+                "name": args.backend,
+                "version": versions.get("backend_version"),
+                "keras": versions.get("keras"),
+                "skipped": dict(sorted(skipped.items())),
+            },
             "coverage": coverage(suite, space_for(args.suite)).as_dict(),
         },
     )
@@ -592,13 +621,13 @@ class _Id:
 def _execute(args: argparse.Namespace, cases: list, registry, workers: int, on_record, *, started: float, on_finding=None):
     """Run ``cases`` in this process (``--workers 0``) or in worker processes; the result and the versions."""
     from harness.run.runner import run_cases, run_parallel
-    from harness.target import TFTarget, load_factory
+    from harness.target import load_factory, make_target
 
     progress = _Progress(not args.no_progress)
     # --deadline counts from the start of the command: what is left of it when the cases start
     deadline = None if args.deadline is None else max(0.0, args.deadline - (time.perf_counter() - started))
     if workers == 0:
-        target = TFTarget(loss_factory=load_factory(args.loss_factory))
+        target = make_target(args.backend, loss_factory=load_factory(args.loss_factory))
         result = run_cases(
             cases, target, registry, profile=args.profile, progress=progress, on_record=on_record, deadline=deadline
         )
@@ -609,6 +638,7 @@ def _execute(args: argparse.Namespace, cases: list, registry, workers: int, on_r
         workers=workers,
         factory=args.loss_factory,
         profile=args.profile,
+        backend=args.backend,
         timeout=args.timeout,
         progress=progress,
         on_record=on_record,
@@ -623,6 +653,18 @@ def _suite_order(args: argparse.Namespace):
 
     order = {c.id: i for i, c in enumerate(default_suite(seed=args.seed, special_cases=args.special_cases, suite=args.suite, profile=args.profile))}
     return lambda r: order.get(r.case.id, len(order))
+
+
+def _check_backend(backend: str) -> None:
+    """Fail fast, in one line, when the packages ``backend`` needs are not installed (without importing them)."""
+    if backend == "tensorflow":
+        if importlib.util.find_spec("tensorflow") is None:
+            raise TargetUnavailable("TensorFlow is not installed; install the extra: pip install 'bce-harness[tf]'")
+        return
+    needs = {"jax": ("keras", "jax", "jaxlib"), "torch": ("keras", "torch"), "numpy": ("keras", "scipy")}
+    for package in needs[backend]:
+        if importlib.util.find_spec(package) is None:
+            raise TargetUnavailable(f"{package} is not installed (--backend {backend}); install the extra: pip install 'bce-harness[{backend}]'")
 
 
 def _check_factory(spec: str | None) -> None:

@@ -278,3 +278,35 @@ def sigkill_on_rank3(options: Options):
             os.kill(os.getpid(), signal.SIGKILL)
 
     return _wrap(options, fires)
+
+# -- a fault in one Keras backend's kernel (issue 14, other backends) -------------------------------------------
+# The factory the workers of `run --backend B` import: it patches the running backend's own
+# `keras.src.backend.<B>.nn.binary_crossentropy` to answer 1 + 1e-3 times the right value (as a broken release
+# of that backend's code would), unless B is TensorFlow, and returns Keras's loss.  The same run under
+# TensorFlow is clean; under the planted backend every case that reaches the kernel with a nonzero loss fails.
+
+
+def backend_kernel_scaled(options: Options):
+    import importlib
+
+    import keras
+
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        nn = importlib.import_module(f"keras.src.backend.{backend}.nn")
+        if not getattr(nn.binary_crossentropy, "_planted", False):
+            original = nn.binary_crossentropy
+
+            def scaled(target, output, from_logits=False):
+                return original(target, output, from_logits=from_logits) * 1.001
+
+            scaled._planted = True
+            nn.binary_crossentropy = scaled  # keras.ops reaches it as keras.src.backend.nn.binary_crossentropy
+    dtype = {} if options.dtype is None else {"dtype": options.dtype}
+    return keras.losses.BinaryCrossentropy(
+        from_logits=options.from_logits,
+        label_smoothing=options.label_smoothing,
+        axis=options.axis,
+        reduction=options.reduction,
+        **dtype,
+    )

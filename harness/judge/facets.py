@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.backends import backend_of
 from harness.case import API_LOSS_CLASS, Case, Expected
 from harness.dtypes import FLOAT_DTYPES, round_to
 from harness.generate.facets import label_domain, loss_shape, size_bucket
@@ -25,8 +26,8 @@ __all__ = ["record_facets"]
 
 
 def record_facets(case: Case, expected: Expected | None, profile: str) -> dict[str, Any]:
-    """The facets the registry matches: the case's, the profile, the profile's compute dtype, and facts read
-    off the values:
+    """The facets the registry matches: the case's, the profile, the Keras backend the case ran under, the
+    profile's compute dtype, and facts read off the values:
 
     ``flushed_weights``  a sample weight, as the compute dtype holds it, is one the kernels read as 0
                          (nonzero and subnormal: ``tolerance.flushable``)
@@ -37,7 +38,7 @@ def record_facets(case: Case, expected: Expected | None, profile: str) -> dict[s
     ``masked_nonfinite`` a position the mask removes holds a non-finite loss element
     ``infinite_label_logit``  an infinite label meets a finite logit (see ``_infinite_label_logit``)
     """
-    facets = {**case.facets, "profile": profile}
+    facets = {**case.facets, "profile": profile, "backend": backend_of(case)}
     if expected is not None and expected.dtype is not None:
         facets["compute_dtype"] = expected.dtype
     facets["flushed_weights"] = _flushed_weights(case, facets["compute_dtype"])

@@ -17,7 +17,9 @@ The registry is a TOML file (``harness/data/known_divergences.toml``, package da
 
 Match keys are the record's facets (``judge.facets.record_facets``): the case's id, api, from_logits,
 label_smoothing, axis, reduction, dtype, true_dtype, pred_dtype, weights and tags (family, regime, shape),
-the ``profile``, the ``compute_dtype`` that profile computes in, and facts read off the values:
+the ``profile``, the Keras ``backend`` the record ran under (``tensorflow`` unless ``run --backend`` said
+otherwise; an entry without it matches every backend), the ``compute_dtype`` that profile computes in, and
+facts read off the values:
 ``flushed_weights`` (a sample weight the kernels read as 0), ``size`` and ``loss_size`` (size buckets),
 ``labels`` (the label domain), ``loss_shape``, ``masked_nonfinite`` and ``infinite_label_logit``.
 
@@ -30,7 +32,10 @@ a Keras 3 finding from a Keras 2 one, and the Keras package's version would not 
 
 A record that fails with one of the entry's kinds is ``xfail``; one that the entry matches but that
 agrees is ``xpass`` (the divergence no longer reproduces: fix or narrow the entry), and so is one that
-fails with a kind the entry does not explain: that is ``fail``.
+fails with a kind the entry does not explain: that is ``fail``.  ``intermittent = true`` marks an entry whose
+divergence shows for some values of its class only, which no facet can tell apart without transcribing the
+diverging formula (another Keras backend's arithmetic, whose error exceeds the bound where its terms cancel):
+a matching record that agrees then passes, with a note, as a ``pairs`` case does.
 """
 
 from __future__ import annotations
@@ -80,6 +85,7 @@ MATCH_KEYS = frozenset(
         "true_dtype",
         "pred_dtype",
         "profile",
+        "backend",
         "weights",
         "family",
         "regime",
@@ -93,7 +99,7 @@ MATCH_KEYS = frozenset(
         "infinite_label_logit",
     }
 )
-_FIELDS = {"id", "title", "reason", "evidence", "kinds", "match", "versions"}
+_FIELDS = {"id", "title", "reason", "evidence", "kinds", "match", "versions", "intermittent"}
 
 
 @dataclass(frozen=True)
@@ -107,6 +113,9 @@ class Divergence:
     kinds: frozenset[str]
     match: Mapping[str, Any] = field(default_factory=dict)
     versions: str | None = None  # PEP 440 specifiers over the TensorFlow version; None: every version
+    # the divergence shows for some values of the class only (another backend's formula, whose error exceeds the
+    # bound where its terms cancel): a matching record that agrees passes, with a note, instead of xpass
+    intermittent: bool = False
 
     def holds_for(self, tensorflow: str | None) -> bool:
         """Whether the entry's version range contains ``tensorflow`` (unknown: only an unranged entry)."""
@@ -133,6 +142,7 @@ class Divergence:
             "kinds": sorted(self.kinds),
             "match": dict(self.match),
             "versions": self.versions,
+            "intermittent": self.intermittent,
         }
 
 
@@ -232,7 +242,11 @@ def _parse_entry(raw: Any, where: str) -> Divergence:
             SpecifierSet(versions)
         except (InvalidSpecifier, TypeError):
             raise InputError(f"{where}.versions={versions!r} is not a PEP 440 specifier set such as '>=2.16'") from None
+    intermittent = raw.get("intermittent", False)
+    if not isinstance(intermittent, bool):
+        raise InputError(f"{where}.intermittent={intermittent!r} is not true or false")
     return Divergence(
+        intermittent=intermittent,
         id=raw["id"],
         title=raw["title"].strip(),
         reason=" ".join(raw["reason"].split()),

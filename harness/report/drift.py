@@ -94,6 +94,7 @@ _META_FIELDS: dict[str, tuple[type, ...]] = {
     "cpu_flags": (list, type(None)),
     "loss_factory": (str, type(None)),
     "profile": (str, type(None)),
+    "backend": (dict, type(None)),
 }
 
 
@@ -198,6 +199,10 @@ def _side(r: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _version_line(m: Mapping[str, Any]) -> str:
+    backend = m.get("backend")
+    if isinstance(backend, dict) and backend.get("name") not in (None, "tensorflow"):
+        # a run under another Keras backend (run --backend): the side is labelled by it, not by TensorFlow
+        return f"Keras {m.get('keras')} on {backend['name']} {backend.get('version')}, profile {m.get('profile')}"
     return f"TensorFlow {m.get('tensorflow')}, Keras {m.get('keras')}, profile {m.get('profile')}"
 
 

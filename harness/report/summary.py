@@ -227,9 +227,12 @@ def _write_results(path: Path, results: dict[str, Any], bulk: Any) -> Path:
 def _group(r: Record) -> tuple[str, str]:
     kind = "logits" if r.case.options.from_logits else "probs"
     family = r.case.tags.get("family", "?")
+    # a record of another Keras backend (run --backend) is grouped under it: records of two backends never mix
+    backend = r.case.tags.get("backend")
+    on = "" if backend is None else f"{backend}: "
     if family == "paths":  # the entry point and mode are what distinguishes these
-        return f"paths/{r.case.api}/{r.case.mode}" + ("/grad" if r.case.grad else ""), r.case.compute_dtype
-    return f"{family}/{kind}", r.case.options.compute_dtype
+        return f"{on}paths/{r.case.api}/{r.case.mode}" + ("/grad" if r.case.grad else ""), r.case.compute_dtype
+    return f"{on}{family}/{kind}", r.case.options.compute_dtype
 
 
 def summary_rows(records: Iterable[Record], bulk: Any = None) -> list[dict[str, Any]]:
@@ -296,15 +299,34 @@ def _brief(outcome: Any) -> str:
     return (text if len(text) < 90 else text[:87] + "...") + f" ({outcome['status']})"
 
 
+def _versions_text(run_meta: dict[str, Any]) -> str:
+    backend = run_meta.get("backend") or {}
+    if backend.get("name") not in (None, "tensorflow"):
+        return f"Keras {run_meta.get('keras')} on the {backend['name']} backend {backend.get('version')}"
+    return f"TensorFlow {run_meta.get('tensorflow')}, Keras {run_meta.get('keras')}"
+
+
+def _backend_lines(run_meta: dict[str, Any]) -> list[str]:
+    """What a run under another Keras backend left out, by construction, and why (meta.backend.skipped)."""
+    backend = run_meta.get("backend") or {}
+    skipped = backend.get("skipped") or {}
+    if not skipped:
+        return []
+    lines = [f"Backend `{backend.get('name')}`: {sum(skipped.values())} cases of the suite cannot be expressed on it and were not run:", ""]
+    lines += [f"- {n}: {reason}" for reason, n in skipped.items()]
+    return [*lines, ""]
+
+
 def render_markdown(result: RunResult, run_meta: dict[str, Any], bulk: Any = None) -> str:
     t = totals(result, bulk)
     factory = run_meta.get("loss_factory")
     lines = [
         "# bce-harness report",
         "",
-        (f"TensorFlow {run_meta.get('tensorflow')}, Keras {run_meta.get('keras')}, profile `{run_meta.get('profile')}`, "
+        (f"{_versions_text(run_meta)}, profile `{run_meta.get('profile')}`, "
         f"seed {run_meta.get('seed')}, {run_meta.get('created_utc')}, {run_meta.get('platform')}."),
         "",
+        *_backend_lines(run_meta),
         f"**{t['total']} records: {t['pass']} pass, {t['fail']} fail, {t['xfail']} xfail (known divergences), "
         f"{t['xpass']} xpass, {t['error']} error.**" + (" The run was interrupted; the report is partial." if result.interrupted else ""),
         "",

@@ -141,16 +141,17 @@ def _capture_output(log: str) -> None:
         faulthandler.register(HANG_SIGNAL, all_threads=False)
 
 
-def _worker_main(conn: Connection, factory_spec: str | None, profile: str, log: str) -> None:
-    """Loop of one worker: build the target, then evaluate jobs until told to stop."""
+def _worker_main(conn: Connection, factory_spec: str | None, profile: str, log: str, backend: str = "tensorflow") -> None:
+    """Loop of one worker: build the target (Keras bound to ``backend``), then evaluate jobs until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     _no_core_dumps()
     _first_to_go()
     _capture_output(log)
-    from harness.target import TFTarget, load_factory
+    from harness.target import bind_backend, load_factory, make_target
 
     try:
-        target = TFTarget(loss_factory=load_factory(factory_spec), threads=1)
+        bind_backend(backend, threads=1)  # before anything in this fresh process (a --loss-factory) imports Keras
+        target = make_target(backend, loss_factory=load_factory(factory_spec), threads=1)
         conn.send(("ready", target.versions()))
     except HarnessError as exc:
         conn.send(("fatal", type(exc).__name__, str(exc)))
@@ -223,6 +224,7 @@ class WorkerPool:
         *,
         factory: str | None = None,
         profile: str = "keras3",
+        backend: str = "tensorflow",
         timeout: float = 120.0,
         quarantine: bool = True,
         retry_crashes: bool = True,
@@ -232,6 +234,7 @@ class WorkerPool:
         self.workers = workers
         self.factory = factory
         self.profile = profile
+        self.backend = backend
         self.timeout = timeout
         self.watchdog = Watchdog(ceiling=timeout)
         self.quarantine = Quarantine(enabled=quarantine)
@@ -261,7 +264,7 @@ class WorkerPool:
         log = os.path.join(self._logs.name, f"worker-{next(self._spawned)}.log")
         parent, child = self._ctx.Pipe()
         process = self._ctx.Process(
-            target=_worker_main, args=(child, self.factory, self.profile, log), daemon=True, name="bce-harness-worker"
+            target=_worker_main, args=(child, self.factory, self.profile, log, self.backend), daemon=True, name="bce-harness-worker"
         )
         process.start()
         child.close()
@@ -633,10 +636,9 @@ class PooledTarget:
     from a worker, or, when the call killed or hung its worker, an outcome whose error starts ``crash:`` or
     ``timeout:``.  The worker is replaced and the next call goes on."""
 
-    name = "tensorflow"
-
     def __init__(self, pool: WorkerPool) -> None:
         self.pool = pool
+        self.name = pool.backend
 
     def run(self, case: Case) -> Outcome:
         result = self.pool.evaluate_one(case)

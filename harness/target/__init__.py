@@ -29,9 +29,11 @@ from harness.target.training import TrainingRunner
 __all__ = [
     "LossFactory",
     "TFTarget",
+    "bind_backend",
     "environment_flags",
     "import_tensorflow",
     "load_factory",
+    "make_target",
 ]
 
 LossFactory = Callable[[Options], Callable[..., Any]]
@@ -148,6 +150,28 @@ def _predict(tf: Any, model: Any) -> Callable[[Any], Any]:
 
     return produce
 
+def bind_backend(backend: str, *, threads: int | None = None) -> None:
+    """Name ``backend`` in ``KERAS_BACKEND`` for the Keras this process will import (Keras reads it once, on
+    its first import; a Keras already imported keeps its backend, which ``make_target`` then checks).  With
+    ``threads``, JAX's CPU client gets one intra-op thread per worker, as TensorFlow's pools do."""
+    if "keras" in sys.modules:
+        return
+    os.environ["KERAS_BACKEND"] = backend
+    if backend == "jax" and threads is not None:
+        os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+
+
+def make_target(backend: str = "tensorflow", *, loss_factory: LossFactory | None = None, threads: int | None = None) -> Any:
+    """The target for ``backend``: ``TFTarget`` for TensorFlow (every entry point through ``tf.keras``), else
+    ``backends.KerasTarget`` (Keras 3 under JAX, PyTorch or NumPy).  Call it before anything imports Keras in
+    this process: Keras reads ``KERAS_BACKEND`` once."""
+    bind_backend(backend, threads=threads)
+    if backend == "tensorflow":
+        return TFTarget(loss_factory=loss_factory, threads=threads)
+    from harness.target.backends import KerasTarget
+
+    return KerasTarget(backend, loss_factory=loss_factory, threads=threads)
+
 
 class TFTarget:
     """Runs cases through TensorFlow.  ``loss_factory`` replaces the loss constructor (fault injection)."""
@@ -193,6 +217,8 @@ class TFTarget:
             **{f"keras_{k}": v for k, v in self.keras_settings().items()},
             "tf_keras_module": module_name or type(keras_module).__name__,
             "keras_package": package,
+            "backend": "tensorflow",
+            "backend_version": tf.__version__,
             "tf_git_version": getattr(tf, "__git_version__", None) or tf.version.GIT_VERSION,
             "platform": platform.platform(),
             "machine": platform.machine(),
