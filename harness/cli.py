@@ -225,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--examples", type=_positive, default=DEFAULT_EXAMPLES, help="cases a search round tries (default: %(default)s)"
     )
     _add(
-        fuzz, specs, "--seed", "--out", "--registry", "--profile", "--loss-factory", "--shard",
+        fuzz, specs, "--seed", "--out", "--registry", "--profile", "--loss-factory", "--shard", "--backend",
         seed={"default": None, "help": "Hypothesis seed (default: a random one, printed)"},
         out={"default": "reports/fuzz", "help": "folder for repro_<fingerprint>.py (default: %(default)s)"},
         shard={"help": "the K-th of N searches of one seed, each drawing other cases (a CI matrix of N jobs)"},
@@ -778,6 +778,11 @@ def _cmd_merge(args: argparse.Namespace) -> int:
         if bulk is not None:
             bulk.discard()
         raise
+    backends = {m.get("backend", "tensorflow") for m in metas}
+    if len(backends) > 1:
+        if bulk is not None:
+            bulk.discard()
+        raise UsageError(f"the shards ran under different Keras backends ({', '.join(sorted(backends))}); compare them instead")
     _out_folder(args.out, reports_of="merge")
     records = merge_records(groups) if bulk is None else bulk.kept
     run_meta = meta(
@@ -790,6 +795,7 @@ def _cmd_merge(args: argparse.Namespace) -> int:
             "shards": [m.get("shard") for m in metas],
             "loss_factory": metas[0].get("loss_factory"),
             "argv": args.argv,
+            "backend": {"name": backends.pop()},
         },
     )
     return _finish(RunResult(tuple(records)), run_meta, args.out, quiet=args.quiet, started=t0, bulk=bulk)
@@ -801,10 +807,11 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
 
     from harness.fuzz import fuzz, require_hypothesis, save_finding, shard_seed
     from harness.run.workers import PooledTarget, WorkerPool
-    from harness.target import TFTarget, load_factory
+    from harness.target import load_factory, make_target
 
     require_hypothesis()
     selection, registry = _prepare(args)
+    _check_backend(args.backend)
     if selection.profile != "keras3":
         raise UsageError(f"fuzz draws Keras 3 options; profile {selection.profile!r} is not supported ({selection.reason})")
     _out_folder(args.out)  # before the search: its findings are written only at the end
@@ -813,16 +820,16 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
     seed = args.seed if args.seed is not None or args.shard is None else random.SystemRandom().randrange(2**32)
     with contextlib.ExitStack() as stack:
         if args.workers == 0:
-            target = TFTarget(loss_factory=load_factory(args.loss_factory))
+            target = make_target(args.backend, loss_factory=load_factory(args.loss_factory))
         else:  # each draw is its own job: no quarantine, and a crash is the draw's (Hypothesis shrinks it)
             pool = WorkerPool(
                 args.workers, factory=args.loss_factory, profile=selection.profile, timeout=args.timeout,
-                quarantine=False, retry_crashes=False, spare="after-failure",
+                quarantine=False, retry_crashes=False, spare="after-failure", backend=args.backend,
             )  # fmt: skip
             target = PooledTarget(stack.enter_context(pool))
         result = fuzz(
             target, registry, examples=args.examples, seed=None if seed is None else shard_seed(seed, args.shard),
-            profile=selection.profile,
+            profile=selection.profile, backend=args.backend,
         )  # fmt: skip
         versions = target.versions()
     seed = result.seed if seed is None else seed
@@ -835,6 +842,8 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
         "profile": selection.profile,
         "tensorflow": versions.get("tensorflow"),
         "keras": versions.get("keras"),
+        "backend": args.backend,
+        "backend_version": versions.get("backend_version"),
         "loss_factory": args.loss_factory,
     }
     print(f"fuzz: {result.calls} cases in {result.seconds:.1f}s, seed {seed}{shard}, {args.examples} examples a round")
@@ -852,6 +861,7 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
     again = ["fuzz", "--seed", str(seed), *(["--shard", f"{args.shard[0]}/{args.shard[1]}"] if args.shard else []),
              "--examples", str(args.examples), "--out", args.out, "--regressions", args.regressions,
              "--registry", args.registry, "--profile", args.profile,
+             *(["--backend", args.backend] if args.backend != "tensorflow" else []),
              *(["--loss-factory", args.loss_factory] if args.loss_factory else [])]  # fmt: skip
     print(f"{len(result.findings)} unregistered divergence(s); again: bce-harness {shlex.join(again)}")
     return EXIT_DIVERGED

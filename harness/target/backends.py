@@ -149,7 +149,8 @@ class KerasTarget:
                 weight = self._tensor(case.sample_weight, case.weight_dtype)
             if case.api == "metrics.BinaryCrossentropy":
                 self._metrics[case.options].reset_state()
-            value, dtype = self._numpy(fn(y_true, y_pred, weight))
+            with np.errstate(all="ignore"):  # the NumPy backend's log(0) and the like are results, not warnings
+                value, dtype = self._numpy(fn(y_true, y_pred, weight))
         except Exception as exc:  # noqa: BLE001 - an exception from the library is an outcome
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             return Outcome(error=f"{type(exc).__name__}: {message}"[:500], seconds=time.perf_counter() - start)
@@ -276,7 +277,8 @@ class KerasTarget:
             loss = self._loss(first.options)
             y_true = self._tensor(np.stack([c.y_true for c in cases]), first.true_dtype)
             y_pred = self._tensor(np.stack([c.y_pred for c in cases]), first.pred_dtype)
-            values, dtype = self._numpy(loss(y_true, y_pred))
+            with np.errstate(all="ignore"):
+                values, dtype = self._numpy(loss(y_true, y_pred))
         except Exception:  # noqa: BLE001 - let the cases raise one by one, each against its own record
             return None
         if values.shape[:1] != (len(cases),):
