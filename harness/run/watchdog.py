@@ -36,7 +36,9 @@ PRIORS: dict[str, tuple[float, float]] = {
     "eager": (0.02, 0.5),
     "function": (0.05, 1.0),
     "xla": (0.05, 1.0),
-    "first:eager": (0.05, 1.0),
+    # an eager call that compiles on first use: JAX compiles each primitive per shape and dtype (run --backend
+    # jax), as slow as a first trace on a busy machine; TensorFlow's eager calls are never "first"
+    "first:eager": (0.5, 5.0),
     "first:function": (0.5, 5.0),
     "first:xla": (1.0, 10.0),
     # a training-loop case builds (or reuses) a model and traces its step functions; a replica case calls the
@@ -75,8 +77,9 @@ class Watchdog:
         return "replica" if spec.route in REPLICA_ROUTES else "training"
 
     @staticmethod
-    def kind(mode: str, first: bool) -> str:
-        return f"first:{mode}" if first and mode != "eager" else mode  # eager calls trace nothing
+    def kind(mode: str, first: bool, *, eager_compiles: bool = False) -> str:
+        """The case's kind; eager calls trace nothing, unless the backend compiles them (``eager_compiles``)."""
+        return f"first:{mode}" if first and (mode != "eager" or eager_compiles) else mode
 
     def observe(self, kind: str, seconds: float) -> None:
         """A case of ``kind`` took ``seconds`` in its worker."""

@@ -342,8 +342,16 @@ class WorkerPool:
                     job.pairs = q.hold(job.pairs)
                 if not job.pairs:
                     continue
-                keys = {i: trace_key(c) for i, c in job.pairs}
-                slot.kinds = {i: Watchdog.kind(Watchdog.mode_of(c), keys[i] not in slot.traced) for i, c in job.pairs}
+                # JAX compiles an eager call's primitives on first use, per shape and dtype: a new one is "first"
+                compiles = self.backend == "jax"
+                keys = {
+                    i: trace_key(c) + ((c.y_pred.shape, c.true_dtype, c.pred_dtype) if compiles else ())
+                    for i, c in job.pairs
+                }
+                slot.kinds = {
+                    i: Watchdog.kind(Watchdog.mode_of(c), keys[i] not in slot.traced, eager_compiles=compiles)
+                    for i, c in job.pairs
+                }
                 slot.traced.update(keys.values())
                 slot.chunks = chunks(job.pairs, alone={i for i, k in slot.kinds.items() if k.startswith("first:")})
                 slot.job, slot.job_id = job, next(self._ids)
