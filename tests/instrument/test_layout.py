@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "harness"
 # floor, any ground-floor module); otherwise only floors below its own.
 FLOORS: tuple[tuple[str, ...], ...] = (
     ("harness", "harness.errors", "harness.dtypes", "harness.jsonio", "harness.case", "harness.stacking",
-     "harness.families", "harness.packagedata"),
+     "harness.families", "harness.packagedata", "harness.backends"),
     ("harness.target", "harness.oracle"),  # siblings: the door to TensorFlow and the oracle never meet
     ("harness.generate",),
     ("harness.judge",),
