@@ -186,3 +186,13 @@ def test_the_registry_places_backend_entries_on_their_backends():
         named = entry.match.get("backend")
         if entry.id.startswith(("numpy-", "jax-", "torch-")):
             assert named == entry.id.split("-")[0], entry.id
+
+
+def test_compare_labels_a_side_by_its_backend():
+    from harness.report.drift import _version_line
+
+    tf_side = {"tensorflow": "2.21.0", "keras": "3.15.1", "profile": "keras3", "backend": {"name": "tensorflow"}}
+    jax_side = {"tensorflow": None, "keras": "3.15.1", "profile": "keras3", "backend": {"name": "jax", "version": "0.10.2"}}
+    assert _version_line(tf_side).startswith("TensorFlow 2.21.0")
+    assert _version_line(jax_side) == "Keras 3.15.1 on jax 0.10.2, profile keras3"
+    assert _version_line({"tensorflow": "2.15.1", "keras": "2.15.0", "profile": "keras2"}).startswith("TensorFlow 2.15.1")
