@@ -6,7 +6,8 @@ to float precision.  ``bce-harness run --backend B`` runs the suite under backen
 reference.  A case that names something only TensorFlow has (``tf.nn.sigmoid_cross_entropy_with_logits``,
 the ``tf.sigmoid`` producer) cannot be expressed under another backend, nor can a traced mode where the
 backend has no tracer the harness uses (PyTorch: ``torch.compile`` costs minutes per signature; NumPy: none),
-nor a gradient where the backend has no automatic differentiation (NumPy).  Such cases are skipped by
+nor a gradient where the backend has no automatic differentiation (NumPy); the training and replica families
+(model.fit and evaluate, tf.distribute strategies) are built by the TensorFlow target only.  Such cases are skipped by
 construction (``split``), counted with their reason in the run's ``meta.backend``.  Under JAX the
 ``function`` and ``xla`` modes map to ``jax.jit`` (the only tracer JAX has; it always compiles with XLA).
 
@@ -44,6 +45,8 @@ def unsupported(case: Case, backend: str) -> str | None:
     """Why ``case`` cannot be expressed under ``backend``, or None when it can."""
     if backend == DEFAULT_BACKEND:
         return None
+    if getattr(case, "training", None) is not None:
+        return "training and replica routes (model.fit, evaluate, strategies) run on the TensorFlow target only"
     if case.api in TF_ONLY_APIS:
         return f"{case.api} is TensorFlow's own op"
     if case.producer in TF_ONLY_PRODUCERS:

@@ -73,6 +73,17 @@ def test_what_a_backend_cannot_express_is_skipped_with_its_reason(backend, case,
     assert backend_of(kept[0]) == backend  # the record carries its backend: registry, report and compare see it
 
 
+def test_training_and_replica_cases_stay_on_tensorflow():
+    from harness.generate.grid import default_suite
+
+    routed = [c for c in default_suite() if getattr(c, "training", None) is not None][:3]
+    if not routed:
+        pytest.skip("this suite has no training family")
+    for backend in ("jax", "torch", "numpy"):
+        assert all("TensorFlow target only" in (unsupported(c, backend) or "") for c in routed)
+    assert all(unsupported(c, "tensorflow") is None for c in routed)
+
+
 def test_jax_maps_traced_modes_and_gradients():
     assert unsupported(_case(mode="xla", grad="y_pred", producer="keras.ops.sigmoid"), "jax") is None
     assert unsupported(_case(grad="sample_weight", sample_weight=np.array([1.0])), "torch") is None
