@@ -222,7 +222,7 @@ def _bug_template(cluster: Cluster, r: Mapping[str, Any], before: Mapping[str, A
         "- **GCC/compiler version:** - (binary install)",
         "- **CUDA/cuDNN version:** - (CPU)",
         "- **GPU model and memory:** - (CPU)",
-        f"- **Keras version** (for keras-team/keras, whose code the loss is): {new.get('keras')}, backend tensorflow {new.get('tensorflow')}",
+        f"- **Keras version** (for keras-team/keras, whose code the loss is): {new.get('keras')}, backend {_backend_text(new)}",
         "",
         "### Current behavior?",
         "",
@@ -342,3 +342,11 @@ def write_compare_reports(drift: Drift, new_results: Mapping[str, Any], out_dir:
         "html": write_html(new_results, out / "report.html", drift=drift),
         "junit": write_junit(new_results, out / "junit.xml"),
     }
+
+
+def _backend_text(m: Mapping[str, Any]) -> str:
+    """The Keras backend a run used and its version (run --backend), TensorFlow's by default."""
+    backend = m.get("backend")
+    if isinstance(backend, Mapping) and backend.get("name") not in (None, "tensorflow"):
+        return f"{backend['name']} {backend.get('version')}"
+    return f"tensorflow {m.get('tensorflow')}"
