@@ -24,8 +24,10 @@ __all__ = ["BACKENDS", "DEFAULT_BACKEND", "TF_ONLY_APIS", "backend_of", "split",
 
 BACKENDS: tuple[str, ...] = ("tensorflow", "jax", "torch", "numpy")
 DEFAULT_BACKEND = "tensorflow"
-TF_ONLY_APIS = frozenset({"nn.sigmoid_cross_entropy_with_logits"})
+TF_ONLY_APIS = frozenset({"nn.sigmoid_cross_entropy_with_logits", "backend.binary_crossentropy"})
 TF_ONLY_PRODUCERS = frozenset({"tf.sigmoid"})
+# built by the TensorFlow target only (harness/target/__init__.py): the layer and model producers
+TF_TARGET_PRODUCERS = frozenset({"layers.Activation(sigmoid)", "layers.Softmax", "model(x)", "model.predict(x)"})
 # the modes each backend can run a case in: JAX maps both traced modes to jax.jit
 MODES_OF = {
     "tensorflow": ("eager", "function", "xla"),
@@ -47,10 +49,16 @@ def unsupported(case: Case, backend: str) -> str | None:
         return None
     if getattr(case, "training", None) is not None:
         return "training and replica routes (model.fit, evaluate, strategies) run on the TensorFlow target only"
+    if getattr(case, "config", None) is not None:
+        return "Keras configuration cases (policies, set_epsilon, set_floatx) are set by the TensorFlow target only"
+    if getattr(case, "row_lengths", None) is not None:
+        return "ragged inputs are TensorFlow's (tf.RaggedTensor)"
     if case.api in TF_ONLY_APIS:
-        return f"{case.api} is TensorFlow's own op"
+        return f"{case.api} is TensorFlow's own entry point"
     if case.producer in TF_ONLY_PRODUCERS:
         return f"the producer {case.producer} is TensorFlow's own op"
+    if case.producer in TF_TARGET_PRODUCERS:
+        return "layer and model producers are built by the TensorFlow target only"
     if case.mode not in MODES_OF[backend]:
         return {
             "torch": "traced modes: torch.compile takes minutes per signature, not used",

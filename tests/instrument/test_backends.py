@@ -57,7 +57,7 @@ def test_tensorflow_keeps_every_case_untagged():
 @pytest.mark.parametrize(
     ("backend", "case", "reason"),
     [
-        ("jax", _case(api="nn.sigmoid_cross_entropy_with_logits"), "TensorFlow's own op"),
+        ("jax", _case(api="nn.sigmoid_cross_entropy_with_logits"), "TensorFlow's own entry point"),
         ("torch", _case(producer="tf.sigmoid"), "TensorFlow's own op"),
         ("torch", _case(mode="function"), "torch.compile"),
         ("numpy", _case(mode="xla"), "no tracer"),
