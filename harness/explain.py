@@ -447,6 +447,11 @@ def reference_steps(case: Case, profile: str = "keras3") -> Trace:
     """Keras's steps on ``case``; its last value is ``harness.oracle.expected``'s, or an internal error says why not."""
     if case.api == "metrics.BinaryCrossentropy" or case.grad is not None or case.mask is not None or case.producer:
         raise UsageError("explain covers the losses' values, not metrics, gradients, masks or producers")
+    if case.training is not None or case.config is not None or case.row_lengths is not None:
+        raise UsageError("explain covers one call of a loss with Keras's default configuration on dense inputs, "
+                         "not training loops, replicas, other configurations or ragged inputs")  # fmt: skip
+    if case.api == "backend.binary_crossentropy":
+        raise UsageError("explain covers the losses' documented pipeline, not tf.keras.backend.binary_crossentropy")
     if profile not in PROFILES:
         raise UsageError(f"profile={profile!r} is not one of {', '.join(PROFILES)}")
     trace = _pipeline(case, profile)

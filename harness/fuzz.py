@@ -236,6 +236,7 @@ class _Search:
         self.profile = profile
         self.oracle = oracle
         self.findings: dict[str, Finding] = {}
+        self._keras: dict[str, Any] | None = None
         self.known: Counter[str] = Counter()
         self.calls = 0
         self._crash: list[str] = []
@@ -307,10 +308,22 @@ class _Search:
             self.findings[fp] = _finding(fp, case, exp, out, comparison)
         return comparison.kind
 
+    def _settings(self) -> dict[str, Any]:
+        """The epsilon and floatx the target's Keras has (keras.json under KERAS_HOME, or a call), which the
+        reference judges against as ``run`` does; read once, from the target or the versions its workers sent."""
+        if self._keras is None:
+            if hasattr(self.target, "keras_settings"):
+                self._keras = dict(self.target.keras_settings())
+            else:
+                v = self.target.versions() if hasattr(self.target, "versions") else {}
+                self._keras = {k: v[f"keras_{k}"] for k in ("epsilon", "floatx") if v.get(f"keras_{k}") is not None}
+        return self._keras
+
     def _evaluate(self, case: Case) -> tuple[Expected, Outcome, Comparison]:
         self.calls += 1
-        exp = self.oracle(case, profile=self.profile)
-        out = self.target.run(case)
+        out = self.target.run(case)  # first: a worker's versions (and its Keras's settings) come with its first reply
+        exp = self.oracle(case, profile=self.profile, **self._settings()) if self.oracle is reference_expected else (
+            self.oracle(case, profile=self.profile))  # fmt: skip
         failure = process_failure(out)  # the call killed or hung its worker (PooledTarget)
         if failure is not None:
             assert out.error is not None

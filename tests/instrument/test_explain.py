@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from harness.case import API_LOSS_CLASS, Options
-from harness.errors import InputError
+from harness.errors import InputError, UsageError
 from harness.explain import build_case, diagnose, explain, load_manual, load_variants, parse_array, reference_steps
 
 REPO = Path(__file__).resolve().parents[2]
@@ -47,7 +47,10 @@ def test_steps_end_at_the_oracles_value_across_the_default_suite(default_cases, 
             continue
         if profile == "keras2" and case.api != API_LOSS_CLASS:
             continue
-        reference_steps(case, profile)  # raises if its last value is not harness.oracle.expected's
+        try:
+            reference_steps(case, profile)  # raises if its last value is not harness.oracle.expected's
+        except UsageError:  # a path explain says it does not cover (training loops, configurations, ...)
+            continue
         checked += 1
     assert checked > 300
 

@@ -310,7 +310,9 @@ def test_cli_fuzz_writes_a_reproduction_that_fails_on_the_broken_keras_only(tmp_
 
     broken = tmp_path / "broken"
     broken.mkdir()
-    (broken / "sitecustomize.py").write_text("import keras\nkeras.config.set_epsilon(1e-6)\n")
+    # the loss clips with another epsilon than keras.config.epsilon() reports (a configured epsilon is not a
+    # fault: the reference reads it, in fuzz as in run)
+    (broken / "sitecustomize.py").write_text(CLIP_WITH_ANOTHER_EPSILON)
     out, regressions = tmp_path / "out", tmp_path / "regressions"
     proc = subprocess.run(
         [sys.executable, "-m", "harness", "fuzz", *FUZZ_ARGS, "--out", str(out), "--regressions", str(regressions)],
@@ -343,15 +345,45 @@ def test_cli_fuzz_writes_a_reproduction_that_fails_on_the_broken_keras_only(tmp_
     cases = [load_case(f) for f in saved]
     stock = run_cases(cases, tf_target, REGISTRY, profile=SELECTION.profile)
     assert {r.status for r in stock.records} <= {"pass", "xfail"}, [r.comparison.message for r in stock.records]
-    old = keras.config.epsilon()
-    keras.config.set_epsilon(1e-6)
+    import keras.src.backend.tensorflow.nn as nn
+
+    real = nn.backend
+    nn.backend = _OtherEpsilon(real)
     try:
         from harness.target import TFTarget
 
         with_fault = run_cases(cases, TFTarget(), REGISTRY, profile=SELECTION.profile)
     finally:
-        keras.config.set_epsilon(old)
+        nn.backend = real
     assert {r.status for r in with_fault.records} == {"fail"}
+
+
+class _OtherEpsilon:
+    """Keras's backend module as the loss sees it, but clipping with 1e-6 while config.epsilon() says 1e-7."""
+
+    def __init__(self, real):
+        self._real = real
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+    def epsilon(self):
+        return 1e-6
+
+
+CLIP_WITH_ANOTHER_EPSILON = """
+import keras.src.backend.tensorflow.nn as nn
+
+class _Backend:
+    def __getattr__(self, name):
+        return getattr(_real, name)
+
+    def epsilon(self):
+        return 1e-6
+
+_real = nn.backend
+nn.backend = _Backend()
+"""
 
 
 # -- replay: files that are not cases -------------------------------------------------------------------
@@ -465,3 +497,20 @@ def test_finding_actual_text() -> None:
     raised = Finding("f", _case(), exp, Outcome(error="ValueError: no"), Comparison("exception", "m"))
     returned = Finding("f", _case(), exp, Outcome(value=np.array([1.5]), dtype="float32"), Comparison("tolerance", "m"))
     assert raised.actual == "ValueError: no" and returned.actual == "[1.5] (float32)"
+
+
+def test_the_search_judges_against_the_epsilon_and_floatx_the_targets_keras_has() -> None:
+    """A configured epsilon (keras.json, or a call) is not a fault: fuzz reads it as run does, from the target
+    itself or from the versions its workers sent."""
+    from harness.fuzz import _Search
+
+    class Pooled:  # as PooledTarget: no keras_settings, the worker's versions
+        def versions(self):
+            return {"keras_epsilon": 1e-5, "keras_floatx": "float64"}
+
+    class InProcess:
+        def keras_settings(self):
+            return {"epsilon": 1e-6, "floatx": "float32"}
+
+    assert _Search(Pooled(), REGISTRY, "keras3", expected)._settings() == {"epsilon": 1e-5, "floatx": "float64"}
+    assert _Search(InProcess(), REGISTRY, "keras3", expected)._settings() == {"epsilon": 1e-6, "floatx": "float32"}
