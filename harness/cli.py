@@ -366,18 +366,11 @@ def _resumed(args: argparse.Namespace, header: dict, registry, cases: list) -> t
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from harness.generate.facets import coverage, space_for
-    from harness.report.summary import meta
-    from harness.run.findings import FindingsLog, load_findings
-    from harness.run.stream import RecordStream, file_fingerprint, recorded, suite_fingerprint
     from harness.run.workers import default_workers
-    from harness.target import environment_flags
 
     t0 = time.perf_counter()
     if args.resume and args.force:
         raise UsageError("--resume continues the run in --out and --force replaces it: give one")
-    from harness.backends import split
-
     selection, registry = _prepare(args, announce=True)
     if args.backend != "tensorflow":
         _check_backend(args.backend)
@@ -385,6 +378,28 @@ def _cmd_run(args: argparse.Namespace) -> int:
             raise UsageError(f"--backend {args.backend} runs the default suite only (no --suite {args.suite}, no --seeds)")
     if args.suite != "default" or args.seeds is not None:
         return _cmd_run_streamed(args, selection, registry, t0)
+    _check_backend(args.backend)
+    workers = default_workers() if args.workers is None else args.workers
+    with contextlib.ExitStack() as stack:
+        pool = None
+        if workers:  # started first: the workers import TensorFlow (seconds) while this process builds the suite
+            from harness.run.workers import WorkerPool
+
+            pool = stack.enter_context(WorkerPool(
+                workers, factory=args.loss_factory, profile=args.profile, backend=args.backend, timeout=args.timeout,
+            )).warm()  # fmt: skip
+        return _run_default(args, selection, registry, workers, pool, t0)
+
+
+def _run_default(args: argparse.Namespace, selection, registry, workers: int, pool, t0: float) -> int:
+    """``run`` of the default suite (held in memory), in ``pool`` (None: in this process)."""
+    from harness.backends import split
+    from harness.generate.facets import coverage, space_for
+    from harness.report.summary import meta
+    from harness.run.findings import FindingsLog, load_findings
+    from harness.run.stream import RecordStream, file_fingerprint, recorded, suite_fingerprint
+    from harness.target import environment_flags
+
     cases, whole = _suite(args, selection.profile)
     # what the backend cannot express is skipped by construction, counted by reason in meta.backend
     cases, skipped = split(cases, args.backend)
@@ -404,8 +419,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
         )
     if not args.resume:
         _out_folder(args.out)
-    _check_backend(args.backend)
-    workers = default_workers() if args.workers is None else args.workers
     fingerprint = suite_fingerprint(cases)
     header = {
         "seed": args.seed, "profile": args.profile, "suite": fingerprint, "shard": args.shard, "select": args.select,
@@ -422,7 +435,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     found = load_findings(args.out) if args.resume else []  # the job-level findings of the run resumed
 
     with RecordStream(args.out, header, append=args.resume) as stream, FindingsLog(args.out, append=args.resume) as log:
-        result, versions = _execute(args, cases, registry, workers, stream.append, started=t0, on_finding=log)
+        result, versions = _execute(args, cases, registry, workers, stream.append, started=t0, on_finding=log, pool=pool)
+    if pool is not None:
+        pool.close()  # before the reports: the workers wind down while nothing else waits on them
     if result.deadline is not None:
         result = dataclasses.replace(result, deadline=args.deadline)
     if found:
@@ -618,7 +633,9 @@ class _Id:
         return self
 
 
-def _execute(args: argparse.Namespace, cases: list, registry, workers: int, on_record, *, started: float, on_finding=None):
+def _execute(
+    args: argparse.Namespace, cases: list, registry, workers: int, on_record, *, started: float, on_finding=None, pool=None
+):
     """Run ``cases`` in this process (``--workers 0``) or in worker processes; the result and the versions."""
     from harness.run.runner import run_cases, run_parallel
     from harness.target import load_factory, make_target
@@ -632,9 +649,12 @@ def _execute(args: argparse.Namespace, cases: list, registry, workers: int, on_r
             cases, target, registry, profile=args.profile, progress=progress, on_record=on_record, deadline=deadline
         )
         return result, target.versions()
+    if pool is not None:
+        pool.on_finding = on_finding
     return run_parallel(
         cases,
         registry,
+        pool=pool,
         workers=workers,
         factory=args.loss_factory,
         profile=args.profile,

@@ -211,9 +211,11 @@ class WorkerPool:
     ``timeout`` seconds) is split into single-case jobs; a single case that does either is run once more
     (a hang with a longer limit) unless it joins a class of such failures already seen (``quarantine``),
     and then becomes a ``crash`` or ``timeout`` result.  The cases of an active class are held back, a
-    sample of them run, and the rest recorded as inferred (quarantine.py).  A spare worker is started ahead
-    (``spare="ahead"``; ``"after-failure"``: once a first worker died; ``"none"``), so that a dead worker's
-    replacement has TensorFlow imported already.  ``findings`` collects what no
+    sample of them run, and the rest recorded as inferred (quarantine.py).  A spare worker is kept ready
+    once a first worker died (``spare="after-failure"``, the default; ``"ahead"``: from the start; ``"none"``),
+    so that the replacements of a class of crashes or hangs have TensorFlow imported already.  Not from the
+    start: a spare's import (about 5 s of a core) would slow every clean run on a machine whose cores the
+    workers already use, to save one import on the first death only.  ``findings`` collects what no
     single case's record says: a job that failed while each of its cases, run alone, did not; a case that
     failed once and not again.
     """
@@ -228,7 +230,7 @@ class WorkerPool:
         timeout: float = 120.0,
         quarantine: bool = True,
         retry_crashes: bool = True,
-        spare: str = "ahead",
+        spare: str = "after-failure",
         clock: Callable[[], float] = time.monotonic,
     ):
         self.workers = workers
@@ -280,12 +282,20 @@ class WorkerPool:
         return self._slots + ([self._spare] if self._spare is not None else [])
 
     def close(self) -> None:
-        for slot in self._all():
+        """Ask every idle worker to exit, wait for them together (a TensorFlow process takes a second or two to
+        wind down; one after another that was seconds at the end of every run), and kill what is left."""
+        slots = self._all()
+        for slot in slots:
             try:
                 if slot.process.is_alive() and slot.ready and slot.job is None:
                     slot.conn.send(None)
-                    slot.process.join(timeout=5)
             except (OSError, BrokenPipeError):
+                pass
+        until = time.monotonic() + 5
+        for slot in slots:
+            try:
+                slot.process.join(timeout=max(0.0, until - time.monotonic()))
+            except (OSError, AssertionError):  # never started
                 pass
             self._kill(slot)
         self._slots = []
@@ -295,6 +305,12 @@ class WorkerPool:
             self._logs = None
 
     def __enter__(self) -> WorkerPool:
+        return self
+
+    def warm(self) -> WorkerPool:
+        """Start every worker now, so that they import TensorFlow while the caller builds its cases."""
+        while len(self._slots) < self.workers:
+            self._slots.append(self._spawn())
         return self
 
     def __exit__(self, *exc: object) -> None:
