@@ -391,13 +391,29 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return _run_default(args, selection, registry, workers, pool, t0)
 
 
+def _claim_out(args: argparse.Namespace) -> None:
+    """``--out`` for a run: a folder (made if missing) that holds no other run's record stream unless
+    ``--resume`` continues it or ``--force`` replaces it."""
+    from harness.run.stream import recorded
+
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UsageError(f"--out {args.out!r} is a file, not a folder")
+    if not (args.resume or args.force) and (n := recorded(args.out)):
+        raise UsageError(
+            f"--out {args.out}: holds the record stream of another run ({n} records); "
+            "continue it with --resume or replace it with --force"
+        )
+    if not args.resume:
+        _out_folder(args.out)
+
+
 def _run_default(args: argparse.Namespace, selection, registry, workers: int, pool, t0: float) -> int:
     """``run`` of the default suite (held in memory), in ``pool`` (None: in this process)."""
     from harness.backends import split
     from harness.generate.facets import coverage, space_for
     from harness.report.summary import meta
     from harness.run.findings import FindingsLog, load_findings
-    from harness.run.stream import RecordStream, file_fingerprint, recorded, suite_fingerprint
+    from harness.run.stream import RecordStream, file_fingerprint, suite_fingerprint
     from harness.target import environment_flags
 
     cases, whole = _suite(args, selection.profile)
@@ -409,16 +425,7 @@ def _run_default(args: argparse.Namespace, selection, registry, workers: int, po
     for reason, n in sorted(skipped.items()):
         print(f"backend {args.backend}: {n} cases skipped ({reason})")
     suite = list(cases)  # what this run covers, before --resume drops the finished ones
-    # the inputs are good; now the output folder, before any work
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise UsageError(f"--out {args.out!r} is a file, not a folder")
-    if not (args.resume or args.force) and (n := recorded(args.out)):
-        raise UsageError(
-            f"--out {args.out}: holds the record stream of another run ({n} records); "
-            "continue it with --resume or replace it with --force"
-        )
-    if not args.resume:
-        _out_folder(args.out)
+    _claim_out(args)  # the inputs are good; now the output folder, before any work
     fingerprint = suite_fingerprint(cases)
     header = {
         "seed": args.seed, "profile": args.profile, "suite": fingerprint, "shard": args.shard, "select": args.select,
@@ -491,7 +498,7 @@ def _cmd_run_streamed(args: argparse.Namespace, selection, registry, t0: float) 
     from harness.run.estimate import kinds, render
     from harness.run.findings import FindingsLog, load_findings
     from harness.run.runner import RunResult, run_cases, run_parallel
-    from harness.run.stream import RecordStream, file_fingerprint, iter_stream, recorded, suite_fingerprint
+    from harness.run.stream import RecordStream, file_fingerprint, iter_stream, suite_fingerprint
     from harness.run.workers import WorkerPool, default_workers
     from harness.target import TFTarget, environment_flags, load_factory
 
@@ -500,15 +507,7 @@ def _cmd_run_streamed(args: argparse.Namespace, selection, registry, t0: float) 
     positions = whole if args.shard is None else whole[args.shard[0] - 1 :: args.shard[1]]
     if not positions:
         raise UsageError(f"--select {args.select!r} matches no case")
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise UsageError(f"--out {args.out!r} is a file, not a folder")
-    if not (args.resume or args.force) and (n := recorded(args.out)):
-        raise UsageError(
-            f"--out {args.out}: holds the record stream of another run ({n} records); "
-            "continue it with --resume or replace it with --force"
-        )
-    if not args.resume:
-        _out_folder(args.out)
+    _claim_out(args)
     if importlib.util.find_spec("tensorflow") is None:
         raise TargetUnavailable("TensorFlow is not installed; install the extra: pip install 'bce-harness[tf]'")
     workers = default_workers() if args.workers is None else args.workers

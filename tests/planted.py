@@ -310,3 +310,21 @@ def backend_kernel_scaled(options: Options):
         reduction=options.reduction,
         **dtype,
     )
+
+
+# A Keras whose loss clips with another epsilon (1e-6) than keras.config.epsilon() reports (1e-7), planted
+# inside Keras before a command runs (as a sitecustomize.py): a configured epsilon is no fault (the reference
+# reads it), but a loss that departs from the configuration it reports is.
+CLIP_WITH_ANOTHER_EPSILON = """
+import keras.src.backend.tensorflow.nn as nn
+
+class _Backend:
+    def __getattr__(self, name):
+        return getattr(_real, name)
+
+    def epsilon(self):
+        return 1e-6
+
+_real = nn.backend
+nn.backend = _Backend()
+"""

@@ -24,6 +24,7 @@ from harness.case import REPLICA_ROUTES, Case, Config, Options, Outcome
 from harness.errors import TargetUnavailable, UsageError
 from harness.stacking import MAX_STACK, map_stacked, trace_key
 from harness.target.distribute import ReplicaRunner, configure_logical_cpus
+from harness.target.keras_calls import keras_call
 from harness.target.training import TrainingRunner
 
 __all__ = [
@@ -405,25 +406,10 @@ class TFTarget:
         tf, o = self.tf, case.options
         keras = tf.keras
         api = case.api
-        if api == "BinaryCrossentropy":
-            loss = self._loss(o)
-
-            def call(y_true, y_pred, weight):
-                return loss(y_true, y_pred) if weight is None else loss(y_true, y_pred, sample_weight=weight)
-
-        elif api == "binary_crossentropy":
-
-            def call(y_true, y_pred, weight):
-                return keras.losses.binary_crossentropy(
-                    y_true, y_pred, from_logits=o.from_logits, label_smoothing=o.label_smoothing, axis=o.axis
-                )
-
-        elif api == "ops.binary_crossentropy":
-
-            def call(y_true, y_pred, weight):
-                return keras.ops.binary_crossentropy(y_true, y_pred, from_logits=o.from_logits)
-
-        elif api == "nn.sigmoid_cross_entropy_with_logits":
+        call = keras_call(keras, api, o, self._loss)
+        if call is not None:  # one of Keras's own entry points, the same on every backend
+            return call
+        if api == "nn.sigmoid_cross_entropy_with_logits":
 
             def call(y_true, y_pred, weight):
                 return tf.nn.sigmoid_cross_entropy_with_logits(labels=y_true, logits=y_pred)

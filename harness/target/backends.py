@@ -26,6 +26,7 @@ from harness.backends import BACKENDS, unsupported
 from harness.case import Case, Options, Outcome
 from harness.errors import TargetUnavailable, UsageError
 from harness.stacking import MAX_STACK, map_stacked, trace_key
+from harness.target.keras_calls import keras_call
 
 __all__ = ["KerasTarget", "import_keras"]
 
@@ -179,25 +180,10 @@ class KerasTarget:
 
     def _api_call(self, case: Case) -> Callable[..., Any]:
         keras, o, api = self.keras, case.options, case.api
-        if api == "BinaryCrossentropy":
-            loss = self._loss(o)
-
-            def call(y_true, y_pred, weight):
-                return loss(y_true, y_pred) if weight is None else loss(y_true, y_pred, sample_weight=weight)
-
-        elif api == "binary_crossentropy":
-
-            def call(y_true, y_pred, weight):
-                return keras.losses.binary_crossentropy(
-                    y_true, y_pred, from_logits=o.from_logits, label_smoothing=o.label_smoothing, axis=o.axis
-                )
-
-        elif api == "ops.binary_crossentropy":
-
-            def call(y_true, y_pred, weight):
-                return keras.ops.binary_crossentropy(y_true, y_pred, from_logits=o.from_logits)
-
-        elif api == "metrics.BinaryCrossentropy":
+        call = keras_call(keras, api, o, self._loss)
+        if call is not None:  # one of Keras's own entry points, the same on every backend
+            return call
+        if api == "metrics.BinaryCrossentropy":
             if o not in self._metrics:
                 self._metrics[o] = keras.metrics.BinaryCrossentropy(
                     from_logits=o.from_logits, label_smoothing=o.label_smoothing, dtype=o.dtype

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -228,23 +227,9 @@ def test_cli_exits_1_and_names_the_cases_when_keras_is_broken(tmp_path):
     """A fault planted inside Keras before the command runs: the loss clips with another epsilon than the one
     keras.config.epsilon() reports (a configured epsilon is not a fault: the reference reads it), exit 1."""
     pytest.importorskip("tensorflow")
-    (tmp_path / "sitecustomize.py").write_text(
-        textwrap.dedent(
-            """
-            import keras.src.backend.tensorflow.nn as nn
+    from planted import CLIP_WITH_ANOTHER_EPSILON
 
-            class _Backend:
-                def __getattr__(self, name):
-                    return getattr(_real, name)
-
-                def epsilon(self):
-                    return 1e-6
-
-            _real = nn.backend
-            nn.backend = _Backend()
-            """
-        )
-    )
+    (tmp_path / "sitecustomize.py").write_text(CLIP_WITH_ANOTHER_EPSILON)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)]), "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.run(
         [sys.executable, "-m", "harness", "run", "--out", str(tmp_path / "out"), "--select", "special/*", "--no-progress"],

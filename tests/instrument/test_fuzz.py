@@ -306,12 +306,12 @@ def _env(broken_dir: Path | None) -> dict[str, str]:
 @keras3_only
 @pytest.mark.tensorflow
 def test_cli_fuzz_writes_a_reproduction_that_fails_on_the_broken_keras_only(tmp_path: Path, tf_target) -> None:
-    import keras
-
     broken = tmp_path / "broken"
     broken.mkdir()
     # the loss clips with another epsilon than keras.config.epsilon() reports (a configured epsilon is not a
     # fault: the reference reads it, in fuzz as in run)
+    from planted import CLIP_WITH_ANOTHER_EPSILON
+
     (broken / "sitecustomize.py").write_text(CLIP_WITH_ANOTHER_EPSILON)
     out, regressions = tmp_path / "out", tmp_path / "regressions"
     proc = subprocess.run(
@@ -370,20 +370,6 @@ class _OtherEpsilon:
     def epsilon(self):
         return 1e-6
 
-
-CLIP_WITH_ANOTHER_EPSILON = """
-import keras.src.backend.tensorflow.nn as nn
-
-class _Backend:
-    def __getattr__(self, name):
-        return getattr(_real, name)
-
-    def epsilon(self):
-        return 1e-6
-
-_real = nn.backend
-nn.backend = _Backend()
-"""
 
 
 # -- replay: files that are not cases -------------------------------------------------------------------
