@@ -284,19 +284,18 @@ class WorkerPool:
     def close(self) -> None:
         """Ask every idle worker to exit, wait for them together (a TensorFlow process takes a second or two to
         wind down; one after another that was seconds at the end of every run), and kill what is left."""
-        slots = self._all()
+        slots, asked = self._all(), []
         for slot in slots:
             try:
                 if slot.process.is_alive() and slot.ready and slot.job is None:
                     slot.conn.send(None)
+                    asked.append(slot)
             except (OSError, BrokenPipeError):
                 pass
         until = time.monotonic() + 5
+        for slot in asked:  # the others (busy, or still importing TensorFlow) are killed at once
+            slot.process.join(timeout=max(0.0, until - time.monotonic()))
         for slot in slots:
-            try:
-                slot.process.join(timeout=max(0.0, until - time.monotonic()))
-            except (OSError, AssertionError):  # never started
-                pass
             self._kill(slot)
         self._slots = []
         self._spare = None
