@@ -37,6 +37,8 @@ def record_facets(case: Case, expected: Expected | None, profile: str) -> dict[s
     ``loss_size``        its element count as a size bucket, or ``scalar`` for a rank-0 loss
     ``masked_nonfinite`` a position the mask removes holds a non-finite loss element
     ``infinite_label_logit``  an infinite label meets a finite logit (see ``_infinite_label_logit``)
+    ``bf16_cast_tie``    a float64 input that the loss casts to bfloat16 rounds otherwise through float32
+                         (TensorFlow's cast rounds twice; see ``_bf16_cast_tie``)
     """
     facets = {**case.facets, "profile": profile, "backend": backend_of(case)}
     if expected is not None and expected.dtype is not None:
@@ -49,7 +51,25 @@ def record_facets(case: Case, expected: Expected | None, profile: str) -> dict[s
     facets["loss_size"] = "scalar" if shape == () else size_bucket(math.prod(shape))
     facets["masked_nonfinite"] = _masked_nonfinite(case, profile)
     facets["infinite_label_logit"] = _infinite_label_logit(case, facets["compute_dtype"])
+    facets["bf16_cast_tie"] = _bf16_cast_tie(case, facets["compute_dtype"])
     return facets
+
+
+def _bf16_cast_tie(case: Case, compute_dtype: str) -> bool:
+    """A float64 input of a bfloat16 computation whose value, rounded to float32 first, lands on a bfloat16
+    tie and so rounds to the other neighbour than rounding once would: the only inputs where a cast that
+    goes through float32 (TensorFlow's, registered) and the reference's single rounding part."""
+    if compute_dtype != "bfloat16":
+        return False
+    for values, dtype in ((case.y_pred, case.pred_dtype), (case.y_true, case.true_dtype), (case.sample_weight, case.weight_dtype)):
+        if values is None or dtype != "float64" or values.size == 0:
+            continue
+        with np.errstate(all="ignore"):
+            once = round_to(values, "bfloat16")
+            twice = round_to(round_to(values, "float32"), "bfloat16")
+        if np.any((once != twice) & ~np.isnan(once)):
+            return True
+    return False
 
 
 def _infinite_label_logit(case: Case, compute_dtype: str) -> bool:

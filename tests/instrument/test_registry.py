@@ -359,3 +359,21 @@ def test_value_facets_name_the_classes_the_pairs_family_found() -> None:
     masked = case(np.full((1, 2, 3), 0.5), [[[0.5, 0.5, 0.5], [1.0, 0.5, 0.5]]], options=Options(dtype="float16"),
                   mask=np.array([[True, False]]))  # fmt: skip
     assert record_facets(masked, None, "keras3")["masked_nonfinite"]  # a soft label, p = 1 where 1 - eps rounds to 1: inf
+
+
+def test_a_float64_input_on_a_bfloat16_tie_after_float32_is_the_double_rounding_entry_and_no_other_is() -> None:
+    """The nightly's find (values/logits/large_1e2/f64-f64/dtype=bf16/none/12x1/seed=291): -66.25000092362596
+    rounds once to -66.5 but through float32 to the tie -66.25 and on to -66.0.  Only such inputs match."""
+    from harness.oracle import expected
+
+    def case(x: float, dtype: str = "bfloat16") -> Case:
+        return Case(id="values/x", y_true=np.array([[0.0]]), y_pred=np.array([[x]]), true_dtype="float64",
+                    pred_dtype="float64", options=Options(from_logits=True, reduction="none", dtype=dtype))  # fmt: skip
+
+    registry = load_registry(DEFAULT_REGISTRY)
+    on_tie = case(-66.25000092362596)
+    facets = record_facets(on_tie, expected(on_tie), "keras3")
+    assert facets["bf16_cast_tie"] is True
+    assert registry.judge(facets, ["tolerance"]).id == "float64-to-bfloat16-cast-rounds-twice"
+    for other in (case(-66.3), case(-66.25000092362596, dtype="float32"), case(-66.25)):  # no tie, no bf16, exact
+        assert record_facets(other, expected(other), "keras3")["bf16_cast_tie"] is False
