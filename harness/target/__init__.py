@@ -24,7 +24,7 @@ from harness.case import REPLICA_ROUTES, Case, Config, Options, Outcome
 from harness.errors import TargetUnavailable, UsageError
 from harness.stacking import MAX_STACK, map_stacked, trace_key
 from harness.target.distribute import ReplicaRunner, configure_logical_cpus
-from harness.target.keras_calls import keras_call
+from harness.target.keras_calls import keras_call, weight_argument
 from harness.target.training import TrainingRunner
 
 __all__ = [
@@ -333,12 +333,7 @@ class TFTarget:
             if case.row_lengths is not None:  # rows of the given lengths, as tf.ragged.constant would make them
                 ragged = self.tf.RaggedTensor.from_tensor
                 y_true, y_pred = ragged(y_true, lengths=case.row_lengths), ragged(y_pred, lengths=case.row_lengths)
-            if case.sample_weight is None:
-                weight = None
-            elif case.sample_weight.ndim == 0 and case.grad is None:
-                weight = float(case.sample_weight)
-            else:
-                weight = self._tensor(case.sample_weight, case.weight_dtype)
+            weight = weight_argument(case, self._tensor)
             if case.api == "metrics.BinaryCrossentropy":
                 self._metrics[self._metric_key(case.options)].reset_state()
             result = fn(y_true, y_pred, weight)

@@ -26,7 +26,7 @@ from harness.backends import BACKENDS, unsupported
 from harness.case import Case, Options, Outcome
 from harness.errors import TargetUnavailable, UsageError
 from harness.stacking import MAX_STACK, map_stacked, trace_key
-from harness.target.keras_calls import keras_call
+from harness.target.keras_calls import keras_call, weight_argument
 
 __all__ = ["KerasTarget", "import_keras"]
 
@@ -142,12 +142,7 @@ class KerasTarget:
             fn = self._compiled(case)
             y_true = self._tensor(case.y_true, case.true_dtype)
             y_pred = self._tensor(case.y_pred, case.pred_dtype)
-            if case.sample_weight is None:
-                weight = None
-            elif case.sample_weight.ndim == 0 and case.grad is None:
-                weight = float(case.sample_weight)
-            else:
-                weight = self._tensor(case.sample_weight, case.weight_dtype)
+            weight = weight_argument(case, self._tensor)
             if case.api == "metrics.BinaryCrossentropy":
                 self._metrics[case.options].reset_state()
             with np.errstate(all="ignore"):  # the NumPy backend's log(0) and the like are results, not warnings

@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from harness.case import API_LOSS_CLASS, Options
+from harness.case import API_LOSS_CLASS, Case, Options
 
-__all__ = ["keras_call"]
+__all__ = ["keras_call", "weight_argument"]
 
 
 def keras_call(keras: Any, api: str, o: Options, loss: Callable[[Options], Any]) -> Callable[..., Any] | None:
@@ -29,3 +29,13 @@ def keras_call(keras: Any, api: str, o: Options, loss: Callable[[Options], Any])
     if api == "ops.binary_crossentropy":
         return lambda y_true, y_pred, weight: keras.ops.binary_crossentropy(y_true, y_pred, from_logits=o.from_logits)
     return None
+
+
+def weight_argument(case: Case, tensor: Callable[[Any, str], Any]) -> Any:
+    """``sample_weight`` as the call gets it: None, a Python scalar for a 0-d weight (unless the gradient with
+    respect to it is asked, which needs a tensor), else ``tensor(values, weight_dtype)``."""
+    if case.sample_weight is None:
+        return None
+    if case.sample_weight.ndim == 0 and case.grad is None:
+        return float(case.sample_weight)
+    return tensor(case.sample_weight, case.weight_dtype)
