@@ -555,7 +555,7 @@ def _cmd_run_streamed(args: argparse.Namespace, selection, registry, t0: float) 
         if workers:
             pool = stack.enter_context(
                 WorkerPool(workers, factory=args.loss_factory, profile=args.profile, timeout=args.timeout)
-            )
+            ).warm()  # the workers import TensorFlow while this process generates the first chunk
             pool.on_finding = log
         else:
             target = TFTarget(loss_factory=load_factory(args.loss_factory))

@@ -80,6 +80,8 @@ def _infinite_label_logit(case: Case, compute_dtype: str) -> bool:
     if not logits or compute_dtype not in FLOAT_DTYPES:
         return False
     y = np.asarray(case.y_true, dtype=np.float64)
+    if not np.isinf(y).any():  # (most cases: no infinite label, nothing more to read)
+        return False
     x = np.asarray(round_to(case.y_pred, compute_dtype), dtype=np.float64)
     y, x, mismatch = Keras3.reconcile_ranks(y, x)
     if mismatch:

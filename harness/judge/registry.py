@@ -42,7 +42,8 @@ from __future__ import annotations
 
 import fnmatch
 import functools
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -148,6 +149,7 @@ class Divergence:
 
 
 _MISSING = object()  # a facet the record does not have, in Registry.judge's memo keys
+_CLASS_MEMO = 50_000  # string facet values whose class (Registry._class_of) is remembered
 
 
 def _matches_value(have: Any, want: Any) -> bool:
@@ -168,14 +170,46 @@ def _matches_value(have: Any, want: Any) -> bool:
 class Registry:
     entries: tuple[Divergence, ...] = ()
     source: str = ""
-    # judge()'s answers by the values (and types: True and 1 hash alike but match differently) of the facets
-    # some entry reads: a run judges thousands of records that share them
+    # judge()'s answers by the classes (``_class_of``) of the facets some entry reads: a run judges a million
+    # records that share a few hundred of them
     _verdicts: dict[tuple[Any, ...], Divergence | None] = field(default_factory=dict, compare=False, repr=False)
+    _classes: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict, compare=False, repr=False)
 
     @functools.cached_property
     def _read(self) -> tuple[str, ...]:
         """The facets some entry's match reads, in a fixed order."""
         return tuple(sorted({key for entry in self.entries for key in entry.match}))
+
+    @functools.cached_property
+    def _globs(self) -> dict[str, tuple[tuple[str, Callable[[str], Any]], ...]]:
+        """Per facet, the distinct string patterns the entries match it with (list items included), each as
+        (its literal prefix, its compiled ``fnmatchcase``): a value without the prefix cannot match."""
+        out: dict[str, set[str]] = {}
+        for entry in self.entries:
+            for key, want in entry.match.items():
+                out.setdefault(key, set()).update(w for w in (want if isinstance(want, list) else [want]) if isinstance(w, str))
+        return {
+            k: tuple((re.split(r"[*?\[]", g, maxsplit=1)[0], re.compile(fnmatch.translate(g)).match) for g in sorted(v))
+            for k, v in out.items()
+        }
+
+    def _class_of(self, key: str, value: Any) -> Any:
+        """What judge()'s memo keys ``value`` of facet ``key`` by.  A string facet is matched only by
+        ``fnmatchcase`` against the entries' string patterns (``_matches_value``: a bool or number never
+        equals a string), so which of those patterns it matches decides every entry's answer for it: two
+        case ids that match the same patterns judge alike, and a million distinct ids share a few classes.
+        Any other value keys by itself (and its type: True and 1 hash alike but match differently)."""
+        if not isinstance(value, str):
+            return (value, type(value))
+        memo = self._classes
+        try:
+            return memo[key, value]
+        except KeyError:
+            pass
+        found = (str, *(value.startswith(prefix) and match(value) is not None for prefix, match in self._globs.get(key, ())))
+        if len(memo) < _CLASS_MEMO:  # (case ids are all distinct: past this many, they are classed afresh)
+            memo[key, value] = found
+        return found
 
     def for_tensorflow(self, version: str | None) -> Registry:
         """The entries whose ``versions`` range holds for TensorFlow ``version``."""
@@ -201,8 +235,7 @@ class Registry:
         its ``kinds``, else the first that matches (its note then says which kind it does not explain); for
         an agreement (no kinds), the first that matches (an ``xpass``).  The one rule for run, replay, merge
         and fuzz."""
-        values = [facets.get(k, _MISSING) for k in self._read]
-        key = (*values, *map(type, values), *kinds)
+        key = (*(self._class_of(k, facets.get(k, _MISSING)) for k in self._read), *kinds)
         try:
             return self._verdicts[key]
         except KeyError:

@@ -58,12 +58,11 @@ def signature(case: Case) -> dict[str, str]:
     """The facets of ``case`` that choose its code path, as strings."""
     o = case.options
     y, p, w = _values(case.y_true), _values(case.y_pred), _values(case.sample_weight)
-    every = np.concatenate([y.ravel(), p.ravel(), w.ravel()])
-    regimes = {
-        f"{what}_{name}": str(bool(test(a).any()))
-        for name, a in (("true", y), ("pred", p), ("weight", w))
-        for what, test in (("nan", np.isnan), ("inf", np.isinf))
-    }
+    regimes = {}
+    for name, a in (("true", y), ("pred", p), ("weight", w)):
+        finite = bool(np.isfinite(a).all())  # (the common case: one test instead of two)
+        regimes[f"nan_{name}"] = str(not finite and bool(np.isnan(a).any()))
+        regimes[f"inf_{name}"] = str(not finite and bool(np.isinf(a).any()))
     rank = max(case.y_true.ndim, case.y_pred.ndim)
     if case.sample_weight is None:
         weights = "none"
@@ -91,9 +90,9 @@ def signature(case: Case) -> dict[str, str]:
         "true_rank": str(case.y_true.ndim),
         "pred_rank": str(case.y_pred.ndim),
         "empty": str(case.y_true.size == 0 or case.y_pred.size == 0),
-        "nan": str(bool(np.isnan(every).any())),
-        "inf": str(bool(np.isinf(every).any())),
-        "zeros_or_ones": str(bool(np.isin(p, (0.0, 1.0)).any())),
+        "nan": str("True" in (regimes["nan_true"], regimes["nan_pred"], regimes["nan_weight"])),
+        "inf": str("True" in (regimes["inf_true"], regimes["inf_pred"], regimes["inf_weight"])),
+        "zeros_or_ones": str(bool(((p == 0.0) | (p == 1.0)).any())),
         "true_empty": str(case.y_true.size == 0),
         "pred_empty": str(case.y_pred.size == 0),
         **regimes,

@@ -180,6 +180,13 @@ class _Job:
     first: tuple[str, str] | None = None
     sample_of: str | None = None
     parent: int | None = None  # the split job this single case came from
+    _by_index: tuple[list[tuple[int, Case]], dict[int, Case]] | None = field(default=None, repr=False)
+
+    def case_at(self, index: int) -> Case:
+        """The case with ``index`` among ``pairs`` (as they are now: holding cases back replaces the list)."""
+        if self._by_index is None or self._by_index[0] is not self.pairs:
+            self._by_index = (self.pairs, dict(self.pairs))
+        return self._by_index[1][index]
 
 
 @dataclass
@@ -543,7 +550,7 @@ class WorkerPool:
         spent = (out.seconds if out is not None else 0.0) + r.seconds.get("reference", 0.0) + r.seconds.get("compare", 0.0)
         if r.index in kinds:
             self.watchdog.observe(kinds[r.index], spent)
-        case = next(c for i, c in job.pairs if i == r.index)
+        case = job.case_at(r.index)
         released = self.quarantine.completed(r.index, case)
         queue.extend(_Job([pair]) for pair in released)
         if job.first is not None and job.first[0] == "crash":  # (a suspect hang that finishes was just slow)

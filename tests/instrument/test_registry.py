@@ -377,3 +377,23 @@ def test_a_float64_input_on_a_bfloat16_tie_after_float32_is_the_double_rounding_
     assert registry.judge(facets, ["tolerance"]).id == "float64-to-bfloat16-cast-rounds-twice"
     for other in (case(-66.3), case(-66.25000092362596, dtype="float32"), case(-66.25)):  # no tie, no bf16, exact
         assert record_facets(other, expected(other), "keras3")["bf16_cast_tie"] is False
+
+
+def test_memoised_verdicts_equal_the_entries_read_afresh():
+    """``Registry.judge`` keys its memo by classes of facet values (a string by the entries' patterns it
+    matches), not by the values: over the whole default suite, under both profiles and with and without a
+    divergence kind, every memoised verdict is the one the entries give read afresh."""
+    from harness.generate.grid import default_suite
+    from harness.judge.facets import record_facets
+    from harness.oracle import expected
+
+    registry = load_registry()
+    for case in default_suite():
+        try:
+            exp = expected(case)
+        except Exception:  # noqa: BLE001 - a case the oracle cannot answer is judged without one
+            exp = None
+        for profile in ("keras3", "keras2"):
+            facets = record_facets(case, exp, profile)
+            for kinds in ((), ("tolerance",), ("nan_inf",), ("nan_inf", "tolerance")):
+                assert registry.judge(facets, kinds) == registry._judge(facets, kinds), (case.id, profile, kinds)
