@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.dtypes import FLOAT_DTYPES, INPUT_DTYPES, round_to
+from harness.dtypes import FLOAT_DTYPES, INPUT_DTYPES, representable
 from harness.errors import UsageError
 from harness.jsonio import decode_array, decode_number, encode_array
 
@@ -285,9 +285,7 @@ def _check_array(name: str, a: np.ndarray, dtype: str, dtype_arg: str) -> np.nda
         a = np.array(a, dtype=np.float64)
     except (TypeError, ValueError):
         raise UsageError(f"{name}={a!r} is not an array of numbers") from None
-    with np.errstate(invalid="ignore"):
-        rounded = round_to(a, dtype)
-        off = ~((rounded == a) | (np.isnan(rounded) & np.isnan(a)))
+    off = ~representable(a, dtype)
     if off.any():
         where = tuple(int(i) for i in np.argwhere(off)[0]) if a.ndim else ()
         raise UsageError(f"{name}{list(where)}={float(a[where])!r} is not representable in {dtype_arg}={dtype!r}")

@@ -561,33 +561,38 @@ def _cmd_run_streamed(args: argparse.Namespace, selection, registry, t0: float) 
             target = TFTarget(loss_factory=load_factory(args.loss_factory))
         generated = suite.cases_at(todo)
         chunks = iter(lambda: list(itertools.islice(generated, _CHUNK)), [])
-        for chunk in chunks:
-            left = None if deadline_at is None else max(0.0, deadline_at - time.perf_counter())
-            offset = finished
+        first = 0  # where in todo the chunk at hand begins
+        try:
+            for chunk in chunks:
+                left = None if deadline_at is None else max(0.0, deadline_at - time.perf_counter())
+                offset = finished
 
-            def step(done_now: int, _total: int, offset: int = offset) -> None:
-                progress(offset + done_now, total)
+                def step(done_now: int, _total: int, offset: int = offset) -> None:
+                    progress(offset + done_now, total)
 
-            if workers:
-                result, versions = run_parallel(
-                    chunk, registry, workers=workers, profile=args.profile, progress=step, on_record=stream.append,
-                    pool=pool, deadline=left,
-                )  # fmt: skip
-            else:
-                result = run_cases(chunk, target, registry, profile=args.profile, progress=step, on_record=stream.append, deadline=left)
-                versions = target.versions()
-            for r in result.records:
-                bulk.add(r)
-            finished += len(result.records)
-            for k, v in result.seconds.items():
-                records_seconds[k] = records_seconds.get(k, 0.0) + v
-            findings += list(result.findings)
-            pool_info = dict(result.pool)
-            if result.interrupted or result.deadline is not None:
-                interrupted, stopped = result.interrupted, None if result.deadline is None else args.deadline
-                ran = {r.case.id for r in result.records} | done
-                not_run = tuple(ids[p] for p in todo if ids[p] not in ran)
-                break
+                if workers:
+                    result, versions = run_parallel(
+                        chunk, registry, workers=workers, profile=args.profile, progress=step, on_record=stream.append,
+                        pool=pool, deadline=left,
+                    )  # fmt: skip
+                else:
+                    result = run_cases(chunk, target, registry, profile=args.profile, progress=step, on_record=stream.append, deadline=left)
+                    versions = target.versions()
+                hit = _file_all(bulk, result.records)  # every record the stream holds is in the report too
+                finished += len(result.records)
+                for k, v in result.seconds.items():
+                    records_seconds[k] = records_seconds.get(k, 0.0) + v
+                findings += list(result.findings)
+                pool_info = dict(result.pool)
+                if result.interrupted or hit or result.deadline is not None:
+                    interrupted, stopped = result.interrupted or hit, None if result.deadline is None else args.deadline
+                    ran = {r.case.id for r in result.records}
+                    not_run = tuple(ids[p] for p in todo[first:] if ids[p] not in ran)
+                    break
+                first += len(chunk)
+        except KeyboardInterrupt:  # while the next chunk was generated: what ran stands, the rest did not run
+            interrupted = True
+            not_run = tuple(ids[p] for p in todo[first:])
     kept_ids = {r.case.id for r in bulk.kept}
     order = {ids[p]: i for i, p in enumerate(positions) if ids[p] in kept_ids}
     kept = tuple(sorted(bulk.kept, key=lambda r: order.get(r.case.id, len(order))))
@@ -611,6 +616,19 @@ def _cmd_run_streamed(args: argparse.Namespace, selection, registry, t0: float) 
     if args.suite == "exhaustive" and not (interrupted or stopped is not None):
         _audit_into(args.out, args.profile)
     return code
+
+
+def _file_all(bulk, records) -> bool:
+    """``bulk.add`` every record, even when Ctrl-C comes meanwhile (the stream has them all already); whether
+    it came."""
+    pending, hit = iter(records), False
+    while True:
+        try:
+            for r in pending:
+                bulk.add(r)
+            return hit
+        except KeyboardInterrupt:
+            hit = True
 
 
 def _in_base(record) -> bool:

@@ -23,6 +23,7 @@ __all__ = [
     "WORK_UNIT_ROUNDOFF",
     "FloatFormat",
     "float_format",
+    "representable",
     "round_to",
     "ulp_distance",
 ]
@@ -104,6 +105,21 @@ def _bfloat16_bits(x: np.ndarray) -> np.ndarray:
 
 def _bfloat16_value(bits: np.ndarray) -> np.ndarray:
     return (bits.astype(np.uint32) << np.uint32(16)).view(np.float32).astype(np.float64)
+
+
+def representable(a: np.ndarray, dtype: str) -> np.ndarray:
+    """Where float64 ``a`` holds a value of ``dtype`` exactly: ``round_to(a, dtype) == a``, NaN where it rounds to NaN.
+
+    For bfloat16 without rounding: a value is one exactly when it is a float32 whose low 16 bits are 0
+    (bfloat16 is float32's upper half, with float32's exponent range), which is a fraction of the cost of
+    rounding every element (the generator checks every array it makes)."""
+    a = np.asarray(a, dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        if dtype == "bfloat16":  # (NaN rounds to NaN)
+            f32 = a.astype(np.float32)
+            return ((f32.astype(np.float64) == a) & ((f32.view(np.uint32) & np.uint32(0xFFFF)) == 0)) | np.isnan(a)
+        rounded = round_to(a, dtype)
+        return (rounded == a) | (np.isnan(rounded) & np.isnan(a))
 
 
 def round_to(x: np.ndarray | float, dtype: str) -> np.ndarray:

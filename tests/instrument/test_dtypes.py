@@ -58,3 +58,24 @@ def test_ulp_distance_is_elementwise_int64():
 
 def test_ulp_distance_float64_saturates_instead_of_overflowing():
     assert ulp_distance(-1e308, 1e308, "float64") == 2**62
+
+
+def test_representable_is_rounding_leaves_it_alone() -> None:
+    """``representable`` (the generator's and Case's check, without rounding for bfloat16) says exactly
+    where ``round_to`` leaves a value unchanged, NaN where it rounds to NaN: on every bfloat16 pattern's
+    neighbours, values beyond the ranges, subnormals, zeros, infinities and NaN, for every input dtype."""
+    from harness.dtypes import INPUT_DTYPES, representable
+
+    bits = np.arange(0, 1 << 16, dtype=np.uint32) << np.uint32(16)
+    with np.errstate(invalid="ignore"):
+        exact = bits.view(np.float32).astype(np.float64)
+    exact = exact[np.isfinite(exact)]
+    probes = np.concatenate([
+        exact, np.nextafter(exact, np.inf), np.nextafter(exact, -np.inf), exact * (1 + 2.0**-20),
+        [0.0, -0.0, np.inf, -np.inf, np.nan, 1e300, -1e300, 5e-324, 2.0**-149, 2.0**-133, 65504.0, 65520.0, 0.5, 2.5],
+    ])  # fmt: skip
+    for dtype in INPUT_DTYPES:
+        with np.errstate(all="ignore"):
+            rounded = round_to(probes, dtype)
+        want = (rounded == probes) | (np.isnan(rounded) & np.isnan(probes))
+        np.testing.assert_array_equal(representable(probes, dtype), want, err_msg=dtype)

@@ -189,3 +189,50 @@ def test_a_streamed_run_shards_merges_resumes_and_compares(tmp_path, capsys) -> 
     assert whole["totals"]["total"] == 30 and whole["meta"]["seeds"] == [1, 2]
     assert main(["run", *args, "--out", str(tmp_path / "whole"), "--resume"]) == 0
     assert json.loads((tmp_path / "whole" / "results.json").read_text())["totals"] == whole["totals"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="TensorFlow is not installed")
+@pytest.mark.parametrize("stop", ["interrupt-generating", "deadline-in-second-chunk"])
+def test_a_streamed_run_stopped_after_its_first_chunk_reports_exactly_what_did_not_run(tmp_path, monkeypatch, stop) -> None:
+    """A run of several chunks stopped in its second: Ctrl-C while the next chunk is generated (outside the
+    pool, where an interrupt was once a traceback-free exit 2 with no report), or a deadline reached in the
+    second chunk (whose list of what did not run once held the first chunk's cases too).  The report holds
+    every record the stream holds, and ``not_run`` is exactly the rest."""
+    from harness import cli
+    from harness.run import runner
+
+    monkeypatch.setattr(cli, "_CHUNK", 12)
+    if stop == "interrupt-generating":
+        real = Suite.cases_at
+
+        def cases_at(self, positions):
+            for n, case in enumerate(real(self, positions)):
+                if n == 15 and isinstance(positions, list):  # the run's cases (not the estimate's), second chunk
+                    raise KeyboardInterrupt
+                yield case
+
+        monkeypatch.setattr(Suite, "cases_at", cases_at)
+    else:
+        real_run = runner.run_cases
+        calls = []
+
+        def run_cases(cases, *a, **k):
+            calls.append(len(cases))
+            if len(calls) == 2:  # the second chunk: its first 5 records, then the deadline
+                result = real_run(cases[:5], *a, **k)
+                return RunResult(result.records, result.seconds, False, 1.0, tuple(c.id for c in cases[5:]))
+            return real_run(cases, *a, **k)
+
+        monkeypatch.setattr(runner, "run_cases", run_cases)
+    out = tmp_path / "run"
+    args = ["--seeds", "1..2", "--select", "values/probs/typical/f32-*", "--workers", "0", "--no-progress", "--quiet"]
+    code = cli.main(["run", *args, "--out", str(out), "--deadline", "3600"])
+    results = json.loads((out / "results.json").read_text())
+    ran = results["totals"]["total"]
+    streamed = [json.loads(line)["case"]["id"] for line in (out / "records.jsonl").read_text().splitlines()[1:]]
+    assert ran == len(streamed) == (12 if stop == "interrupt-generating" else 17)
+    whole = Suite("default", seeds=(1, 2)).chosen(pattern="values/probs/typical/f32-*")
+    ids = list(Suite("default", seeds=(1, 2)).ids())
+    assert sorted(results["meta"]["not_run"]) == sorted(set(ids[p] for p in whole) - set(streamed))
+    assert len(results["meta"]["not_run"]) == 30 - ran
+    assert code == (2 if stop == "interrupt-generating" else 1), code  # as pytest: interrupted 2; a deadline 1
