@@ -8,7 +8,7 @@ to ``records.jsonl`` and writes the reports, exactly as ``bce-harness run`` does
 machine, in one process run.
 
     python benchmarks/bench_suite.py [--workers N] [--naive-sample N] [--sweep-seeds N] [--no-floor] [--recovery N]
-                                     [--growth 10000,100000,1000000] [--scaling] [--plot PATH]
+                                     [--growth 10000,100000,1000000 [--keep DIR]] [--scaling] [--plot PATH]
 
 Two ratios are printed, each comparing like with like: *warm*, both sides with TensorFlow already imported
 (the naive loop in this process, the harness without its pool's start-up, which is its workers importing
@@ -66,17 +66,31 @@ def naive(cases: Sequence[Case]) -> float:
     return time.perf_counter() - start
 
 
-def floor_seconds(cases: Sequence[Case]) -> tuple[int, float]:
-    """(records, seconds) of the TensorFlow calls no runner may batch, measured as a worker makes them: in a
-    fresh process with TensorFlow on one thread, each unstackable record's own call, in plan order, so that
-    each traced function is traced once."""
-    with mp.get_context("spawn").Pool(1) as process:
-        return process.apply(_calls_alone, ([c for job in plan_jobs(cases) for _, c in job if batch_key(c) is None],))
+def floor_seconds(cases: Sequence[Case], processes: int = 1) -> tuple[int, float]:
+    """(records, seconds) of the TensorFlow calls no runner may batch, measured as workers make them: in
+    ``processes`` fresh processes at once, each with TensorFlow on one thread, each unstackable record's own
+    call, in plan order, each process a share of the plan's jobs (so each traced function is traced once);
+    the seconds are the slowest process's, from a common start.  With one process, the calls alone."""
+    jobs = [[c for _, c in job if batch_key(c) is None] for job in plan_jobs(cases)]
+    shares: list[list[Case]] = [[] for _ in range(processes)]
+    for job in sorted(jobs, key=len, reverse=True):  # the longest jobs first, each to the least loaded share
+        min(shares, key=len).extend(job)
+    ctx = mp.get_context("spawn")
+    with ctx.Manager() as manager:
+        ready, go = manager.Barrier(processes), manager.Event()
+        with ctx.Pool(processes) as pool:
+            pending = [pool.apply_async(_calls_alone, (share, ready, go)) for share in shares]
+            go.set()
+            done = [p.get() for p in pending]
+    return sum(n for n, _ in done), max(t for _, t in done)
 
 
-def _calls_alone(cases: list[Case]) -> tuple[int, float]:
+def _calls_alone(cases: list[Case], ready=None, go=None) -> tuple[int, float]:
     target = TFTarget(threads=1)
     target.run(default_suite(special_cases=None)[0])  # the first call's one-off costs are not the floor's
+    if ready is not None:
+        ready.wait()  # every process has imported TensorFlow: the calls start together
+        go.wait()
     start = time.perf_counter()
     for c in cases:
         target.run(c)
@@ -88,27 +102,43 @@ def sample(cases: Sequence[Case], n: int) -> list[Case]:
     return list(cases[::step][:n])
 
 
-def harness_run(cases: Sequence[Case], registry: Registry, workers: int) -> tuple[RunResult, float, float, float]:
+def harness_run(
+    cases: Sequence[Case], registry: Registry, workers: int, *, streamed: bool = False
+) -> tuple[RunResult, float, float, float]:
     """The run as ``bce-harness run`` makes it (records streamed), then its reports: (result, pool start-up s,
-    run s, report s).  The pool is started first, and timed alone: its workers import TensorFlow."""
+    run s, report s).  The pool is started first, and timed alone: its workers import TensorFlow.
+    ``streamed``: as a run with a value sweep files its records (``--suite nightly``, ``--seeds``): the
+    passes summarised to disk as they come (report/bulk.py), only the base suite's records and what did not
+    pass kept for the reports."""
+    from harness.cli import _in_base
+    from harness.report.bulk import Bulk
+
     with tempfile.TemporaryDirectory() as out, contextlib.ExitStack() as stack:
         pool = stack.enter_context(WorkerPool(workers)) if workers else None
         t0 = time.perf_counter()
         if pool is not None:  # one single-record job for each worker: every worker started, TensorFlow imported
             list(pool.run([[(0, cases[0])] for _ in range(workers)]))
         t1 = time.perf_counter()
+        bulk = Bulk(out, keep=_in_base) if streamed else None
         with RecordStream(out, {"benchmark": True}) as stream:
             if pool is None:
                 result = run_cases(cases, TFTarget(), registry, on_record=stream.append)
             else:
                 result, _ = run_parallel(cases, registry, workers=workers, on_record=stream.append, pool=pool)
+        if bulk is not None:
+            for r in result.records:
+                bulk.add(r)
+            result = RunResult(tuple(bulk.kept), result.seconds)
         t2 = time.perf_counter()
-        write_reports(result, meta(seed=0, profile="keras3", versions={}, env={}, extra={}), out)
+        write_reports(result, meta(seed=0, profile="keras3", versions={}, env={}, extra={}), out, bulk)
         return result, t1 - t0, t2 - t1, time.perf_counter() - t2
 
 
-def measure(label: str, cases: Sequence[Case], registry: Registry, workers: int, naive_n: int, t_import: float, *, floor: bool) -> None:
-    result, t_start, t_run, t_report = harness_run(cases, registry, workers)
+def measure(
+    label: str, cases: Sequence[Case], registry: Registry, workers: int, naive_n: int, t_import: float, *, floor: bool,
+    streamed: bool = False,
+) -> None:  # fmt: skip
+    result, t_start, t_run, t_report = harness_run(cases, registry, workers, streamed=streamed)
     picked = sample(cases, naive_n)
     t_naive = naive(picked)
     n = len(cases)
@@ -132,15 +162,23 @@ def measure(label: str, cases: Sequence[Case], registry: Registry, workers: int,
     if floor:
         alone, t_floor = floor_seconds(cases)
         if alone:
-            per_worker = t_floor / max(workers, 1)
+            k = max(workers, 1)
+            ideal = t_floor / k
             print(
-                f"floor:   {alone} records need their own TensorFlow call: {t_floor:.2f} s of calls, {per_worker:.2f} s on "
-                f"{max(workers, 1)} worker(s); no runner can exceed {naive_each * n / per_worker:.1f}x warm on this workload"
+                f"floor:   {alone} records need their own TensorFlow call: {t_floor:.2f} s of calls in one process, "
+                f"{ideal:.2f} s if {k} worker(s) shared them without slowing one another"
             )
+            if k > 1:  # what the machine gives k TensorFlow processes at once (caches, memory bandwidth)
+                _, together = floor_seconds(cases, k)
+                print(f"         the same calls in {k} processes at once: {together:.2f} s (each {t_floor / together / k:.0%} as fast as alone)")
+            else:
+                together = ideal
+            print(f"         no runner can exceed {naive_each * n / together:.1f}x warm on this workload")
             # the floor's records per second: the whole workload at the speed of its unshareable calls alone
             print(
-                f"share:   the harness's {n / warm:.0f} records/s warm are {100 * per_worker / warm:.0f}% of the floor's "
-                f"{n / per_worker:.0f} records/s (target: at least 90%)"
+                f"share:   the harness's {n / warm:.0f} records/s warm are {100 * together / warm:.0f}% of the floor's "
+                f"{n / together:.0f} records/s, made by {k} process(es) at once (target: at least 90%); "
+                f"{100 * ideal / warm:.0f}% of the {n / ideal:.0f} records/s of one process's calls divided by {k}"
             )
         else:
             print("floor:   every record can share a stacked call: no call-bound limit on this workload")
@@ -176,6 +214,7 @@ def main() -> None:
     parser.add_argument("--recovery", type=int, default=0, metavar="N", help="also measure N crashes in a row, with and without a spare")
     parser.add_argument("--recovery-only", action="store_true", help="measure only the recovery")
     parser.add_argument("--growth", default="", metavar="SIZES", help="nightly suite sizes, comma-separated (e.g. 10000,100000,1000000)")
+    parser.add_argument("--keep", type=Path, default=None, metavar="DIR", help="with --growth: the largest size's run is written to DIR and kept")
     parser.add_argument("--scaling", action="store_true", help="the default suite at --workers 1..cores")
     parser.add_argument("--plot", default="reports/benchmark/growth", help="the growth plot, without suffix (.png or .svg)")
     parser.add_argument("--skip-suite", action="store_true", help="only --growth, --scaling and --costs")
@@ -193,7 +232,7 @@ def main() -> None:
         if args.growth:
             plot = Path(args.plot)
             plot.parent.mkdir(parents=True, exist_ok=True)
-            growth([int(x) for x in args.growth.split(",") if x.strip()], args.workers, plot)
+            growth([int(x) for x in args.growth.split(",") if x.strip()], args.workers, plot, keep=args.keep)
         if args.scaling:
             scaling(list(range(1, (os.cpu_count() or 1) + 1)), ["run", "--suite", "default"])
         if args.skip_suite:
@@ -216,7 +255,10 @@ def main() -> None:
             if c.tags["family"] == "values" and c.options.reduction in (None, "none")
         ]
         print(f"\ngeneration: {len(sweep)} sweep records in {time.perf_counter() - t0:.2f} s")
-        measure(f"value sweep over {args.sweep_seeds} seeds", sweep, registry, args.workers, args.naive_sample, t_import, floor=not args.no_floor)
+        measure(
+            f"value sweep over {args.sweep_seeds} seeds, filed as a streamed run files it", sweep, registry, args.workers,
+            args.naive_sample, t_import, floor=not args.no_floor, streamed=True,
+        )  # fmt: skip
     if args.recovery:
         recovery(args.recovery)
 

@@ -88,11 +88,13 @@ def fit(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float]:
     return my - b * mx, b
 
 
-def growth(sizes: Sequence[int], workers: int, plot: Path) -> list[tuple[int, float, int]]:
+def growth(sizes: Sequence[int], workers: int, plot: Path, keep: Path | None = None) -> list[tuple[int, float, int]]:
+    """``keep``: the folder the largest size's run writes to, kept (a whole nightly, to compare with another)."""
     print(f"\n== nightly suite growth: --max-cases {', '.join(map(str, sizes))}, workers={workers}")
     rows = []
-    with tempfile.TemporaryDirectory() as out:
+    with tempfile.TemporaryDirectory() as scratch:
         for n in sizes:
+            out = str(keep) if keep is not None and n == max(sizes) else scratch
             seconds, (rss, pss, own), code = measured_run_detail(
                 ["run", "--suite", "nightly", "--max-cases", str(n), "--workers", str(workers), "--out", out, "--force", "--no-progress", "--quiet"]
             )

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from harness.case import Case, Options
+from harness.case import Case, Options, Outcome
 from harness.errors import EXIT_USAGE, InputError, UsageError
 from harness.judge.compare import KINDS, Comparison
 from harness.judge.facets import record_facets
@@ -377,6 +377,26 @@ def test_a_float64_input_on_a_bfloat16_tie_after_float32_is_the_double_rounding_
     assert registry.judge(facets, ["tolerance"]).id == "float64-to-bfloat16-cast-rounds-twice"
     for other in (case(-66.3), case(-66.25000092362596, dtype="float32"), case(-66.25)):  # no tie, no bf16, exact
         assert record_facets(other, expected(other), "keras3")["bf16_cast_tie"] is False
+
+
+def test_a_tie_input_where_the_loss_stays_in_its_bound_passes_with_a_note_not_xpass() -> None:
+    """The whole nightly found 7 records with a bfloat16-tie input whose loss agreed within its bound (the
+    input's one ULP does not move the loss out of it where the loss is not that sensitive): as xpass they were
+    false alarms.  The entry is intermittent: such a record passes with a note, the diverging one is xfail."""
+    from harness.generate.grid import Suite
+    from harness.judge.compare import compare
+    from harness.oracle import expected
+    from harness.run.runner import judged
+
+    cid = "values/logits/nan/f64-f64/dtype=bf16/none/12x1/seed=638"
+    suite = Suite("nightly", seeds=(638, 638))
+    (case,) = [c for c in suite.cases_at(range(len(suite))) if c.id == cid]
+    exp = expected(case)
+    agreeing = Outcome(value=exp.value.copy(), dtype=exp.dtype)
+    record = judged(case, compare(case, exp, agreeing), exp, agreeing, load_registry(DEFAULT_REGISTRY), "keras3")
+    assert record_facets(case, exp, "keras3")["bf16_cast_tie"] is True
+    assert (record.status, record.divergence) == ("pass", None)
+    assert "float64-to-bfloat16-cast-rounds-twice" in record.note
 
 
 def test_memoised_verdicts_equal_the_entries_read_afresh():
