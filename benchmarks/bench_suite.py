@@ -20,8 +20,8 @@ signature.  It is measured here (the sum of those calls, each traced function tr
 workers; the naive loop's time over it is the best ratio any runner could reach on that workload.
 
 Workloads: the default suite, with workers and in this process; with ``--sweep-seeds N`` also the
-unreduced records of the value grid under N seeds, the shape of a nightly value sweep, where stacking
-carries the load.  With ``--recovery N``: a worker's start-up (spawn to ready, TensorFlow's import), and
+nightly suite's value sweep over the seeds 1..N (740 unreduced records a seed), where stacking carries the
+load, filed as a streamed run files it.  With ``--recovery N``: a worker's start-up (spawn to ready, TensorFlow's import), and
 what each of N crashes in a row costs with a spare worker started ahead and without one (every call of
 the loss dies of SIGSEGV; no quarantine, so every crash is paid).  With ``--growth SIZES`` the nightly
 suite at each size (records per second and peak RSS of the whole process tree, a fitted line, a plot;
@@ -66,35 +66,46 @@ def naive(cases: Sequence[Case]) -> float:
     return time.perf_counter() - start
 
 
-def floor_seconds(cases: Sequence[Case], processes: int = 1) -> tuple[int, float]:
-    """(records, seconds) of the TensorFlow calls no runner may batch, measured as workers make them: in
-    ``processes`` fresh processes at once, each with TensorFlow on one thread, each unstackable record's own
-    call, in plan order, each process a share of the plan's jobs (so each traced function is traced once);
-    the seconds are the slowest process's, from a common start.  With one process, the calls alone."""
+def floor_seconds(cases: Sequence[Case], processes: int = 1, job_seconds: Sequence[float] | None = None) -> tuple[int, float, list[float]]:
+    """(records, seconds, each plan job's seconds) of the TensorFlow calls no runner may batch, measured as
+    workers make them: in ``processes`` fresh processes at once, each with TensorFlow on one thread, each
+    unstackable record's own call, in plan order, each process a share of the plan's jobs (so each traced
+    function is traced once); the seconds are the slowest process's, from a common start.  The shares are
+    balanced by ``job_seconds`` (each job's time alone, from a one-process measurement), longest first."""
     jobs = [[c for _, c in job if batch_key(c) is None] for job in plan_jobs(cases)]
-    shares: list[list[Case]] = [[] for _ in range(processes)]
-    for job in sorted(jobs, key=len, reverse=True):  # the longest jobs first, each to the least loaded share
-        min(shares, key=len).extend(job)
+    weights = list(job_seconds) if job_seconds is not None else [float(len(j)) for j in jobs]
+    shares: list[list[int]] = [[] for _ in range(processes)]
+    load = [0.0] * processes
+    for j in sorted(range(len(jobs)), key=lambda j: -weights[j]):  # each job to the least loaded share
+        k = load.index(min(load))
+        shares[k].append(j)
+        load[k] += weights[j]
     ctx = mp.get_context("spawn")
     with ctx.Manager() as manager:
-        ready, go = manager.Barrier(processes), manager.Event()
+        ready = manager.Barrier(processes)
         with ctx.Pool(processes) as pool:
-            pending = [pool.apply_async(_calls_alone, (share, ready, go)) for share in shares]
-            go.set()
+            pending = [pool.apply_async(_calls_alone, ([jobs[j] for j in sorted(share)], ready)) for share in shares]
             done = [p.get() for p in pending]
-    return sum(n for n, _ in done), max(t for _, t in done)
+    per_job = [0.0] * len(jobs)
+    for share, (_, _, times) in zip(shares, done):
+        for j, t in zip(sorted(share), times):
+            per_job[j] = t
+    return sum(n for n, _, _ in done), max(t for _, t, _ in done), per_job
 
 
-def _calls_alone(cases: list[Case], ready=None, go=None) -> tuple[int, float]:
+def _calls_alone(jobs: list[list[Case]], ready=None) -> tuple[int, float, list[float]]:
     target = TFTarget(threads=1)
     target.run(default_suite(special_cases=None)[0])  # the first call's one-off costs are not the floor's
     if ready is not None:
         ready.wait()  # every process has imported TensorFlow: the calls start together
-        go.wait()
     start = time.perf_counter()
-    for c in cases:
-        target.run(c)
-    return len(cases), time.perf_counter() - start
+    times = []
+    for job in jobs:
+        t = time.perf_counter()
+        for c in job:
+            target.run(c)
+        times.append(time.perf_counter() - t)
+    return sum(map(len, jobs)), time.perf_counter() - start, times
 
 
 def sample(cases: Sequence[Case], n: int) -> list[Case]:
@@ -160,7 +171,7 @@ def measure(
         f"{sec['on_record']:.2f} s, reports {t_report:.2f} s"
     )
     if floor:
-        alone, t_floor = floor_seconds(cases)
+        alone, t_floor, per_job = floor_seconds(cases)
         if alone:
             k = max(workers, 1)
             ideal = t_floor / k
@@ -169,8 +180,11 @@ def measure(
                 f"{ideal:.2f} s if {k} worker(s) shared them without slowing one another"
             )
             if k > 1:  # what the machine gives k TensorFlow processes at once (caches, memory bandwidth)
-                _, together = floor_seconds(cases, k)
-                print(f"         the same calls in {k} processes at once: {together:.2f} s (each {t_floor / together / k:.0%} as fast as alone)")
+                _, together, again = floor_seconds(cases, k, per_job)  # shares balanced by each job's time alone
+                print(
+                    f"         the same calls in {k} processes at once, shares balanced by their time alone: {together:.2f} s "
+                    f"(the calls {sum(again):.2f} s summed: each process {t_floor / sum(again):.0%} as fast as alone)"
+                )
             else:
                 together = ideal
             print(f"         no runner can exceed {naive_each * n / together:.1f}x warm on this workload")
@@ -210,6 +224,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=default_workers())
     parser.add_argument("--naive-sample", type=int, default=400)
     parser.add_argument("--sweep-seeds", type=int, default=0)
+    parser.add_argument("--no-in-process", action="store_true", help="skip the default suite in this process (workers 0)")
     parser.add_argument("--no-floor", action="store_true", help="skip measuring the floor (about 15 s on the default suite)")
     parser.add_argument("--recovery", type=int, default=0, metavar="N", help="also measure N crashes in a row, with and without a spare")
     parser.add_argument("--recovery-only", action="store_true", help="measure only the recovery")
@@ -245,16 +260,14 @@ def main() -> None:
     cases = default_suite()
     print(f"generation: {len(cases)} records in {time.perf_counter() - t0:.2f} s; TensorFlow import and first call here {t_import:.2f} s")
     measure("default suite", cases, registry, args.workers, args.naive_sample, t_import, floor=not args.no_floor)
-    measure("default suite, in-process", cases, registry, 0, args.naive_sample, t_import, floor=False)
+    if not args.no_in_process:
+        measure("default suite, in-process", cases, registry, 0, args.naive_sample, t_import, floor=False)
     if args.sweep_seeds:
         t0 = time.perf_counter()
-        sweep = [
-            c
-            for seed in range(args.sweep_seeds)
-            for c in default_suite(seed=seed, special_cases=None)
-            if c.tags["family"] == "values" and c.options.reduction in (None, "none")
-        ]
-        print(f"\ngeneration: {len(sweep)} sweep records in {time.perf_counter() - t0:.2f} s")
+        from harness.generate.grid import sweep_family
+
+        sweep = [c for seed in range(1, args.sweep_seeds + 1) for c in sweep_family(seed)]  # the nightly's own sweep
+        print(f"\ngeneration: {len(sweep)} sweep records (the nightly's sweep, seeds 1..{args.sweep_seeds}) in {time.perf_counter() - t0:.2f} s")
         measure(
             f"value sweep over {args.sweep_seeds} seeds, filed as a streamed run files it", sweep, registry, args.workers,
             args.naive_sample, t_import, floor=not args.no_floor, streamed=True,
