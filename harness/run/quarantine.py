@@ -135,6 +135,7 @@ class FaultClass:
     rule: dict[str, str] = field(default_factory=dict)  # the facets that hold cases (generalize)
     members: list[int] = field(default_factory=list)  # indices seen to fail (confirmed)
     member_ids: list[str] = field(default_factory=list)
+    member_sigs: list[dict[str, str]] = field(default_factory=list)  # their signatures, in the same order
     held: dict[int, Case] = field(default_factory=dict)  # matching cases not run
     sampling: set[int] = field(default_factory=set)  # samples out to run
     sampled: int = 0  # samples that failed as the class does
@@ -160,13 +161,15 @@ class Quarantine:
         self.enabled = enabled
         self.classes: list[FaultClass] = []
         self._passes: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}  # signatures of completed cases
-        self._sigs: dict[int, dict[str, str]] = {}
+        # signatures by index, with the id of the case they are of: a streamed run numbers each chunk's cases
+        # from 0 again through the same pool, so an index alone names another case in the next chunk
+        self._sigs: dict[int, tuple[str, dict[str, str]]] = {}
 
     def signature(self, index: int, case: Case) -> dict[str, str]:
-        sig = self._sigs.get(index)
-        if sig is None:
-            sig = self._sigs[index] = signature(case)
-        return sig
+        known = self._sigs.get(index)
+        if known is None or known[0] != case.id:
+            known = self._sigs[index] = (case.id, signature(case))
+        return known[1]
 
     def _consistent(self, conj: Mapping[str, str]) -> bool:
         """No case that completed matches ``conj``."""
@@ -183,7 +186,7 @@ class Quarantine:
             c.held.clear()
             return out
         c.rule[apart[0]] = c.conj[apart[0]]
-        out = [(i, case) for i, case in sorted(c.held.items()) if not _matches(c.rule, self._sigs[i])]
+        out = [(i, case) for i, case in sorted(c.held.items()) if not _matches(c.rule, self.signature(i, case))]
         for i, _ in out:
             del c.held[i]
         return out
@@ -245,9 +248,10 @@ class Quarantine:
             shared = {k: v for k, v in home.conj.items() if sig.get(k) == v}
             home.conj = shared
             home.rule = generalize(shared, self._passes.values()) or dict(shared)
-        if index not in home.members:
+        if case.id not in home.member_ids:
             home.members.append(index)
             home.member_ids.append(case.id)
+            home.member_sigs.append(sig)
         return home
 
     def sample_failed_otherwise(self, index: int, sample_of: str) -> None:
@@ -285,7 +289,7 @@ class Quarantine:
     def _untested(self, c: FaultClass, index: int) -> set[str]:
         """The facets on which held case ``index`` differs from every member of ``c``: the rule holds it, but
         no case that failed so far had its value there."""
-        sig = self._sigs[index]
+        sig = self.signature(index, c.held[index])
         return {k for k, v in c.conj.items() if sig.get(k) != v}
 
     def sample_jobs(self) -> list[tuple[str, tuple[int, Case]]]:
@@ -302,7 +306,7 @@ class Quarantine:
             untested = {i: self._untested(c, i) for i in c.held}
             if c.sampled >= self.samples and not any(untested.values()):
                 continue
-            seen = [self._sigs[m] for m in c.members if m in self._sigs]
+            seen = list(c.member_sigs)
             covered: set[str] = set()
             for _ in range(self.samples):
                 if not c.held:

@@ -138,3 +138,20 @@ def test_disabled_holds_nothing():
     q.confirmed(2, case(2, shape=(0, 1)), "crash", "SIGSEGV")
     job = [(3, case(3, shape=(0, 1)))]
     assert q.hold(job) == job and q.sample_jobs() == [] and q.settle() == []
+
+
+def test_an_index_used_again_for_another_case_means_that_case():
+    """A streamed run numbers each chunk's cases from 0 again through one pool: at the same index the second
+    chunk has another case, and the quarantine must read that case, not remember the first chunk's.  (It
+    once did: a finite case completing at an index where an infinite one had been was taken for the infinite
+    one, and a class confirmed in one chunk took a new case's failure at a known index for an old member's.)"""
+    q = Quarantine(confirm=2, samples=1)
+    finite, infinite = case(0, values=(0.5,)), case(100, values=(np.inf,))
+    assert q.signature(0, finite)["inf"] == "False"
+    assert q.signature(0, infinite)["inf"] == "True"  # the second chunk's case at index 0
+    c = q.confirmed(1, case(1, values=(np.inf,)), "crash", "SIGSEGV")
+    q.confirmed(1, case(101, values=(np.inf,), dtype="float64"), "crash", "SIGSEGV")  # next chunk, same index
+    assert c.member_ids == ["c1", "c101"] and q.active(c)
+    q.completed(2, finite)  # a finite case completes at an index an infinite case will have next
+    assert not c.lifted
+    assert q.hold([(2, case(102, values=(np.inf,)))]) == [] and 2 in c.held
