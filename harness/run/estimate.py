@@ -4,21 +4,23 @@ A record's cost depends on its kind, the way its TensorFlow call is made (``kind
 unreduced case that shares one call with others of its signature, stacking.batch_key), ``eager``,
 ``function`` and ``xla`` (a call of its own, in that mode; a gradient or a reduction always is).  Each kind
 has a cost per record in a worker (target, reference and comparison together), and every record has a cost
-in the run's own process (generation, verdict, the stream line, the report summary), which does not divide
-over the workers.  The estimate is
+in the run's own process (generation, verdict, the stream line, the report summary).  The workers and the
+run's process share the machine's cores, so the estimate is the work over the cores the run can use, but
+never less than the run's own process alone needs (it does not divide):
 
-    seconds = sum over kinds (records of the kind x its cost) / workers + records x MAIN_COST
+    cpu     = sum over kinds (records of the kind x its cost) + records x MAIN_COST
+    seconds = max(records x MAIN_COST, cpu / min(workers, cores))
 
 COSTS and MAIN_COST were measured with ``python benchmarks/bench_suite.py --costs --skip-suite`` (it prints
 the figures to paste here: each kind's worker seconds over a sample of its records from the default suite
-and a two-seed sweep, and the run's own seconds per record), on 2 cores shared with other jobs, so they
-are on the slow side of an idle machine.  Checked against a whole run: the nightly suite at 40,000
-records took 302 s on 2 workers, where the estimate says 40,000 x (5.5 ms / 2 + 1.9 ms) = 186 s plus
-the pool's start-up; the growth benchmark's slope, 5.1 ms a record, is the better figure for a long run.
+and a two-seed sweep, and the run's own seconds per record), on an idle machine of 2 cores.  Checked against
+whole runs there: the nightly suite (1,002,526 records, 999,490 of them stacked) took 955 s on 2 workers;
+the estimate says (999,490 x 1.2 ms + 1,002,526 x 0.8 ms + the few thousand calls of their own) / 2 = 1,016 s.
 """
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Iterable
 
@@ -27,11 +29,11 @@ from harness.stacking import batch_key
 
 __all__ = ["COSTS", "MAIN_COST", "estimate", "kind_of", "kinds", "render"]
 
-# seconds per record in one worker, by kind; and in the run's own process, per record
-# (2026-12-02, load average about 15 on 2 cores: several times an idle machine's; the traced kinds include
-# each sampled function's trace or XLA compile, which a run pays once per function and worker)
-COSTS = {"stacked": 0.0055, "eager": 0.0105, "function": 0.0738, "xla": 0.2053}
-MAIN_COST = 0.0019
+# seconds per record in one worker, by kind; and in the run's own process, per record (2026-12-02, idle, 2
+# cores, TensorFlow 2.21.0; the traced kinds include each sampled function's trace or XLA compile, which a run
+# pays once per function and worker)
+COSTS = {"stacked": 0.0012, "eager": 0.0032, "function": 0.0250, "xla": 0.0675}
+MAIN_COST = 0.0008
 
 
 def kind_of(case: Case) -> str:
@@ -44,10 +46,13 @@ def kinds(cases: Iterable[Case]) -> Counter[str]:
     return Counter(kind_of(c) for c in cases)
 
 
-def estimate(counts: Counter[str] | dict[str, int], workers: int) -> float:
-    """Expected seconds for ``counts`` records of each kind on ``workers`` workers (0: in this process)."""
+def estimate(counts: Counter[str] | dict[str, int], workers: int, cores: int | None = None) -> float:
+    """Expected seconds for ``counts`` records of each kind on ``workers`` workers (0: in this process) and
+    ``cores`` cores (None: this machine's)."""
     n = sum(counts.values())
-    return sum(k * COSTS[kind] for kind, k in counts.items()) / max(workers, 1) + n * MAIN_COST
+    cpu = sum(k * COSTS[kind] for kind, k in counts.items()) + n * MAIN_COST
+    parallel = max(1, min(max(workers, 1), cores or os.cpu_count() or 1))
+    return max(n * MAIN_COST, cpu / parallel)
 
 
 def _duration(seconds: float) -> str:
@@ -64,5 +69,5 @@ def render(name: str, counts: Counter[str] | dict[str, int], workers: int) -> st
     parts = ", ".join(f"{counts[k]:,} {k}" for k in COSTS if counts.get(k))
     return (
         f"suite {name}: {n:,} records ({parts}); expected about {_duration(estimate(counts, workers))} on "
-        f"{max(workers, 1)} worker(s) (measured per-record costs by kind, harness/run/estimate.py)"
+        f"{max(workers, 1)} worker(s) and {os.cpu_count() or 1} core(s) (measured per-record costs by kind, harness/run/estimate.py)"
     )

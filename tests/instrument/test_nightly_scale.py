@@ -23,7 +23,7 @@ from harness.oracle import expected as reference
 from harness.report.bulk import Bulk
 from harness.report.drift import compare_results, load_results
 from harness.report.summary import FORMAT_VERSION, meta, write_reports
-from harness.run.estimate import estimate, kind_of, kinds, render
+from harness.run.estimate import MAIN_COST, estimate, kind_of, kinds, render
 from harness.run.runner import RunResult, judged
 
 REGISTRY = load_registry()
@@ -74,8 +74,9 @@ def test_bad_seed_ranges_are_refused(text: str) -> None:
 
 def test_the_estimate_is_records_times_cost_by_kind() -> None:
     counts = {"stacked": 1000, "xla": 10}
-    one, two = estimate(counts, 1), estimate(counts, 2)
-    assert one > two > 0 and "1,010 records" in render("nightly", counts, 2)
+    one, two, four_on_two = estimate(counts, 1, cores=4), estimate(counts, 2, cores=4), estimate(counts, 4, cores=2)
+    assert one > two == four_on_two > 0 and "1,010 records" in render("nightly", counts, 2)
+    assert estimate({"stacked": 10**6}, 64, cores=64) == pytest.approx(10**6 * MAIN_COST)  # the run's own share
     assert kinds(sweep_family(1))["stacked"] == Suite("default", special_cases=None).per_seed
 
 
