@@ -15,6 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / ".github" / "workflows" / "nightly.yml"
 README = ROOT / "README.md"
+TOX = ROOT / "tox.ini"
 LINES = ["tf215", "tf-legacy-keras", "tf-latest", "tf-nightly"]
 
 
@@ -109,3 +110,27 @@ def test_a_planted_difference_is_caught(plant) -> None:
     w, r = plant(WORKFLOW.read_text(encoding="utf-8"), README.read_text(encoding="utf-8"))
     with pytest.raises(AssertionError):
         check(w, r)
+
+
+def tox_passenv(text: str) -> set[str]:
+    """The variables tox.ini's [testenv] passes into its environments (``passenv``, one line or a block)."""
+    m = re.search(r"^\[testenv\]\n(.*?)(?=^\[)", text, re.DOTALL | re.MULTILINE)
+    assert m, "tox.ini: no [testenv] section"
+    found = re.search(r"^pass_?env\s*=(.*?)(?=^\S|\Z)", m.group(1), re.DOTALL | re.MULTILINE)
+    return set(re.split(r"[\s,]+", found.group(1).strip())) if found else set()
+
+
+def check_env_reaches_tox(workflow: str, tox: str) -> None:
+    """Every BCE_* setting of the workflow's jobs reaches the commands they run through ``tox exec``: tox
+    passes the caller's environment only by name, and a setting it drops changes what the job runs without
+    a word (the Hypothesis nightly profile was once set in the workflow and never reached pytest)."""
+    settings = set(re.findall(r"^\s+(BCE_[A-Z_]+):", workflow, re.MULTILINE))
+    assert settings, "nightly.yml sets no BCE_* variable"
+    missing = settings - tox_passenv(tox)
+    assert not missing, f"tox.ini [testenv] passenv lacks {sorted(missing)}: the nightly sets them, tox drops them"
+
+
+def test_the_workflows_settings_reach_the_commands_tox_runs() -> None:
+    check_env_reaches_tox(WORKFLOW.read_text(encoding="utf-8"), TOX.read_text(encoding="utf-8"))
+    with pytest.raises(AssertionError):  # planted: the profile dropped from passenv, as it once was
+        check_env_reaches_tox(WORKFLOW.read_text(encoding="utf-8"), TOX.read_text(encoding="utf-8").replace("    BCE_HYPOTHESIS_PROFILE\n", ""))
