@@ -214,7 +214,7 @@ def test_a_worker_that_hangs_while_starting_is_replaced(tmp_path, monkeypatch):
     monkeypatch.setenv("BCE_PLANTED_IMPORT_HANG", str(tmp_path / "hung"))
     monkeypatch.setattr(workers, "STARTUP_SECONDS", 90.0)  # a busy machine's TensorFlow import fits
     cases = [
-        Case(id=f"c{k}", y_true=np.array([[0.0], [1.0]]), y_pred=np.array([[0.25], [0.5 + k / 10]]),
+        Case(id=f"c{k}", y_true=np.array([[0.0], [1.0]]), y_pred=np.array([[0.25], [0.5 + k / 8]]),
              true_dtype="float32", pred_dtype="float32", options=Options(reduction=None), mode="eager")
         for k in range(3)
     ]  # fmt: skip

@@ -58,7 +58,9 @@ def wheel_env(tmp_path_factory):
     python = venv / "bin" / "python"
     child_site = Path(_run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip())
     (child_site / "_parent_site.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    _run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps", "--no-index", str(wheel)])
+    # --ignore-installed: the parent's site (linked above, for TensorFlow) may hold bce-harness itself (a tox
+    # environment installs it), and pip would then install nothing here and the parent's copy would be tested
+    _run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps", "--no-index", "--ignore-installed", str(wheel)])
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
     empty = root / "empty"
