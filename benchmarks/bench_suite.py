@@ -16,8 +16,10 @@ TensorFlow); and *end to end*, both sides paying their import (the naive loop on
 
 The *floor* is the part no faithful runner can skip: one real TensorFlow call per record that cannot share a
 stacked call (every reduction, every weighted, masked, traced or gradient call), and one trace per traced
-signature.  It is measured here (the sum of those calls, each traced function traced once), divided by the
-workers; the naive loop's time over it is the best ratio any runner could reach on that workload.
+signature.  It is measured here: those calls in one process (each traced function traced once), and, with
+workers, in as many processes at once, each a share of the plan's jobs balanced by their time alone (what
+the machine gives several TensorFlow processes together, not one process's time divided); the naive loop's
+time over it is the best ratio any runner could reach on that workload.
 
 Workloads: the default suite, with workers and in this process; with ``--sweep-seeds N`` also the
 nightly suite's value sweep over the seeds 1..N (740 unreduced records a seed), where stacking carries the

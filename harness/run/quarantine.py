@@ -58,11 +58,11 @@ def signature(case: Case) -> dict[str, str]:
     """The facets of ``case`` that choose its code path, as strings."""
     o = case.options
     y, p, w = _values(case.y_true), _values(case.y_pred), _values(case.sample_weight)
-    regimes = {}
+    found: dict[str, bool] = {}
     for name, a in (("true", y), ("pred", p), ("weight", w)):
         finite = bool(np.isfinite(a).all())  # (the common case: one test instead of two)
-        regimes[f"nan_{name}"] = str(not finite and bool(np.isnan(a).any()))
-        regimes[f"inf_{name}"] = str(not finite and bool(np.isinf(a).any()))
+        found[f"nan_{name}"] = not finite and bool(np.isnan(a).any())
+        found[f"inf_{name}"] = not finite and bool(np.isinf(a).any())
     rank = max(case.y_true.ndim, case.y_pred.ndim)
     if case.sample_weight is None:
         weights = "none"
@@ -90,12 +90,12 @@ def signature(case: Case) -> dict[str, str]:
         "true_rank": str(case.y_true.ndim),
         "pred_rank": str(case.y_pred.ndim),
         "empty": str(case.y_true.size == 0 or case.y_pred.size == 0),
-        "nan": str("True" in (regimes["nan_true"], regimes["nan_pred"], regimes["nan_weight"])),
-        "inf": str("True" in (regimes["inf_true"], regimes["inf_pred"], regimes["inf_weight"])),
+        "nan": str(found["nan_true"] or found["nan_pred"] or found["nan_weight"]),
+        "inf": str(found["inf_true"] or found["inf_pred"] or found["inf_weight"]),
         "zeros_or_ones": str(bool(((p == 0.0) | (p == 1.0)).any())),
         "true_empty": str(case.y_true.size == 0),
         "pred_empty": str(case.y_pred.size == 0),
-        **regimes,
+        **{k: str(v) for k, v in found.items()},
     }
 
 
@@ -133,8 +133,7 @@ class FaultClass:
     cause: str
     conj: dict[str, str]
     rule: dict[str, str] = field(default_factory=dict)  # the facets that hold cases (generalize)
-    members: list[int] = field(default_factory=list)  # indices seen to fail (confirmed)
-    member_ids: list[str] = field(default_factory=list)
+    member_ids: list[str] = field(default_factory=list)  # the cases seen to fail (confirmed)
     member_sigs: list[dict[str, str]] = field(default_factory=list)  # their signatures, in the same order
     held: dict[int, Case] = field(default_factory=dict)  # matching cases not run
     sampling: set[int] = field(default_factory=set)  # samples out to run
@@ -195,7 +194,7 @@ class Quarantine:
         return (c for c in self.classes if not c.lifted and c.kind == kind and c.cause == cause)
 
     def active(self, c: FaultClass) -> bool:
-        return self.enabled and not c.lifted and len(c.members) >= self.confirm
+        return self.enabled and not c.lifted and len(c.member_ids) >= self.confirm
 
     # -- what the pool tells -------------------------------------------------------------------------------
 
@@ -225,7 +224,7 @@ class Quarantine:
         best: tuple[int, FaultClass] | None = None
         for c in self._live(kind, cause):
             shared = {k: v for k, v in c.conj.items() if sig.get(k) == v}
-            if c.members and self._consistent(shared) and (best is None or len(shared) > best[0]):
+            if c.member_ids and self._consistent(shared) and (best is None or len(shared) > best[0]):
                 best = (len(shared), c)
         return None if best is None else best[1]
 
@@ -249,7 +248,6 @@ class Quarantine:
             home.conj = shared
             home.rule = generalize(shared, self._passes.values()) or dict(shared)
         if case.id not in home.member_ids:
-            home.members.append(index)
             home.member_ids.append(case.id)
             home.member_sigs.append(sig)
         return home
