@@ -509,10 +509,15 @@ class Case:
 
 @dataclass(frozen=True, eq=False)
 class Expected:
-    """What the specification says a case yields: a value with an error bound, or an error.
+    """What the specification says a case yields, and where that comes from (``basis``):
 
-    ``value`` and ``bound`` are in the reference's working precision; ``bound`` is the elementwise
-    absolute error a correct implementation in ``dtype`` may have (see tolerance.py).
+    - ``"value"``: a documented value with an error bound.  ``value`` and ``bound`` are in the reference's
+      working precision; ``bound`` is the elementwise absolute error a correct implementation in ``dtype``
+      may have (see tolerance.py);
+    - ``"error"``: the documentation says the call raises; ``raises`` says why, citing it;
+    - ``"outside"``: the case is outside the documented domain (``outside`` says which sentence excludes
+      it): no verdict on what happens, which the record keeps; a change of it between two versions is a
+      behaviour change, never a regression.
     """
 
     value: np.ndarray | None = None
@@ -520,6 +525,12 @@ class Expected:
     dtype: str | None = None
     raises: str | None = None  # why the call must raise, when it must
     rule: str = ""  # the model's constants, for messages
+    outside: str | None = None  # why the case is outside the documented domain, when it is
+
+    @property
+    def basis(self) -> str:
+        """Where the expectation comes from: "outside", "error" or "value" (the class docstring)."""
+        return "outside" if self.outside is not None else "error" if self.raises is not None else "value"
 
     @property
     def shape(self) -> tuple[int, ...] | None:
@@ -533,6 +544,7 @@ class Expected:
             "dtype": self.dtype,
             "raises": self.raises,
             "rule": self.rule,
+            "outside": self.outside,
         }
 
     @classmethod
@@ -545,6 +557,7 @@ class Expected:
             dtype=d["dtype"],
             raises=d["raises"],
             rule=d.get("rule", ""),
+            outside=d.get("outside"),
         )
 
 

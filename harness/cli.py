@@ -326,7 +326,7 @@ def _prepare(args: argparse.Namespace, *, announce: bool = False):
     if backend != "tensorflow" and selection.profile != "keras3":
         raise UsageError(f"--backend {backend} runs Keras 3; profile {selection.profile!r} is Keras 2 ({selection.reason})")
     _check_factory(args.loss_factory)
-    return selection, registry.for_tensorflow(selection.tensorflow)
+    return selection, registry.for_versions(selection.tensorflow, selection.keras)
 
 
 def _suite(args: argparse.Namespace, profile: str) -> tuple[list, list]:
@@ -754,7 +754,9 @@ def _finish(result, run_meta: dict, out: str, *, quiet: bool, started: float, ag
         print()
     print(
         f"{t['total']} records: {t['pass']} passed, {t['fail']} failed, {t['xfail']} xfailed, {t['xpass']} xpassed, "
-        f"{t['error']} errors in {time.perf_counter() - started:.1f}s"
+        f"{t['error']} errors"
+        + "".join(f", {t[s]} {s}" for s in ("outside", "unsupported") if t.get(s))
+        + f" in {time.perf_counter() - started:.1f}s"
     )
     inferred: dict[str, int] = {}
     for r in sorted(result.records, key=lambda r: r.comparison.kind not in ("crash", "timeout")):
@@ -782,7 +784,7 @@ def _finish(result, run_meta: dict, out: str, *, quiet: bool, started: float, ag
 
 def _cmd_merge(args: argparse.Namespace) -> int:
     from harness.judge.registry import load_registry
-    from harness.oracle.profiles import installed_tensorflow
+    from harness.oracle.profiles import select_profile
     from harness.report.bulk import Bulk
     from harness.report.summary import meta
     from harness.run.runner import RunResult
@@ -791,8 +793,9 @@ def _cmd_merge(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     check_merge_out(args.out, args.dirs)
-    # the shards ran here, on the installed TensorFlow: the entries whose range holds for it
-    registry = load_registry(args.registry).for_tensorflow(installed_tensorflow())
+    # the shards ran here, on the installed TensorFlow and Keras: the entries whose ranges hold for them
+    installed = select_profile("auto")
+    registry = load_registry(args.registry).for_versions(installed.tensorflow, installed.keras)
     metas, groups = [], []
     bulk = None
     for d in args.dirs:

@@ -107,6 +107,10 @@ def compare(case: Case, expected: Expected, outcome: Outcome, *, target: str = "
     the outcome in the messages (the pytest plugin's is the user's loss)."""
     header = f"case: {case.id}"
     short = "TF" if target == "TensorFlow" else target
+    if expected.outside is not None:
+        # no verdict: the documentation says nothing of this input, so what happened is recorded, not judged
+        got = f"raised {outcome.error}" if outcome.error is not None else f"returned {outcome.value!r} ({outcome.dtype})"
+        return Comparison(None, f"{header}\noutside the documented domain ({expected.outside}); {target} {got}")
     if expected.raises is not None or outcome.error is not None:
         if expected.raises is not None and outcome.error is not None:
             return Comparison(None, f"{header}\nraised as expected: {outcome.error}")

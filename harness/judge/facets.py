@@ -37,6 +37,7 @@ def record_facets(case: Case, expected: Expected | None, profile: str) -> dict[s
     ``loss_size``        its element count as a size bucket, or ``scalar`` for a rank-0 loss
     ``masked_nonfinite`` a position the mask removes holds a non-finite loss element
     ``infinite_label_logit``  an infinite label meets a finite logit (see ``_infinite_label_logit``)
+    ``mixed_dtypes``     the labels' dtype is not the predictions'
     ``bf16_cast_tie``    a float64 input that the loss casts to bfloat16 rounds otherwise through float32
                          (TensorFlow's cast rounds twice; see ``_bf16_cast_tie``)
     """
@@ -52,6 +53,7 @@ def record_facets(case: Case, expected: Expected | None, profile: str) -> dict[s
     facets["masked_nonfinite"] = _masked_nonfinite(case, profile)
     facets["infinite_label_logit"] = _infinite_label_logit(case, facets["compute_dtype"])
     facets["bf16_cast_tie"] = _bf16_cast_tie(case, facets["compute_dtype"])
+    facets["mixed_dtypes"] = case.true_dtype != case.pred_dtype
     return facets
 
 

@@ -9,6 +9,7 @@ The registry is a TOML file (``harness/data/known_divergences.toml``, package da
     evidence = ["source line, doc sentence or upstream issue", ...]
     kinds = ["nan_inf"]                 # failure kinds this entry explains
     versions = ">=2.16"                 # optional: the TensorFlow releases it holds for (PEP 440)
+    keras = "<3.16.0.dev0"              # optional: the Keras releases (the package behind tf.keras) it holds for
     [divergence.match]                  # every key must match the record (AND)
     profile = "keras3"                  # the semantics the record was judged against
     compute_dtype = ["float16", "bfloat16"]   # a list means any of
@@ -23,10 +24,13 @@ facts read off the values:
 ``flushed_weights`` (a sample weight the kernels read as 0), ``size`` and ``loss_size`` (size buckets),
 ``labels`` (the label domain), ``loss_shape``, ``masked_nonfinite``, ``infinite_label_logit`` and ``bf16_cast_tie``.
 
-Two keys place an entry on a line, because neither alone can.  ``versions`` is a PEP 440 specifier set
-matched against the installed TensorFlow (``Registry.for_tensorflow``; pre-releases such as nightlies
+Three keys place an entry on a line, because none alone can.  ``versions`` is a PEP 440 specifier set
+matched against the installed TensorFlow (``Registry.for_versions``; pre-releases such as nightlies
 count): TensorFlow's own ops (``tf.nn.sigmoid_cross_entropy_with_logits``) are shared by both Keras lines,
-and a fix lands in a TensorFlow release.  ``match.profile`` says which documented semantics the finding is
+and a fix lands in a TensorFlow release.  ``keras`` is the same over the version of the package behind
+``tf.keras`` (``keras`` 3.x, or ``tf_keras``/``keras`` 2.x): Keras 3 installs on its own (``pip install
+keras==3.X`` under one TensorFlow), so a divergence a Keras release introduced or fixed is bounded by Keras
+releases, with its introduced-in and fixed-in versions (``keras = ">=3.9,<3.16.0.dev0"``).  ``match.profile`` says which documented semantics the finding is
 about: with ``TF_USE_LEGACY_KERAS=1`` TensorFlow 2.21 runs Keras 2 code, so a TensorFlow range cannot tell
 a Keras 3 finding from a Keras 2 one, and the Keras package's version would not name TensorFlow's ops.
 
@@ -99,9 +103,10 @@ MATCH_KEYS = frozenset(
         "masked_nonfinite",
         "infinite_label_logit",
         "bf16_cast_tie",
+        "mixed_dtypes",
     }
 )
-_FIELDS = {"id", "title", "reason", "evidence", "kinds", "match", "versions", "intermittent"}
+_FIELDS = {"id", "title", "reason", "evidence", "kinds", "match", "versions", "keras", "intermittent"}
 
 
 @dataclass(frozen=True)
@@ -118,18 +123,12 @@ class Divergence:
     # the divergence shows for some values of the class only (another backend's formula, whose error exceeds the
     # bound where its terms cancel): a matching record that agrees passes, with a note, instead of xpass
     intermittent: bool = False
+    keras: str | None = None  # PEP 440 specifiers over the Keras version; None: every version
 
-    def holds_for(self, tensorflow: str | None) -> bool:
-        """Whether the entry's version range contains ``tensorflow`` (unknown: only an unranged entry)."""
-        if self.versions is None:
-            return True
-        if tensorflow is None:
-            return False
-        try:
-            version = Version(tensorflow)
-        except InvalidVersion:
-            raise UsageError(f"tensorflow={tensorflow!r} is not a PEP 440 version") from None
-        return SpecifierSet(self.versions).contains(version, prereleases=True)
+    def holds_for(self, tensorflow: str | None, keras: str | None = None) -> bool:
+        """Whether the entry's ranges contain ``tensorflow`` and ``keras`` (an unknown version: only an entry
+        without that range)."""
+        return _within(self.versions, tensorflow, "tensorflow") and _within(self.keras, keras, "keras")
 
     def matches(self, facets: Mapping[str, Any]) -> bool:
         """True when every match key is a facet of the record and matches it; a missing facet never does."""
@@ -144,8 +143,21 @@ class Divergence:
             "kinds": sorted(self.kinds),
             "match": dict(self.match),
             "versions": self.versions,
+            "keras": self.keras,
             "intermittent": self.intermittent,
         }
+
+
+def _within(spec: str | None, version: str | None, package: str) -> bool:
+    if spec is None:
+        return True
+    if version is None:
+        return False
+    try:
+        parsed = Version(version)
+    except InvalidVersion:
+        raise UsageError(f"{package}={version!r} is not a PEP 440 version") from None
+    return SpecifierSet(spec).contains(parsed, prereleases=True)
 
 
 _MISSING = object()  # a facet the record does not have, in Registry.judge's memo keys
@@ -211,9 +223,14 @@ class Registry:
             memo[key, value] = found
         return found
 
+    def for_versions(self, tensorflow: str | None, keras: str | None = None) -> Registry:
+        """The entries whose ``versions`` range holds for TensorFlow ``tensorflow`` and whose ``keras`` range
+        holds for the Keras version ``keras``."""
+        return Registry(tuple(e for e in self.entries if e.holds_for(tensorflow, keras)), self.source)
+
     def for_tensorflow(self, version: str | None) -> Registry:
-        """The entries whose ``versions`` range holds for TensorFlow ``version``."""
-        return Registry(tuple(e for e in self.entries if e.holds_for(version)), self.source)
+        """The entries whose ``versions`` range holds for TensorFlow ``version``, Keras unknown."""
+        return self.for_versions(version)
 
     def find(self, facets: Mapping[str, Any]) -> Divergence | None:
         """The first entry matching a record's facets, or None."""
@@ -271,11 +288,12 @@ def _parse_entry(raw: Any, where: str) -> Divergence:
         if key not in MATCH_KEYS:
             raise InputError(f"{where}.match has unknown key {key!r} (known: {', '.join(sorted(MATCH_KEYS))})")
     versions = raw.get("versions")
-    if versions is not None:
-        try:
-            SpecifierSet(versions)
-        except (InvalidSpecifier, TypeError):
-            raise InputError(f"{where}.versions={versions!r} is not a PEP 440 specifier set such as '>=2.16'") from None
+    for key, example in (("versions", ">=2.16"), ("keras", "<3.16.0.dev0")):
+        if raw.get(key) is not None:
+            try:
+                SpecifierSet(raw[key])
+            except (InvalidSpecifier, TypeError):
+                raise InputError(f"{where}.{key}={raw[key]!r} is not a PEP 440 specifier set such as {example!r}") from None
     intermittent = raw.get("intermittent", False)
     if not isinstance(intermittent, bool):
         raise InputError(f"{where}.intermittent={intermittent!r} is not true or false")
@@ -288,6 +306,7 @@ def _parse_entry(raw: Any, where: str) -> Divergence:
         kinds=frozenset(kinds),
         match=dict(match),
         versions=versions,
+        keras=raw.get("keras"),
     )
 
 

@@ -36,6 +36,9 @@ def expected(case: Case, *, profile: str = "keras3", epsilon: float = EPSILON, f
         epsilon = epsilon if cfg.epsilon is None else cfg.epsilon
         floatx = floatx if cfg.floatx is None else cfg.floatx
     semantics = PROFILES[profile](epsilon=epsilon, floatx=floatx)
+    outside = semantics.outside_domain(case)
+    if outside is not None:  # no verdict: what the target does here is recorded, never expected
+        return Expected(outside=outside)
     if case.training is not None:
         return expected_training(semantics, case)
     if case.grad is not None:

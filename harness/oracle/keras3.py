@@ -97,21 +97,45 @@ class Keras3:
             value, bound = self.reduce(loss, loss_err, weights, o.reduction, m)
         return Expected(value=value, bound=bound, dtype=c, rule=rule)
 
+    # -- the documented domain -----------------------------------------------------------------------------
+
+    # The entry points whose docstring takes label_smoothing, and what it says of its range: the loss class
+    # ("label_smoothing: Float in range [0, 1]. When 0, no smoothing occurs"), the function ("Float in
+    # `[0, 1]`"), the metric (its constructor passes it on to the function); training and replica cases
+    # compile or call the loss class.
+    SMOOTHING_APIS = (API_LOSS_CLASS, "binary_crossentropy", "metrics.BinaryCrossentropy")
+    # Keras 3's dense entry points document dense shapes ("y_true: Ground truth values, of shape
+    # (batch_size, d0, .. dN)"); tf.nn's op is elementwise, which ragged tensors dispatch (tf.ragged guide)
+    DENSE_ONLY = (API_LOSS_CLASS, "binary_crossentropy", "ops.binary_crossentropy", "metrics.BinaryCrossentropy", "backend.binary_crossentropy")
+
+    def outside_domain(self, case: Case) -> str | None:
+        """Why ``case`` is outside the domain the documentation defines, or None: then the documentation
+        says nothing of what happens, and the record keeps what did (Expected.basis "outside")."""
+        ls = case.options.label_smoothing
+        if case.api in self.SMOOTHING_APIS and not 0 <= float(ls) <= 1:
+            return f"label_smoothing={float(ls):g}: the docstring says 'Float in range [0, 1]'"
+        if case.row_lengths is not None and case.api in self.DENSE_ONLY:
+            return f"ragged inputs: {case.api} documents dense inputs of shape (batch_size, d0, .. dN)"
+        return None
+
     # -- integer predictions and ragged inputs ------------------------------------------------------------
 
     def special_inputs(self, case: Case) -> Expected | None:
         """Integer predictions and ragged inputs, per entry point; None for any other case.
 
-        Integers: the loss class converts y_pred to its dtype ("Loss.__call__ converts y_true and y_pred to
-        the loss dtype", loss.py), so its result is the float loss of those values; every other entry point
-        computes in y_pred's dtype (binary_crossentropy: y_pred = ops.convert_to_tensor(y_pred), and the
-        metric through it; the legacy function converts epsilon to output.dtype;
-        tf.nn.sigmoid_cross_entropy_with_logits: "logits: A Tensor of type float32 or float64"), where the
-        clip bounds cannot exist: they raise.  Ragged: Keras 3 documents dense inputs only ("y_true: Ground
-        truth values, of shape (batch_size, d0, .. dN)"), and its losses, functions and metric convert
-        their inputs as dense tensors: they raise; tf.nn.sigmoid_cross_entropy_with_logits is an
-        elementwise op, which ragged tensors dispatch row by row (tf.ragged guide: "elementwise ops"), so
-        its result is the elementwise loss of the rows' values.
+        Integers: integer predictions 0 and 1 are probabilities, and no docstring excludes an integer
+        tensor, so each Keras entry point's documented value is the loss of those values.  The loss class
+        converts y_pred to its dtype ("Loss.__call__ converts y_true and y_pred to the loss dtype", loss.py);
+        the functions and the metric "compute in y_pred's dtype", which an integer dtype cannot be (the clip
+        bounds do not exist in it): the docs are silent on the dtype, and the reference takes Keras's
+        default float type, keras.config.floatx() ("the default float type"), as Keras 3.16's TF backend
+        does (backend/tensorflow/ops/nn.py: "if not is_float_dtype(output.dtype): output =
+        tf.cast(output, backend.floatx())").  Keras releases that raise instead diverge (registered, with
+        their Keras bounds).  tf.nn.sigmoid_cross_entropy_with_logits documents its error: "logits: A
+        Tensor of type float32 or float64".  Ragged: outside Keras 3's documented domain
+        (``outside_domain``) except for tf.nn.sigmoid_cross_entropy_with_logits, an elementwise op, which
+        ragged tensors dispatch row by row (tf.ragged guide: "elementwise ops"), so its result is the
+        elementwise loss of the rows' values.
         """
         ragged = case.row_lengths is not None
         integer = case.pred_dtype == "int32"
@@ -120,11 +144,12 @@ class Keras3:
         rule = tol.error_model("float32").describe()
         if ragged and case.api == "nn.sigmoid_cross_entropy_with_logits" and not integer:
             return self.function(self.flat_case(case))
-        if ragged:
-            return Expected(raises=f"{case.api} takes dense tensors, not ragged ones", dtype=None, rule=rule)
+        if case.api == "nn.sigmoid_cross_entropy_with_logits":
+            return Expected(raises="tf.nn.sigmoid_cross_entropy_with_logits documents 'logits: A Tensor of type float32 or float64'", dtype=None, rule=rule)
         if case.api == API_LOSS_CLASS:
             return None  # converted to the loss's dtype: the usual computation
-        return Expected(raises=f"{case.api} computes in y_pred's dtype, and int32 cannot hold its clip bounds", dtype=None, rule=rule)
+        as_float = self.flat_case(case, pred_dtype=self.floatx)
+        return self.metric(as_float) if case.api == "metrics.BinaryCrossentropy" else self.function(as_float)
 
     @staticmethod
     def flat_case(case: Case, *, pred_dtype: str | None = None, **changes: object) -> Case:
@@ -158,8 +183,10 @@ class Keras3:
         api = case.api
         if api == "backend.binary_crossentropy":
             return self.legacy_backend(case)
-        if api != "binary_crossentropy" and case.true_dtype != case.pred_dtype:
-            return Expected(raises=f"{api} takes labels and predictions of one dtype", dtype=c, rule=rule)
+        if api == "nn.sigmoid_cross_entropy_with_logits" and case.true_dtype != case.pred_dtype:
+            # documented: "labels: A Tensor of the same type and shape as logits".  keras.ops' docstring asks
+            # only that the target's shape match the output's: its labels convert to y_pred's dtype (round_to)
+            return Expected(raises=f"{api}: 'labels: A Tensor of the same type and shape as logits'", dtype=c, rule=rule)
         if case.y_true.shape != case.y_pred.shape:
             return Expected(raises=f"{api}: y_true shape {case.y_true.shape} is not y_pred shape {case.y_pred.shape}", dtype=c, rule=rule)
         y = round_to(case.y_true, c).astype(WORK)
@@ -203,8 +230,6 @@ class Keras3:
         m = tol.error_model(c)
         rule = m.describe()
         api = case.api
-        if case.true_dtype != case.pred_dtype:
-            return Expected(raises=f"{api} takes labels and predictions of one dtype", dtype=c, rule=rule)
         if case.y_true.shape != case.y_pred.shape:
             return Expected(raises=f"{api}: y_true shape {case.y_true.shape} is not y_pred shape {case.y_pred.shape}", dtype=c, rule=rule)
         y = round_to(case.y_true, c).astype(WORK)

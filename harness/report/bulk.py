@@ -39,7 +39,7 @@ class Bulk:
         self.keep = keep
         self.kept: list[Record] = []
         self.summarised = 0
-        self.statuses: dict[str, int] = {"pass": 0, "xfail": 0}
+        self.statuses: dict[str, int] = {"pass": 0, "xfail": 0, "outside": 0, "unsupported": 0}
         self.divergences: dict[str, int] = {}
         self.rows: dict[tuple[str, str], dict[str, Any]] = {}
         self.worst: list[tuple[int, str, str]] = []  # a min-heap of (max ULP, id, line) of the summarised passes
@@ -55,9 +55,11 @@ class Bulk:
         self.summarised += 1
         self.statuses[record.status] += 1
         (row,) = self._rows_of([record])
-        g = self.rows.setdefault((row["family"], row["dtype"]), {"pass": 0, "xfail": 0, "worst_ulp": 0})
+        g = self.rows.setdefault((row["family"], row["dtype"]), {"pass": 0, "xfail": 0, "outside": 0, "unsupported": 0, "worst_ulp": 0})
         g[record.status] += 1
         g["worst_ulp"] = max(g["worst_ulp"], row["worst_ulp"])
+        if record.status in ("outside", "unsupported"):
+            return
         if record.status == "xfail":
             key = record.divergence.id if record.divergence is not None else "?"
             self.divergences[key] = self.divergences.get(key, 0) + 1

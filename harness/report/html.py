@@ -26,7 +26,7 @@ from harness.report.drift import Drift
 
 __all__ = ["render_html", "write_html"]
 
-_STATUSES = ("pass", "fail", "xfail", "xpass", "error")
+_STATUSES = ("pass", "fail", "xfail", "xpass", "error", "outside", "unsupported")
 _BINS = ((0, 0), (1, 1), (2, 3), (4, 7), (8, 15), (16, 63), (64, 1023), (1024, None))
 _MAX_DIVERGENCES = 400
 _CSS = """
@@ -157,7 +157,7 @@ def _summary(records: Sequence[Mapping[str, Any]]) -> str:
     for r in records:
         groups[(group_of(r), r.get("compute_dtype") or "?")][r["status"]] += 1
     rows = [(g, d, *(v[s] for s in _STATUSES)) for (g, d), v in sorted(groups.items())]
-    return _table(("option family", "compute dtype", *_STATUSES), rows, ("", "", "", "fail", "xfail", "xpass", "error"))
+    return _table(("option family", "compute dtype", *_STATUSES), rows, ("", "", "", "fail", "xfail", "xpass", "error", "", ""))
 
 
 def _drift_section(d: Drift) -> str:
@@ -232,7 +232,7 @@ def _short(r: Mapping[str, Any]) -> str:
 
 
 def _divergences(records: Sequence[Mapping[str, Any]]) -> str:
-    order = {"error": 0, "fail": 1, "xpass": 2, "xfail": 3}
+    order = {"error": 0, "fail": 1, "xpass": 2, "xfail": 3, "unsupported": 4, "outside": 5}
     bad = sorted((r for r in records if r["status"] != "pass"), key=lambda r: (order[r["status"]], r["id"]))
     if not bad:
         return "<p>None.</p>"

@@ -97,6 +97,9 @@ def cpu_flags() -> list[str]:
     return []
 
 
+_PREVIEW = 4  # values of a summarised record's output kept beside its digest
+
+
 def record_dict(r: Record) -> dict[str, Any]:
     c = r.case
     d: dict[str, Any] = {
@@ -126,9 +129,12 @@ def record_dict(r: Record) -> dict[str, Any]:
     d["actual_dtype"] = None if o is None else o.dtype
     d["actual_error"] = None if o is None else o.error
     d["expected_dtype"] = None if e is None else e.dtype
-    if r.status == "pass":  # a summary (format 6): the digest stands for the output in compare --exact
+    if r.status in ("pass", "outside", "unsupported"):  # a summary (format 6): the digest stands for the output in compare --exact
         d["digest"] = None if o is None or o.value is None else output_digest(o.value, o.dtype)
         d["actual_shape"] = None if o is None or o.value is None else list(np.shape(o.value))
+        # the first values, so a report on this record can show what it returned (never a raise: that is
+        # actual_error)
+        d["preview"] = None if o is None or o.value is None else [encode_number(float(v)) for v in np.ravel(o.value)[:_PREVIEW]]
     else:  # the outcome and bound (format 2): compare measures drift between two runs with them
         d["actual"] = None if o is None or o.value is None else encode_array(o.value)
         d["bound"] = None if e is None or e.bound is None else encode_array(np.asarray(e.bound, dtype=np.float64))
@@ -139,7 +145,9 @@ def record_dict(r: Record) -> dict[str, Any]:
     if r.evidence is not None:
         d["evidence"] = dict(r.evidence)
         d["inferred"] = bool(r.evidence.get("inferred"))
-    if r.status != "pass":
+    if r.status in ("outside", "unsupported"):
+        d["message"] = r.comparison.message
+    elif r.status != "pass":
         d["message"] = r.comparison.message
         d["y_true"] = encode_array(c.y_true)
         d["y_pred"] = encode_array(c.y_pred)
@@ -243,7 +251,7 @@ def summary_rows(records: Iterable[Record], bulk: Any = None) -> list[dict[str, 
     absolute, e.g. log(1 - p) for p near 0 is accurate to u absolutely, not relatively.
     """
     groups: dict[tuple[str, str], dict[str, Any]] = defaultdict(
-        lambda: {"pass": 0, "fail": 0, "xfail": 0, "xpass": 0, "error": 0, "worst_ulp": 0}
+        lambda: {"pass": 0, "fail": 0, "xfail": 0, "xpass": 0, "error": 0, "outside": 0, "unsupported": 0, "worst_ulp": 0}
     )
     for r in records:
         g = groups[_group(r)]
@@ -252,17 +260,18 @@ def summary_rows(records: Iterable[Record], bulk: Any = None) -> list[dict[str, 
             g["worst_ulp"] = max(g["worst_ulp"], r.comparison.max_ulp)
     for key, counts in ({} if bulk is None else bulk.rows).items():  # the passes a large run summarised
         g = groups[key]
-        g["pass"] += counts["pass"]
-        g["xfail"] += counts["xfail"]
+        for status in ("pass", "xfail", "outside", "unsupported"):
+            g[status] += counts.get(status, 0)
         g["worst_ulp"] = max(g["worst_ulp"], counts["worst_ulp"])
     return [{"family": f, "dtype": d, **v} for (f, d), v in sorted(groups.items())]
 
 
 def summary_table(records: Iterable[Record], bulk: Any = None) -> str:
     rows = summary_rows(records, bulk)
-    head = ("family", "dtype", "pass", "fail", "xfail", "xpass", "error", "worst ULP of passes")
+    head = ("family", "dtype", "pass", "fail", "xfail", "xpass", "error", "outside", "unsupp", "worst ULP of passes")
     body = [
-        (r["family"], r["dtype"], r["pass"], r["fail"], r["xfail"], r["xpass"], r["error"], r["worst_ulp"]) for r in rows
+        (r["family"], r["dtype"], r["pass"], r["fail"], r["xfail"], r["xpass"], r["error"], r["outside"], r["unsupported"], r["worst_ulp"])
+        for r in rows
     ]
     widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
     fmt = "  ".join(f"{{:<{w}}}" if i < 2 else f"{{:>{w}}}" for i, w in enumerate(widths))
@@ -328,11 +337,14 @@ def render_markdown(result: RunResult, run_meta: dict[str, Any], bulk: Any = Non
         "",
         *_backend_lines(run_meta),
         f"**{t['total']} records: {t['pass']} pass, {t['fail']} fail, {t['xfail']} xfail (known divergences), "
-        f"{t['xpass']} xpass, {t['error']} error.**" + (" The run was interrupted; the report is partial." if result.interrupted else ""),
+        f"{t['xpass']} xpass, {t['error']} error, {t.get('outside', 0)} outside the documented domain, "
+        f"{t.get('unsupported', 0)} not expressible on this Keras.**" + (" The run was interrupted; the report is partial." if result.interrupted else ""),
         "",
         ("Status: `pass` agrees with the specification within its error bound; `fail` does not; `xfail` is a "
         "registered known divergence that reproduced; `xpass` is a registered divergence that no longer "
-        "reproduces (update the registry); `error` is a failure of the harness itself."),
+        "reproduces (update the registry); `error` is a failure of the harness itself; `outside` is a case "
+        "outside the documented domain (no verdict: what happened is recorded); `unsupported` is a case the "
+        "installed Keras cannot express (an argument, reduction or API it lacks)."),
         "",
         *_first_section(result),
         "## Summary",
@@ -347,7 +359,7 @@ def render_markdown(result: RunResult, run_meta: dict[str, Any], bulk: Any = Non
         lines += ["## Coverage", "", "```", text, "```", ""]
     failures = iter_failures(result.records)
     # an inferred crash or hang is one line of its class above, not a section of its own
-    unexpected = [r for r in failures if r.status != "xfail" and not (r.evidence or {}).get("inferred")]
+    unexpected = [r for r in failures if r.status in ("fail", "xpass", "error") and not (r.evidence or {}).get("inferred")]
     lines += ["## Unexpected results", ""]
     if not unexpected:
         lines += ["None.", ""]

@@ -23,9 +23,12 @@ from harness.oracle import expected as reference_expected
 from harness.run.evaluate import CaseResult, evaluate
 from harness.run.workers import DeadlineReached, WorkerPool
 
-__all__ = ["STATUSES", "DeadlineReached", "Record", "RunResult", "Target", "judged", "plan_jobs", "run_cases", "run_parallel", "verdict"]
+__all__ = ["NO_VERDICT", "STATUSES", "DeadlineReached", "Record", "RunResult", "Target", "judged", "plan_jobs", "run_cases", "run_parallel", "verdict"]
 
-STATUSES = ("pass", "fail", "xfail", "xpass", "error")
+# outside: the case is outside the documented domain, no verdict (Expected.basis); unsupported: the installed
+# Keras cannot express the case (an argument, a reduction or an API it lacks), with the reason in the note
+STATUSES = ("pass", "fail", "xfail", "xpass", "error", "outside", "unsupported")
+NO_VERDICT = ("outside", "unsupported")
 
 
 class Target(Protocol):
@@ -98,6 +101,8 @@ def verdict(comparison: Comparison, divergence: Divergence | None) -> tuple[str,
 def _record(case: Case, result: CaseResult, registry: Registry, profile: str) -> Record:
     """The record of one evaluated case, with the registry's verdict."""
     comparison, exp = result.comparison, result.expected
+    if comparison.kind == "unsupported":  # the installed Keras cannot express the case: no verdict
+        return Record(case, "unsupported", comparison, exp, result.outcome, note=comparison.message.splitlines()[-1])
     if comparison.kind == "error":
         return Record(case, "error", comparison, exp, result.outcome, note=comparison.message.splitlines()[-1])
     if exp is None:  # crash or timeout: the reference still gives the reproduction its expected value
@@ -113,7 +118,10 @@ def judged(
     case: Case, comparison: Comparison, exp: Expected | None, out: Outcome | None, registry: Registry, profile: str
 ) -> Record:
     """The record of a compared case with the registry's verdict (``Registry.judge``, then ``verdict``): the one
-    place run, replay, merge and the pytest suites turn a comparison into pass, fail, xfail or xpass."""
+    place run, replay, merge and the pytest suites turn a comparison into pass, fail, xfail or xpass; a case
+    outside the documented domain is ``outside`` whatever happened (no registry entry reads it)."""
+    if exp is not None and exp.outside is not None:
+        return Record(case, "outside", comparison, exp, out, None, f"outside the documented domain: {exp.outside}")
     divergence = registry.judge(record_facets(case, exp, profile), comparison.kinds)
     status, note = verdict(comparison, divergence)
     if status == "xpass" and divergence.intermittent:
@@ -284,9 +292,9 @@ def _collect(
 
 
 def iter_failures(records: Iterable[Record]) -> list[Record]:
-    """Records that did not pass: crashes and hangs first, then the unexpected ones, then known ones."""
+    """Records with a verdict that did not pass: crashes and hangs first, then the unexpected ones, then known ones."""
     order = {"error": 0, "fail": 1, "xpass": 2, "xfail": 3}
     return sorted(
-        (r for r in records if r.status != "pass"),
+        (r for r in records if r.status in order),
         key=lambda r: (r.comparison.kind not in ("crash", "timeout"), order[r.status], r.case.id),
     )

@@ -26,7 +26,7 @@ from harness.oracle.profiles import select_profile
 from harness.report.repro import snippet
 
 SELECTION = select_profile()
-REGISTRY = load_registry().for_tensorflow(SELECTION.tensorflow)
+REGISTRY = load_registry().for_versions(SELECTION.tensorflow, SELECTION.keras)
 
 pytestmark = [
     pytest.mark.tensorflow,

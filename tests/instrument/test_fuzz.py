@@ -37,7 +37,7 @@ from harness.run.runner import run_cases
 
 REPO = Path(__file__).resolve().parents[2]
 SELECTION = select_profile()
-REGISTRY = load_registry().for_tensorflow(SELECTION.tensorflow)
+REGISTRY = load_registry().for_versions(SELECTION.tensorflow, SELECTION.keras)
 NIGHTLY = settings.get_current_profile_name() == "nightly"
 keras3_only = pytest.mark.skipif(SELECTION.profile != "keras3", reason="fuzz draws Keras 3 options")
 
