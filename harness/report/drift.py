@@ -1,17 +1,25 @@
 """Drift between two runs: what changed from BASE to NEW, case by case, from their ``results.json``.
 
 Both files must come from runs of the same suite with the same seed (format 2 or later, where every record
-carries TensorFlow's outcome), typically on two TensorFlow versions or two Keras lines.  Three lists:
+carries TensorFlow's outcome), typically on two TensorFlow versions, two Keras releases or two Keras lines.
+Every change falls in one class:
 
-``new divergences``  cases that passed in BASE and do not in NEW: a regression, and ``regressed`` is true
-``unexplained``      cases that were a known divergence in BASE (xfail) and fail unexpectedly in NEW (fail or
-                     error): a regression too, but they never agreed with the documentation
-``fixed``            cases that did not pass in BASE and pass in NEW
-``drift``            cases whose TensorFlow output moved: it raised in one run only, its dtype or shape
-                     changed, its NaN/inf moved, or a finite value moved by more than the tolerance -- the
-                     larger of the two records' error bounds, elementwise, so two results that are both
-                     within a correct implementation's reach of the exact value do not count -- or, with
-                     ``exact``, by anything at all (+0 and -0 are the same value)
+``regressions``      inside the documented domain, the case held in BASE and does not in NEW; ``regressed``
+                     is true.  Two lists: ``new_divergences`` (passed in BASE; a registered divergence that
+                     NEW's versions bring is one too: its introduction is the regression) and ``unexplained``
+                     (a known divergence in BASE, xfail, that fails unexpectedly in NEW)
+``fixed``            a registered divergence that no longer reproduces, or a failure that now holds: each
+                     says the registry edit it calls for (``registry_edit``)
+``behaviour``        no verdict moved, the behaviour did: a case outside the documented domain (or not
+                     expressible on one side's Keras) whose outcome or status changed, or a raise whose
+                     exception type or message changed where both sides raised
+``drift``            cases whose TensorFlow output moved with no status change: it raised in one run only,
+                     its dtype or shape changed, its NaN/inf moved, or a finite value moved by more than the
+                     tolerance -- the larger of the two records' error bounds, elementwise, so two results that
+                     are both within a correct implementation's reach of the exact value do not count -- or,
+                     with ``exact``, by anything at all (+0 and -0 are the same value)
+
+Only regressions make ``compare`` exit 1 and become upstream bodies (issue.py).
 
 Each change is grouped by option family (the case's family and probs/logits, as in the run summary) and
 keeps both sides' values, so a report can show before and after.
@@ -31,7 +39,7 @@ import numpy as np
 from harness.dtypes import FLOAT_DTYPES, float_format, ulp_distance
 from harness.errors import InputError, UsageError
 from harness.families import group_of
-from harness.jsonio import decode_array, encode_number, loads
+from harness.jsonio import decode_array, decode_number, encode_number, loads
 from harness.run.runner import STATUSES
 
 __all__ = ["MAX_FORMAT", "MIN_FORMAT", "Change", "coverage_text", "Drift", "compare_results", "load_results", "output_digest", "render_text"]
@@ -39,6 +47,7 @@ __all__ = ["MAX_FORMAT", "MIN_FORMAT", "Change", "coverage_text", "Drift", "comp
 MIN_FORMAT = 2  # report.py FORMAT_VERSION 2: every record has its outcome
 MAX_FORMAT = 6  # summary.FORMAT_VERSION, the newest layout this version reads (a test keeps them equal)
 _OK = ("pass", "xpass")
+_NO_VERDICT = ("outside", "unsupported")  # runner.NO_VERDICT
 _ROWS = 3
 
 
@@ -169,6 +178,7 @@ class Drift:
     unexplained: tuple[Change, ...] = ()
     fixed: tuple[Change, ...] = ()
     drift: tuple[Change, ...] = ()
+    behaviour: tuple[Change, ...] = ()
     only_base: tuple[str, ...] = ()
     only_new: tuple[str, ...] = ()
     compared: int = 0
@@ -187,15 +197,60 @@ class Drift:
             "regressed": self.regressed,
             "new_divergences": [c.as_dict() for c in self.new_divergences],
             "unexplained": [c.as_dict() for c in self.unexplained],
-            "fixed": [c.as_dict() for c in self.fixed],
+            "fixed": [{**c.as_dict(), "registry_edit": registry_edit(c, self)} for c in self.fixed],
+            "behaviour": [c.as_dict() for c in self.behaviour],
             "drift": [c.as_dict() for c in self.drift],
+            "changed": changed_packages(self.base, self.new),
             "only_base": list(self.only_base),
             "only_new": list(self.only_new),
         }
 
 
 def _side(r: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: r.get(k) for k in ("status", "kind", "divergence", "actual", "actual_dtype", "actual_error", "bound", "digest")}
+    return {k: r.get(k) for k in ("status", "kind", "divergence", "actual", "actual_dtype", "actual_error", "bound", "digest", "preview")}
+
+
+def changed_packages(base: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+    """The packages whose version differs between the two runs' meta, as (name, BASE's, NEW's): TensorFlow,
+    Keras (the package behind tf.keras) and the Keras backend of a run under another one."""
+    out = [(name, base.get(key), new.get(key)) for name, key in (("TensorFlow", "tensorflow"), ("Keras", "keras"))]
+    bb, nb = base.get("backend"), new.get("backend")
+    if isinstance(bb, Mapping) and isinstance(nb, Mapping) and (bb.get("name"), bb.get("version")) != (nb.get("name"), nb.get("version")):
+        out.append(("backend", f"{bb.get('name')} {bb.get('version')}", f"{nb.get('name')} {nb.get('version')}"))
+    return [c for c in out if c[1] != c[2]]
+
+
+def changed_text(base: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    """"Keras 3.15.1 -> 3.16.0.dev..." for what changed between the runs, or "no package version changed"."""
+    moved = changed_packages(base, new)
+    if not moved:
+        return "no package version changed"
+    return ", ".join(f"{name} {b} -> {a}" for name, b, a in moved)
+
+
+def registry_edit(change: Change, drift: Drift) -> str:
+    """What a fix asks of the registry: a registered divergence that no longer reproduces gets a fixed-in
+    bound on the package that changed (the first version where it holds, NEW's); a failure that now holds
+    needs no edit."""
+    entry = change.before.get("divergence")
+    if change.before.get("status") != "xfail" or not entry:
+        return "none: an unregistered failure that now holds"
+    from harness.judge.registry import load_registry
+
+    try:
+        known = {e.id: e for e in load_registry().entries}.get(entry)
+    except Exception:  # noqa: BLE001 - without the registry the edit is only suggested
+        known = None
+    if known is not None and not known.holds_for(drift.new.get("tensorflow"), drift.new.get("keras")):
+        return f"none: entry {entry!r} is already bounded off NEW's versions (versions={known.versions!r}, keras={known.keras!r})"
+    bounds = []
+    for name, _, after in changed_packages(drift.base, drift.new):
+        key = {"TensorFlow": "versions", "Keras": "keras"}.get(name)
+        if key is not None and after is not None:
+            bounds.append(f'{key} = "<{after}"')
+    if not bounds:
+        return f"entry {entry!r} no longer reproduces with no version change: narrow its match"
+    return f"bound entry {entry!r} with its fixed-in version: {' and '.join(bounds)} (keep any lower bound it has)"
 
 
 def _version_line(m: Mapping[str, Any]) -> str:
@@ -216,21 +271,29 @@ def compare_results(base: Mapping[str, Any], new: Mapping[str, Any], *, exact: b
     before = {r["id"]: r for r in base["records"]}
     after = {r["id"]: r for r in new["records"]}
     common = [i for i in after if i in before]
-    new_div, unexplained, fixed, drifted = [], [], [], []
+    new_div, unexplained, fixed, drifted, behaviour = [], [], [], [], []
     groups: dict[str, int] = defaultdict(int)
     for cid in common:
         b, a = before[cid], after[cid]
         group = group_of(a)
         groups[group] += 1
+        if b["status"] in _NO_VERDICT or a["status"] in _NO_VERDICT:
+            # no verdict on one side: what moved is behaviour, never a regression or a fix
+            changed = _behaviour(cid, group, b, a)
+            if changed is not None:
+                behaviour.append(changed)
+            continue
         status = Change(cid, group, f"{b['status']} -> {a['status']}", b, a)
-        if b["status"] == "pass" and a["status"] in ("fail", "xfail", "error"):
+        if b["status"] in _OK and a["status"] in ("fail", "xfail", "error"):
             new_div.append(_measured(status))
         elif b["status"] == "xfail" and a["status"] in ("fail", "error"):
             unexplained.append(_measured(status))
         elif b["status"] not in _OK and a["status"] in _OK:
             fixed.append(_measured(status))
         moved = _moved(cid, group, b, a, exact)
-        if moved is not None:
+        if moved is not None and moved.what in ("exception", "message"):
+            behaviour.append(moved)  # both raised: only the exception's type or text moved
+        elif moved is not None and b["status"] == a["status"]:  # (a status change is classified above)
             drifted.append(moved)
     return Drift(
         base=bm,
@@ -240,11 +303,31 @@ def compare_results(base: Mapping[str, Any], new: Mapping[str, Any], *, exact: b
         unexplained=tuple(unexplained),
         fixed=tuple(fixed),
         drift=tuple(drifted),
+        behaviour=tuple(behaviour),
         only_base=tuple(i for i in before if i not in after),
         only_new=tuple(i for i in after if i not in before),
         compared=len(common),
         groups=dict(groups),
     )
+
+
+def _behaviour(cid: str, group: str, b: Mapping[str, Any], a: Mapping[str, Any]) -> Change | None:
+    """The change of a case with no verdict on one side at least (``_NO_VERDICT``), or None: its status, its
+    raise, its exception or message, its dtype, shape or value (by digest) -- whatever moved, named."""
+    be, ae = b.get("actual_error"), a.get("actual_error")
+    moved = []
+    if b["status"] != a["status"]:
+        moved.append(f"{b['status']} -> {a['status']}")
+    if (be is None) != (ae is None):
+        moved.append("now raises" if ae is not None else "now returns a value")
+    elif be is not None and be != ae:
+        moved.append("exception" if _exception_class(be) != _exception_class(ae) else "message")
+    elif be is None:
+        if b.get("actual_dtype") != a.get("actual_dtype"):
+            moved.append("dtype")
+        elif _digest_of(b, f"{cid}: BASE actual") != _digest_of(a, f"{cid}: NEW actual"):
+            moved.append("value")
+    return Change(cid, group, ", ".join(moved), b, a) if moved else None
 
 
 def _measured(change: Change) -> Change:
@@ -274,6 +357,8 @@ def _moved(cid: str, group: str, b: Mapping[str, Any], a: Mapping[str, Any], exa
             return Change(cid, group, "raised", b, a)
         if _exception_class(be) != _exception_class(ae):
             return Change(cid, group, "exception", b, a)
+        if be.splitlines()[:1] != ae.splitlines()[:1]:
+            return Change(cid, group, "message", b, a)
         return None
     if any("digest" in r and r.get("actual") is None for r in (b, a)):  # a passing record of format 6: a summary
         return _moved_summary(cid, group, b, a, exact)
@@ -374,8 +459,13 @@ def _outcome_text(r: Mapping[str, Any], limit: int = 4) -> str:
     if r.get("actual_error"):
         return r["actual_error"][:100]
     value = _array(r.get("actual"), "actual")
+    if value is None and r.get("preview") is not None:  # a summarised record: its first values and shape
+        shape = r.get("actual_shape")
+        values = ", ".join(f"{decode_number(v, 'preview'):.9g}" for v in r["preview"])
+        more = ", ..." if shape and int(np.prod(shape)) > len(r["preview"]) else ""
+        return f"[{values}{more}] shape {shape} {r.get('actual_dtype')} ({r.get('status')})"
     if value is None:
-        return "(no outcome)"
+        return f"(no value kept: {r.get('status')})"
     flat = [f"{v:.9g}" for v in value.ravel()[:limit]]
     more = ", ..." if value.size > limit else ""
     return f"{'[' + ', '.join(flat) + more + ']' if value.ndim else flat[0]} shape {list(value.shape)} {r.get('actual_dtype')}"
@@ -436,14 +526,18 @@ def render_text(d: Drift, *, max_rows: int = 5) -> str:
     lines = [
         f"BASE: {_version_line(d.base)} ({d.base.get('source')})",
         f"NEW:  {_version_line(d.new)} ({d.new.get('source')})",
+        f"changed: {changed_text(d.base, d.new)}",
         f"{d.compared} cases compared; value drift is a move beyond {tolerance}",
     ]
     if d.only_base or d.only_new:
         lines.append(f"not compared: {coverage_text(d)}")
     lines.append("")
-    lines += _section("new divergences (passed in BASE, not in NEW)", d.new_divergences, max_rows)
-    lines += [""] + _section("unexplained (a known divergence in BASE, an unexpected failure in NEW)", d.unexplained, max_rows)
-    lines += [""] + _section("fixed (did not pass in BASE, pass in NEW)", d.fixed, max_rows)
+    lines += _section("regressions: new divergences (held in BASE, not in NEW)", d.new_divergences, max_rows)
+    lines += [""] + _section("regressions: unexplained (a known divergence in BASE, an unexpected failure in NEW)", d.unexplained, max_rows)
+    lines += [""] + _section("fixes (did not hold in BASE, hold in NEW)", d.fixed, max_rows)
+    edits = sorted({registry_edit(c, d) for c in d.fixed if c.before.get("status") == "xfail"})
+    lines += [f"  registry: {e}" for e in edits]
+    lines += [""] + _section("behaviour changes (no verdict: outside the documented domain, not expressible, or only the exception moved)", d.behaviour, max_rows)
     lines += [""] + _section("value drift (TensorFlow's output moved)", d.drift, max_rows)
     lines += ["", "NEW regressed" if d.regressed else "no regression"]
     return "\n".join(lines)

@@ -1,8 +1,11 @@
 """Regression reports: one Markdown file per regression cluster, ready to paste into an upstream issue.
 
-A cluster is the new divergences (drift.py) that share the failure kind, the registry entry if any, the
-option family and the compute dtype: one cause, usually.  Its fingerprint is a hash of that key only, so the
-same regression gets the same fingerprint every night whatever the versions; the title carries it as
+A cluster is the regressions (drift.py: new divergences and unexplained ones; fixes and behaviour changes
+never become bodies) that share a cause: the registry entry NEW's run explains them with, or else the kind of
+departure (a value: tolerance, nan_inf or unbounded; a raise, with its exception type and first line, numbers
+left out; a shape; a dtype).  One planted or real cause that shows in many families and dtypes is one body,
+and two causes (a raise and a wrong value) are two.  Its fingerprint is a hash of that key only, so the same
+regression gets the same fingerprint every night whatever the versions; the title carries it as
 ``[bce-<fingerprint>]`` and the nightly workflow searches issues by it, so a regression is filed once.
 
 Each file has the environment of both runs, the smallest case of the cluster shrunk to its first diverging
@@ -16,6 +19,7 @@ drift.json, report.html (NEW's page with the drift) and junit.xml (NEW's records
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -28,7 +32,7 @@ from harness.case import Case, Expected
 from harness.dtypes import FLOAT_DTYPES, ulp_distance
 from harness.errors import InputError, UsageError
 from harness.jsonio import atomic_write_text, decode_array, dumps
-from harness.report.drift import Change, Drift
+from harness.report.drift import Change, Drift, changed_packages, changed_text
 from harness.report.html import write_html
 from harness.report.junit import write_junit
 from harness.report.literal import code_span, fence, one_line
@@ -49,20 +53,49 @@ class Cluster:
         self.fingerprint = hashlib.sha256("|".join(("bce-harness", *key)).encode()).hexdigest()[:12]
 
     @property
+    def families(self) -> list[str]:
+        return sorted({c.group for c in self.changes})
+
+    @property
+    def dtypes(self) -> list[str]:
+        return sorted({str(c.after.get("compute_dtype")) for c in self.changes})
+
+    @property
     def title(self) -> str:
-        kind, entry, group, dtype = self.key
-        what = f"{kind} ({entry})" if entry else kind
+        kind, entry, signature, _ = self.key
+        what = f"{kind} ({entry})" if entry else f"{kind}: {signature}" if signature else kind
+        fams = self.families
+        where = fams[0] if len(fams) == 1 else f"{len(fams)} families"
         # one line whatever the results file held: it is the issue's title
-        return one_line(f"BinaryCrossentropy regression: {what} in {group}, {dtype} [bce-{self.fingerprint}]")
+        return one_line(f"BinaryCrossentropy regression: {what} in {where} [bce-{self.fingerprint}]"[:300])
+
+
+# the failure kinds (judge.compare.KINDS) that a wrong value shows as: one cause gives several of them
+_VALUE_KINDS = ("tolerance", "nan_inf", "unbounded")
+
+
+def cause(change: Change) -> tuple[str, str, str, str]:
+    """A regression's cause, as its cluster's key: (kind, registry entry, signature, "").  A wrong value is one
+    kind whichever of tolerance, nan_inf or unbounded it shows as; a raise is known by its exception type and
+    the first line of its message with numbers and quoted values left out (one cause raises with each case's
+    own values)."""
+    a = change.after
+    kind = str(a.get("kind"))
+    signature = ""
+    if kind in _VALUE_KINDS:
+        kind = "value"
+    elif kind == "exception":
+        error = str(a.get("actual_error") or a.get("expected_error") or "")
+        head = error.splitlines()[0] if error else "(no exception: a value where an error is documented)"
+        signature = re.sub(r"[-+]?\d[\d.e+-]*|'[^']*'|\"[^\"]*\"|\([^)]*\)", "_", head)[:120]
+    return kind, str(a.get("divergence") or ""), signature, ""
 
 
 def clusters(drift: Drift) -> list[Cluster]:
-    """The new divergences of ``drift`` grouped by (kind, registry entry, option family, compute dtype)."""
+    """The regressions of ``drift`` grouped by cause (``cause``)."""
     groups: dict[tuple[str, str, str, str], list[Change]] = defaultdict(list)
     for c in (*drift.new_divergences, *drift.unexplained):
-        a = c.after
-        key = (str(a.get("kind")), str(a.get("divergence") or ""), c.group, str(a.get("compute_dtype")))
-        groups[key].append(c)
+        groups[cause(c)].append(c)
     return [Cluster(k, v) for k, v in sorted(groups.items())]
 
 
@@ -243,16 +276,32 @@ def _bug_template(cluster: Cluster, r: Mapping[str, Any], before: Mapping[str, A
 
 def _outcome(r: Mapping[str, Any]) -> str:
     if r.get("actual_error"):
-        return f"raised {r['actual_error'][:200]}"
+        return f"{r.get('status')}, raised {r['actual_error'][:200]}"
+    if r.get("actual") is None and r.get("preview") is not None:  # a summarised record keeps its first values
+        return f"{r.get('status')}, {_preview_text(r)}"
     return f"{r.get('status')}, {_arr_text(_arr(r.get('actual')), r.get('actual_dtype'))}"
 
 
+def _preview_text(r: Mapping[str, Any]) -> str:
+    values = ", ".join(f"{float(v) if not isinstance(v, str) else v}" for v in r.get("preview") or [])
+    shape = r.get("actual_shape")
+    more = ", ..." if shape and int(np.prod(shape)) > len(r.get("preview") or []) else ""
+    return f"[{values}{more}] shape {shape} {r.get('actual_dtype')}"
+
+
 def _held(cluster: Cluster) -> str:
-    """What BASE said of the cluster's cases: agreed, or a known divergence (xfail -> fail is no agreement)."""
+    """What BASE said of the cluster's cases: agreed with a documented value, raised a documented error (never
+    called an agreement with a value), or a known divergence (xfail -> fail is no agreement)."""
+    said = []
     known = sorted({str(c.before.get("divergence")) for c in cluster.changes if c.before.get("status") == "xfail"})
-    if not known:
-        return "agreed with the documented semantics"
-    return f"were the known divergence {', '.join(known)} (not an agreement)"
+    held = [c.before for c in cluster.changes if c.before.get("status") in ("pass", "xpass")]
+    if any(b.get("actual_error") is None for b in held):
+        said.append("agreed with the documented value")
+    if any(b.get("actual_error") is not None for b in held):
+        said.append("raised the documented error")
+    if known:
+        said.append(f"were the known divergence {', '.join(known)} (not an agreement)")
+    return " or ".join(said) or "held"
 
 
 def render_issue(cluster: Cluster, drift: Drift) -> str:
@@ -271,18 +320,23 @@ def render_issue(cluster: Cluster, drift: Drift) -> str:
     factory = new.get("loss_factory")
     if factory is not None and not isinstance(factory, str):
         raise InputError(f"{new.get('source')}: meta.loss_factory={factory!r} is not a string")
-    kind, entry, group, dtype = cluster.key
+    kind, entry, signature, _ = cluster.key
+    moved = changed_packages(base, new)
+    culprit = " and ".join(f"{name} {after}" for name, _, after in moved) or f"TensorFlow {new.get('tensorflow')}"
     lines = [
         f"# {cluster.title}",
         "",
         f"<!-- bce-harness fingerprint: bce-{cluster.fingerprint} -->",
-        f"`tf.keras.losses.BinaryCrossentropy`: {len(cluster.changes)} case(s) of the {code_span(group)} family computing in "
-        f"{dtype} {_held(cluster)} on TensorFlow {base.get('tensorflow')} and diverge "
-        f"({code_span(kind)}) on TensorFlow {new.get('tensorflow')}.",
+        f"`tf.keras.losses.BinaryCrossentropy`: {len(cluster.changes)} case(s) inside the documented domain "
+        f"({', '.join(code_span(f) for f in cluster.families[:8])}{', ...' if len(cluster.families) > 8 else ''}; "
+        f"computing in {', '.join(cluster.dtypes)}) {_held(cluster)} on BASE and diverge ({code_span(kind)}) on {culprit}.",
         "",
+        f"- **What changed between the runs:** {changed_text(base, new)}",
         f"- **Last version where it held:** TensorFlow {base.get('tensorflow')}, Keras {base.get('keras')} (profile {code_span(str(base.get('profile')))})",
         f"- **First version where it broke:** TensorFlow {new.get('tensorflow')}, Keras {new.get('keras')} (profile {code_span(str(new.get('profile')))})",
     ]
+    if signature:
+        lines.append(f"- **Cause:** every case of this body raises {code_span(signature)} (numbers and quoted values left out)")
     if entry:
         lines.append(f"- The NEW run's registry already knows this as {code_span(entry)} (a documented-semantics divergence).")
     lines += ["", *_bug_template(cluster, r, before, base, new)]
@@ -312,17 +366,37 @@ def render_issue(cluster: Cluster, drift: Drift) -> str:
 
 def render_summary(drift: Drift, found: Sequence[Cluster]) -> str:
     """A job summary in Markdown (the nightly appends it to $GITHUB_STEP_SUMMARY): versions, counts, clusters."""
+    from harness.report.drift import registry_edit
+
     lines = [
-        f"## bce-harness: TensorFlow {drift.new.get('tensorflow')} against {drift.base.get('tensorflow')}",
+        f"## bce-harness: TensorFlow {drift.new.get('tensorflow')}, Keras {drift.new.get('keras')} against "
+        f"TensorFlow {drift.base.get('tensorflow')}, Keras {drift.base.get('keras')}",
+        "",
+        f"Changed: {changed_text(drift.base, drift.new)}.",
         "",
         f"{drift.compared} cases compared: {len(drift.new_divergences)} new divergences, {len(drift.unexplained)} "
-        f"known divergences now unexplained, {len(drift.fixed)} fixed, {len(drift.drift)} with value drift. "
-        + ("**Regressed.**" if drift.regressed else "No regression."),
+        f"known divergences now unexplained, {len(drift.fixed)} fixed, {len(drift.behaviour)} behaviour changes, "
+        f"{len(drift.drift)} with value drift. " + ("**Regressed.**" if drift.regressed else "No regression."),
         "",
     ]
     if found:
-        lines += ["| regression | cases |", "|---|---|"]
+        lines += ["### Regressions", "", "| regression | cases |", "|---|---|"]
         lines += [f"| {c.title} | {len(c.changes)} |" for c in found]
+        lines += [""]
+    if drift.fixed:
+        edits: dict[str, int] = defaultdict(int)
+        for c in drift.fixed:
+            edits[registry_edit(c, drift)] += 1
+        lines += ["### Fixes", "", "| registry edit it calls for | cases |", "|---|---|"]
+        lines += [f"| {one_line(e)} | {n} |" for e, n in sorted(edits.items())]
+        lines += [""]
+    if drift.behaviour:
+        whats: dict[tuple[str, str], int] = defaultdict(int)
+        for c in drift.behaviour:
+            whats[c.group, c.what] += 1
+        lines += ["### Behaviour changes (no verdict: no registry edit needed)", "", "| family | what moved | cases |", "|---|---|---|"]
+        lines += [f"| {code_span(g)} | {one_line(w)} | {n} |" for (g, w), n in sorted(whats.items())]
+        lines += [""]
     return "\n".join(lines) + "\n"
 
 
