@@ -47,10 +47,15 @@ def evaluate(
         # judged against the epsilon and floatx the target's Keras has (keras.json under KERAS_HOME, or a call)
         settings = getattr(target, "keras_settings", dict)()
         oracle = functools.partial(reference_expected, **settings)
+    # what the installed Keras cannot express (an argument, reduction or policy it lacks) is not run
+    lacking = getattr(target, "unsupported", lambda case: None)
+    reasons = [lacking(c) for c in cases]
     t0 = time.perf_counter()
     exps = expectations(cases, profile, oracle=oracle)
     t1 = time.perf_counter()
-    outcomes = target.run_many(cases)
+    runnable = [c for c, why in zip(cases, reasons, strict=True) if why is None]
+    ran = iter(target.run_many(runnable) if runnable else [])
+    outcomes = [next(ran) if why is None else Outcome(error=f"not expressible: {why}") for why in reasons]
     t2 = time.perf_counter()
     rows = list(zip(jobs, exps, outcomes, strict=True))
     judged = [k for k, exp in enumerate(exps) if not isinstance(exp, BaseException)]
@@ -64,7 +69,10 @@ def evaluate(
     n = max(len(cases), 1)
     for k, ((index, case), exp, out) in enumerate(rows):
         c0 = time.perf_counter()
-        if isinstance(exp, BaseException):
+        if reasons[k] is not None:
+            comparison = Comparison("unsupported", f"case: {case.id}\nnot expressible on the installed Keras: {reasons[k]}")
+            exp_value = None if isinstance(exp, BaseException) else exp
+        elif isinstance(exp, BaseException):
             msg = f"internal error in the reference: {type(exp).__name__}: {exp}"
             comparison = Comparison("error", f"case: {case.id}\n{msg}")
             exp_value: Expected | None = None

@@ -8,6 +8,7 @@ so importing this module is cheap and works without TensorFlow installed.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import os
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.case import REPLICA_ROUTES, Case, Config, Options, Outcome
+from harness.case import API_LOSS_CLASS, REPLICA_ROUTES, Case, Config, Options, Outcome
 from harness.errors import TargetUnavailable, UsageError
 from harness.stacking import MAX_STACK, map_stacked, trace_key
 from harness.target.distribute import ReplicaRunner, configure_logical_cpus
@@ -119,6 +120,9 @@ def load_factory(spec: str | None) -> LossFactory | None:
     return factory
 
 
+_DEFAULT_FACTORY: dict[int, LossFactory] = {}  # id(tf) -> the default factory made for it
+
+
 def _default_factory(tf: Any) -> LossFactory:
     def make(options: Options, policy: Any = None) -> Callable[..., Any]:
         # dtype only when set: Keras 2's constructor has no such argument (a TypeError even for None)
@@ -133,6 +137,7 @@ def _default_factory(tf: Any) -> LossFactory:
             **dtype,
         )
 
+    _DEFAULT_FACTORY[id(tf)] = make
     return make
 
 
@@ -224,6 +229,57 @@ class TFTarget:
             "platform": platform.platform(),
             "machine": platform.machine(),
         }
+
+    @functools.cached_property
+    def _lacks(self) -> dict[str, str]:
+        """What the installed Keras cannot express, probed once through its public API: each absent feature
+        by name, with what it lacks (Keras 3 gained the loss's ``dtype=`` in 3.4, DTypePolicy objects as a
+        loss or metric dtype in 3.5, the 'mean' reductions in 3.7).  A probe that raises anything else
+        claims nothing: the case then runs, and its outcome is judged."""
+        keras = self.tf.keras
+        version = self.versions().get("keras")
+        lacks: dict[str, str] = {}
+        if self._factory is not _DEFAULT_FACTORY.get(id(self.tf)):
+            return lacks  # a planted or user factory: it says itself what it takes
+        losses = keras.losses.BinaryCrossentropy
+        try:
+            losses(dtype="float32")
+        except TypeError:
+            lacks["loss_dtype"] = f"Keras {version}'s BinaryCrossentropy takes no dtype= argument"
+        for reduction in ("mean", "mean_with_sample_weight"):
+            try:
+                losses(reduction=reduction)
+            except ValueError:
+                lacks[f"reduction_{reduction}"] = f"Keras {version} has no reduction={reduction!r}"
+        make = getattr(keras, "DTypePolicy", None)
+        if make is None:
+            lacks["policy_object"] = f"Keras {version} has no keras.DTypePolicy"
+        elif "loss_dtype" not in lacks:
+            for what, build in (("loss", losses), ("metric", keras.metrics.BinaryCrossentropy)):
+                try:
+                    build(dtype=make("mixed_float16"))
+                except (TypeError, ValueError):
+                    lacks[f"{what}_policy"] = f"Keras {version}'s {what} takes no DTypePolicy as its dtype"
+        return lacks
+
+    def unsupported(self, case: Case) -> str | None:
+        """Why the installed Keras cannot express ``case`` (an argument, a reduction or a dtype policy it
+        lacks), or None: such a case is recorded as not expressible, never as a failure."""
+        lacks = self._lacks
+        if not lacks or self.tf.keras.__name__.startswith("tf_keras"):
+            return None
+        loss_class = case.api == API_LOSS_CLASS or case.training is not None
+        o = case.options
+        cfg = case.config
+        if loss_class and o.dtype is not None and "loss_dtype" in lacks:
+            return lacks["loss_dtype"]
+        if loss_class and f"reduction_{o.reduction}" in lacks:
+            return lacks[f"reduction_{o.reduction}"]
+        if cfg is not None and cfg.loss_policy is not None:
+            for key in ("policy_object", "loss_dtype", "loss_policy" if loss_class else "metric_policy"):
+                if key in lacks:
+                    return lacks[key]
+        return None
 
     def keras_settings(self) -> dict[str, Any]:
         """The epsilon and floatx this process's Keras has (from keras.json under KERAS_HOME, or a call):
@@ -384,14 +440,16 @@ class TFTarget:
             if producer is not None:
                 y_pred = producer(y_pred)
             if mask is not None:
-                # the mask a Masking layer would attach; Keras 3.16 moved the helper to backend.common
-                try:
-                    from keras.src.backend import set_keras_mask
-                except ImportError:
-                    from keras.src.backend.common.masking import set_keras_mask
-
+                # the mask a Masking layer would attach.  No public API sets one: Keras 3.6+ has the helper
+                # in backend.common.masking (re-exported from keras.src.backend until 3.15); before 3.6 a mask
+                # is the tensor's _keras_mask attribute, which Loss.__call__ reads
                 y_pred = tf.identity(y_pred) if producer is None else y_pred
-                set_keras_mask(y_pred, tf.constant(mask))
+                try:
+                    from keras.src.backend.common.masking import set_keras_mask
+                except ImportError:
+                    y_pred._keras_mask = tf.constant(mask)
+                else:
+                    set_keras_mask(y_pred, tf.constant(mask))
             return call(y_true, y_pred, weight)
 
         return entry

@@ -84,12 +84,13 @@ class TrainingRunner:
 def build_model(keras: Any, width: int, activation: str) -> Any:
     """Input -> Dense(width, activation) with an identity kernel and a zero bias: the output is the input,
     or its sigmoid."""
-    return keras.Sequential(
-        [
-            keras.Input((width,)),
-            keras.layers.Dense(width, activation=activation, kernel_initializer="identity", bias_initializer="zeros"),
-        ]
+    # the identity kernel set after the build: the initializer's name "identity" is Keras 3.2+ only
+    model = keras.Sequential(
+        [keras.Input((width,)), keras.layers.Dense(width, activation=activation, kernel_initializer="zeros", bias_initializer="zeros")]
     )
+    kernel, bias = model.layers[-1].get_weights()
+    model.layers[-1].set_weights([np.eye(width, dtype=kernel.dtype), bias])
+    return model
 
 
 def metric(keras: Any, options: Options) -> Any:
