@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from harness.case import API_LOSS_CLASS, REDUCTIONS, Case, Expected, Options, policy_compute_dtype
-from harness.dtypes import WORK, round_to
+from harness.dtypes import FLOAT_DTYPES, WORK, round_to
 from harness.errors import UsageError
 from harness.jsonio import encode_array
 from harness.oracle import tolerance as tol
@@ -284,14 +284,15 @@ class Keras3:
         # A layer computes in its dtype policy's compute dtype: the global policy, else floatx
         # (keras/src/layers/layer.py: dtype=None -> dtype_policies.get(None) -> the global policy, whose
         # default is floatx); it casts floating inputs to it (autocast) and its output keeps it.  The
-        # functions compute in the logits' dtype, which the loss's compute dtype stands for here.
+        # functions compute in the logits' own dtype (tf.sigmoid: "A Tensor with the same type as x";
+        # keras.ops.sigmoid and keras.activations.sigmoid convert x as it is), whatever the loss's dtype.
         cfg = case.config
         if layer and cfg is not None and cfg.policy is not None:
             own = policy_compute_dtype(cfg.policy)
         elif layer:
             own = self.floatx
         else:
-            own = dtype
+            own = case.pred_dtype if case.pred_dtype in FLOAT_DTYPES else dtype
         mo = tol.error_model(own)
         x = round_to(case.y_pred, own).astype(WORK)
         if case.producer == "layers.Softmax":
