@@ -21,7 +21,8 @@ the ``profile``, the Keras ``backend`` the record ran under (``tensorflow`` unle
 otherwise; an entry without it matches every backend), the ``compute_dtype`` that profile computes in, and
 facts read off the values:
 ``flushed_weights`` (a sample weight the kernels read as 0), ``size`` and ``loss_size`` (size buckets),
-``labels`` (the label domain), ``loss_shape``, ``masked_nonfinite``, ``infinite_label_logit`` and ``bf16_cast_tie``.
+``labels`` (the label domain), ``loss_shape``, ``masked_nonfinite``, ``infinite_label_logit``, ``bf16_cast_tie`` and
+``producer_cast``.
 
 Two keys place an entry on a line, because neither alone can.  ``versions`` is a PEP 440 specifier set
 matched against the installed TensorFlow (``Registry.for_tensorflow``; pre-releases such as nightlies
@@ -99,6 +100,7 @@ MATCH_KEYS = frozenset(
         "masked_nonfinite",
         "infinite_label_logit",
         "bf16_cast_tie",
+        "producer_cast",
     }
 )
 _FIELDS = {"id", "title", "reason", "evidence", "kinds", "match", "versions", "intermittent"}
