@@ -328,3 +328,22 @@ class _Backend:
 _real = nn.backend
 nn.backend = _Backend()
 """
+
+
+def float32_inside(options: Options):
+    """Keras's loss computed in float32 and cast back to the loss's dtype: right under the default floatx, and
+    under floatx float64 off by float32's rounding while reporting float64, as a release that narrowed its
+    arithmetic would be."""
+    import tensorflow as tf
+
+    real = tf.keras.losses.BinaryCrossentropy(
+        from_logits=options.from_logits, label_smoothing=options.label_smoothing, axis=options.axis,
+        reduction=options.reduction, dtype="float32",
+    )  # fmt: skip
+    dtype = tf.keras.backend.floatx() if options.dtype is None else options.dtype
+
+    def loss(y_true, y_pred, sample_weight=None):
+        out = real(y_true, y_pred) if sample_weight is None else real(y_true, y_pred, sample_weight=sample_weight)
+        return tf.cast(out, dtype)
+
+    return loss

@@ -20,7 +20,7 @@ from harness.dtypes import FLOAT_DTYPES, round_to
 from harness.generate.facets import label_domain, loss_shape, size_bucket
 from harness.oracle import expected as oracle_expected
 from harness.oracle.keras3 import Keras3
-from harness.oracle.tolerance import error_model, flushable
+from harness.oracle.tolerance import error_model, flushable, read_model
 
 __all__ = ["record_facets"]
 
@@ -40,6 +40,7 @@ def record_facets(case: Case, expected: Expected | None, profile: str) -> dict[s
     ``mixed_dtypes``     the labels' dtype is not the predictions'
     ``bf16_cast_tie``    a float64 input that the loss casts to bfloat16 rounds otherwise through float32
                          (TensorFlow's cast rounds twice; see ``_bf16_cast_tie``)
+    ``producer_cast``    the loss casts a producer function's output to its own dtype (see ``_producer_cast``)
     """
     facets = {**case.facets, "profile": profile, "backend": backend_of(case)}
     if expected is not None and expected.dtype is not None:
@@ -54,7 +55,19 @@ def record_facets(case: Case, expected: Expected | None, profile: str) -> dict[s
     facets["infinite_label_logit"] = _infinite_label_logit(case, facets["compute_dtype"])
     facets["bf16_cast_tie"] = _bf16_cast_tie(case, facets["compute_dtype"])
     facets["mixed_dtypes"] = case.true_dtype != case.pred_dtype
+    facets["producer_cast"] = _producer_cast(case, facets["compute_dtype"])
     return facets
+
+
+PRODUCER_FUNCTIONS = ("tf.sigmoid", "keras.ops.sigmoid", "keras.activations.sigmoid")
+
+
+def _producer_cast(case: Case, compute_dtype: str) -> bool:
+    """A producer function's output, in its logits' dtype, is not the loss's compute dtype, so the loss converts
+    it (Loss.__call__: convert_to_tensor(y_pred, dtype=self.dtype)) and receives a new tensor: one that has
+    neither the ``_keras_logits`` the function attached nor a Sigmoid op as its producer.  A layer's output is
+    in floatx, which the loss also computes in unless its ``dtype`` says otherwise: not told apart here."""
+    return case.producer in PRODUCER_FUNCTIONS and case.pred_dtype != compute_dtype
 
 
 def _bf16_cast_tie(case: Case, compute_dtype: str) -> bool:
@@ -114,4 +127,4 @@ def _flushed_weights(case: Case, compute_dtype: str) -> bool:
     if case.sample_weight is None or compute_dtype not in FLOAT_DTYPES:
         return False
     w = round_to(case.sample_weight, compute_dtype)  # as the reference reads it (oracle/keras3.py)
-    return bool(np.any(flushable(w, error_model(compute_dtype))))
+    return bool(np.any(flushable(w, read_model(error_model(compute_dtype), case.weight_dtype))))

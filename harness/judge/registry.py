@@ -22,7 +22,8 @@ the ``profile``, the Keras ``backend`` the record ran under (``tensorflow`` unle
 otherwise; an entry without it matches every backend), the ``compute_dtype`` that profile computes in, and
 facts read off the values:
 ``flushed_weights`` (a sample weight the kernels read as 0), ``size`` and ``loss_size`` (size buckets),
-``labels`` (the label domain), ``loss_shape``, ``masked_nonfinite``, ``infinite_label_logit`` and ``bf16_cast_tie``.
+``labels`` (the label domain), ``loss_shape``, ``masked_nonfinite``, ``infinite_label_logit``, ``bf16_cast_tie`` and
+``producer_cast``.
 
 Three keys place an entry on a line, because none alone can.  ``versions`` is a PEP 440 specifier set
 matched against the installed TensorFlow (``Registry.for_versions``; pre-releases such as nightlies
@@ -104,6 +105,7 @@ MATCH_KEYS = frozenset(
         "infinite_label_logit",
         "bf16_cast_tie",
         "mixed_dtypes",
+        "producer_cast",
     }
 )
 _FIELDS = {"id", "title", "reason", "evidence", "kinds", "match", "versions", "keras", "intermittent"}

@@ -20,7 +20,8 @@ product with 1 - z, 1 - z and the difference are seven roundings, so the derivat
 7 u (|z/p| + |(1 - z)/(1 - p)|) plus the label smoothing's dz (1/p + 1/(1 - p)).  Logits: autodiff of the
 stable form gives [x >= 0] - z - sign(x) e/(1 + e) with e = exp(-|x|): exp's c_lib ULP and three roundings
 on the last term, two on the sum: (lib + 3u) t + 2u (1 + |z| + t), t = e/(1 + e).  The chain factors add
-3 u of the product.  Underflow adds eta per operation.
+3 u of the product.  Underflow adds eta per operation.  A gradient computed in a wider dtype than the variable
+(a float32 y_pred under a float64 loss) is rounded once more into the variable's dtype (``returned_error``).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from harness.oracle import tolerance as tol
 if TYPE_CHECKING:
     from harness.oracle.keras3 import Keras3
 
-__all__ = ["expected_gradient", "probability_derivative", "logit_derivative"]
+__all__ = ["expected_gradient", "probability_derivative", "logit_derivative", "returned_error"]
 
 
 def probability_derivative(
@@ -121,7 +122,20 @@ def expected_gradient(profile: Keras3, case: Case) -> Expected:
     bound = np.abs(scale) * err + 3 * m.u * np.abs(grad) + m.eta
     if case.producer is not None:
         grad, bound = _through_producer(case.producer, p, grad, bound, m)
+    bound = bound + returned_error(grad, c, case.pred_dtype)
     return Expected(value=grad.astype(WORK), bound=np.where(np.isfinite(grad), bound, 0).astype(WORK), dtype=case.pred_dtype, rule=rule)
+
+
+def returned_error(grad: np.ndarray, compute: str, returned: str) -> np.ndarray | float:
+    """The rounding of a gradient computed in ``compute`` into the dtype of the variable it is taken with
+    respect to: the loss casts its input to its compute dtype (Loss.__call__: ``convert_to_tensor(..., dtype=
+    self.dtype)``), and the gradient of a cast is the incoming gradient cast back (math_grad.py _CastGrad),
+    one rounding in ``returned``: u |g| + eta (standard model; eta for a result flushed below its smallest
+    normal); 0 where the two dtypes are one (no cast)."""
+    if compute == returned:
+        return 0.0
+    out = tol.error_model(returned)
+    return out.u * np.abs(np.where(np.isfinite(grad), grad, 0)) + out.eta
 
 
 def _through_producer(
@@ -210,7 +224,8 @@ def _weight_gradient(profile: Keras3, case: Case, c: str, m: tol.ErrorModel, rul
     else:
         grad = np.zeros(w_given.shape, WORK) if n == 0 else sums / n
         bound = np.zeros(w_given.shape, WORK) if n == 0 else base_err / n + 2 * m.u * np.abs(grad)
-    return Expected(value=np.asarray(grad, dtype=WORK), bound=np.asarray(bound, dtype=WORK) + m.eta, dtype=case.weight_dtype, rule=rule)
+    bound = np.asarray(bound, dtype=WORK) + m.eta + returned_error(np.asarray(grad, dtype=WORK), c, case.weight_dtype)
+    return Expected(value=np.asarray(grad, dtype=WORK), bound=bound, dtype=case.weight_dtype, rule=rule)
 
 
 def _float64_weights(case: Case) -> Case:

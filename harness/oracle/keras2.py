@@ -169,11 +169,13 @@ class Keras2(Keras3):
         weights: np.ndarray | None,
         reduction: str | None,
         m: tol.ErrorModel,
+        *,
+        read: tol.ErrorModel | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """ReductionV2: "`SUM`: Scalar sum of weighted losses. `SUM_OVER_BATCH_SIZE`: Scalar `SUM` divided by
         number of elements in losses", "`AUTO` ... For almost all cases this uses `SUM_OVER_BATCH_SIZE`"
         (Loss._get_reduction: outside a tf.distribute strategy), "`NONE`: No additional reduction".  These
         are Keras 3's sum, sum_over_batch_size and none.
         """
-        return Keras3.reduce(loss, loss_err, weights, "sum_over_batch_size" if reduction == "auto" else reduction, m)
+        return Keras3.reduce(loss, loss_err, weights, "sum_over_batch_size" if reduction == "auto" else reduction, m, read=read)
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from harness.case import API_LOSS_CLASS, REDUCTIONS, Case, Expected, Options, policy_compute_dtype
-from harness.dtypes import WORK, round_to
+from harness.dtypes import FLOAT_DTYPES, WORK, round_to
 from harness.errors import UsageError
 from harness.jsonio import encode_array
 from harness.oracle import tolerance as tol
@@ -92,9 +92,9 @@ class Keras3:
         if case.mask is not None:
             if case.mask.shape != loss.shape:
                 return Expected(raises=f"mask shape {case.mask.shape} is not the loss shape {loss.shape}", dtype=c, rule=rule)
-            value, bound = self.reduce(loss, loss_err, weights, o.reduction, m, mask=case.mask)
+            value, bound = self.reduce(loss, loss_err, weights, o.reduction, m, mask=case.mask, read=tol.read_model(m, case.weight_dtype))
         else:
-            value, bound = self.reduce(loss, loss_err, weights, o.reduction, m)
+            value, bound = self.reduce(loss, loss_err, weights, o.reduction, m, read=tol.read_model(m, case.weight_dtype))
         return Expected(value=value, bound=bound, dtype=c, rule=rule)
 
     # -- the documented domain -----------------------------------------------------------------------------
@@ -309,14 +309,15 @@ class Keras3:
         # A layer computes in its dtype policy's compute dtype: the global policy, else floatx
         # (keras/src/layers/layer.py: dtype=None -> dtype_policies.get(None) -> the global policy, whose
         # default is floatx); it casts floating inputs to it (autocast) and its output keeps it.  The
-        # functions compute in the logits' dtype, which the loss's compute dtype stands for here.
+        # functions compute in the logits' own dtype (tf.sigmoid: "A Tensor with the same type as x";
+        # keras.ops.sigmoid and keras.activations.sigmoid convert x as it is), whatever the loss's dtype.
         cfg = case.config
         if layer and cfg is not None and cfg.policy is not None:
             own = policy_compute_dtype(cfg.policy)
         elif layer:
             own = self.floatx
         else:
-            own = dtype
+            own = case.pred_dtype if case.pred_dtype in FLOAT_DTYPES else dtype
         mo = tol.error_model(own)
         x = round_to(case.y_pred, own).astype(WORK)
         if case.producer == "layers.Softmax":
@@ -494,6 +495,7 @@ class Keras3:
         m: tol.ErrorModel,
         *,
         mask: np.ndarray | None = None,
+        read: tol.ErrorModel | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Weights, then the reduction, as the Loss docstring says:
 
@@ -511,14 +513,15 @@ class Keras3:
         'sum_over_batch_size', and the mask multiplies the weights for the others.  So: 'sum' and 'none'
         weight by the mask, the two batch means divide by the number of unmasked elements, and
         'mean_with_sample_weight' by the sum of the unmasked weights.  A masked element is excluded, so a
-        NaN there does not reach the result.
+        NaN there does not reach the result.  ``read``: the error model the weights were converted with
+        (``tolerance.read_model``: which of them the conversion flushes), ``m`` by default.
         """
         keep = None if mask is None else np.asarray(mask, dtype=bool)
         mask_weighted = weights is not None
         if keep is not None:  # a masked element weighs 0, and contributes exactly 0 whatever its value
             weights = np.where(keep, 1 if weights is None else weights, 0).astype(WORK)
         if weights is not None:
-            err = tol.product_error(loss, loss_err, weights, m)
+            err = tol.product_error(loss, loss_err, weights, m, read=read)
             with np.errstate(invalid="ignore"):
                 loss = (loss * weights).astype(WORK)
             loss, loss_err = (loss, err) if keep is None else (np.where(keep, loss, 0), np.where(keep, err, 0))
@@ -532,7 +535,7 @@ class Keras3:
         if reduction == "mean_with_sample_weight" and (weights is not None and (keep is None or mask_weighted)):
             # The sum of the weights, each per-sample weight counted once per loss element it scales.
             divisor = np.sum(weights, dtype=WORK)
-            div_err = tol.sum_error(weights, tol.flush_error(weights, m), None, m)
+            div_err = tol.sum_error(weights, tol.flush_error(weights, read or m), None, m)
         else:
             count = loss.size if keep is None else int(keep.sum())
             divisor = WORK(count)

@@ -40,6 +40,9 @@ Constants (``ErrorModel``):
     ``subnormal-weights-zero-divisor``): no bound covers them.
     Measured on TensorFlow 2.21 (CPU): ``BinaryCrossentropy(reduction="sum")`` with weight 1e-40 gives 0.0
     where the loss is 15.9 (float32) and NaN where it is inf (bfloat16); float64 weights of 1e-310 likewise.
+    The conversion to a wider compute dtype reads its input the same way: ``tf.cast`` of a float32 1e-40 to
+    float64 is 0, though float64 holds it as a normal number, so a weight is flushable below the larger of
+    its own dtype's ``flush`` and the compute dtype's (``read_model``).
 
 Sums over ``n`` terms (reductions, the mean over ``axis``) use the bound that holds for *any* order of
 summation, ``|fl(sum x_i) - sum x_i| <= gamma(n-1) * sum |x_i|`` with ``gamma(k) = k u / (1 - k u)``
@@ -53,13 +56,15 @@ convention as the reference's ``0 * log(0) = 0``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from harness.dtypes import WORK, WORK_UNIT_ROUNDOFF, float_format
 
-__all__ = ["ErrorModel", "error_model", "flush_error", "flushable", "gamma", "input_error", "mul0", "smoothing_error"]
+__all__ = [
+    "ErrorModel", "error_model", "flush_error", "flushable", "gamma", "input_error", "mul0", "read_model", "smoothing_error",
+]
 
 C_LIB = 4.0  # ULP; see the module docstring
 
@@ -93,6 +98,14 @@ def error_model(dtype: str) -> ErrorModel:
         eta=eta,
         flush=fmt.smallest_normal if flushes else 0.0,
     )
+
+
+def read_model(m: ErrorModel, source: str) -> ErrorModel:
+    """``m`` for an input converted from ``source``: flushable below either dtype's smallest normal where
+    both flush (the conversion reads its input with denormals as zero; see ``flush``)."""
+    if source not in ("float16", "bfloat16", "float32", "float64"):
+        return m
+    return replace(m, flush=max(m.flush, error_model(source).flush))
 
 
 def flushable(x: np.ndarray, m: ErrorModel) -> np.ndarray:
@@ -268,13 +281,16 @@ def count_error(n: int, m: ErrorModel) -> float:
     return 0.0 if n <= 2**p else float(n) * m.u
 
 
-def product_error(values: np.ndarray, errors: np.ndarray, weights: np.ndarray, m: ErrorModel) -> np.ndarray:
+def product_error(
+    values: np.ndarray, errors: np.ndarray, weights: np.ndarray, m: ErrorModel, *, read: ErrorModel | None = None
+) -> np.ndarray:
     """Bound for fl(v * w) with exact weights w: |w| err(v) + u |v w| + eta, and |v w| where either operand
-    is flushable (read as 0, the product is 0: see ``flush`` in the module docstring)."""
+    is flushable (read as 0, the product is 0: see ``flush`` in the module docstring); ``read``: the model
+    the weights were converted with (``read_model``), ``m`` by default."""
     w = np.abs(np.asarray(weights, dtype=WORK))
     v = np.abs(np.asarray(values, dtype=WORK))
     vw = mul0(v, w)
-    flushed = np.where(flushable(w, m) | flushable(v, m), vw, WORK(0))
+    flushed = np.where(flushable(w, read or m) | flushable(v, m), vw, WORK(0))
     return (mul0(w, errors) + m.u * vw + m.eta + flushed).astype(WORK)
 
 

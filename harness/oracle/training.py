@@ -50,14 +50,12 @@ from dataclasses import replace
 import numpy as np
 
 from harness.case import REPLICA_ROUTES, Case, Expected, Options
-from harness.dtypes import WORK
+from harness.dtypes import FLOAT_DTYPES, WORK, round_to
 from harness.oracle import tolerance as tol
 from harness.oracle.keras3 import Keras3
 
-__all__ = ["TRACKER_DTYPE", "batches", "expected_training", "sample_weights"]
+__all__ = ["batches", "expected_training", "sample_weights"]
 
-# metrics.Mean(name="loss"): dtype None, so floatx(): float32 by default.
-TRACKER_DTYPE = "float32"
 SIGMOID_OUTPUT = "keras.activations.sigmoid"  # what Dense(activation="sigmoid") applies (activations.get)
 
 
@@ -97,11 +95,19 @@ def expected_training(semantics: Keras3, case: Case) -> Expected:
     assert spec is not None
     if spec.route in REPLICA_ROUTES:
         return _replicas(semantics, case)
-    m = tol.error_model(TRACKER_DTYPE)
+    # metrics.Mean(name="loss"): dtype None, so floatx() (Metric.__init__: dtype_policies.get(dtype or
+    # backend.floatx())), float32 by default, and the step's loss is cast to it
+    tracker = semantics.floatx
+    m = tol.error_model(tracker)
     rule = m.describe()
     weights, raises = sample_weights(case, multiplicative=semantics.name == "keras2")
     if raises:
-        return Expected(raises=raises, dtype=TRACKER_DTYPE, rule=rule)
+        return Expected(raises=raises, dtype=tracker, rule=rule)
+    # the model's output, the loss's y_pred, is the Dense layer's: it computes in its policy's compute dtype,
+    # floatx, casting its float inputs to it (autocast), and applies its activation there
+    output, x = case.pred_dtype, case.y_pred
+    if output in FLOAT_DTYPES:  # the data as fed (the case's dtype), then cast to the layer's
+        output, x = semantics.floatx, round_to(case.y_pred, case.pred_dtype)
     n = int(case.y_pred.shape[0])
     on_batch = spec.route in ("test_on_batch", "train_on_batch")
     parts = batches(n, None if on_batch else spec.batch_size)
@@ -109,16 +115,16 @@ def expected_training(semantics: Keras3, case: Case) -> Expected:
     values, errors, sizes = [], [], []
     for s in parts:
         batch = Case(
-            id=case.id, y_true=case.y_true[s], y_pred=case.y_pred[s], true_dtype=case.true_dtype,
-            pred_dtype=case.pred_dtype, options=case.options, producer=producer,
+            id=case.id, y_true=case.y_true[s], y_pred=x[s], true_dtype=case.true_dtype,
+            pred_dtype=output, options=case.options, producer=producer,
             sample_weight=None if weights is None else weights[s], weight_dtype=case.weight_dtype,
         )  # fmt: skip
         e = semantics.expected(batch)
         if e.raises is not None:
-            return Expected(raises=e.raises, dtype=TRACKER_DTYPE, rule=rule)
+            return Expected(raises=e.raises, dtype=tracker, rule=rule)
         assert e.value is not None and e.bound is not None
         if e.value.shape != ():
-            return Expected(raises=f"the compiled loss is not a scalar (reduction={case.options.reduction!r})", dtype=TRACKER_DTYPE, rule=rule)
+            return Expected(raises=f"the compiled loss is not a scalar (reduction={case.options.reduction!r})", dtype=tracker, rule=rule)
         values.append(float(e.value))
         # the step's loss is cast to the tracker's dtype (CompileLoss: ops.cast(..., self.dtype)); under a
         # strategy each replica's local mean is scaled by 1/R and back (exact for R = 2) and times its size
@@ -136,21 +142,21 @@ def expected_training(semantics: Keras3, case: Case) -> Expected:
         value = WORK(0) if count == 0 else total / count
     bound = tol.divide_error(np.asarray(value), total_err, np.asarray(count), WORK(tol.count_error(n, m)), m)
     if not spec.metric:
-        return Expected(value=np.asarray(value, dtype=WORK), bound=np.asarray(bound, dtype=WORK), dtype=TRACKER_DTYPE, rule=rule)
+        return Expected(value=np.asarray(value, dtype=WORK), bound=np.asarray(bound, dtype=WORK), dtype=tracker, rule=rule)
     metric_case = Case(
-        id=case.id, y_true=case.y_true, y_pred=case.y_pred, true_dtype=case.true_dtype, pred_dtype=case.pred_dtype,
+        id=case.id, y_true=case.y_true, y_pred=x, true_dtype=case.true_dtype, pred_dtype=output,
         options=Options(from_logits=case.options.from_logits, label_smoothing=case.options.label_smoothing),
         api="metrics.BinaryCrossentropy", producer=producer,
         sample_weight=weights if spec.metric == "weighted_metrics" else None, weight_dtype=case.weight_dtype,
     )  # fmt: skip
     e = semantics.metric(metric_case)
     if e.raises is not None:
-        return Expected(raises=e.raises, dtype=TRACKER_DTYPE, rule=rule)
+        return Expected(raises=e.raises, dtype=tracker, rule=rule)
     assert e.value is not None and e.bound is not None
     return Expected(
         value=np.array([value, e.value], dtype=WORK),
         bound=np.array([bound, e.bound], dtype=WORK),
-        dtype=TRACKER_DTYPE,
+        dtype=tracker,
         rule=rule + "; [loss, metric]",
     )
 

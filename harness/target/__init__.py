@@ -8,6 +8,7 @@ so importing this module is cheap and works without TensorFlow installed.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import inspect
@@ -369,7 +370,7 @@ class TFTarget:
         try:
             if case.config.traced_before:
                 # build and trace under the configuration before the change, then change it and call again
-                self._run(case)
+                self._before_change(case)
             saved = self._apply(case.config)
             return self._run(case)
         except Exception as exc:  # noqa: BLE001 - a setting Keras rejects is an outcome too
@@ -377,6 +378,20 @@ class TFTarget:
         finally:
             if saved is not None:
                 self._restore(saved)
+
+    def _before_change(self, case: Case) -> None:
+        """Build and trace ``case`` under settings its configuration then changes: each setting it makes holds
+        another value first (Keras's default, float32 or 1e-7, or where the case sets that, float64 or 1e-6),
+        so the change is a change whatever keras.json holds."""
+        cfg = case.config
+        assert cfg is not None
+        epsilon = None if cfg.epsilon is None else (1e-7 if cfg.epsilon != 1e-7 else 1e-6)
+        floatx = None if cfg.floatx is None else ("float32" if cfg.floatx != "float32" else "float64")
+        saved = self._apply(dataclasses.replace(cfg, epsilon=epsilon, floatx=floatx, policy=None))  # its own loss
+        try:
+            self._run(case)
+        finally:
+            self._restore(saved)
 
     def _run(self, case: Case) -> Outcome:
         start = time.perf_counter()
