@@ -24,7 +24,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("harness.judge",),
     ("harness.run",),
     ("harness.report",),
-    ("harness.fuzz", "harness.audit", "harness.explain"),  # the commands' own modules
+    ("harness.fuzz", "harness.audit", "harness.explain", "harness.modelcheck"),  # the commands' own modules
     ("harness.cli",),
     ("harness.__main__", "harness.pytest_plugin"),  # the entry points: the command and the pytest plugin
 )  # fmt: skip
