@@ -128,8 +128,11 @@ def load_array(path: str | Path, flag: str) -> np.ndarray:
         a = np.load(p, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise UsageError(f"{flag} {str(path)!r} is not a .npy array: {exc}") from None
-    if not isinstance(a, np.ndarray) or a.dtype.kind not in "biuf" or a.ndim == 0:
-        raise UsageError(f"{flag} {str(path)!r} holds {getattr(a, 'dtype', type(a))!s} data, not an array of numbers")
+    if not isinstance(a, np.ndarray):  # an .npz archive
+        a.close()
+        raise UsageError(f"{flag} {str(path)!r} is not a .npy array (it holds several)")
+    if a.dtype.kind not in "biuf" or a.ndim == 0:
+        raise UsageError(f"{flag} {str(path)!r} holds {a.dtype} data of shape {a.shape}, not an array of numbers")
     return a
 
 
