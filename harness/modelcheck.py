@@ -230,7 +230,8 @@ def diagnose(run: Any, y: np.ndarray, *, sample_weight: np.ndarray | None = None
         raise UsageError(f"the model's outputs {run.outputs.shape} with labels {np.shape(y)} give no scalar BCE (reduction={run.loss.reduction!r})")
     ref = d.reference
     routes = [_plain_route(d, "loss on model.predict(x)", run.loss_on_predict), _plain_route(d, "loss on model(x)", run.loss_on_call)]
-    routes.append(_evaluate_route(d))
+    if run.evaluate is not None:
+        routes.append(_evaluate_route(d))
     routes.extend(_metric_route(d, m) for m in run.metrics)
     twin = _twin_route(d)
     if twin is not None:
@@ -337,9 +338,11 @@ def check_model(
     batch_size: int | None = None,
     registry: Registry | None = None,
     profile: str = "keras3",
+    evaluate: bool = True,
 ) -> ModelReport:
     """Run ``model`` (a Keras model, or the path of a saved one) the ways its loss is read, and diagnose each
-    route.  Never trains or changes the model."""
+    route.  Never trains or changes the model.  ``evaluate=False``: not evaluate nor the compiled metrics
+    (for a check inside a running fit or evaluate, ``harness.keras.BCECheck``)."""
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
         raise UsageError(f"batch_size={batch_size!r} is not a positive integer")
     x, y = np.asarray(x), np.asarray(y)
@@ -355,7 +358,7 @@ def check_model(
         model = load_model(model)
     y32 = np.asarray(y, dtype=np.float32)
     sw = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float32)
-    run = run_model(model, x, y32, sample_weight=sw, batch_size=batch_size)
+    run = run_model(model, x, y32, sample_weight=sw, batch_size=batch_size, evaluate=evaluate)
     return diagnose(run, y32, sample_weight=sw, registry=registry, profile=profile)
 
 

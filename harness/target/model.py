@@ -60,7 +60,7 @@ class ModelRun:
     loss: LossConfig
     policy: str  # the model's dtype policy
     batch_size: int
-    evaluate: float
+    evaluate: float | None  # None: not run (inside a running loop, whose trackers it would reset)
     loss_on_call: float
     loss_on_predict: float
     metrics: tuple[MetricRead, ...] = ()
@@ -180,9 +180,17 @@ def _float32_twin(keras: Any, model: Any) -> tuple[Any | None, str | None]:
 
 
 def run_model(
-    model: Any, x: np.ndarray, y: np.ndarray, *, sample_weight: np.ndarray | None = None, batch_size: int | None = None
+    model: Any,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    sample_weight: np.ndarray | None = None,
+    batch_size: int | None = None,
+    evaluate: bool = True,
 ) -> ModelRun:
-    """Every route's loss of ``model`` on (x, y).  Nothing is trained: evaluate and predict only."""
+    """Every route's loss of ``model`` on (x, y).  Nothing is trained: evaluate and predict only.
+    ``evaluate=False`` leaves out evaluate and the compiled metrics (a callback's check, inside fit or
+    evaluate: a nested evaluate would reset the running loop's loss tracker and metrics)."""
     keras = _keras()
     import tensorflow as tf
 
@@ -205,7 +213,7 @@ def run_model(
 
     loss_on_call = on(called)
     loss_on_predict = on(outputs)
-    logs = model.evaluate(x, y, batch_size=bs, sample_weight=sample_weight, verbose=0, return_dict=True)
+    logs = model.evaluate(x, y, batch_size=bs, sample_weight=sample_weight, verbose=0, return_dict=True) if evaluate else {}
     metrics = tuple(
         MetricRead(name=name, weighted=weighted, from_logits=fl, label_smoothing=ls, value=float(logs[name]))
         for name, weighted, fl, ls in _bce_metrics(model)
@@ -230,7 +238,7 @@ def run_model(
         loss=config,
         policy=policy,
         batch_size=bs,
-        evaluate=float(logs["loss"]),
+        evaluate=float(logs["loss"]) if evaluate else None,
         loss_on_call=loss_on_call,
         loss_on_predict=loss_on_predict,
         metrics=metrics,

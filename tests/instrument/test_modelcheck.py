@@ -169,3 +169,20 @@ def test_python_call_validates_at_the_door(saved) -> None:
         check_model(saved["ok"], np.load(saved["x"]), np.load(saved["y"]), batch_size=0)
     with pytest.raises(UsageError, match="x has 10 samples and y 3"):
         check_model(saved["ok"], np.load(saved["x"]), np.load(saved["y"])[:3])
+
+
+def test_callback_checks_every_nth_batch_and_changes_nothing(saved) -> None:
+    from harness.keras import BCECheck
+    from harness.target.model import load_model
+
+    x, y2 = np.load(saved["x"]), np.load(saved["y2"])
+    model = load_model(saved["softmax"])
+    before = [w.copy() for w in model.get_weights()]
+    check = BCECheck(x[:4], y2[:4], every=2)
+    model.evaluate(x, y2, batch_size=2, verbose=0, callbacks=[check])  # 5 batches: checked after 2 and 4
+    assert [where for where, _ in check.reports] == ["evaluate batch 2", "evaluate batch 4"]
+    causes = {c.id for _, r in check.reports for route in r.routes for c in route.causes}
+    assert causes == {"softmax-output-read-as-sigmoid-logits"}
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
+    with pytest.raises(UsageError, match="every=0"):
+        BCECheck(x, y2, every=0)
