@@ -262,8 +262,8 @@ def _add_explain(sub, specs: dict[str, dict]) -> None:
     from harness.dtypes import FLOAT_DTYPES, INPUT_DTYPES
 
     ex = sub.add_parser("explain", help="the steps Keras takes on your inputs; with --manual, where your own BCE departs")
-    ex.add_argument("--y-true", required=True, metavar="VALUES", help="labels: 1,0,1 or a JSON list, or a .npy/.json file")
-    ex.add_argument("--y-pred", required=True, metavar="VALUES", help="predictions (probabilities, or logits with --from-logits)")
+    ex.add_argument("--y-true", metavar="VALUES", help="labels: 1,0,1 or a JSON list, or a .npy/.json file")
+    ex.add_argument("--y-pred", metavar="VALUES", help="predictions (probabilities, or logits with --from-logits)")
     ex.add_argument("--sample-weight", default=None, metavar="VALUES", help="sample_weight, in the same forms")
     ex.add_argument("--from-logits", action="store_true", help="y_pred are logits")
     ex.add_argument("--label-smoothing", type=float, default=0.0, help="label_smoothing (default: %(default)s)")
@@ -279,6 +279,10 @@ def _add_explain(sub, specs: dict[str, dict]) -> None:
     ex.add_argument("--json", action="store_true", help="print the explanation as JSON")
     ex.add_argument("--no-tensorflow", action="store_true", help="the reference's steps (and --manual) only")
     _add(ex, specs, "--profile", "--registry")
+    ex.add_argument("--model", default=None, metavar="PATH.keras", help="your saved model: every route of its loss on --x/--y (harness.modelcheck)")
+    ex.add_argument("--x", default=None, metavar="X.npy", help="with --model: the inputs")
+    ex.add_argument("--y", default=None, metavar="Y.npy", help="with --model: the labels")
+    ex.add_argument("--batch-size", type=_positive, default=None, metavar="N", help="with --model: evaluate's batch_size (default: Keras's 32)")
     ex.set_defaults(loss_factory=None)  # _prepare checks it; explain runs Keras's own loss
 
 
@@ -996,6 +1000,10 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     from harness.explain import build_case, explain, parse_array, render_text
 
     selection, registry = _prepare(args)
+    if args.model is not None:
+        return _explain_model(args, selection.profile, registry)
+    if args.y_true is None or args.y_pred is None:
+        raise UsageError("explain needs --y-true and --y-pred (or --model with --x and --y)")
     case = build_case(
         parse_array(args.y_true, "--y-true"), parse_array(args.y_pred, "--y-pred"),
         sample_weight=None if args.sample_weight is None else parse_array(args.sample_weight, "--sample-weight"),
@@ -1013,6 +1021,18 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     tf_ok = result.verdict is None or not result.verdict.startswith("fail")
     manual_ok = result.diagnosis is None or result.diagnosis.verdict == "agrees"
     return EXIT_OK if tf_ok and manual_ok else EXIT_DIVERGED
+
+
+def _explain_model(args: argparse.Namespace, profile: str, registry) -> int:
+    from harness.modelcheck import as_json, check_model, load_array, render_text
+
+    if args.x is None or args.y is None:
+        raise UsageError("explain --model needs --x X.npy and --y Y.npy")
+    sw = None if args.sample_weight is None else load_array(args.sample_weight, "--sample-weight")
+    report = check_model(args.model, load_array(args.x, "--x"), load_array(args.y, "--y"), sample_weight=sw,
+                         batch_size=args.batch_size, registry=registry, profile=profile)  # fmt: skip
+    print(as_json(report) if args.json else render_text(report))
+    return report.exit_code
 
 
 def _cmd_cases(args: argparse.Namespace) -> int:

@@ -24,9 +24,9 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("harness.judge",),
     ("harness.run",),
     ("harness.report",),
-    ("harness.fuzz", "harness.audit", "harness.explain"),  # the commands' own modules
+    ("harness.fuzz", "harness.audit", "harness.explain", "harness.modelcheck"),  # the commands' own modules
     ("harness.cli",),
-    ("harness.__main__", "harness.pytest_plugin"),  # the entry points: the command and the pytest plugin
+    ("harness.__main__", "harness.pytest_plugin", "harness.keras"),  # the entry points: the command, the pytest plugin, the Keras callback
 )  # fmt: skip
 FRAMEWORKS = ("tensorflow", "keras", "tf_keras", "jax", "torch")
 FRAMEWORK_DOORS = ("harness.target",)
