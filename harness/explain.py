@@ -514,7 +514,7 @@ MANUAL_KWARGS = ("from_logits", "label_smoothing", "axis", "reduction", "sample_
 # has a prediction's name and whose second has a label's takes them in the other order than Keras's losses
 # (torch.nn.functional.binary_cross_entropy(input, target), sklearn's log_loss(y_true, y_pred) the same as Keras).
 PRED_NAMES = frozenset({"y_pred", "pred", "preds", "prediction", "predictions", "output", "outputs", "logits", "logit",
-                        "p", "y_hat", "yhat", "probs", "probabilities", "input", "inputs", "x", "scores"})  # fmt: skip
+                        "p", "y_hat", "yhat", "probs", "probabilities", "input", "inputs", "x", "scores", "a"})  # fmt: skip
 TRUE_NAMES = frozenset({"y_true", "true", "target", "targets", "label", "labels", "y", "gt", "ground_truth", "truth"})
 DEFAULT_TIMEOUT = 60.0  # seconds a --manual function gets, its import included (--manual-timeout)
 
@@ -805,8 +805,8 @@ def _same_formula(value: np.ndarray, dtype: str, ref: Trace, cands: list[Candida
         return []
     out = []
     for vs, trace in cands:
-        if trace.value is None or trace.raises is not None or _score(trace.value, ref.value, None, ref.dtype) <= 1:
-            continue
+        if trace.value is None or trace.raises is not None or _score(trace.value, ref.value, None, dtype) <= 1:
+            continue  # (told apart in the user's dtype: a float64 result shows Keras 2's 6 float32 ULP)
         if _score(value, trace.value, None, dtype) <= 1:
             out.append(vs[0])
     return sorted(out, key=lambda v: (v.f64_clip, len(v.steps)))  # the fewest changes to Keras's steps first
