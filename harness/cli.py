@@ -276,6 +276,8 @@ def _add_explain(sub, specs: dict[str, dict]) -> None:
     ex.add_argument("--api", default="BinaryCrossentropy", choices=[a for a in APIS if not a.startswith("metrics.")])
     ex.add_argument("--mode", default="eager", choices=MODES, help="how TensorFlow is called (default: %(default)s)")
     ex.add_argument("--manual", default=None, metavar="MODULE:FUNCTION", help="your BCE (or FILE.py:FUNCTION), run on the same inputs")
+    ex.add_argument("--manual-timeout", type=float, default=60.0, metavar="SECONDS",
+                    help="seconds the --manual function gets, its import included (default: %(default)s)")
     ex.add_argument("--json", action="store_true", help="print the explanation as JSON")
     ex.add_argument("--no-tensorflow", action="store_true", help="the reference's steps (and --manual) only")
     _add(ex, specs, "--profile", "--registry")
@@ -1016,7 +1018,10 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         from harness.target import TFTarget
 
         target = TFTarget()
-    result = explain(case, profile=selection.profile, target=target, manual=args.manual, registry=registry)
+    if not args.manual_timeout > 0:
+        raise UsageError(f"--manual-timeout={args.manual_timeout!r} is not a positive number of seconds")
+    result = explain(case, profile=selection.profile, target=target, manual=args.manual, registry=registry,
+                     timeout=args.manual_timeout)
     print(json.dumps(result.as_dict(), indent=1) if args.json else render_text(result))
     tf_ok = result.verdict is None or not result.verdict.startswith("fail")
     manual_ok = result.diagnosis is None or result.diagnosis.verdict == "agrees"

@@ -18,22 +18,19 @@ May import: every floor below the commands (the target for TensorFlow's own resu
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import inspect
 import itertools
 import json
-import sys
+import os
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from harness.case import API_LOSS_CLASS, Case, Expected, Options, Outcome
-from harness.dtypes import FLOAT_DTYPES, INPUT_DTYPES, WORK, float_format, round_to, ulp_distance
+from harness.dtypes import INPUT_DTYPES, WORK, float_format, round_to, ulp_distance
 from harness.errors import InputError, UsageError
 from harness.jsonio import encode_array
 from harness.oracle import PROFILES
@@ -41,16 +38,20 @@ from harness.oracle import expected as oracle_expected
 from harness.oracle import tolerance as tol
 from harness.oracle.keras3 import EPSILON
 from harness.packagedata import data_path
+from harness.run.sandbox import Call, Ran, load_function, run_calls, run_isolated
 
 __all__ = [
+    "DEFAULT_TIMEOUT",
     "STEPS",
     "Diagnosis",
     "Explanation",
+    "Settings",
     "Step",
     "Variant",
     "build_case",
     "diagnose",
     "explain",
+    "installed_settings",
     "load_manual",
     "load_variants",
     "parse_array",
@@ -80,7 +81,7 @@ STEP_CHOICES: dict[str, tuple[str, ...]] = {
     "clip": ("none",),  # or a number: the epsilon of the clip
     "terms": ("eps_in_log", "log_floor"),
     "axis": ("sum", "all"),
-    "weights": ("broadcast",),
+    "weights": ("broadcast", "ignored"),
     "reduction": ("sum", "sum_over_batch_size", "mean_with_sample_weight", "batch", "nonzero"),
 }
 WHEN_KEYS = ("from_logits", "reduction", "weighted", "smoothed")
@@ -103,6 +104,8 @@ class Variant:
     cause: str
     steps: Mapping[str, Any]
     when: Mapping[str, Any] = field(default_factory=dict)
+    f64_clip: bool = False  # tried with the clip's bounds in float64, as hand-written NumPy holds them
+
 
     def applies(self, case: Case) -> bool:
         """Whether the variant can depart from Keras on a call with these options."""
@@ -186,6 +189,42 @@ def load_variants(path: str | Path | None = None) -> tuple[Variant, ...]:
     return tuple(variants)
 
 
+# -- Keras's settings -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The Keras configuration the reference is judged under: keras.config.epsilon() and floatx()."""
+
+    epsilon: float = EPSILON
+    floatx: str = "float32"
+    source: str = "Keras's defaults"
+
+
+DEFAULT_SETTINGS = Settings()
+
+
+def installed_settings(target: Any = None) -> Settings:
+    """The installed Keras's epsilon and floatx, as ``run`` and ``fuzz`` judge under them: the target's Keras
+    when one is loaded, else keras.json as Keras reads it at import ($KERAS_HOME, else ~/.keras;
+    keras/src/backend/config.py), else the defaults."""
+    if target is not None and hasattr(target, "keras_settings"):
+        got = target.keras_settings()
+        return Settings(float(got["epsilon"]), str(got["floatx"]), "the installed Keras")
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    path = Path(home) / "keras.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return DEFAULT_SETTINGS
+    if not isinstance(data, dict):
+        return DEFAULT_SETTINGS
+    eps, floatx = data.get("epsilon", EPSILON), data.get("floatx", "float32")
+    if not isinstance(eps, (int, float)) or not 0 < eps < 0.5 or floatx not in ("float16", "bfloat16", "float32", "float64"):
+        raise InputError(f"{path}: epsilon={eps!r} or floatx={floatx!r} is not a setting Keras accepts")
+    return Settings(float(eps), str(floatx), str(path))
+
+
 # -- the steps ----------------------------------------------------------------------------------------------
 
 
@@ -241,11 +280,12 @@ def _w(x: float) -> Any:
     return WORK(x)
 
 
-def _pipeline(case: Case, profile: str, swap: Mapping[str, Any] | None = None) -> Trace:
+def _pipeline(case: Case, profile: str, swap: Mapping[str, Any] | None = None, *, settings: Settings = DEFAULT_SETTINGS) -> Trace:
     """Keras's steps on ``case`` under ``profile``, each step the oracle's function; ``swap`` replaces steps
     with a catalogue variant's (the reference is ``swap=None``)."""
     swap = swap or {}
-    sem = PROFILES[profile]()
+    sem = PROFILES[profile](epsilon=settings.epsilon, floatx=settings.floatx)
+    eps = sem.epsilon
     api = case.api
     loss_class = api == API_LOSS_CLASS
     o = case.options
@@ -258,13 +298,13 @@ def _pipeline(case: Case, profile: str, swap: Mapping[str, Any] | None = None) -
 
     y = round_to(case.y_true, c).astype(WORK)
     p, dp = sem.predictions(case, c, m)
-    eps_lo = round_to(EPSILON, c)
-    eps_hi = round_to(1.0 - EPSILON, c)
+    eps_lo = round_to(eps, c)
+    eps_hi = round_to(1.0 - eps, c)
     steps.append(Step("inputs", (
         f"Loss.__call__ converts y_true and y_pred to the compute dtype {c} "
         + ("(the loss's dtype option, else keras.config.floatx())" if loss_class and profile == "keras3"
            else "(y_pred's dtype; y_true is cast to it)")
-        + f"; epsilon = keras.config.epsilon() = 1e-7 is {float(eps_lo):.9g} and 1 - epsilon is {float(eps_hi):.9g} in {c}"
+        + f"; epsilon = keras.config.epsilon() = {eps:g} is {float(eps_lo):.9g} and 1 - epsilon is {float(eps_hi):.9g} in {c}"
     ), {"y_true": case.y_true, "y_pred": case.y_pred, f"y_true as {c}": y, f"y_pred as {c}": p}, f"y_pred as {c}"))  # fmt: skip
     raises = sem.option_error(case) if loss_class else None
     if raises:
@@ -279,7 +319,8 @@ def _pipeline(case: Case, profile: str, swap: Mapping[str, Any] | None = None) -
             y, p = (a.astype(WORK) for a in np.broadcast_arrays(y, p))
         except ValueError:
             return done(f"y_true shape {y.shape} and y_pred shape {p.shape} do not broadcast")
-        steps.append(Step("ranks", "y_true and y_pred broadcast against each other", {"shape": str(y.shape)}))
+        steps.append(Step("ranks", "y_true and y_pred broadcast against each other",
+                          {"y_true shape": str(y.shape), "y_pred shape": str(p.shape)}))
     else:
         y, p, raises = sem.reconcile_ranks(y, p)
         rule = ("squeeze_or_expand_to_same_rank: ranks that differ by one trailing size-1 axis are made equal "
@@ -348,8 +389,8 @@ def _pipeline(case: Case, profile: str, swap: Mapping[str, Any] | None = None) -
             term_rule = ("-(z * log(p) + (1 - z) * log(1 - p)) on the clipped p, 0 * log(0) = 0" if profile == "keras3"
                          else "-(z * log(p + epsilon) + (1 - z) * log(1 - p + epsilon)) on the clipped p (Keras 2 backend.py)")  # fmt: skip
         else:
-            elem, err = _variant_terms(terms or ("eps_in_log" if profile == "keras2" else None), z, pc), np.zeros(pc.shape, WORK)
-            term_rule = {"eps_in_log": "-(z * log(p + 1e-7) + (1 - z) * log(1 - p + 1e-7))",
+            elem, err = _variant_terms(terms or ("eps_in_log" if profile == "keras2" else None), z, pc, eps), np.zeros(pc.shape, WORK)
+            term_rule = {"eps_in_log": f"-(z * log(p + {eps:g}) + (1 - z) * log(1 - p + {eps:g}))",
                          "log_floor": "-(z * max(log(p), -100) + (1 - z) * max(log(1 - p), -100))",
                          None: "-(z * log(p) + (1 - z) * log(1 - p))"}[terms]  # fmt: skip
         steps.append(Step("terms", term_rule, {"terms": elem}, "terms"))
@@ -377,7 +418,9 @@ def _pipeline(case: Case, profile: str, swap: Mapping[str, Any] | None = None) -
         return done(value=loss, bound=loss_err)
 
     # weights (the explain command sets no Keras mask: one comes from a Masking or Embedding layer)
-    if swap.get("weights") == "broadcast" and case.sample_weight is not None:
+    if swap.get("weights") == "ignored":
+        weights, raises = None, None
+    elif swap.get("weights") == "broadcast" and case.sample_weight is not None:
         try:
             loss, loss_err, weights = np.broadcast_arrays(loss, loss_err, round_to(case.sample_weight, c).astype(WORK))
         except ValueError:
@@ -391,7 +434,7 @@ def _pipeline(case: Case, profile: str, swap: Mapping[str, Any] | None = None) -
              "sample_weight broadcast to the per-sample loss: a scalar scales, [batch_size] scales each sample, "
              "a broadcastable shape each element (Loss docs); converted to the compute dtype")  # fmt: skip
     wvals: dict[str, Any] = {} if weights is None else {"weights": weights}
-    steps.append(Step("weights", wrule + "; no Keras mask", wvals))
+    steps.append(Step("weights", wrule + "; no Keras mask", wvals, None if weights is None else "weights"))
 
     # the reduction
     red = o.reduction
@@ -417,12 +460,12 @@ def _pipeline(case: Case, profile: str, swap: Mapping[str, Any] | None = None) -
     return done(value=value, bound=bound)
 
 
-def _variant_terms(terms: str | None, z: np.ndarray, pc: np.ndarray) -> np.ndarray:
+def _variant_terms(terms: str | None, z: np.ndarray, pc: np.ndarray, eps: float) -> np.ndarray:
     """The elementwise terms of a catalogue variant on already-clipped (or unclipped) probabilities, as
     hand-written code computes them: plain IEEE products, so an unclipped 0 * log(0) is NaN, not Keras's 0."""
     with np.errstate(divide="ignore", invalid="ignore"):
         if terms == "eps_in_log":
-            e = _w(EPSILON)
+            e = _w(eps)
             t1, t2 = z * np.log(pc + e), (1 - z) * np.log(1 - pc + e)
         elif terms == "log_floor":
             t1 = z * np.maximum(np.log(pc), _w(LOG_FLOOR))
@@ -443,7 +486,7 @@ def _reduction_rule(red: str | None, loss: np.ndarray, weights: np.ndarray | Non
             f"{loss.size} (reduce_values: ops.prod(ops.shape(values))), 0 for a zero divisor")  # fmt: skip
 
 
-def reference_steps(case: Case, profile: str = "keras3") -> Trace:
+def reference_steps(case: Case, profile: str = "keras3", *, settings: Settings = DEFAULT_SETTINGS) -> Trace:
     """Keras's steps on ``case``; its last value is ``harness.oracle.expected``'s, or an internal error says why not."""
     if case.api == "metrics.BinaryCrossentropy" or case.grad is not None or case.mask is not None or case.producer:
         raise UsageError("explain covers the losses' values, not metrics, gradients, masks or producers")
@@ -454,8 +497,8 @@ def reference_steps(case: Case, profile: str = "keras3") -> Trace:
         raise UsageError("explain covers the losses' documented pipeline, not tf.keras.backend.binary_crossentropy")
     if profile not in PROFILES:
         raise UsageError(f"profile={profile!r} is not one of {', '.join(PROFILES)}")
-    trace = _pipeline(case, profile)
-    exp = oracle_expected(case, profile=profile)
+    trace = _pipeline(case, profile, settings=settings)
+    exp = oracle_expected(case, profile=profile, epsilon=settings.epsilon, floatx=settings.floatx)
     same = (exp.raises is None) == (trace.raises is None)
     if same and exp.raises is None:
         same = np.array_equal(np.asarray(exp.value), np.asarray(trace.value), equal_nan=True)
@@ -467,31 +510,19 @@ def reference_steps(case: Case, profile: str = "keras3") -> Trace:
 # -- the user's own implementation --------------------------------------------------------------------------
 
 MANUAL_KWARGS = ("from_logits", "label_smoothing", "axis", "reduction", "sample_weight")
+# The names a prediction and a label go by in the signatures people write.  A function whose first parameter
+# has a prediction's name and whose second has a label's takes them in the other order than Keras's losses
+# (torch.nn.functional.binary_cross_entropy(input, target), sklearn's log_loss(y_true, y_pred) the same as Keras).
+PRED_NAMES = frozenset({"y_pred", "pred", "preds", "prediction", "predictions", "output", "outputs", "logits", "logit",
+                        "p", "y_hat", "yhat", "probs", "probabilities", "input", "inputs", "x", "scores", "a"})  # fmt: skip
+TRUE_NAMES = frozenset({"y_true", "true", "target", "targets", "label", "labels", "y", "gt", "ground_truth", "truth"})
+DEFAULT_TIMEOUT = 60.0  # seconds a --manual function gets, its import included (--manual-timeout)
 
 
 def load_manual(spec: str) -> Callable[..., Any]:
-    """The function named ``MODULE:FUNCTION`` or ``path/to/file.py:FUNCTION``."""
-    target, sep, attr = spec.rpartition(":")
-    if not sep or not target or not attr:
-        raise UsageError(f"--manual={spec!r} is not of the form MODULE:FUNCTION or FILE.py:FUNCTION")
-    try:
-        if target.endswith(".py"):
-            path = Path(target)
-            if not path.is_file():
-                raise UsageError(f"--manual={spec!r}: no file {target!r}")
-            spec_ = importlib.util.spec_from_file_location(f"_bce_manual_{path.stem}", path)
-            assert spec_ is not None and spec_.loader is not None
-            module = importlib.util.module_from_spec(spec_)
-            sys.modules[spec_.name] = module
-            spec_.loader.exec_module(module)
-        else:
-            module = importlib.import_module(target)
-        fn = getattr(module, attr)
-    except (ImportError, AttributeError, SyntaxError) as exc:
-        raise UsageError(f"--manual={spec!r} cannot be loaded ({type(exc).__name__}: {exc})") from None
-    if not callable(fn):
-        raise UsageError(f"--manual={spec!r} is not callable")
-    return fn
+    """The function named ``MODULE:FUNCTION`` or ``path/to/file.py:FUNCTION``, imported into this process (the
+    command itself runs a ``--manual`` function in a child process: ``diagnose`` with the name)."""
+    return load_function(spec)
 
 
 def _numpy_input(a: np.ndarray, dtype: str) -> np.ndarray:
@@ -499,26 +530,33 @@ def _numpy_input(a: np.ndarray, dtype: str) -> np.ndarray:
     return np.asarray(a).astype({"bfloat16": "float32", "bool": "bool"}.get(dtype, dtype))
 
 
-def run_manual(fn: Callable[..., Any], case: Case) -> tuple[np.ndarray | None, str, str | None]:
-    """The user's result as float64, its dtype name, or the error it raised.  The function gets y_true and
-    y_pred, and those of from_logits, label_smoothing, axis, reduction and sample_weight its signature names."""
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        params = {}
+def _calls(case: Case) -> list[Call]:
+    """The calls a diagnosis makes: the function as Keras's losses are called (y_true, y_pred, and the options its
+    signature names); the two arrays the other way round if its parameters are named so; and, if it raises on
+    inputs of a narrower dtype, the same values as float64."""
     o = case.options
-    offered = {"from_logits": o.from_logits, "label_smoothing": o.label_smoothing, "axis": o.axis,
-               "reduction": o.reduction,
-               "sample_weight": None if case.sample_weight is None else _numpy_input(case.sample_weight, case.weight_dtype)}  # fmt: skip
-    kwargs = {k: v for k, v in offered.items() if k in params}
-    try:
-        out = fn(_numpy_input(case.y_true, case.true_dtype), _numpy_input(case.y_pred, case.pred_dtype), **kwargs)
-        arr = np.asarray(out)
-        name = str(arr.dtype)
-        value = arr.astype(np.float64)
-    except Exception as exc:  # noqa: BLE001 - the user's code raising is a result to report
-        return None, "", f"{type(exc).__name__}: {exc}"
-    return value, name if name in FLOAT_DTYPES else "float64", None
+
+    def inputs(dt: str | None) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        w = None if case.sample_weight is None else _numpy_input(case.sample_weight, dt or case.weight_dtype)
+        offered = {"from_logits": o.from_logits, "label_smoothing": o.label_smoothing, "axis": o.axis,
+                   "reduction": o.reduction, "sample_weight": w}  # fmt: skip
+        return _numpy_input(case.y_true, dt or case.true_dtype), _numpy_input(case.y_pred, dt or case.pred_dtype), offered
+
+    y, p, offered = inputs(None)
+    calls = [Call((y, p), offered), Call((p, y), offered, "if_names", (PRED_NAMES, TRUE_NAMES))]
+    if "float64" not in (case.true_dtype, case.pred_dtype) or case.true_dtype != case.pred_dtype:
+        y64, p64, offered64 = inputs("float64")
+        calls.append(Call((y64, p64), offered64, "if_first_raised"))
+    return calls
+
+
+def run_manual(fn: Callable[..., Any], case: Case) -> tuple[np.ndarray | None, str, str | None]:
+    """The user's result as float64, its dtype name, or the error it raised (in this process).  The function gets
+    y_true and y_pred, and those of from_logits, label_smoothing, axis, reduction and sample_weight its signature
+    names."""
+    (r,) = run_calls(fn, _calls(case)[:1]).results
+    assert r is not None
+    return r.value, r.dtype, r.error
 
 
 @dataclass(frozen=True)
@@ -537,20 +575,29 @@ class Match:
 
 @dataclass(frozen=True, eq=False)
 class Diagnosis:
-    """What the user's function returned, and why it differs from the reference if it does."""
+    """What the user's function returned, and why it differs from the reference if it does.
 
-    verdict: str  # "agrees", "departs" (a catalogued cause), "uncatalogued", "raised"
+    ``verdict``: "agrees"; "departs" (a catalogued cause); "shape" (a result of another shape, no catalogued
+    cause); "uncatalogued"; "raised"; "ended" (the function hung, exited or crashed its process)."""
+
+    verdict: str
     message: str
     value: np.ndarray | None = None
     dtype: str = ""
     matches: tuple[Match, ...] = ()
     max_abs: float | None = None
     max_ulp: int | None = None
+    distance: str = ""  # |manual - reference| in words: a number of ULP, or NaN/inf/shape where they differ
+    warnings: tuple[str, ...] = ()
+    output: str = ""  # what the function printed (the first bytes of it)
+    output_bytes: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {"verdict": self.verdict, "message": self.message, "value": _json_value(self.value) if self.value is not None else None,
-                "dtype": self.dtype, "matches": [m.as_dict() for m in self.matches], "max_abs": self.max_abs,
-                "max_ulp": self.max_ulp}  # fmt: skip
+                "dtype": self.dtype, "matches": [m.as_dict() for m in self.matches],
+                "max_abs": None if self.max_abs is None or not np.isfinite(self.max_abs) else self.max_abs,
+                "distance": self.distance, "max_ulp": self.max_ulp, "warnings": list(self.warnings),
+                "output": self.output, "output_bytes": self.output_bytes}  # fmt: skip
 
 
 def _score(u: np.ndarray, v: np.ndarray | None, bound: np.ndarray | None, dtype: str) -> float:
@@ -583,15 +630,23 @@ def _score(u: np.ndarray, v: np.ndarray | None, bound: np.ndarray | None, dtype:
     return float(np.max(diff / tol_))
 
 
+def _labels(step: Step) -> dict[str, str]:
+    return {k: v for k, v in step.values.items() if isinstance(v, str)}
+
+
 def _departure(trace: Trace, ref: Trace) -> str | None:
-    """The first step whose output differs between a variant's trace and the reference's."""
+    """The first step whose output (or, for rank reconciliation, whose shapes) differs between a variant's trace
+    and the reference's: where the variant's departure starts."""
     for step in trace.steps:
         other = ref.step(step.key)
-        a = step.output()
-        if a is None:
+        if other is None:
+            return step.key
+        if step.key == "ranks" and _labels(step) != _labels(other):
+            return step.key
+        a, b = step.output(), other.output()
+        if a is None and b is None:
             continue
-        b = None if other is None else other.output()
-        if b is None or a.size != b.size or step.main != other.main:  # (logits read as probabilities)
+        if a is None or b is None or a.size != b.size or step.main != other.main:  # (logits read as probabilities)
             return step.key
         a, b = a.reshape(-1), b.reshape(-1)  # (B, 1) terms not yet averaged hold the (B,) means' numbers
         with np.errstate(invalid="ignore"):
@@ -600,44 +655,87 @@ def _departure(trace: Trace, ref: Trace) -> str | None:
     return None
 
 
-# Hand-written code clips at 1e-7 and 1 - 1e-7 in float64, Keras at those bounds as the compute dtype holds them
-# (1 - 1e-7 is 0.99999988 in float32): each variant that keeps Keras's clip is also tried with float64's.
-F64_CLIP = {"clip": EPSILON}
+def _twin(v: Variant, eps: float) -> Variant:
+    """Hand-written code clips at eps and 1 - eps in float64, Keras at those bounds as the compute dtype holds
+    them (1 - 1e-7 is 0.99999988 in float32): each variant that keeps Keras's clip is also tried with float64's."""
+    return replace(v, steps={**v.steps, "clip": eps}, f64_clip=True)
 
 
-def _twin(v: Variant) -> Variant:
-    return Variant(v.id, v.title + ", clipped at 1e-7 in float64", v.formula, v.found_in, v.cause,
-                   {**v.steps, **F64_CLIP}, v.when)  # fmt: skip
+Candidate = tuple[tuple[Variant, ...], Trace]
+EXACT = 1e-3  # a score this small: the result is the candidate's to its last digits, not merely within the bound
 
 
-def _candidates(case: Case, profile: str, variants: Sequence[Variant]) -> list[tuple[tuple[Variant, ...], Trace]]:
+def _candidates(case: Case, profile: str, variants: Sequence[Variant], settings: Settings) -> list[Candidate]:
     singles = [v for v in variants if v.applies(case)]
-    twins = [_twin(v) for v in singles if "clip" not in v.steps and not (case.options.from_logits and "prediction" not in v.steps)]
-    return [((v,), _pipeline(case, profile, v.steps)) for v in singles + twins]
+    twins = [_twin(v, settings.epsilon) for v in singles
+             if "clip" not in v.steps and not (case.options.from_logits and "prediction" not in v.steps)]  # fmt: skip
+    return [((v,), _pipeline(case, profile, v.steps, settings=settings)) for v in singles + twins]
 
 
-def _pairs(case: Case, profile: str, variants: Sequence[Variant]) -> list[tuple[tuple[Variant, ...], Trace]]:
+def _pairs(case: Case, profile: str, variants: Sequence[Variant], settings: Settings) -> list[Candidate]:
     singles = [v for v in variants if v.applies(case)]
     out = []
     for a, b in itertools.combinations(singles, 2):
         if set(a.steps) & set(b.steps):
             continue
-        out.append(((a, b), _pipeline(case, profile, {**a.steps, **b.steps})))
+        out.append(((a, b), _pipeline(case, profile, {**a.steps, **b.steps}, settings=settings)))
     return out
 
 
 def diagnose(
-    fn: Callable[..., Any], case: Case, *, profile: str = "keras3", variants: Sequence[Variant] | None = None
-) -> Diagnosis:
-    """Run the user's ``fn`` on ``case``'s inputs and say whether, where and why it parts from the reference."""
-    ref = reference_steps(case, profile)
+    fn: Callable[..., Any] | str, case: Case, *, profile: str = "keras3", variants: Sequence[Variant] | None = None,
+    settings: Settings = DEFAULT_SETTINGS, timeout: float = DEFAULT_TIMEOUT,
+) -> Diagnosis:  # fmt: skip
+    """Run the user's ``fn`` on ``case``'s inputs and say whether, where and why it parts from the reference.
+
+    ``fn`` named by a string (``MODULE:FUNCTION`` or ``FILE.py:FUNCTION``) runs in a child process with
+    ``timeout`` seconds (harness.run.sandbox): a hang, an exit or a crash of it is a verdict, "ended"; a
+    function object runs here."""
+    ref = reference_steps(case, profile, settings=settings)
     variants = load_variants() if variants is None else variants
-    value, dtype, error = run_manual(fn, case)
-    if error is not None:
+    calls = _calls(case)
+    ran = run_isolated(fn, calls, timeout=timeout) if isinstance(fn, str) else run_calls(fn, calls)
+    warnings = list(_signature_warnings(ran, ref, case))
+    first = ran.results[0]
+    if first is not None and ran.ended:
+        warnings.append(f"after its first call your function {ran.ended}")
+    extra = {"output": ran.output, "output_bytes": ran.output_bytes}
+    if first is None:
+        msg = f"your function {ran.ended or 'gave no result'}: no result to judge"
+        return Diagnosis("ended", msg, warnings=tuple(warnings), **extra)
+    if first.error is not None:
+        retry = ran.results[2] if len(ran.results) > 2 else None
+        if retry is not None and retry.error is None:
+            warnings.append(f"on the same values as float64 it returns {_fmt(retry.value)}: judge that with --true-dtype "
+                            "float64 --pred-dtype float64 (and --weight-dtype float64); Keras's inputs are "
+                            f"{case.pred_dtype}, so pure-Python or float64-only code must convert them first")  # fmt: skip
         if ref.raises is not None:
-            return Diagnosis("agrees", f"raised, as Keras must ({ref.raises}): {error}")
-        return Diagnosis("raised", f"your function raised {error}; Keras returns a value")
-    assert value is not None
+            return Diagnosis("agrees", f"raised, as Keras must ({ref.raises}): {first.error}", warnings=tuple(warnings), **extra)
+        return Diagnosis("raised", f"your function raised {first.error}; Keras returns a value", warnings=tuple(warnings), **extra)
+    d = _judge(first.value, first.dtype, case, ref, profile, variants, settings)
+    return replace(d, warnings=tuple(warnings) + d.warnings, **extra)
+
+
+def _signature_warnings(ran: Ran, ref: Trace, case: Case) -> list[str]:
+    out = []
+    params = ran.params
+    if len(params) >= 2 and params[0] in PRED_NAMES and params[1] in TRUE_NAMES:
+        swapped = ran.results[1]
+        agrees = (swapped is not None and swapped.error is None and ref.raises is None
+                  and _score(swapped.value, ref.value, ref.bound, swapped.dtype) <= 1)  # fmt: skip
+        out.append(f"your function's first two parameters are ({params[0]}, {params[1]}): explain passes y_true first "
+                   "and y_pred second, positionally, as Keras's losses take them"
+                   + ("; called the other way round, it agrees with the reference" if agrees else ""))  # fmt: skip
+    elif 0 < len(params) < 2:
+        out.append(f"your function takes ({', '.join(params)}): explain passes two arrays, y_true and y_pred")
+    return out
+
+
+def _judge(
+    value: np.ndarray, dtype: str, case: Case, ref: Trace, profile: str, variants: Sequence[Variant], settings: Settings
+) -> Diagnosis:
+    """The diagnosis of a result: the reference's within its bound, a catalogued variant's, a step's output the
+    function stops at, another shape, or none of these."""
     if ref.raises is not None:
         return Diagnosis("departs", f"your function returned a value; Keras must raise ({ref.raises})", value, dtype)
     # A result that is all NaN is weak evidence: a single variant may name it, a pair of them (which can make
@@ -645,10 +743,21 @@ def diagnose(
     only_nan = bool(value.size) and bool(np.isnan(value).all())
     ref_score = _score(value, ref.value, ref.bound, dtype)
     diff, ulp = _distance(value, ref.value, ref.dtype)
+    far = _how_far(value, ref.value, ref.dtype)
+    base = {"max_abs": diff, "max_ulp": ulp, "distance": far}
+    singles = _candidates(case, profile, variants, settings)
     if ref_score <= 1:
-        return Diagnosis("agrees", "agrees with the reference within the error bound", value, dtype, max_abs=diff, max_ulp=ulp)
+        named = _same_formula(value, dtype, ref, singles)
+        if named:
+            v = named[0]
+            msg = (f"agrees with the reference within the error bound, but your result is {v.id} to its last digits "
+                   f"({far} from the reference): {v.title}\n  formula: {v.formula}\n  {v.cause}\n  inside the bound on these "
+                   "inputs, it parts further where p nears 0 or 1")  # fmt: skip
+            return Diagnosis("agrees", msg, value, dtype, **base)
+        return Diagnosis("agrees", "agrees with the reference within the error bound", value, dtype, **base)
+    bases = {vs[0].id: trace for vs, trace in singles if not vs[0].f64_clip}
 
-    def matches(cands: list[tuple[tuple[Variant, ...], Trace]]) -> list[Match]:
+    def matches(cands: list[Candidate]) -> list[Match]:
         found = []
         for vs, trace in cands:
             if trace.raises is not None or trace.value is None:
@@ -657,25 +766,68 @@ def diagnose(
                 continue  # on these inputs the variant computes what Keras computes: it cannot be the cause
             s = _score(value, trace.value, ref.bound if np.shape(trace.value) == np.shape(ref.value) else None, dtype)
             if s <= 1:
-                found.append(Match(vs, "reduction", _departure(trace, ref), s))
-        best: dict[tuple[str, ...], Match] = {}  # a variant and its float64-clip twin: the closer one
-        for m in sorted(found, key=lambda m: (ORDER.get(m.departs_at or "", 99), m.score)):
+                at = _departure(trace, ref)
+                if vs[0].f64_clip and vs[0].id in bases:  # the float64 clip is a detail of the variant's own departure
+                    at = _departure(bases[vs[0].id], ref) or at
+                found.append(Match(vs, "reduction", at, s))
+        best: dict[tuple[str, ...], Match] = {}  # a variant and its float64-clip twin: the variant, else the twin
+        for m in sorted(found, key=lambda m: (any(v.f64_clip for v in m.variants), ORDER.get(m.departs_at or "", 99), m.score)):
             best.setdefault(tuple(v.id for v in m.variants), m)
-        return list(best.values())
+        # where each departs; of those departing at one step, the closest, and of those the user's result is to its
+        # last digits (Keras 2's formula and epsilon inside the logs, where nothing is clipped), the fewest changes
+        def rank(m: Match) -> tuple[Any, ...]:
+            exact = m.score <= EXACT
+            return (ORDER.get(m.departs_at or "", 99), not exact, sum(len(v.steps) for v in m.variants) if exact else 0, m.score)
 
-    found = matches(_candidates(case, profile, variants))
+        return sorted(best.values(), key=rank)
+
+    found = matches(singles)
     if not found:
         found = _stopped_early(value, ref, dtype)
     if not found and not only_nan:
-        found = matches(_pairs(case, profile, variants))
-    if not found and only_nan:
+        found = matches(_pairs(case, profile, variants, settings))
+    if found:
+        return Diagnosis("departs", _departure_message(found, ref, case, settings), value, dtype, tuple(found), **base)
+    if _squeezed_shape(value) != _squeezed_shape(ref.value):
+        return Diagnosis("shape", _shape_finding(value, ref, case), value, dtype, **base)
+    if only_nan:
         msg = "your result is NaN where the reference is not, and no single catalogued variant gives NaN there"
-        return Diagnosis("uncatalogued", msg, value, dtype, max_abs=diff, max_ulp=ulp)
-    if not found:
-        msg = (f"no catalogued cause: your result is {diff:.3g} from the reference ({ulp} ULP in {ref.dtype}), beyond "
-               f"the error bound, and none of the {len(variants)} catalogued variants (nor a pair of them) reproduces it")  # fmt: skip
-        return Diagnosis("uncatalogued", msg, value, dtype, max_abs=diff, max_ulp=ulp)
-    return Diagnosis("departs", _departure_message(found, ref), value, dtype, tuple(found), diff, ulp)
+        return Diagnosis("uncatalogued", msg, value, dtype, **base)
+    msg = (f"no catalogued cause: your result is {far} from the reference, beyond the error bound, and none of the "
+           f"{len(variants)} catalogued variants (nor a pair of them) reproduces it")  # fmt: skip
+    return Diagnosis("uncatalogued", msg, value, dtype, **base)
+
+
+def _same_formula(value: np.ndarray, dtype: str, ref: Trace, cands: list[Candidate]) -> list[Variant]:
+    """The variants a result within the bound is to its last digits, when the reference is not: another formula
+    that lands inside the bound on these inputs (Keras 2's is 6 float32 ULP from Keras 3's on ordinary ones)."""
+    if ref.value is None or _score(value, ref.value, None, dtype) <= 1:
+        return []
+    out = []
+    for vs, trace in cands:
+        if trace.value is None or trace.raises is not None or _score(trace.value, ref.value, None, dtype) <= 1:
+            continue  # (told apart in the user's dtype: a float64 result shows Keras 2's 6 float32 ULP)
+        if _score(value, trace.value, None, dtype) <= 1:
+            out.append(vs[0])
+    return sorted(out, key=lambda v: (v.f64_clip, len(v.steps)))  # the fewest changes to Keras's steps first
+
+
+def _squeezed_shape(a: Any) -> tuple[int, ...]:
+    return tuple(n for n in np.shape(a) if n != 1)
+
+
+def _shape_finding(value: np.ndarray, ref: Trace, case: Case) -> str:
+    got, want = np.shape(value), np.shape(ref.value)
+    red = case.options.reduction
+    if want == ():
+        keras = f"Keras reduces to a scalar (reduction={red!r})"
+    else:
+        keras = f"Keras returns shape {want}" + (f" (reduction={red!r}: the per-sample loss)" if red in (None, "none") else "")
+    same = [TITLES[k] for k in ("terms", "axis") if (s := ref.step(k)) is not None and (o := s.output()) is not None
+            and _squeezed_shape(o) == _squeezed_shape(value)]  # fmt: skip
+    tail = (f"; {got} is the shape of Keras's {same[0]}, whose values yours are not either" if same else
+            "; no step of Keras's has that shape")  # fmt: skip
+    return f"your function returns shape {got}; {keras}{tail}, and no catalogued variant gives your result"
 
 
 def _stopped_early(value: np.ndarray, ref: Trace, dtype: str) -> list[Match]:
@@ -692,22 +844,67 @@ def _stopped_early(value: np.ndarray, ref: Trace, dtype: str) -> list[Match]:
     return []
 
 
-def _distance(u: np.ndarray, v: np.ndarray | None, dtype: str) -> tuple[float | None, int | None]:
-    if v is None or np.shape(u) != np.shape(v):
-        try:
-            u, v = np.squeeze(u), np.squeeze(np.asarray(v))
-        except ValueError:
-            return None, None
-        if u.shape != v.shape:
-            return None, None
+def _comparable(u: Any, v: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    if v is None:
+        return None
     a, e = np.asarray(u, dtype=np.float64), np.asarray(v, dtype=np.float64)
-    ok = np.isfinite(a) & np.isfinite(e)
-    if not ok.any():
+    if a.shape != e.shape:
+        a, e = np.squeeze(a), np.squeeze(e)
+        if a.shape != e.shape:
+            return None
+    return a, e
+
+
+def _distance(u: np.ndarray, v: np.ndarray | None, dtype: str) -> tuple[float | None, int | None]:
+    """The largest |u - v| and its ULP in ``dtype``; NaN (no ULP) where one is NaN and the other is not, inf where
+    one is infinite and the other is not (or the other infinity); None where the shapes differ."""
+    both = _comparable(u, v)
+    if both is None:
+        return None, None
+    a, e = both
+    with np.errstate(invalid="ignore"):
+        d = np.abs(a - e)
+    d = np.where((np.isnan(a) & np.isnan(e)) | (np.isinf(a) & (a == e)), 0.0, d)
+    if np.isnan(d).any():
+        return float("nan"), None
+    if np.isinf(d).any():
+        return float("inf"), None
+    if not d.size:
         return 0.0, 0
-    return float(np.max(np.abs(a[ok] - e[ok]))), int(np.max(ulp_distance(a[ok], e[ok], dtype)))
+    return float(np.max(d)), int(np.max(ulp_distance(a, e, dtype)))
 
 
-def _departure_message(found: Sequence[Match], ref: Trace) -> str:
+def _how_far(u: np.ndarray, v: np.ndarray | None, dtype: str) -> str:
+    """``_distance`` in words: where the two are not both numbers, what each is there."""
+    both = _comparable(u, v)
+    if both is None:
+        return f"not comparable: your result has shape {np.shape(u)}, the reference {np.shape(v)}"
+    diff, ulp = _distance(u, v, dtype)
+    a, e = both
+    if diff is not None and ulp is not None:
+        return f"{diff:.3g} ({ulp} ULP in {dtype})"
+    odd = np.flatnonzero((np.isnan(a.ravel()) != np.isnan(e.ravel())) | ((np.isinf(a.ravel()) | np.isinf(e.ravel())) & (a.ravel() != e.ravel())))
+    i = int(odd[0])
+    where = "" if a.size == 1 else f" at element {np.unravel_index(i, a.shape) if a.ndim > 1 else i}"
+    kind = "NaN" if diff is not None and np.isnan(diff) else "infinite"
+    return f"{kind}: your result is {a.ravel()[i]:.9g}{where} where the reference is {float(e.ravel()[i]):.9g}"
+
+
+def _clip_note(found: Sequence[Match], case: Case, settings: Settings) -> str | None:
+    """Why a clip in the user's dtype may not clip: 1 - eps rounds to 1 there for a small eps."""
+    ids = {v.id.split("(")[0] for m in found[:1] for v in m.variants}
+    dt = case.pred_dtype
+    if not ids & {"no-clip", "clip-other-epsilon", "eps-inside-log", "log-clamped-at-100"} or dt not in ("float32", "float16", "bfloat16"):
+        return None
+    half = float_format(dt).unit_roundoff / 2
+    eps = settings.epsilon
+    return (f"your inputs are {dt}: a clip written on them (np.clip(p, eps, 1 - eps)) rounds its bounds to {dt}, where "
+            f"1 - eps is 1.0 for every eps up to {half:.3g}; a clip at 1e-8, 1e-12 or 1e-15 then leaves p = 1 as it "
+            f"is, log(1 - p) is -inf, and the result is the unclipped formula's.  Keras's bounds are {eps:g} and "
+            f"1 - {eps:g} as {dt} holds them: {float(round_to(eps, dt)):.9g} and {float(round_to(1 - eps, dt)):.9g}")  # fmt: skip
+
+
+def _departure_message(found: Sequence[Match], ref: Trace, case: Case, settings: Settings) -> str:
     best = found[0]
     if not best.variants:
         return (f"departs at step {ORDER[best.departs_at] + 1}, {TITLES[best.departs_at]}: your function returns Keras's "
@@ -721,6 +918,12 @@ def _departure_message(found: Sequence[Match], ref: Trace) -> str:
         lines.append(f"    formula: {v.formula}")
         lines.append(f"    likely cause: {v.cause}")
         lines.append(f"    commonly found in: {'; '.join(v.found_in)}")
+        if v.f64_clip:
+            lines.append(f"    and your clip's bounds are {settings.epsilon:g} and 1 - {settings.epsilon:g} in float64; "
+                         f"Keras's are those as {ref.dtype} holds them")  # fmt: skip
+    note = _clip_note(found, case, settings)
+    if note:
+        lines.append("  " + note)
     others = [" + ".join(v.id for v in m.variants) for m in found[1:] if m.variants]
     if others:
         lines.append(f"  on these inputs also reproduced by: {', '.join(others)}")
@@ -741,11 +944,13 @@ class Explanation:
     known: str | None = None
     diagnosis: Diagnosis | None = None
     manual: str | None = None
+    settings: Settings = DEFAULT_SETTINGS
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "case": self.case.as_dict(),
             "profile": self.profile,
+            "keras_settings": {"epsilon": self.settings.epsilon, "floatx": self.settings.floatx, "source": self.settings.source},
             "steps": [s.as_dict() for s in self.trace.steps],
             "expected": self.expected.as_dict(),
             "tensorflow": None if self.outcome is None else self.outcome.as_dict(),
@@ -757,15 +962,18 @@ class Explanation:
 
 def explain(
     case: Case, *, profile: str = "keras3", target: Any = None, manual: str | None = None,
-    registry: Any = None, variants: Sequence[Variant] | None = None,
+    registry: Any = None, variants: Sequence[Variant] | None = None, settings: Settings | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
 ) -> Explanation:  # fmt: skip
     """The reference's steps on ``case``, TensorFlow's result and verdict when a ``target`` is given, and the
-    diagnosis of the ``manual`` function when one is named."""
+    diagnosis of the ``manual`` function when one is named (run in a child process, ``timeout`` seconds).  The
+    reference is judged under ``settings``, by default the installed Keras's (``installed_settings``)."""
     from harness.judge.compare import compare
     from harness.judge.facets import record_facets
 
-    trace = reference_steps(case, profile)
-    exp = oracle_expected(case, profile=profile)
+    settings = installed_settings(target) if settings is None else settings
+    trace = reference_steps(case, profile, settings=settings)
+    exp = oracle_expected(case, profile=profile, epsilon=settings.epsilon, floatx=settings.floatx)
     outcome = verdict = known = None
     if target is not None:
         outcome = target.run(case)
@@ -775,8 +983,10 @@ def explain(
         if entry is not None and not comparison.agrees and all(k in entry.kinds for k in comparison.kinds):
             verdict, known = f"xfail ({comparison.kind})", f"{entry.id}: {entry.title}"
         verdict = f"{verdict}\n{comparison.message}" if not comparison.agrees else verdict
-    diagnosis = None if manual is None else diagnose(load_manual(manual), case, profile=profile, variants=variants)
-    return Explanation(case, profile, trace, exp, outcome, verdict, known, diagnosis, manual)
+    diagnosis = None
+    if manual is not None:
+        diagnosis = diagnose(manual, case, profile=profile, variants=variants, settings=settings, timeout=timeout)
+    return Explanation(case, profile, trace, exp, outcome, verdict, known, diagnosis, manual, settings)
 
 
 def _fmt(v: Any, limit: int = 8) -> str:
@@ -796,7 +1006,8 @@ def render_text(e: Explanation) -> str:
     lines = [
         (
             f"{e.case.api}(from_logits={o.from_logits}, label_smoothing={o.label_smoothing:g}, axis={o.axis}, "
-            f"reduction={o.reduction!r}, dtype={o.dtype!r}), {e.case.mode}; profile {e.profile}"
+            f"reduction={o.reduction!r}, dtype={o.dtype!r}), {e.case.mode}; profile {e.profile}; "
+            f"epsilon() = {e.settings.epsilon:g}, floatx() = {e.settings.floatx} ({e.settings.source})"
         ),
         "",
     ]
@@ -824,11 +1035,21 @@ def render_text(e: Explanation) -> str:
         lines.append("")
         shown = "" if dg.value is None else f"{_fmt(dg.value)} ({dg.dtype})"
         lines.append(f"manual {e.manual}: {shown}")
-        if dg.max_abs is not None:
-            lines.append(f"  |manual - reference| = {dg.max_abs:.3g} ({dg.max_ulp} ULP in {e.trace.dtype})")
+        if dg.distance:
+            lines.append(f"  |manual - reference| = {dg.distance}")
         lines.append(f"  verdict: {dg.verdict}")
         lines.append("  " + dg.message.replace("\n", "\n  "))
+        lines.extend(f"  warning: {w}" for w in dg.warnings)
+        if dg.output_bytes:
+            cut = "" if dg.output_bytes <= len(dg.output.encode()) else f", the first {len(dg.output.encode())} shown"
+            lines.append(f"  your function printed {dg.output_bytes} bytes{cut}:")
+            lines.extend(f"    | {_terminal(line)}" for line in dg.output.splitlines()[:20])
     return "\n".join(lines)
+
+
+def _terminal(text: str) -> str:
+    """A line the user's code printed, with control characters shown escaped (it lands in a terminal or a CI log)."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
 # -- inputs from the command line ---------------------------------------------------------------------------

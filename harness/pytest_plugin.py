@@ -20,6 +20,7 @@ The plugin imports no framework: the loss under test imports what it needs.  Exa
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -59,12 +60,22 @@ def check_case(loss_fn: Callable[..., Any], case: Case, *, profile: str = "keras
         return
     lines = [f"BCE does not match the {profile} specification", comparison.message]
     if error is None and exp.raises is None:
-        d = diagnose(loss_fn, case, profile=profile)
+        d = diagnose(_importable(loss_fn) or loss_fn, case, profile=profile)
         if d.verdict == "departs":
             lines.append("likely cause (bce-harness explain): " + d.message)
-        elif d.verdict == "uncatalogued":
+        elif d.verdict in ("uncatalogued", "shape", "ended"):
             lines.append("bce-harness explain: " + d.message)
+        lines.extend(f"bce-harness explain: warning: {w}" for w in d.warnings)
     raise AssertionError("\n".join(lines))
+
+
+def _importable(fn: Callable[..., Any]) -> str | None:
+    """``module:name`` for a function a child process can import by name (the diagnosis then runs it there, with a
+    timeout: harness.run.sandbox); None for a lambda, a closure, a bound method or a ``__main__`` function."""
+    module, name = getattr(fn, "__module__", None), getattr(fn, "__qualname__", "")
+    if not module or module == "__main__" or not name.isidentifier() or getattr(sys.modules.get(module), name, None) is not fn:
+        return None
+    return f"{module}:{name}"
 
 
 def assert_bce_matches(
