@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness import __version__
+from harness.report.inert import term, term_lines
 from harness.errors import (
     EXIT_DIVERGED,
     EXIT_INTERNAL,
@@ -748,7 +749,7 @@ def _finish(result, run_meta: dict, out: str, *, quiet: bool, started: float, ag
 
     t = totals(result, bulk)
     if not quiet:
-        print(summary_table(result.records, bulk))
+        print(term_lines(summary_table(result.records, bulk)))
     paths = write_reports(result, run_meta, out, bulk)
     if not quiet:
         print()
@@ -761,11 +762,11 @@ def _finish(result, run_meta: dict, out: str, *, quiet: bool, started: float, ag
         if r.evidence is not None and r.evidence.get("inferred"):
             inferred[r.evidence["class"]] = inferred.get(r.evidence["class"], 0) + 1
         elif r.status in ("fail", "xpass", "error"):
-            print(f"{r.status.upper()} [{r.comparison.kind}] {r.case.id}")
+            print(f"{r.status.upper()} [{term(r.comparison.kind)}] {term(r.case.id)}")
     for cls, n in inferred.items():
-        print(f"FAIL [{cls}] {n} more records of this class, inferred (report.md lists them)")
+        print(f"FAIL [{term(cls)}] {n} more records of this class, inferred (report.md lists them)")
     for f in getattr(result, "findings", ()):
-        print(f"FAIL [{f['kind']}] {f['message']}")
+        print(f"FAIL [{term(f['kind'])}] {term(f['message'])}")
     print(f"report: {paths['report']}  results: {paths['results']}")
     if result.interrupted:
         print(f"bce-harness: interrupted; the report is partial (continue with: {again or '--resume --out ' + shlex.quote(out)})", file=sys.stderr)
@@ -947,7 +948,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         raise InputError(f"{base['meta']['source']} or {new['meta']['source']}: {exc}") from None
     if (drift.only_base or drift.only_new) and not args.allow_subset:
         raise UsageError(f"{coverage_text(drift)}; compare the {drift.compared} common cases with --allow-subset")
-    print(render_text(drift, max_rows=args.max_rows))
+    print(term_lines(render_text(drift, max_rows=args.max_rows)))
     _print_audit_drift(args.base, args.new)
     if args.out is not None:
         if (Path(args.out) / "results.json").exists() or recorded(args.out):
@@ -983,7 +984,7 @@ def _print_audit_drift(base: str, new: str) -> None:
         raise InputError(f"audit.json beside {base} or {new} is not an audit (bce-harness audit --out): {type(exc).__name__}: {exc}") from None
     print(f"low-precision audit: {len(moved)} group(s) moved" + (":" if moved else ""))
     for line in moved:
-        print(f"  {line}")
+        print(f"  {term(line)}")
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
@@ -1093,6 +1094,9 @@ _COMMANDS = {
 }
 
 
+_ERROR_CAP = 2000  # characters of an error message: a 10 MB value from a file is cut, not printed
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         argv = list(sys.argv[1:] if argv is None else argv)
@@ -1100,7 +1104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.argv = argv
         return _COMMANDS[args.command](args)
     except HarnessError as exc:
-        print(f"bce-harness: error: {exc}", file=sys.stderr)
+        print(f"bce-harness: error: {term(exc, _ERROR_CAP)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:  # before the run started or while reports were written: as pytest, exit 2
         print("bce-harness: interrupted", file=sys.stderr)
@@ -1109,13 +1113,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     except OSError as exc:  # a path or the environment (read-only, full, not a folder, /proc): the user's to fix
         where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
-        print(f"bce-harness: error: {where + ': ' if where else ''}{exc.strerror or exc}", file=sys.stderr)
+        print(f"bce-harness: error: {term(where + ': ' if where else '', _ERROR_CAP)}{term(exc.strerror or exc)}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as exc:  # noqa: BLE001 - the last line of defence: exit 3, one line unless asked
         if os.environ.get("BCE_HARNESS_DEBUG"):
             traceback.print_exc()
         print(
-            f"bce-harness: internal error: {type(exc).__name__}: {exc} (set BCE_HARNESS_DEBUG=1 for the traceback)",
+            f"bce-harness: internal error: {type(exc).__name__}: {term(exc, _ERROR_CAP)} (set BCE_HARNESS_DEBUG=1 for the traceback)",
             file=sys.stderr,
         )
         return EXIT_INTERNAL

@@ -30,7 +30,8 @@ from harness.report.crossmode import cross_mode_divergences
 from harness.report.drift import output_digest
 from harness.report.html import write_html
 from harness.report.junit import write_junit
-from harness.report.literal import code_span, fence, py
+from harness.report.inert import md_code, term
+from harness.report.literal import fence, py
 from harness.report.repro import snippet
 from harness.run.runner import Record, RunResult, iter_failures
 
@@ -262,7 +263,7 @@ def summary_table(records: Iterable[Record], bulk: Any = None) -> str:
     rows = summary_rows(records, bulk)
     head = ("family", "dtype", "pass", "fail", "xfail", "xpass", "error", "worst ULP of passes")
     body = [
-        (r["family"], r["dtype"], r["pass"], r["fail"], r["xfail"], r["xpass"], r["error"], r["worst_ulp"]) for r in rows
+        (term(r["family"]), term(r["dtype"]), r["pass"], r["fail"], r["xfail"], r["xpass"], r["error"], r["worst_ulp"]) for r in rows
     ]
     widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
     fmt = "  ".join(f"{{:<{w}}}" if i < 2 else f"{{:>{w}}}" for i, w in enumerate(widths))
@@ -302,8 +303,8 @@ def _brief(outcome: Any) -> str:
 def _versions_text(run_meta: dict[str, Any]) -> str:
     backend = run_meta.get("backend") or {}
     if backend.get("name") not in (None, "tensorflow"):
-        return f"Keras {run_meta.get('keras')} on the {backend['name']} backend {backend.get('version')}"
-    return f"TensorFlow {run_meta.get('tensorflow')}, Keras {run_meta.get('keras')}"
+        return f"Keras {md_code(run_meta.get('keras'))} on the {md_code(backend['name'])} backend {md_code(backend.get('version'))}"
+    return f"TensorFlow {md_code(run_meta.get('tensorflow'))}, Keras {md_code(run_meta.get('keras'))}"
 
 
 def _backend_lines(run_meta: dict[str, Any]) -> list[str]:
@@ -312,8 +313,8 @@ def _backend_lines(run_meta: dict[str, Any]) -> list[str]:
     skipped = backend.get("skipped") or {}
     if not skipped:
         return []
-    lines = [f"Backend `{backend.get('name')}`: {sum(skipped.values())} cases of the suite cannot be expressed on it and were not run:", ""]
-    lines += [f"- {n}: {reason}" for reason, n in skipped.items()]
+    lines = [f"Backend {md_code(backend.get('name'))}: {sum(skipped.values())} cases of the suite cannot be expressed on it and were not run:", ""]
+    lines += [f"- {n}: {md_code(reason)}" for reason, n in skipped.items()]
     return [*lines, ""]
 
 
@@ -323,8 +324,8 @@ def render_markdown(result: RunResult, run_meta: dict[str, Any], bulk: Any = Non
     lines = [
         "# bce-harness report",
         "",
-        (f"{_versions_text(run_meta)}, profile `{run_meta.get('profile')}`, "
-        f"seed {run_meta.get('seed')}, {run_meta.get('created_utc')}, {run_meta.get('platform')}."),
+        (f"{_versions_text(run_meta)}, profile {md_code(run_meta.get('profile'))}, "
+        f"seed {md_code(run_meta.get('seed'))}, {md_code(run_meta.get('created_utc'))}, {md_code(run_meta.get('platform'))}."),
         "",
         *_backend_lines(run_meta),
         f"**{t['total']} records: {t['pass']} pass, {t['fail']} fail, {t['xfail']} xfail (known divergences), "
@@ -352,7 +353,7 @@ def render_markdown(result: RunResult, run_meta: dict[str, Any], bulk: Any = Non
     if not unexpected:
         lines += ["None.", ""]
     for i, r in enumerate(unexpected):
-        lines += [f"### `{r.status}` {r.comparison.kind or ''}: {code_span(r.case.id)}", ""]
+        lines += [f"### `{r.status}` {md_code(r.comparison.kind or '')}: {md_code(r.case.id)}", ""]
         if r.note:
             lines += [*fence(r.note), ""]
         lines += [*fence(r.comparison.message), ""]
@@ -376,7 +377,7 @@ def render_markdown(result: RunResult, run_meta: dict[str, Any], bulk: Any = Non
             "",
         ]
         for c in crossed:
-            lines += [f"- {code_span(c.call)} ({c.how}): " + "; ".join(f"{m}: {_brief(o)}" for m, o in c.outcomes.items())]
+            lines += [f"- {md_code(c.call)} ({c.how}): " + "; ".join(f"{m}: {md_code(_brief(o))}" for m, o in c.outcomes.items())]
         lines += [""]
     lines += ["## Known divergences", ""]
     if not by_entry:
@@ -388,10 +389,10 @@ def render_markdown(result: RunResult, run_meta: dict[str, Any], bulk: Any = Non
         lines += [f"- {e}" for e in entry.evidence]
         lines += [""]
         for r in recs[:_XFAIL_REPROS_PER_ENTRY]:
-            lines += [code_span(r.case.id), "", *fence(r.comparison.message), "", *fence(_repro(r, factory).rstrip(), "python"), ""]
+            lines += [md_code(r.case.id), "", *fence(r.comparison.message), "", *fence(_repro(r, factory).rstrip(), "python"), ""]
         if len(recs) > _XFAIL_REPROS_PER_ENTRY:
             lines += ["Other records of this divergence:", ""]
-            lines += [f"- {code_span(r.case.id)}" for r in recs[_XFAIL_REPROS_PER_ENTRY:]]
+            lines += [f"- {md_code(r.case.id)}" for r in recs[_XFAIL_REPROS_PER_ENTRY:]]
             lines += [""]
     return "\n".join(lines)
 
@@ -412,15 +413,15 @@ def _bulk_section(bulk: Any) -> list[str]:
     ]  # fmt: skip
     if bulk.divergences:
         lines += ["| known divergence | sweep records |", "|---|---|"]
-        lines += [f"| {code_span(k)} | {n} |" for k, n in sorted(bulk.divergences.items())]
+        lines += [f"| {md_code(k)} | {n} |" for k, n in sorted(bulk.divergences.items())]
         lines += [""]
     lines += [f"The worst {len(bulk.worst)} passes by ULP difference (each within its error bound):", ""]
-    lines += [f"- {code_span(cid)}: {text}" for _, cid, text in bulk.worst_first()]
+    lines += [f"- {md_code(cid)}: {text}" for _, cid, text in bulk.worst_first()]
     return [*lines, ""]
 
 
 def _ids(ids: list[str], most: int = 20) -> str:
-    shown = ", ".join(f"`{i}`" for i in ids[:most])
+    shown = ", ".join(md_code(i) for i in ids[:most])
     return shown + (f" and {len(ids) - most} more (results.json)" if len(ids) > most else "")
 
 
@@ -434,21 +435,21 @@ def _first_section(result: RunResult) -> list[str]:
     for g in classes:
         facets = ", ".join(f"{k}={v}" for k, v in (g["signature"] or {}).items())
         lines += [
-            f"- **{g['kind']}** ({g['cause'] or 'no class'}) `{g['class']}`: **{g['count']} records**, "
+            f"- **{md_code(g['kind'])}** ({md_code(g['cause'] or 'no class')}) {md_code(g['class'])}: **{g['count']} records**, "
             f"{len(g['confirmed'])} confirmed, {len(g['inferred'])} inferred"
-            + (f"; the class: {facets}" if facets else ""),
+            + (f"; the class: {md_code(facets)}" if facets else ""),
             f"  - confirmed: {_ids(g['confirmed'])}",
         ]
         if g["inferred"]:
             lines += [f"  - inferred (not run): {_ids(g['inferred'])}"]
     for f in result.findings:
-        lines += [f"- **{f['kind']}** ({f['cause']}), {f['finding']}: {f['message']}; cases: {_ids(list(f['cases']), 8)}"]
+        lines += [f"- **{md_code(f['kind'])}** ({md_code(f['cause'])}), {md_code(f['finding'])}: {md_code(f['message'])}; cases: {_ids(list(f['cases']), 8)}"]
     if classes or result.findings:
         lines += [""]
     if result.not_run:
         why = f"the deadline of {result.deadline:g}s was reached" if result.deadline is not None else "the run was interrupted"
         lines += ["## Not run", "", f"{len(result.not_run)} cases did not run ({why}); `--resume` runs them:", ""]
-        lines += [f"- `{i}`" for i in result.not_run[:200]]
+        lines += [f"- {md_code(i)}" for i in result.not_run[:200]]
         if len(result.not_run) > 200:
             lines += [f"- ... and {len(result.not_run) - 200} more (results.json, meta.not_run)"]
         lines += [""]
