@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["MD_CAP", "TERM_CAP", "md_code", "md_text", "term", "term_lines"]
+__all__ = ["MD_CAP", "TERM_CAP", "cut", "md_code", "md_text", "term", "term_lines"]
 
 MD_CAP = 300  # characters of a value in Markdown
 TERM_CAP = 300  # characters of a value on a terminal line
@@ -30,6 +30,13 @@ def _cut(text: str, cap: int) -> tuple[str, str]:
     if len(text) <= cap:
         return text, ""
     return text[:cap], f" [... {len(text) - cap} more characters]"
+
+
+def cut(value: Any, cap: int) -> str:
+    """``value`` as text of at most ``cap`` characters and a marker saying how many were left out: for a
+    value that goes whole into a literal or a fence (which hold it safely) but not at any length."""
+    text, marker = _cut(str(value), cap)
+    return text + marker
 
 
 def _escaped(text: str) -> str:

@@ -31,7 +31,7 @@ from harness.jsonio import atomic_write_text, decode_array, dumps
 from harness.report.drift import Change, Drift
 from harness.report.html import write_html
 from harness.report.junit import write_junit
-from harness.report.inert import md_code
+from harness.report.inert import cut, md_code
 from harness.report.literal import fence, one_line
 from harness.report.repro import snippet
 
@@ -294,7 +294,8 @@ def render_issue(cluster: Cluster, drift: Drift) -> str:
         + ("; needs only tensorflow and numpy" if factory is None else f"; made with --loss-factory {md_code(factory)}, which it calls")
         + ", exits 1 while it reproduces:",
         "",
-        *fence(snippet(case, expected, actual=actual_text, loss_factory=factory).rstrip(), "python"),
+        # the script as an issue holds it (GitHub takes 65,536 characters): the id and the output cut, not the data
+        *fence(snippet(replace(case, id=cut(case.id, 300)), expected, actual=cut(actual_text, _LOG), loss_factory=factory).rstrip(), "python"),
         "",
         "## Expected against actual",
         "",

@@ -13,6 +13,7 @@ with NaN and infinities encoded losslessly ("nan", "inf", "-inf").
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import platform
@@ -30,7 +31,7 @@ from harness.report.crossmode import cross_mode_divergences
 from harness.report.drift import output_digest
 from harness.report.html import write_html
 from harness.report.junit import write_junit
-from harness.report.inert import md_code, term
+from harness.report.inert import MD_CAP, cut, md_code, term
 from harness.report.literal import fence, py
 from harness.report.repro import snippet
 from harness.run.runner import Record, RunResult, iter_failures
@@ -285,10 +286,15 @@ def _actual_text(r: Record) -> str:
     return f"{np.asarray(o.value).tolist()} ({o.dtype})"
 
 
-def _repro(r: Record, loss_factory: str | None = None) -> str:
+def _repro(r: Record, loss_factory: str | None = None, *, cap: int | None = None) -> str:
+    """The reproduction of ``r``; with ``cap`` (report.md's copy) its id cut to ``cap`` characters and the
+    texts to ten times that, so a value of megabytes from a shard is not pasted whole into the report."""
     if r.expected is None:
-        return f"# No reproduction: the harness failed on this case (NOTE).\nNOTE = {py(r.note)}\n"
-    return snippet(r.case, r.expected, actual=_actual_text(r), loss_factory=loss_factory)
+        return f"# No reproduction: the harness failed on this case (NOTE).\nNOTE = {py(r.note if cap is None else cut(r.note, 10 * cap))}\n"
+    if cap is None:
+        return snippet(r.case, r.expected, actual=_actual_text(r), loss_factory=loss_factory)
+    case = dataclasses.replace(r.case, id=cut(r.case.id, cap))
+    return snippet(case, r.expected, actual=cut(_actual_text(r), 10 * cap), loss_factory=loss_factory)
 
 
 def _brief(outcome: Any) -> str:
@@ -355,10 +361,10 @@ def render_markdown(result: RunResult, run_meta: dict[str, Any], bulk: Any = Non
     for i, r in enumerate(unexpected):
         lines += [f"### `{r.status}` {md_code(r.comparison.kind or '')}: {md_code(r.case.id)}", ""]
         if r.note:
-            lines += [*fence(r.note), ""]
-        lines += [*fence(r.comparison.message), ""]
+            lines += [*fence(cut(r.note, 10 * MD_CAP)), ""]
+        lines += [*fence(cut(r.comparison.message, 10 * MD_CAP)), ""]
         if i < _FAIL_REPROS:
-            lines += [*fence(_repro(r, factory).rstrip(), "python"), ""]
+            lines += [*fence(_repro(r, factory, cap=MD_CAP).rstrip(), "python"), ""]
     if len(unexpected) > _FAIL_REPROS:
         lines += [f"({len(unexpected) - _FAIL_REPROS} more reproductions are in results.json's records.)", ""]
 
@@ -389,7 +395,7 @@ def render_markdown(result: RunResult, run_meta: dict[str, Any], bulk: Any = Non
         lines += [f"- {e}" for e in entry.evidence]
         lines += [""]
         for r in recs[:_XFAIL_REPROS_PER_ENTRY]:
-            lines += [md_code(r.case.id), "", *fence(r.comparison.message), "", *fence(_repro(r, factory).rstrip(), "python"), ""]
+            lines += [md_code(r.case.id), "", *fence(cut(r.comparison.message, 10 * MD_CAP)), "", *fence(_repro(r, factory, cap=MD_CAP).rstrip(), "python"), ""]
         if len(recs) > _XFAIL_REPROS_PER_ENTRY:
             lines += ["Other records of this divergence:", ""]
             lines += [f"- {md_code(r.case.id)}" for r in recs[_XFAIL_REPROS_PER_ENTRY:]]

@@ -270,3 +270,142 @@ def test_a_malformed_audit_beside_the_results_is_exit_2(tmp_path: Path, capsys) 
         (tmp_path / side / "audit.json").write_text('{"rows": [{"no group": 1}]}' if side == "new" else '{"groups": 3}')
     assert main(["compare", str(tmp_path / "base"), str(tmp_path / "new")]) == 2
     _one_error_line(capsys, "audit.json", str(tmp_path / "base"))
+
+
+# --- every sink, fed every payload kind from a crafted previous-night folder -------------------------
+# The nightly compares tonight's run with the previous night's artifacts, which come from elsewhere: each
+# string a results.json or a shard's stream holds (versions, platform, CPU flags, environment, error texts,
+# group names, divergence names, ids) is rendered here -- the Markdown through a CommonMark renderer, the
+# terminal and log lines as a `cat -v` would show them -- and must stay inert.
+
+PAYLOADS = {
+    "markdown": "[click](https://evil.example/x) ![img](https://evil.example/i.png) **bold** <details><summary>s</summary>",
+    "html comment": "x\n<!-- everything after this is hidden",
+    "mention": "@evil-user @evil-org/team #1 www.evil.example",
+    "escape sequence": "\x1b[2J\x1b[31mred\x1b]0;title\x07\rover\x08\x7f\x9b",
+    "workflow command": "x\n::error file=a::pwned\r\n::add-mask::secret\n  ::set-output name=a::b",
+    "bidi override": "abc\u202egnp.exe\u2066\u2069\u200f\u2028end",
+    "10 MB string": "y" * 10_000_000,
+}
+_SENTINEL = "SENTINEL-AFTER-THE-STEP-SUMMARY"
+
+
+def _payload_results(p: str, *, side: str) -> dict:
+    """A results file of one case ``p``-id (passing in BASE, raising ``p`` in NEW), ``p`` in every string."""
+    cid = "special/" + p[:200] if len(p) > 1000 else "special/" + p  # an id of 10 MB and one of 200 characters
+    rec = record(cid, error=p) if side == "new" else record(cid)
+    data = results([rec], tensorflow=p, keras=p, python=p, platform=p, cpu_flags=[p, "avx2"], environment={"FLAG": p})
+    r = data["records"][0]
+    r["tags"]["family"] = p
+    if side == "new":
+        r.update(kind=p, divergence=p, message=p)
+    if len(p) > 1000:
+        r["id"] = "special/" + p
+    return data
+
+
+def _rendered(markdown: str) -> tuple[str, list[str], str]:
+    """The HTML of ``markdown`` (CommonMark with GitHub's tables), the tags it opened, and its text outside
+    <code> and <pre>, where GitHub would link mentions, references and bare addresses."""
+    from html.parser import HTMLParser
+
+    from markdown_it import MarkdownIt
+
+    page = MarkdownIt("commonmark").enable("table").render(markdown)
+
+    class Reader(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__(convert_charrefs=True)
+            self.tags: list[str] = []
+            self.depth = 0
+            self.text: list[str] = []
+
+        def handle_starttag(self, tag, attrs) -> None:
+            self.tags.append(tag)
+            self.depth += tag in ("code", "pre")
+
+        def handle_endtag(self, tag) -> None:
+            self.depth -= tag in ("code", "pre")
+
+        def handle_comment(self, data) -> None:
+            if not data.startswith(" bce-harness fingerprint: bce-"):  # the harness's own, which the nightly reads
+                self.tags.append("!--")
+
+        def handle_data(self, data) -> None:
+            if not self.depth:
+                self.text.append(data)
+
+    reader = Reader()
+    reader.feed(page)
+    return page, reader.tags, "".join(reader.text)
+
+
+def _assert_inert_markdown(markdown: str, name: str) -> None:
+    assert len(markdown) < 2_000_000, (name, len(markdown))  # the 10 MB value is cut, not pasted
+    page, tags, text = _rendered(markdown + "\n\n" + _SENTINEL + "\n")
+    allowed = {"h1", "h2", "h3", "p", "ul", "ol", "li", "code", "pre", "strong", "em", "table", "thead", "tbody", "tr",
+               "th", "td", "br", "hr"}  # fmt: skip
+    assert set(tags) <= allowed, (name, set(tags) - allowed)  # no link, image, <details>, raw HTML or comment
+    assert _SENTINEL in text, name  # nothing left open swallows what follows (the concatenated step summary)
+    for needle in ("@evil", "#1", "evil.example", "\x1b", "\u202e", "\r"):
+        assert needle not in text, (name, needle)
+
+
+def _assert_inert_terminal(output: str, name: str) -> None:
+    for line in output.split("\n"):
+        assert not line.lstrip().startswith("::"), (name, line[:200])  # GitHub Actions: a workflow command
+        bad = [ch for ch in line if not ch.isprintable()]
+        assert not bad, (name, bad[:5], line[:200])  # `cat -v` would show each of these: ^[, ^M, M-^[ ...
+        assert len(line) < 5000, (name, len(line))
+
+
+@pytest.mark.parametrize("kind", sorted(PAYLOADS))
+def test_compare_renders_a_crafted_previous_night_inert(tmp_path: Path, capsys, kind: str) -> None:
+    p = PAYLOADS[kind]
+    base = write_results(tmp_path / "previous" / "results.json", _payload_results(p, side="base"))
+    new = write_results(tmp_path / "tonight" / "results.json", _payload_results(p, side="new"))
+    for side in ("previous", "tonight"):  # the audit beside each folder, its group named by the file
+        rows = [{"group": p if side == "tonight" else "g", "n": 1, "max_ulp": 1}]
+        (tmp_path / side / "audit.json").write_text(json.dumps({"rows": rows}))
+    capsys.readouterr()
+    code = main(["compare", str(base.parent), str(new.parent), "--out", str(tmp_path / "drift")])
+    out, err = capsys.readouterr()
+    assert code == 1, (code, err[:500])
+    _assert_inert_terminal(out + err, kind)
+    bodies = list((tmp_path / "drift" / "regressions").glob("*.md"))
+    assert bodies
+    for body in bodies:
+        text = body.read_text()
+        _assert_inert_markdown(text, f"{kind}: {body.name}")
+        title = text.split("\n", 1)[0]  # the issue's title, as the nightly files it
+        assert "\r" not in title and "\x1b" not in title and len(title) < 2000
+    _assert_inert_markdown((tmp_path / "drift" / "summary.md").read_text(), f"{kind}: summary.md")
+
+
+@pytest.mark.parametrize("kind", sorted(PAYLOADS))
+def test_merge_renders_crafted_shards_inert(tmp_path: Path, capsys, kind: str) -> None:
+    p = PAYLOADS[kind]
+    dirs = write_shards(tmp_path, 2)
+    lines = (dirs[0] / "records.jsonl").read_text().splitlines()
+    line = json.loads(lines[1])
+    line.update(record_to_json(record(json.loads(lines[1])["case"]["id"], error=p)))
+    line["case"]["tags"]["family"] = p
+    lines[1] = json.dumps(line)
+    (dirs[0] / "records.jsonl").write_text("\n".join(lines) + "\n")
+    capsys.readouterr()
+    code = main(["merge", *map(str, dirs), "--out", str(tmp_path / "merged")])
+    out, err = capsys.readouterr()
+    assert code == 1, (code, err[:500])
+    _assert_inert_terminal(out + err, kind)
+    _assert_inert_markdown((tmp_path / "merged" / "report.md").read_text(), f"{kind}: report.md")
+
+
+@pytest.mark.parametrize("kind", sorted(PAYLOADS))
+def test_an_error_line_holding_a_value_from_a_file_is_inert(tmp_path: Path, capsys, kind: str) -> None:
+    data = results([record("special/a")])
+    data["records"][0]["status"] = PAYLOADS[kind]
+    path = write_results(tmp_path / "r.json", data)
+    assert main(["compare", str(path), str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err[:500]
+    _assert_inert_terminal(err, kind)
