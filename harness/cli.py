@@ -787,11 +787,11 @@ def _cmd_merge(args: argparse.Namespace) -> int:
     from harness.report.bulk import Bulk
     from harness.report.summary import meta
     from harness.run.runner import RunResult
-    from harness.run.stream import check_merge_out, check_shards, iter_stream, merge_records
-    from harness.target import environment_flags
+    from harness.run.stream import PROVENANCE, check_merge_out, check_shards, iter_stream, merge_records, read_provenance
 
     t0 = time.perf_counter()
     check_merge_out(args.out, args.dirs)
+    provenance = read_provenance(args.dirs)  # before the streams are read: the shards' versions must agree
     # the shards ran here, on the installed TensorFlow: the entries whose range holds for it
     registry = load_registry(args.registry).for_tensorflow(installed_tensorflow())
     metas, groups = [], []
@@ -826,9 +826,10 @@ def _cmd_merge(args: argparse.Namespace) -> int:
     run_meta = meta(
         seed=metas[0].get("seed"),
         profile=metas[0].get("profile", "keras3"),
-        versions={},
-        env=environment_flags(),
+        versions=provenance["target"] or {},
+        env=provenance["environment"],
         extra={
+            **provenance,  # the shards' versions, platform and CPU flags, not this machine's
             "merged_from": [str(Path(d)) for d in args.dirs],
             "shards": [m.get("shard") for m in metas],
             "loss_factory": metas[0].get("loss_factory"),

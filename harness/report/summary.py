@@ -35,6 +35,7 @@ from harness.report.inert import MD_CAP, cut, md_code, term
 from harness.report.literal import fence, py
 from harness.report.repro import snippet
 from harness.run.runner import Record, RunResult, iter_failures
+from harness.run.stream import write_provenance
 
 __all__ = ["FORMAT_VERSION", "build_results", "render_markdown", "summary_rows", "summary_table", "write_reports"]
 
@@ -475,6 +476,8 @@ def write_reports(result: RunResult, run_meta: dict[str, Any], out_dir: str | Pa
         # rendered from the JSON-level results, as compare renders them from files
         "html": write_html(results, out / "report.html"),
         "junit": write_junit(results, out / "junit.xml"),
+        # where the run ran, beside its stream: merge carries it into the merged results (run/stream.py)
+        "provenance": write_provenance(out, run_meta),
     }
     repro_dir = out / "repro"
     if repro_dir.is_dir():  # reproductions of an earlier run in the same folder would mislead

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from artifacts import record, results, write_results, write_shards
+from artifacts import PROVENANCE_META, record, results, write_results, write_shards
 
 from harness.cli import main
 from harness.report.drift import MAX_FORMAT
@@ -409,3 +409,57 @@ def test_an_error_line_holding_a_value_from_a_file_is_inert(tmp_path: Path, caps
     err = capsys.readouterr().err
     assert err.count("\n") == 1, err[:500]
     _assert_inert_terminal(err, kind)
+
+
+# --- merge keeps the shards' versions ------------------------------------------------------------------
+
+
+def test_merge_carries_the_shards_versions_not_the_merging_machines(tmp_path: Path, capsys) -> None:
+    dirs = write_shards(tmp_path, 2)
+    assert main(["merge", *map(str, dirs), "--out", str(tmp_path / "m"), "--quiet"]) == 0
+    meta = json.loads((tmp_path / "m" / "results.json").read_text())["meta"]
+    assert {k: meta[k] for k in PROVENANCE_META} == PROVENANCE_META
+    assert "`2.x`" in (tmp_path / "m" / "report.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("tensorflow", "2.99.0"), ("keras", "3.99"), ("target", {"tensorflow": "2.99.0"}), ("python", "3.13.0"),
+     ("numpy", "1.26.0"), ("platform", "Windows-11"), ("cpu_flags", ["avx512f"]), ("environment", {"TF_ENABLE_ONEDNN_OPTS": "0"})],
+)  # fmt: skip
+def test_merge_refuses_shards_that_ran_on_different_versions(tmp_path: Path, capsys, field: str, value) -> None:
+    dirs = write_shards(tmp_path, 2)
+    (dirs[1] / "provenance.json").write_text(json.dumps({**PROVENANCE_META, field: value}))
+    assert main(["merge", *map(str, dirs), "--out", str(tmp_path / "m")]) == 2
+    _one_error_line(capsys, str(dirs[1]), field, str(dirs[0]))
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize(
+    "text, needle",
+    [(None, "not found"), ("[1]", "not an object"), ('{"tensorflow": 2}', "tensorflow=2"), ('{"colour": "red"}', "colour"),
+     ('{"cpu_flags": "avx2"}', "cpu_flags"), ('{"tensorflow": "' + "9" * 5000 + '"}', "tensorflow="), ("{", "not JSON"),
+     ('{"target": {"keras_epsilon": NaN}}', "NaN"), ('{"target": {"keras_epsilon": 1e400}}', "1e400")],
+)  # fmt: skip
+def test_merge_refuses_a_shard_whose_provenance_is_missing_or_malformed(tmp_path: Path, capsys, text, needle: str) -> None:
+    dirs = write_shards(tmp_path, 2)
+    path = dirs[1] / "provenance.json"
+    if text is None:
+        path.unlink()
+    else:
+        path.write_text(text)
+    assert main(["merge", *map(str, dirs), "--out", str(tmp_path / "m")]) == 2
+    _one_error_line(capsys, str(path), needle)
+
+
+@pytest.mark.tensorflow
+def test_merge_of_a_real_runs_shards_has_the_versions_of_the_whole_run(tmp_path: Path, tf_target) -> None:
+    common = ["--select", "special/*", "--workers", "0", "--quiet", "--seed", "3"]
+    assert main(["run", "--out", str(tmp_path / "whole"), *common]) in (0, 1)
+    for k in (1, 2):
+        assert main(["run", "--out", str(tmp_path / f"s{k}"), "--shard", f"{k}/2", *common]) in (0, 1)
+    assert main(["merge", str(tmp_path / "s1"), str(tmp_path / "s2"), "--out", str(tmp_path / "m"), "--quiet"]) in (0, 1)
+    whole, merged = (json.loads((tmp_path / d / "results.json").read_text())["meta"] for d in ("whole", "m"))
+    keys = ("tensorflow", "keras", "target", "python", "numpy", "platform", "cpu_flags", "environment")
+    assert {k: merged[k] for k in keys} == {k: whole[k] for k in keys}
+    assert merged["tensorflow"] is not None and merged["keras"] is not None and merged["target"]
