@@ -211,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", default=None, metavar="DIR", help="also write DIR/report.html, DIR/junit.xml, DIR/drift.json, DIR/regressions/*.md"
     )
     compare.add_argument("--allow-subset", action="store_true", help="compare the common cases when the runs cover different ones")
+    _add(compare, specs, "--loss-factory", loss_factory={
+        "help": "the factory NEW's results name (meta.loss_factory), said again so its reproductions import it; "
+                "without it they print the name and call Keras's loss"})  # fmt: skip
 
     cases = sub.add_parser("cases", help="list the ids of the default suite")
     _add(cases, specs, "--seed", "--select", "--special-cases", "--suite")
@@ -955,7 +958,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         if (Path(args.out) / "results.json").exists() or recorded(args.out):
             raise UsageError(f"--out {args.out}: holds a run's reports, whose report.html and junit.xml compare would replace; choose another")
         _out_folder(args.out)
-        paths = write_compare_reports(drift, new, args.out)
+        named = new["meta"].get("loss_factory")
+        if args.loss_factory is not None and args.loss_factory != named:
+            raise UsageError(f"--loss-factory {args.loss_factory}: {new['meta']['source']} was run with {named!r}; name that one, or none")
+        paths = write_compare_reports(drift, new, args.out, loss_factory=args.loss_factory)
         print(f"report: {paths['html']}  junit: {paths['junit']}  regressions: {len(paths['regressions'])} in {paths['regressions_dir']}")
     return EXIT_DIVERGED if drift.regressed else EXIT_OK
 

@@ -257,8 +257,9 @@ def _held(cluster: Cluster) -> str:
     return f"were the known divergence {', '.join(known)} (not an agreement)"
 
 
-def render_issue(cluster: Cluster, drift: Drift) -> str:
-    """The Markdown of one cluster: its first line (without '# ') is the issue title."""
+def render_issue(cluster: Cluster, drift: Drift, *, loss_factory: str | None = None) -> str:
+    """The Markdown of one cluster: its first line (without '# ') is the issue title.  The reproduction
+    imports NEW's factory only when the user named it again (``loss_factory``); otherwise it prints it."""
     smallest = min(cluster.changes, key=lambda c: (len(str(c.after.get("y_pred"))), c.id))
     r, before = smallest.after, smallest.before
     try:
@@ -273,6 +274,7 @@ def render_issue(cluster: Cluster, drift: Drift) -> str:
     factory = new.get("loss_factory")
     if factory is not None and not isinstance(factory, str):
         raise InputError(f"{new.get('source')}: meta.loss_factory={factory!r} is not a string")
+    named, factory = (factory, None) if factory is not None and factory != loss_factory else (None, factory)
     kind, entry, group, dtype = cluster.key
     lines = [
         f"# {cluster.title}",
@@ -292,10 +294,13 @@ def render_issue(cluster: Cluster, drift: Drift) -> str:
     lines += [
         f"Case {md_code(case.id)}" + (" (shrunk to its first diverging row)" if case.id != r["id"] else "")
         + ("; needs only tensorflow and numpy" if factory is None else f"; made with --loss-factory {md_code(factory)}, which it calls")
+        + ("" if named is None else f"; NEW's results name the loss factory {md_code(named)}, which it prints and does not "
+           "import (compare --loss-factory names it again)")
         + ", exits 1 while it reproduces:",
         "",
         # the script as an issue holds it (GitHub takes 65,536 characters): the id and the output cut, not the data
-        *fence(snippet(replace(case, id=cut(case.id, 300)), expected, actual=cut(actual_text, _LOG), loss_factory=factory).rstrip(), "python"),
+        *fence(snippet(replace(case, id=cut(case.id, 300)), expected, actual=cut(actual_text, _LOG), loss_factory=factory,
+                         source=str(new.get("source")), named_factory=named).rstrip(), "python"),
         "",
         "## Expected against actual",
         "",
@@ -329,14 +334,14 @@ def render_summary(drift: Drift, found: Sequence[Cluster]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_compare_reports(drift: Drift, new_results: Mapping[str, Any], out_dir: str | Path) -> dict[str, Any]:
+def write_compare_reports(drift: Drift, new_results: Mapping[str, Any], out_dir: str | Path, *, loss_factory: str | None = None) -> dict[str, Any]:
     """regressions/<fingerprint>.md per cluster, drift.json, report.html and junit.xml in ``out_dir``."""
     out = Path(out_dir)
     reg_dir = out / "regressions"
     reg_dir.mkdir(parents=True, exist_ok=True)
     for old in reg_dir.glob("*.md"):  # a regression that is gone must not be filed again
         old.unlink()
-    written = [atomic_write_text(reg_dir / f"bce-{c.fingerprint}.md", render_issue(c, drift)) for c in clusters(drift)]
+    written = [atomic_write_text(reg_dir / f"bce-{c.fingerprint}.md", render_issue(c, drift, loss_factory=loss_factory)) for c in clusters(drift)]
     return {
         "summary": atomic_write_text(out / "summary.md", render_summary(drift, clusters(drift))),
         "regressions": written,

@@ -463,3 +463,43 @@ def test_merge_of_a_real_runs_shards_has_the_versions_of_the_whole_run(tmp_path:
     keys = ("tensorflow", "keras", "target", "python", "numpy", "platform", "cpu_flags", "environment")
     assert {k: merged[k] for k in keys} == {k: whole[k] for k in keys}
     assert merged["tensorflow"] is not None and merged["keras"] is not None and merged["target"]
+
+
+# --- provenance is said ---------------------------------------------------------------------------------
+
+
+def _factory_run(tmp_path: Path, *extra: str) -> tuple[int, str]:
+    base = write_results(tmp_path / "base" / "results.json", results([record("special/a")], loss_factory="evil_mod:make"))
+    new = write_results(tmp_path / "new" / "results.json", results([record("special/a", error="E")], loss_factory="evil_mod:make"))
+    code = main(["compare", str(base), str(new), "--out", str(tmp_path / "drift"), *extra])
+    bodies = list((tmp_path / "drift" / "regressions").glob("*.md"))
+    return code, bodies[0].read_text() if bodies else ""
+
+
+def _python_block(body: str) -> dict:
+    block = body.split("```python\n", 1)[1].split("\n```", 1)[0]
+    tree = ast.parse(block)
+    return {t.id: n.value.value for n in tree.body if isinstance(n, ast.Assign) for t in n.targets
+            if isinstance(t, ast.Name) and isinstance(n.value, ast.Constant)}  # fmt: skip
+
+
+def test_a_factory_named_by_a_downloaded_file_is_printed_not_imported(tmp_path: Path, capsys) -> None:
+    code, body = _factory_run(tmp_path)
+    assert code == 1
+    names = _python_block(body)
+    assert "LOSS_FACTORY" not in names and names["NAMED_LOSS_FACTORY"] == "evil_mod:make"
+    assert names["SOURCE"] == str(tmp_path / "new" / "results.json")  # the reproduction says where it came from
+    assert "Made from a record read from a file" in body and "does not import" in body
+
+
+def test_a_factory_named_again_on_the_command_line_is_imported(tmp_path: Path, capsys) -> None:
+    code, body = _factory_run(tmp_path, "--loss-factory", "evil_mod:make")
+    assert code == 1
+    names = _python_block(body)
+    assert names["LOSS_FACTORY"] == "evil_mod:make" and "NAMED_LOSS_FACTORY" not in names
+
+
+def test_a_factory_named_on_the_command_line_must_be_the_files(tmp_path: Path, capsys) -> None:
+    code, _ = _factory_run(tmp_path, "--loss-factory", "other_mod:make")
+    assert code == 2
+    _one_error_line(capsys, "--loss-factory other_mod:make", "evil_mod:make")
