@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness import __version__
+from harness.report.inert import term, term_lines
 from harness.errors import (
     EXIT_DIVERGED,
     EXIT_INTERNAL,
@@ -210,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", default=None, metavar="DIR", help="also write DIR/report.html, DIR/junit.xml, DIR/drift.json, DIR/regressions/*.md"
     )
     compare.add_argument("--allow-subset", action="store_true", help="compare the common cases when the runs cover different ones")
+    _add(compare, specs, "--loss-factory", loss_factory={
+        "help": "the factory NEW's results name (meta.loss_factory), said again so its reproductions import it; "
+                "without it they print the name and call Keras's loss"})  # fmt: skip
 
     cases = sub.add_parser("cases", help="list the ids of the default suite")
     _add(cases, specs, "--seed", "--select", "--special-cases", "--suite")
@@ -754,7 +758,7 @@ def _finish(result, run_meta: dict, out: str, *, quiet: bool, started: float, ag
 
     t = totals(result, bulk)
     if not quiet:
-        print(summary_table(result.records, bulk))
+        print(term_lines(summary_table(result.records, bulk)))
     paths = write_reports(result, run_meta, out, bulk)
     if not quiet:
         print()
@@ -769,11 +773,11 @@ def _finish(result, run_meta: dict, out: str, *, quiet: bool, started: float, ag
         if r.evidence is not None and r.evidence.get("inferred"):
             inferred[r.evidence["class"]] = inferred.get(r.evidence["class"], 0) + 1
         elif r.status in ("fail", "xpass", "error"):
-            print(f"{r.status.upper()} [{r.comparison.kind}] {r.case.id}")
+            print(f"{r.status.upper()} [{term(r.comparison.kind)}] {term(r.case.id)}")
     for cls, n in inferred.items():
-        print(f"FAIL [{cls}] {n} more records of this class, inferred (report.md lists them)")
+        print(f"FAIL [{term(cls)}] {n} more records of this class, inferred (report.md lists them)")
     for f in getattr(result, "findings", ()):
-        print(f"FAIL [{f['kind']}] {f['message']}")
+        print(f"FAIL [{term(f['kind'])}] {term(f['message'])}")
     print(f"report: {paths['report']}  results: {paths['results']}")
     if result.interrupted:
         print(f"bce-harness: interrupted; the report is partial (continue with: {again or '--resume --out ' + shlex.quote(out)})", file=sys.stderr)
@@ -788,20 +792,30 @@ def _finish(result, run_meta: dict, out: str, *, quiet: bool, started: float, ag
     return EXIT_OK if result.ok else EXIT_DIVERGED
 
 
+def _pep440(version: str) -> bool:
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        Version(version)
+    except InvalidVersion:
+        return False
+    return True
+
+
 def _cmd_merge(args: argparse.Namespace) -> int:
     from harness.judge.registry import load_registry
-    from harness.oracle.profiles import select_profile
     from harness.report.bulk import Bulk
     from harness.report.summary import meta
     from harness.run.runner import RunResult
-    from harness.run.stream import check_merge_out, check_shards, iter_stream, merge_records
-    from harness.target import environment_flags
+    from harness.run.stream import PROVENANCE, check_merge_out, check_shards, iter_stream, merge_records, read_provenance
 
     t0 = time.perf_counter()
     check_merge_out(args.out, args.dirs)
-    # the shards ran here, on the installed TensorFlow and Keras: the entries whose ranges hold for them
-    installed = select_profile("auto")
-    registry = load_registry(args.registry).for_versions(installed.tensorflow, installed.keras)
+    provenance = read_provenance(args.dirs)  # before the streams are read: the shards' versions must agree
+    # the entries whose ranges hold for the TensorFlow and Keras the shards ran on
+    # (a version that is not PEP 440, as a planted target's, places no ranged entry: it counts as unknown)
+    shard_versions = [v if isinstance(v, str) and _pep440(v) else None for v in (provenance.get("tensorflow"), provenance.get("keras"))]
+    registry = load_registry(args.registry).for_versions(*shard_versions)
     metas, groups = [], []
     bulk = None
     for d in args.dirs:
@@ -834,9 +848,10 @@ def _cmd_merge(args: argparse.Namespace) -> int:
     run_meta = meta(
         seed=metas[0].get("seed"),
         profile=metas[0].get("profile", "keras3"),
-        versions={},
-        env=environment_flags(),
+        versions=provenance["target"] or {},
+        env=provenance["environment"],
         extra={
+            **provenance,  # the shards' versions, platform and CPU flags, not this machine's
             "merged_from": [str(Path(d)) for d in args.dirs],
             "shards": [m.get("shard") for m in metas],
             "loss_factory": metas[0].get("loss_factory"),
@@ -956,13 +971,16 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         raise InputError(f"{base['meta']['source']} or {new['meta']['source']}: {exc}") from None
     if (drift.only_base or drift.only_new) and not args.allow_subset:
         raise UsageError(f"{coverage_text(drift)}; compare the {drift.compared} common cases with --allow-subset")
-    print(render_text(drift, max_rows=args.max_rows))
+    print(term_lines(render_text(drift, max_rows=args.max_rows)))
     _print_audit_drift(args.base, args.new)
     if args.out is not None:
         if (Path(args.out) / "results.json").exists() or recorded(args.out):
             raise UsageError(f"--out {args.out}: holds a run's reports, whose report.html and junit.xml compare would replace; choose another")
         _out_folder(args.out)
-        paths = write_compare_reports(drift, new, args.out)
+        named = new["meta"].get("loss_factory")
+        if args.loss_factory is not None and args.loss_factory != named:
+            raise UsageError(f"--loss-factory {args.loss_factory}: {new['meta']['source']} was run with {named!r}; name that one, or none")
+        paths = write_compare_reports(drift, new, args.out, loss_factory=args.loss_factory)
         print(f"report: {paths['html']}  junit: {paths['junit']}  regressions: {len(paths['regressions'])} in {paths['regressions_dir']}")
     return EXIT_DIVERGED if drift.regressed else EXIT_OK
 
@@ -992,7 +1010,7 @@ def _print_audit_drift(base: str, new: str) -> None:
         raise InputError(f"audit.json beside {base} or {new} is not an audit (bce-harness audit --out): {type(exc).__name__}: {exc}") from None
     print(f"low-precision audit: {len(moved)} group(s) moved" + (":" if moved else ""))
     for line in moved:
-        print(f"  {line}")
+        print(f"  {term(line)}")
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
@@ -1121,6 +1139,9 @@ _COMMANDS = {
 }
 
 
+_ERROR_CAP = 2000  # characters of an error message: a 10 MB value from a file is cut, not printed
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         argv = list(sys.argv[1:] if argv is None else argv)
@@ -1128,7 +1149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.argv = argv
         return _COMMANDS[args.command](args)
     except HarnessError as exc:
-        print(f"bce-harness: error: {exc}", file=sys.stderr)
+        print(f"bce-harness: error: {term(exc, _ERROR_CAP)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:  # before the run started or while reports were written: as pytest, exit 2
         print("bce-harness: interrupted", file=sys.stderr)
@@ -1137,13 +1158,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     except OSError as exc:  # a path or the environment (read-only, full, not a folder, /proc): the user's to fix
         where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
-        print(f"bce-harness: error: {where + ': ' if where else ''}{exc.strerror or exc}", file=sys.stderr)
+        print(f"bce-harness: error: {term(where + ': ' if where else '', _ERROR_CAP)}{term(exc.strerror or exc)}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as exc:  # noqa: BLE001 - the last line of defence: exit 3, one line unless asked
         if os.environ.get("BCE_HARNESS_DEBUG"):
             traceback.print_exc()
         print(
-            f"bce-harness: internal error: {type(exc).__name__}: {exc} (set BCE_HARNESS_DEBUG=1 for the traceback)",
+            f"bce-harness: internal error: {type(exc).__name__}: {term(exc, _ERROR_CAP)} (set BCE_HARNESS_DEBUG=1 for the traceback)",
             file=sys.stderr,
         )
         return EXIT_INTERNAL

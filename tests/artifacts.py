@@ -16,7 +16,7 @@ from harness.judge.registry import DEFAULT_REGISTRY, Registry
 from harness.oracle import expected as reference
 from harness.report.summary import build_results
 from harness.run.runner import Record, RunResult, judged
-from harness.run.stream import RecordStream, file_fingerprint, suite_fingerprint
+from harness.run.stream import RecordStream, file_fingerprint, suite_fingerprint, write_provenance
 
 CASE = {
     "id": "saved/x",
@@ -52,6 +52,12 @@ def record(case_id: str, *, error: str | None = None, agrees: bool = True) -> Re
         out = Outcome(value=np.zeros(2), dtype="float32")
     return judged(c, compare(c, exp, out), exp, out, Registry(), "keras3")
 
+# where the shards of write_shards ran: what a run's results.json meta says of it
+PROVENANCE_META = {
+    "tensorflow": "2.x", "keras": "3.x", "target": {"tensorflow": "2.x", "keras": "3.x"}, "python": "3.11.9",
+    "numpy": "2.1.0", "platform": "Linux-x86_64", "cpu_flags": ["avx2", "fma"], "environment": {"TF_ENABLE_ONEDNN_OPTS": None},
+}  # fmt: skip
+
 
 def write_shards(root: Path, n: int, *, ids_per_shard: int = 2, seed: int = 1, **header: Any) -> list[Path]:
     """``n`` shard folders of one run, each with its complete stream; ``header`` overrides header keys."""
@@ -69,6 +75,7 @@ def write_shards(root: Path, n: int, *, ids_per_shard: int = 2, seed: int = 1, *
         with RecordStream(d, head) as stream:
             for i in mine:
                 stream.append(record(i))
+        write_provenance(d, PROVENANCE_META)
         dirs.append(d)
     return dirs
 

@@ -40,6 +40,7 @@ from harness.dtypes import FLOAT_DTYPES, float_format, ulp_distance
 from harness.errors import InputError, UsageError
 from harness.families import group_of
 from harness.jsonio import decode_array, decode_number, encode_number, loads
+from harness.report.inert import term
 from harness.run.runner import STATUSES
 
 __all__ = ["MAX_FORMAT", "MIN_FORMAT", "Change", "coverage_text", "Drift", "compare_results", "load_results", "output_digest", "render_text"]
@@ -457,22 +458,22 @@ def _with_values(
 
 def _outcome_text(r: Mapping[str, Any], limit: int = 4) -> str:
     if r.get("actual_error"):
-        return r["actual_error"][:100]
+        return term(r["actual_error"], 100)
     value = _array(r.get("actual"), "actual")
     if value is None and r.get("preview") is not None:  # a summarised record: its first values and shape
         shape = r.get("actual_shape")
         values = ", ".join(f"{decode_number(v, 'preview'):.9g}" for v in r["preview"])
         more = ", ..." if shape and int(np.prod(shape)) > len(r["preview"]) else ""
-        return f"[{values}{more}] shape {shape} {r.get('actual_dtype')} ({r.get('status')})"
+        return f"[{values}{more}] shape {term(shape)} {term(r.get('actual_dtype'))} ({term(r.get('status'))})"
     if value is None:
-        return f"(no value kept: {r.get('status')})"
+        return f"(no value kept: {term(r.get('status'))})"
     flat = [f"{v:.9g}" for v in value.ravel()[:limit]]
     more = ", ..." if value.size > limit else ""
-    return f"{'[' + ', '.join(flat) + more + ']' if value.ndim else flat[0]} shape {list(value.shape)} {r.get('actual_dtype')}"
+    return f"{'[' + ', '.join(flat) + more + ']' if value.ndim else flat[0]} shape {list(value.shape)} {term(r.get('actual_dtype'))}"
 
 
 def _change_lines(c: Change) -> list[str]:
-    head = f"  {c.id}: {c.what}"
+    head = f"  {term(c.id)}: {c.what}"
     if c.total and c.what in ("value", "nan_inf", "dtype"):
         head += f", {c.moved}/{c.total} elements, max |diff| {c.max_abs:.3g}, max {c.max_ulp} ULP"
     lines = [head]
@@ -483,7 +484,7 @@ def _change_lines(c: Change) -> list[str]:
         lines.append(f"      before: {_outcome_text(c.before)}")
         lines.append(f"      after:  {_outcome_text(c.after)}")
     if c.what.endswith(("fail", "xfail", "error")) and c.after.get("kind"):
-        lines[0] += f" [{c.after['kind']}{', ' + c.after['divergence'] if c.after.get('divergence') else ''}]"
+        lines[0] += f" [{term(c.after['kind'])}{', ' + term(c.after['divergence']) if c.after.get('divergence') else ''}]"
     return lines
 
 
@@ -497,11 +498,11 @@ def _section(title: str, changes: tuple[Change, ...], max_rows: int) -> list[str
         kinds = defaultdict(int)
         for c in items:
             kinds[c.what] += 1
-        lines.append(f"  {group}: {len(items)} ({', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))})")
+        lines.append(f"  {term(group)}: {len(items)} ({', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))})")
         for c in items[:max_rows]:
             lines += ["  " + line for line in _change_lines(c)]
         if len(items) > max_rows:
-            lines.append(f"      ... {len(items) - max_rows} more in {group}")
+            lines.append(f"      ... {len(items) - max_rows} more in {term(group)}")
     return lines
 
 
@@ -510,7 +511,7 @@ def coverage_text(d: Drift, shown: int = 3) -> str:
 
     def side(ids: tuple[str, ...], name: str) -> str:
         more = f", ... {len(ids) - shown} more" if len(ids) > shown else ""
-        return f"{len(ids)} cases only in {name}" + (f" ({', '.join(map(repr, ids[:shown]))}{more})" if ids else "")
+        return f"{len(ids)} cases only in {name}" + (f" ({', '.join(term(repr(i), 100) for i in ids[:shown])}{more})" if ids else "")
 
     return (
         f"BASE {d.base.get('source')} and NEW {d.new.get('source')} cover different cases: "
@@ -524,9 +525,9 @@ def render_text(d: Drift, *, max_rows: int = 5) -> str:
         raise UsageError(f"max_rows={max_rows!r} is not a positive integer")
     tolerance = "any change (--exact)" if d.exact else "the larger of the two error bounds"
     lines = [
-        f"BASE: {_version_line(d.base)} ({d.base.get('source')})",
-        f"NEW:  {_version_line(d.new)} ({d.new.get('source')})",
-        f"changed: {changed_text(d.base, d.new)}",
+        f"BASE: {term(_version_line(d.base))} ({term(d.base.get('source'))})",
+        f"NEW:  {term(_version_line(d.new))} ({term(d.new.get('source'))})",
+        f"changed: {term(changed_text(d.base, d.new))}",
         f"{d.compared} cases compared; value drift is a move beyond {tolerance}",
     ]
     if d.only_base or d.only_new:
@@ -536,7 +537,7 @@ def render_text(d: Drift, *, max_rows: int = 5) -> str:
     lines += [""] + _section("regressions: unexplained (a known divergence in BASE, an unexpected failure in NEW)", d.unexplained, max_rows)
     lines += [""] + _section("fixes (did not hold in BASE, hold in NEW)", d.fixed, max_rows)
     edits = sorted({registry_edit(c, d) for c in d.fixed if c.before.get("status") == "xfail"})
-    lines += [f"  registry: {e}" for e in edits]
+    lines += [f"  registry: {term(e)}" for e in edits]
     lines += [""] + _section("behaviour changes (no verdict: outside the documented domain, not expressible, or only the exception moved)", d.behaviour, max_rows)
     lines += [""] + _section("value drift (TensorFlow's output moved)", d.drift, max_rows)
     lines += ["", "NEW regressed" if d.regressed else "no regression"]

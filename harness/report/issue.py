@@ -35,13 +35,15 @@ from harness.jsonio import atomic_write_text, decode_array, dumps
 from harness.report.drift import Change, Drift, changed_packages, changed_text
 from harness.report.html import write_html
 from harness.report.junit import write_junit
-from harness.report.literal import code_span, fence, one_line
+from harness.report.inert import cut, md_code
+from harness.report.literal import fence, one_line
 from harness.report.repro import snippet
 
 __all__ = ["Cluster", "clusters", "render_issue", "render_summary", "write_compare_reports"]
 
 _ROWS = 5
 _IDS = 20
+_LOG = 4000  # characters of the log output shown
 
 
 class Cluster:
@@ -63,11 +65,11 @@ class Cluster:
     @property
     def title(self) -> str:
         kind, entry, signature, _ = self.key
-        what = f"{kind} ({entry})" if entry else f"{kind}: {signature}" if signature else kind
+        what = f"{md_code(kind)} ({md_code(entry)})" if entry else f"{md_code(kind)}: {md_code(signature)}" if signature else md_code(kind)
         fams = self.families
-        where = fams[0] if len(fams) == 1 else f"{len(fams)} families"
+        where = md_code(fams[0]) if len(fams) == 1 else f"{len(fams)} families"
         # one line whatever the results file held: it is the issue's title
-        return one_line(f"BinaryCrossentropy regression: {what} in {where} [bce-{self.fingerprint}]"[:300])
+        return one_line(f"BinaryCrossentropy regression: {what} in {where} [bce-{self.fingerprint}]")
 
 
 # the failure kinds (judge.compare.KINDS) that a wrong value shows as: one cause gives several of them
@@ -166,9 +168,9 @@ def _value_table(r: Mapping[str, Any], before: Mapping[str, Any]) -> list[str]:
     exp_v, bound, actual, base = _arr(r.get("expected")), _arr(r.get("bound")), _arr(r.get("actual")), _arr(before.get("actual"))
     if r.get("actual_error") or r.get("expected_error"):
         return [
-            f"- expected: {'an error: ' + one_line(str(r['expected_error'])) if r.get('expected_error') else _arr_text(exp_v, r.get('expected_dtype'))}",
-            f"- actual (NEW): {one_line(str(r.get('actual_error'))) if r.get('actual_error') else _arr_text(actual, r.get('actual_dtype'))}",
-            f"- actual (BASE): {one_line(str(before.get('actual_error'))) if before.get('actual_error') else _arr_text(base, before.get('actual_dtype'))}",
+            f"- expected: {'an error: ' + md_code(r['expected_error']) if r.get('expected_error') else _arr_text(exp_v, r.get('expected_dtype'))}",
+            f"- actual (NEW): {md_code(r.get('actual_error')) if r.get('actual_error') else _arr_text(actual, r.get('actual_dtype'))}",
+            f"- actual (BASE): {md_code(before.get('actual_error')) if before.get('actual_error') else _arr_text(base, before.get('actual_dtype'))}",
         ]
     if exp_v is None or actual is None or bound is None or exp_v.shape != actual.shape:
         return [
@@ -191,7 +193,7 @@ def _value_table(r: Mapping[str, Any], before: Mapping[str, Any]) -> list[str]:
     lines.append(f"\n{len(bad)} of {exp_v.size} elements diverge; ULPs in {dtype} (-1 where NaN is involved).")
     if base is None and before.get("digest"):
         lines.append(
-            f"BASE passed: its results.json keeps a passing record as a summary (output digest {before['digest']}); "
+            f"BASE passed: its results.json keeps a passing record as a summary (output digest {md_code(before['digest'])}); "
             "its values are in BASE's records.jsonl."
         )
     return lines
@@ -200,13 +202,13 @@ def _value_table(r: Mapping[str, Any], before: Mapping[str, Any]) -> list[str]:
 def _arr_text(a: np.ndarray | None, dtype: Any) -> str:
     if a is None:
         return "(none)"
-    return f"{np.array2string(a, precision=9, threshold=8)} shape {list(a.shape)} {dtype}"
+    return f"{np.array2string(a, precision=9, threshold=8)} shape {list(a.shape)} {md_code(dtype)}"
 
 
 def _environment(base: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     def env(m: Mapping[str, Any]) -> str:
         flags = {k: v for k, v in (m.get("environment") or {}).items() if v is not None}
-        return ", ".join(f"{k}={v}" for k, v in sorted(flags.items())) or "-"
+        return ", ".join(md_code(f"{k}={v}", cell=True) for k, v in sorted(flags.items())) or "-"
 
     rows = [
         ("TensorFlow", "tensorflow"),
@@ -217,8 +219,8 @@ def _environment(base: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
         ("platform", "platform"),
     ]
     lines = ["| | last good (BASE) | first broken (NEW) |", "|---|---|---|"]
-    lines += [f"| {label} | {one_line(str(base.get(key)))} | {one_line(str(new.get(key)))} |" for label, key in rows]
-    lines.append(f"| CPU flags | {' '.join(base.get('cpu_flags') or []) or '-'} | {' '.join(new.get('cpu_flags') or []) or '-'} |")
+    lines += [f"| {label} | {md_code(base.get(key), cell=True)} | {md_code(new.get(key), cell=True)} |" for label, key in rows]
+    lines.append(f"| CPU flags | {md_code(' '.join(base.get('cpu_flags') or []) or '-', cell=True)} | {md_code(' '.join(new.get('cpu_flags') or []) or '-', cell=True)} |")
     lines.append(f"| environment | {env(base)} | {env(new)} |")
     return [one_line(line) for line in lines]
 
@@ -234,9 +236,9 @@ def _bug_template(cluster: Cluster, r: Mapping[str, Any], before: Mapping[str, A
     Keras code, Keras's (keras-team/keras: Keras version, backend, standalone code, log), filled from the runs."""
     kind = cluster.key[0]
     if _nightly(new.get("tensorflow")):
-        nightly = f"Yes: TensorFlow {new.get('tensorflow')} (tf-nightly) is the NEW run"
+        nightly = f"Yes: TensorFlow {md_code(new.get('tensorflow'))} (tf-nightly) is the NEW run"
     elif _nightly(base.get("tensorflow")):
-        nightly = f"Yes: TensorFlow {base.get('tensorflow')} (tf-nightly) is the BASE run"
+        nightly = f"Yes: TensorFlow {md_code(base.get('tensorflow'))} (tf-nightly) is the BASE run"
     else:
         nightly = "No: neither run is tf-nightly (run `tox -e tf-nightly` and compare against it)"
     log = str(r.get("message") or r.get("actual_error") or kind)
@@ -246,22 +248,22 @@ def _bug_template(cluster: Cluster, r: Mapping[str, Any], before: Mapping[str, A
         "- **Issue type:** Bug",
         f"- **Have you reproduced the bug with TensorFlow Nightly?** {nightly}",
         "- **Source:** binary",
-        f"- **TensorFlow version:** {new.get('tensorflow')} (it held on {base.get('tensorflow')})",
+        f"- **TensorFlow version:** {md_code(new.get('tensorflow'))} (it held on {md_code(base.get('tensorflow'))})",
         "- **Custom code:** No: the public `tf.keras.losses.BinaryCrossentropy` API only",
-        f"- **OS platform and distribution:** {new.get('platform')}",
+        f"- **OS platform and distribution:** {md_code(new.get('platform'))}",
         "- **Mobile device:** -",
-        f"- **Python version:** {new.get('python')}",
+        f"- **Python version:** {md_code(new.get('python'))}",
         "- **Bazel version:** - (binary install)",
         "- **GCC/compiler version:** - (binary install)",
         "- **CUDA/cuDNN version:** - (CPU)",
         "- **GPU model and memory:** - (CPU)",
-        f"- **Keras version** (for keras-team/keras, whose code the loss is): {new.get('keras')}, backend {_backend_text(new)}",
+        f"- **Keras version** (for keras-team/keras, whose code the loss is): {md_code(new.get('keras'))}, backend {_backend_text(new)}",
         "",
         "### Current behavior?",
         "",
-        f"`{kind}`: the result departs from the documented semantics (expected against actual below).",
-        f"- Result on the latest release (BASE, TensorFlow {base.get('tensorflow')}): {_outcome(before)}",
-        f"- Result on TensorFlow {new.get('tensorflow')} (NEW{', tf-nightly' if _nightly(new.get('tensorflow')) else ''}): {_outcome(r)}",
+        f"{md_code(kind)}: the result departs from the documented semantics (expected against actual below).",
+        f"- Result on the latest release (BASE, TensorFlow {md_code(base.get('tensorflow'))}): {_outcome(before)}",
+        f"- Result on TensorFlow {md_code(new.get('tensorflow'))} (NEW{', tf-nightly' if _nightly(new.get('tensorflow')) else ''}): {_outcome(r)}",
         "",
         "### Standalone code to reproduce the issue",
         "",
@@ -271,15 +273,15 @@ def _bug_template(cluster: Cluster, r: Mapping[str, Any], before: Mapping[str, A
         "",
     ]
     # every line from the files on one line (a line break there could open a fence), the log in its own
-    return [one_line(line) for line in fields] + fence(log)
+    return [one_line(line) for line in fields] + fence(log[:_LOG] + (f"\n[... {len(log) - _LOG} more characters]" if len(log) > _LOG else ""))
 
 
 def _outcome(r: Mapping[str, Any]) -> str:
     if r.get("actual_error"):
-        return f"{r.get('status')}, raised {r['actual_error'][:200]}"
+        return f"{md_code(r.get('status'))}, raised {md_code(r['actual_error'], 200)}"
     if r.get("actual") is None and r.get("preview") is not None:  # a summarised record keeps its first values
-        return f"{r.get('status')}, {_preview_text(r)}"
-    return f"{r.get('status')}, {_arr_text(_arr(r.get('actual')), r.get('actual_dtype'))}"
+        return f"{md_code(r.get('status'))}, {md_code(_preview_text(r))}"
+    return f"{md_code(r.get('status'))}, {_arr_text(_arr(r.get('actual')), r.get('actual_dtype'))}"
 
 
 def _preview_text(r: Mapping[str, Any]) -> str:
@@ -293,7 +295,7 @@ def _held(cluster: Cluster) -> str:
     """What BASE said of the cluster's cases: agreed with a documented value, raised a documented error (never
     called an agreement with a value), or a known divergence (xfail -> fail is no agreement)."""
     said = []
-    known = sorted({str(c.before.get("divergence")) for c in cluster.changes if c.before.get("status") == "xfail"})
+    known = sorted({md_code(c.before.get("divergence")) for c in cluster.changes if c.before.get("status") == "xfail"})
     held = [c.before for c in cluster.changes if c.before.get("status") in ("pass", "xpass")]
     if any(b.get("actual_error") is None for b in held):
         said.append("agreed with the documented value")
@@ -304,8 +306,9 @@ def _held(cluster: Cluster) -> str:
     return " or ".join(said) or "held"
 
 
-def render_issue(cluster: Cluster, drift: Drift) -> str:
-    """The Markdown of one cluster: its first line (without '# ') is the issue title."""
+def render_issue(cluster: Cluster, drift: Drift, *, loss_factory: str | None = None) -> str:
+    """The Markdown of one cluster: its first line (without '# ') is the issue title.  The reproduction
+    imports NEW's factory only when the user named it again (``loss_factory``); otherwise it prints it."""
     smallest = min(cluster.changes, key=lambda c: (len(str(c.after.get("y_pred"))), c.id))
     r, before = smallest.after, smallest.before
     try:
@@ -320,33 +323,38 @@ def render_issue(cluster: Cluster, drift: Drift) -> str:
     factory = new.get("loss_factory")
     if factory is not None and not isinstance(factory, str):
         raise InputError(f"{new.get('source')}: meta.loss_factory={factory!r} is not a string")
+    named, factory = (factory, None) if factory is not None and factory != loss_factory else (None, factory)
     kind, entry, signature, _ = cluster.key
     moved = changed_packages(base, new)
-    culprit = " and ".join(f"{name} {after}" for name, _, after in moved) or f"TensorFlow {new.get('tensorflow')}"
+    culprit = " and ".join(f"{name} {md_code(after)}" for name, _, after in moved) or f"TensorFlow {md_code(new.get('tensorflow'))}"
     lines = [
         f"# {cluster.title}",
         "",
         f"<!-- bce-harness fingerprint: bce-{cluster.fingerprint} -->",
         f"`tf.keras.losses.BinaryCrossentropy`: {len(cluster.changes)} case(s) inside the documented domain "
-        f"({', '.join(code_span(f) for f in cluster.families[:8])}{', ...' if len(cluster.families) > 8 else ''}; "
-        f"computing in {', '.join(cluster.dtypes)}) {_held(cluster)} on BASE and diverge ({code_span(kind)}) on {culprit}.",
+        f"({', '.join(md_code(f) for f in cluster.families[:8])}{', ...' if len(cluster.families) > 8 else ''}; "
+        f"computing in {', '.join(md_code(d) for d in cluster.dtypes)}) {_held(cluster)} on BASE and diverge ({md_code(kind)}) on {culprit}.",
         "",
-        f"- **What changed between the runs:** {changed_text(base, new)}",
-        f"- **Last version where it held:** TensorFlow {base.get('tensorflow')}, Keras {base.get('keras')} (profile {code_span(str(base.get('profile')))})",
-        f"- **First version where it broke:** TensorFlow {new.get('tensorflow')}, Keras {new.get('keras')} (profile {code_span(str(new.get('profile')))})",
+        f"- **What changed between the runs:** {md_code(changed_text(base, new))}",
+        f"- **Last version where it held:** TensorFlow {md_code(base.get('tensorflow'))}, Keras {md_code(base.get('keras'))} (profile {md_code(str(base.get('profile')))})",
+        f"- **First version where it broke:** TensorFlow {md_code(new.get('tensorflow'))}, Keras {md_code(new.get('keras'))} (profile {md_code(str(new.get('profile')))})",
     ]
     if signature:
-        lines.append(f"- **Cause:** every case of this body raises {code_span(signature)} (numbers and quoted values left out)")
+        lines.append(f"- **Cause:** every case of this body raises {md_code(signature)} (numbers and quoted values left out)")
     if entry:
-        lines.append(f"- The NEW run's registry already knows this as {code_span(entry)} (a documented-semantics divergence).")
+        lines.append(f"- The NEW run's registry already knows this as {md_code(entry)} (a documented-semantics divergence).")
     lines += ["", *_bug_template(cluster, r, before, base, new)]
     lines += ["", "## Environment", "", *_environment(base, new), "", "## Reproduction", ""]
     lines += [
-        f"Case {code_span(case.id)}" + (" (shrunk to its first diverging row)" if case.id != r["id"] else "")
-        + ("; needs only tensorflow and numpy" if factory is None else f"; made with --loss-factory {code_span(factory)}, which it calls")
+        f"Case {md_code(case.id)}" + (" (shrunk to its first diverging row)" if case.id != r["id"] else "")
+        + ("; needs only tensorflow and numpy" if factory is None else f"; made with --loss-factory {md_code(factory)}, which it calls")
+        + ("" if named is None else f"; NEW's results name the loss factory {md_code(named)}, which it prints and does not "
+           "import (compare --loss-factory names it again)")
         + ", exits 1 while it reproduces:",
         "",
-        *fence(snippet(case, expected, actual=actual_text, loss_factory=factory).rstrip(), "python"),
+        # the script as an issue holds it (GitHub takes 65,536 characters): the id and the output cut, not the data
+        *fence(snippet(replace(case, id=cut(case.id, 300)), expected, actual=cut(actual_text, _LOG), loss_factory=factory,
+                         source=str(new.get("source")), named_factory=named).rstrip(), "python"),
         "",
         "## Expected against actual",
         "",
@@ -358,7 +366,7 @@ def render_issue(cluster: Cluster, drift: Drift) -> str:
         f"## Cases in this cluster ({len(cluster.changes)})",
         "",
     ]
-    lines += [f"- {code_span(c.id)}: {c.what}" for c in cluster.changes[:_IDS]]
+    lines += [f"- {md_code(c.id)}: {c.what}" for c in cluster.changes[:_IDS]]
     if len(cluster.changes) > _IDS:
         lines.append(f"- ... and {len(cluster.changes) - _IDS} more")
     return "\n".join(lines) + "\n"
@@ -369,10 +377,10 @@ def render_summary(drift: Drift, found: Sequence[Cluster]) -> str:
     from harness.report.drift import registry_edit
 
     lines = [
-        f"## bce-harness: TensorFlow {drift.new.get('tensorflow')}, Keras {drift.new.get('keras')} against "
-        f"TensorFlow {drift.base.get('tensorflow')}, Keras {drift.base.get('keras')}",
+        f"## bce-harness: TensorFlow {md_code(drift.new.get('tensorflow'))}, Keras {md_code(drift.new.get('keras'))} against "
+        f"TensorFlow {md_code(drift.base.get('tensorflow'))}, Keras {md_code(drift.base.get('keras'))}",
         "",
-        f"Changed: {changed_text(drift.base, drift.new)}.",
+        f"Changed: {md_code(changed_text(drift.base, drift.new))}.",
         "",
         f"{drift.compared} cases compared: {len(drift.new_divergences)} new divergences, {len(drift.unexplained)} "
         f"known divergences now unexplained, {len(drift.fixed)} fixed, {len(drift.behaviour)} behaviour changes, "
@@ -381,33 +389,33 @@ def render_summary(drift: Drift, found: Sequence[Cluster]) -> str:
     ]
     if found:
         lines += ["### Regressions", "", "| regression | cases |", "|---|---|"]
-        lines += [f"| {c.title} | {len(c.changes)} |" for c in found]
+        lines += [f"| {c.title.replace('|', chr(92) + '|')} | {len(c.changes)} |" for c in found]
         lines += [""]
     if drift.fixed:
         edits: dict[str, int] = defaultdict(int)
         for c in drift.fixed:
             edits[registry_edit(c, drift)] += 1
         lines += ["### Fixes", "", "| registry edit it calls for | cases |", "|---|---|"]
-        lines += [f"| {one_line(e)} | {n} |" for e, n in sorted(edits.items())]
+        lines += [f"| {md_code(e, cell=True)} | {n} |" for e, n in sorted(edits.items())]
         lines += [""]
     if drift.behaviour:
         whats: dict[tuple[str, str], int] = defaultdict(int)
         for c in drift.behaviour:
             whats[c.group, c.what] += 1
         lines += ["### Behaviour changes (no verdict: no registry edit needed)", "", "| family | what moved | cases |", "|---|---|---|"]
-        lines += [f"| {code_span(g)} | {one_line(w)} | {n} |" for (g, w), n in sorted(whats.items())]
+        lines += [f"| {md_code(g, cell=True)} | {md_code(w, cell=True)} | {n} |" for (g, w), n in sorted(whats.items())]
         lines += [""]
     return "\n".join(lines) + "\n"
 
 
-def write_compare_reports(drift: Drift, new_results: Mapping[str, Any], out_dir: str | Path) -> dict[str, Any]:
+def write_compare_reports(drift: Drift, new_results: Mapping[str, Any], out_dir: str | Path, *, loss_factory: str | None = None) -> dict[str, Any]:
     """regressions/<fingerprint>.md per cluster, drift.json, report.html and junit.xml in ``out_dir``."""
     out = Path(out_dir)
     reg_dir = out / "regressions"
     reg_dir.mkdir(parents=True, exist_ok=True)
     for old in reg_dir.glob("*.md"):  # a regression that is gone must not be filed again
         old.unlink()
-    written = [atomic_write_text(reg_dir / f"bce-{c.fingerprint}.md", render_issue(c, drift)) for c in clusters(drift)]
+    written = [atomic_write_text(reg_dir / f"bce-{c.fingerprint}.md", render_issue(c, drift, loss_factory=loss_factory)) for c in clusters(drift)]
     return {
         "summary": atomic_write_text(out / "summary.md", render_summary(drift, clusters(drift))),
         "regressions": written,
@@ -422,5 +430,5 @@ def _backend_text(m: Mapping[str, Any]) -> str:
     """The Keras backend a run used and its version (run --backend), TensorFlow's by default."""
     backend = m.get("backend")
     if isinstance(backend, Mapping) and backend.get("name") not in (None, "tensorflow"):
-        return f"{backend['name']} {backend.get('version')}"
-    return f"tensorflow {m.get('tensorflow')}"
+        return f"{md_code(backend['name'])} {md_code(backend.get('version'))}"
+    return f"tensorflow {md_code(m.get('tensorflow'))}"

@@ -83,12 +83,17 @@ def _options(o: Options) -> str:
     return args + ("" if o.dtype is None else f", dtype={py(o.dtype)}")
 
 
-def snippet(case: Case, expected: Expected, *, actual: str = "", loss_factory: str | None = None) -> str:
+def snippet(
+    case: Case, expected: Expected, *, actual: str = "", loss_factory: str | None = None, source: str | None = None,
+    named_factory: str | None = None,
+) -> str:
     """Python source of a reproduction of ``case`` against ``expected``; ``actual`` is what TF printed.
 
     ``loss_factory`` (``MODULE:FUNCTION``, the record's ``--loss-factory``) makes the script build the loss
     with that factory, as the run did, instead of Keras's constructor.  Every value from the record (id,
     texts, numbers, names) enters the script as a literal made by ``literal.py``, never as pasted text.
+    ``source``: the file the record was read from (another job's, a download), which the script names.
+    ``named_factory``: a factory that file names and the user did not name again: printed, never imported.
     """
     # these are code, not data: they must be the harness's own names (Case checks them when it is made)
     assert case.api in APIS and case.mode in MODES and case.producer in (None, *PRODUCERS) and case.grad in (None, *GRADS)
@@ -101,6 +106,10 @@ def snippet(case: Case, expected: Expected, *, actual: str = "", loss_factory: s
                else "the factory does not replace this entry point, which is called as it was;"),
             "# the factory's module and bce-harness (for the Options it takes) must be importable.",
         ]
+    if source is not None:
+        lines.append("# Made from a record read from a file (SOURCE below), not from a run here: its values are that file's.")
+    if named_factory is not None:
+        lines.append("# That file names a loss factory (NAMED_LOSS_FACTORY below), which this script prints and does not import.")
     lines += [
         "# Reproduction of the bce-harness case CASE_ID (path CASE_PATH) below.",
         ("# Needs only tensorflow and numpy." if not factory else "# Needs tensorflow, numpy, bce-harness and the factory's module.")
@@ -113,6 +122,11 @@ def snippet(case: Case, expected: Expected, *, actual: str = "", loss_factory: s
     ]
     if loss_factory is not None:
         lines.append(f"LOSS_FACTORY = {py(loss_factory)}")
+    if source is not None:
+        lines.append(f"SOURCE = {py(source)}")
+    if named_factory is not None:
+        lines += [f"NAMED_LOSS_FACTORY = {py(named_factory)}",
+                  'print("the file names the loss factory", NAMED_LOSS_FACTORY, "- not imported: this script calls Keras\'s loss")']
     if actual:
         lines.append(f"RETURNED_WHEN_WRITTEN = {py(actual)}  # what TensorFlow returned when this was written")
     lines += [

@@ -13,6 +13,7 @@ with NaN and infinities encoded losslessly ("nan", "inf", "-inf").
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import platform
@@ -30,9 +31,11 @@ from harness.report.crossmode import cross_mode_divergences
 from harness.report.drift import output_digest
 from harness.report.html import write_html
 from harness.report.junit import write_junit
-from harness.report.literal import code_span, fence, py
+from harness.report.inert import MD_CAP, cut, md_code, term
+from harness.report.literal import fence, py
 from harness.report.repro import snippet
 from harness.run.runner import Record, RunResult, iter_failures
+from harness.run.stream import write_provenance
 
 __all__ = ["FORMAT_VERSION", "build_results", "render_markdown", "summary_rows", "summary_table", "write_reports"]
 
@@ -270,7 +273,7 @@ def summary_table(records: Iterable[Record], bulk: Any = None) -> str:
     rows = summary_rows(records, bulk)
     head = ("family", "dtype", "pass", "fail", "xfail", "xpass", "error", "outside", "unsupp", "worst ULP of passes")
     body = [
-        (r["family"], r["dtype"], r["pass"], r["fail"], r["xfail"], r["xpass"], r["error"], r["outside"], r["unsupported"], r["worst_ulp"])
+        (term(r["family"]), term(r["dtype"]), r["pass"], r["fail"], r["xfail"], r["xpass"], r["error"], r["outside"], r["unsupported"], r["worst_ulp"])
         for r in rows
     ]
     widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
@@ -293,10 +296,15 @@ def _actual_text(r: Record) -> str:
     return f"{np.asarray(o.value).tolist()} ({o.dtype})"
 
 
-def _repro(r: Record, loss_factory: str | None = None) -> str:
+def _repro(r: Record, loss_factory: str | None = None, *, cap: int | None = None) -> str:
+    """The reproduction of ``r``; with ``cap`` (report.md's copy) its id cut to ``cap`` characters and the
+    texts to ten times that, so a value of megabytes from a shard is not pasted whole into the report."""
     if r.expected is None:
-        return f"# No reproduction: the harness failed on this case (NOTE).\nNOTE = {py(r.note)}\n"
-    return snippet(r.case, r.expected, actual=_actual_text(r), loss_factory=loss_factory)
+        return f"# No reproduction: the harness failed on this case (NOTE).\nNOTE = {py(r.note if cap is None else cut(r.note, 10 * cap))}\n"
+    if cap is None:
+        return snippet(r.case, r.expected, actual=_actual_text(r), loss_factory=loss_factory)
+    case = dataclasses.replace(r.case, id=cut(r.case.id, cap))
+    return snippet(case, r.expected, actual=cut(_actual_text(r), 10 * cap), loss_factory=loss_factory)
 
 
 def _brief(outcome: Any) -> str:
@@ -311,8 +319,8 @@ def _brief(outcome: Any) -> str:
 def _versions_text(run_meta: dict[str, Any]) -> str:
     backend = run_meta.get("backend") or {}
     if backend.get("name") not in (None, "tensorflow"):
-        return f"Keras {run_meta.get('keras')} on the {backend['name']} backend {backend.get('version')}"
-    return f"TensorFlow {run_meta.get('tensorflow')}, Keras {run_meta.get('keras')}"
+        return f"Keras {md_code(run_meta.get('keras'))} on the {md_code(backend['name'])} backend {md_code(backend.get('version'))}"
+    return f"TensorFlow {md_code(run_meta.get('tensorflow'))}, Keras {md_code(run_meta.get('keras'))}"
 
 
 def _backend_lines(run_meta: dict[str, Any]) -> list[str]:
@@ -321,8 +329,8 @@ def _backend_lines(run_meta: dict[str, Any]) -> list[str]:
     skipped = backend.get("skipped") or {}
     if not skipped:
         return []
-    lines = [f"Backend `{backend.get('name')}`: {sum(skipped.values())} cases of the suite cannot be expressed on it and were not run:", ""]
-    lines += [f"- {n}: {reason}" for reason, n in skipped.items()]
+    lines = [f"Backend {md_code(backend.get('name'))}: {sum(skipped.values())} cases of the suite cannot be expressed on it and were not run:", ""]
+    lines += [f"- {n}: {md_code(reason)}" for reason, n in skipped.items()]
     return [*lines, ""]
 
 
@@ -332,8 +340,8 @@ def render_markdown(result: RunResult, run_meta: dict[str, Any], bulk: Any = Non
     lines = [
         "# bce-harness report",
         "",
-        (f"{_versions_text(run_meta)}, profile `{run_meta.get('profile')}`, "
-        f"seed {run_meta.get('seed')}, {run_meta.get('created_utc')}, {run_meta.get('platform')}."),
+        (f"{_versions_text(run_meta)}, profile {md_code(run_meta.get('profile'))}, "
+        f"seed {md_code(run_meta.get('seed'))}, {md_code(run_meta.get('created_utc'))}, {md_code(run_meta.get('platform'))}."),
         "",
         *_backend_lines(run_meta),
         f"**{t['total']} records: {t['pass']} pass, {t['fail']} fail, {t['xfail']} xfail (known divergences), "
@@ -364,12 +372,12 @@ def render_markdown(result: RunResult, run_meta: dict[str, Any], bulk: Any = Non
     if not unexpected:
         lines += ["None.", ""]
     for i, r in enumerate(unexpected):
-        lines += [f"### `{r.status}` {r.comparison.kind or ''}: {code_span(r.case.id)}", ""]
+        lines += [f"### `{r.status}` {md_code(r.comparison.kind or '')}: {md_code(r.case.id)}", ""]
         if r.note:
-            lines += [*fence(r.note), ""]
-        lines += [*fence(r.comparison.message), ""]
+            lines += [*fence(cut(r.note, 10 * MD_CAP)), ""]
+        lines += [*fence(cut(r.comparison.message, 10 * MD_CAP)), ""]
         if i < _FAIL_REPROS:
-            lines += [*fence(_repro(r, factory).rstrip(), "python"), ""]
+            lines += [*fence(_repro(r, factory, cap=MD_CAP).rstrip(), "python"), ""]
     if len(unexpected) > _FAIL_REPROS:
         lines += [f"({len(unexpected) - _FAIL_REPROS} more reproductions are in results.json's records.)", ""]
 
@@ -388,7 +396,7 @@ def render_markdown(result: RunResult, run_meta: dict[str, Any], bulk: Any = Non
             "",
         ]
         for c in crossed:
-            lines += [f"- {code_span(c.call)} ({c.how}): " + "; ".join(f"{m}: {_brief(o)}" for m, o in c.outcomes.items())]
+            lines += [f"- {md_code(c.call)} ({c.how}): " + "; ".join(f"{m}: {md_code(_brief(o))}" for m, o in c.outcomes.items())]
         lines += [""]
     lines += ["## Known divergences", ""]
     if not by_entry:
@@ -400,10 +408,10 @@ def render_markdown(result: RunResult, run_meta: dict[str, Any], bulk: Any = Non
         lines += [f"- {e}" for e in entry.evidence]
         lines += [""]
         for r in recs[:_XFAIL_REPROS_PER_ENTRY]:
-            lines += [code_span(r.case.id), "", *fence(r.comparison.message), "", *fence(_repro(r, factory).rstrip(), "python"), ""]
+            lines += [md_code(r.case.id), "", *fence(cut(r.comparison.message, 10 * MD_CAP)), "", *fence(_repro(r, factory, cap=MD_CAP).rstrip(), "python"), ""]
         if len(recs) > _XFAIL_REPROS_PER_ENTRY:
             lines += ["Other records of this divergence:", ""]
-            lines += [f"- {code_span(r.case.id)}" for r in recs[_XFAIL_REPROS_PER_ENTRY:]]
+            lines += [f"- {md_code(r.case.id)}" for r in recs[_XFAIL_REPROS_PER_ENTRY:]]
             lines += [""]
     return "\n".join(lines)
 
@@ -424,15 +432,15 @@ def _bulk_section(bulk: Any) -> list[str]:
     ]  # fmt: skip
     if bulk.divergences:
         lines += ["| known divergence | sweep records |", "|---|---|"]
-        lines += [f"| {code_span(k)} | {n} |" for k, n in sorted(bulk.divergences.items())]
+        lines += [f"| {md_code(k)} | {n} |" for k, n in sorted(bulk.divergences.items())]
         lines += [""]
     lines += [f"The worst {len(bulk.worst)} passes by ULP difference (each within its error bound):", ""]
-    lines += [f"- {code_span(cid)}: {text}" for _, cid, text in bulk.worst_first()]
+    lines += [f"- {md_code(cid)}: {text}" for _, cid, text in bulk.worst_first()]
     return [*lines, ""]
 
 
 def _ids(ids: list[str], most: int = 20) -> str:
-    shown = ", ".join(f"`{i}`" for i in ids[:most])
+    shown = ", ".join(md_code(i) for i in ids[:most])
     return shown + (f" and {len(ids) - most} more (results.json)" if len(ids) > most else "")
 
 
@@ -446,21 +454,21 @@ def _first_section(result: RunResult) -> list[str]:
     for g in classes:
         facets = ", ".join(f"{k}={v}" for k, v in (g["signature"] or {}).items())
         lines += [
-            f"- **{g['kind']}** ({g['cause'] or 'no class'}) `{g['class']}`: **{g['count']} records**, "
+            f"- **{md_code(g['kind'])}** ({md_code(g['cause'] or 'no class')}) {md_code(g['class'])}: **{g['count']} records**, "
             f"{len(g['confirmed'])} confirmed, {len(g['inferred'])} inferred"
-            + (f"; the class: {facets}" if facets else ""),
+            + (f"; the class: {md_code(facets)}" if facets else ""),
             f"  - confirmed: {_ids(g['confirmed'])}",
         ]
         if g["inferred"]:
             lines += [f"  - inferred (not run): {_ids(g['inferred'])}"]
     for f in result.findings:
-        lines += [f"- **{f['kind']}** ({f['cause']}), {f['finding']}: {f['message']}; cases: {_ids(list(f['cases']), 8)}"]
+        lines += [f"- **{md_code(f['kind'])}** ({md_code(f['cause'])}), {md_code(f['finding'])}: {md_code(f['message'])}; cases: {_ids(list(f['cases']), 8)}"]
     if classes or result.findings:
         lines += [""]
     if result.not_run:
         why = f"the deadline of {result.deadline:g}s was reached" if result.deadline is not None else "the run was interrupted"
         lines += ["## Not run", "", f"{len(result.not_run)} cases did not run ({why}); `--resume` runs them:", ""]
-        lines += [f"- `{i}`" for i in result.not_run[:200]]
+        lines += [f"- {md_code(i)}" for i in result.not_run[:200]]
         if len(result.not_run) > 200:
             lines += [f"- ... and {len(result.not_run) - 200} more (results.json, meta.not_run)"]
         lines += [""]
@@ -480,6 +488,8 @@ def write_reports(result: RunResult, run_meta: dict[str, Any], out_dir: str | Pa
         # rendered from the JSON-level results, as compare renders them from files
         "html": write_html(results, out / "report.html"),
         "junit": write_junit(results, out / "junit.xml"),
+        # where the run ran, beside its stream: merge carries it into the merged results (run/stream.py)
+        "provenance": write_provenance(out, run_meta),
     }
     repro_dir = out / "repro"
     if repro_dir.is_dir():  # reproductions of an earlier run in the same folder would mislead

@@ -18,7 +18,7 @@ from typing import IO, Any
 
 from harness.case import Case, Expected, Outcome
 from harness.errors import InputError, UsageError
-from harness.jsonio import loads, pack_array
+from harness.jsonio import atomic_write_text, dumps, loads, pack_array
 from harness.judge.compare import Comparison
 from harness.judge.registry import Registry
 from harness.oracle import PROFILES
@@ -34,9 +34,12 @@ __all__ = [
     "iter_stream",
     "load_stream",
     "merge_records",
+    "PROVENANCE",
+    "read_provenance",
     "record_from_json",
     "record_to_json",
     "suite_fingerprint",
+    "write_provenance",
 ]
 
 STREAM_NAME = "records.jsonl"
@@ -269,3 +272,88 @@ def check_merge_out(out: str | Path, dirs: Sequence[str | Path]) -> None:
             folder = folder.parent
         if folder == target:
             raise UsageError(f"--out {out}: is the shard folder {d}; its reports would be overwritten (choose another)")
+
+
+# What a run's results say of where it ran, kept beside its stream so that merge can carry it (the merging
+# machine's own versions are not the shards').  Each value as meta.py writes it: a string or None, except
+# target (the target's versions and settings), cpu_flags (strings) and environment (flags to str or None).
+PROVENANCE = ("tensorflow", "keras", "target", "python", "numpy", "platform", "cpu_flags", "environment")
+PROVENANCE_NAME = "provenance.json"
+_TEXT_CAP = 1000  # characters of a version or platform string
+
+
+def _short(value: Any, cap: int = 200) -> str:
+    text = repr(value)
+    return text if len(text) <= cap else f"{text[:cap]}... ({len(text)} characters)"
+
+
+def write_provenance(out_dir: str | Path, run_meta: dict[str, Any]) -> Path:
+    """``provenance.json`` in ``out_dir``: the PROVENANCE fields of ``run_meta``."""
+    return atomic_write_text(Path(out_dir) / PROVENANCE_NAME, dumps({k: run_meta.get(k) for k in PROVENANCE}))
+
+
+def _shard_folder(d: str | Path) -> Path:
+    folder = Path(d)
+    return folder.parent if folder.name == STREAM_NAME or folder.is_file() else folder
+
+
+def _check_provenance(path: Path, data: Any) -> dict[str, Any]:
+    """``data`` as read from ``path``, every field of its type and size, or InputError naming it."""
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: is not an object")
+    for key in data:
+        if key not in PROVENANCE:
+            raise InputError(f"{path}: unknown field {str(key)[:100]!r}")
+
+    def text(v: Any) -> bool:
+        return v is None or (isinstance(v, str) and len(v) <= _TEXT_CAP)
+
+    def scalar(v: Any) -> bool:
+        return text(v) or (type(v) in (int, float, bool) and v == v and abs(v) != float("inf"))
+
+    for key in PROVENANCE:
+        v = data.get(key)
+        if key == "target":
+            ok = v is None or (isinstance(v, dict) and len(v) <= 100 and all(text(k) and scalar(x) for k, x in v.items()))
+        elif key == "cpu_flags":
+            ok = v is None or (isinstance(v, list) and len(v) <= 1000 and all(isinstance(f, str) and text(f) for f in v))
+        elif key == "environment":
+            ok = v is None or (isinstance(v, dict) and len(v) <= 100 and all(text(k) and text(x) for k, x in v.items()))
+        else:
+            ok = text(v)
+        if not ok:
+            raise InputError(f"{path}: {key}={_short(v)} is not what a run writes there")
+    return {k: data.get(k) for k in PROVENANCE}
+
+
+def read_provenance(dirs: Sequence[str | Path]) -> dict[str, Any]:
+    """The versions, platform and environment the shards in ``dirs`` ran on, which they must share:
+    InputError names the shard folder and the field where one is missing, malformed or different."""
+    found: list[tuple[Path, dict[str, Any]]] = []
+    for d in dirs:
+        path = _shard_folder(d) / PROVENANCE_NAME
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise InputError(
+                f"{path}: not found: the shard's versions and platform are unknown (its folder was not copied "
+                "whole, or an older bce-harness made it); run the shard again"
+            ) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"{path}: cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
+        if len(text) > 1_000_000:
+            raise InputError(f"{path}: {len(text)} characters, more than a provenance holds")
+        try:
+            data = loads(text)
+        except ValueError as exc:
+            raise InputError(f"{path}: not JSON ({exc})") from None
+        found.append((path, _check_provenance(path, data)))
+    first_path, first = found[0]
+    for path, prov in found[1:]:
+        for key in PROVENANCE:
+            if prov[key] != first[key]:
+                raise InputError(
+                    f"{path.parent}: ran with {key}={_short(prov[key])}, {first_path.parent} with "
+                    f"{_short(first[key])}; the shards of one merge share their versions, platform and environment"
+                )
+    return first

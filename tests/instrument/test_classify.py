@@ -84,7 +84,7 @@ def test_only_regressions_become_bodies_one_per_cause():
     found = clusters(d)
     assert sorted((c.key[0], len(c.changes)) for c in found) == [("exception", 2), ("value", 3)]
     body = render_issue(next(c for c in found if c.key[0] == "value"), d)
-    assert "agreed with the documented value" in body and "Keras 3.16.0.dev2026102704" in body
+    assert "agreed with the documented value" in body and "Keras `3.16.0.dev2026102704`" in body
     assert "[0.25, 0.75] shape [2]" in body  # BASE's summarised outcome, shown
     assert "(no outcome)" not in body
 

@@ -145,9 +145,9 @@ def test_regression_clusters_and_their_issue_text():
     assert cluster.fingerprint == clusters(compare_results(BASE, NEW))[0].fingerprint  # stable
     text = render_issue(cluster, d)
     title = text.splitlines()[0]
-    assert title.startswith("# BinaryCrossentropy regression: value in values/probs") and f"[bce-{cluster.fingerprint}]" in title
-    for fragment in ("Last version where it held:** TensorFlow 2.20.0", "First version where it broke:** TensorFlow 2.21.0",
-                     "| CPU flags | avx2 | avx2 |", "```python", "tf.keras.losses.BinaryCrossentropy(", "| (1,) | 0.75 | nan |"):
+    assert title.startswith("# BinaryCrossentropy regression: `value` in `values/probs`") and f"[bce-{cluster.fingerprint}]" in title
+    for fragment in ("Last version where it held:** TensorFlow `2.20.0`", "First version where it broke:** TensorFlow `2.21.0`",
+                     "| CPU flags | `avx2` | `avx2` |", "```python", "tf.keras.losses.BinaryCrossentropy(", "| (1,) | 0.75 | nan |"):
         assert fragment in text, fragment
     # shrunk to the diverging row: a one-row reproduction
     assert "(row 1)" in text and "np.array([0.0]).reshape((1, 1))" in text
@@ -193,7 +193,7 @@ def test_a_known_divergence_that_fails_unexpectedly_is_not_listed_as_passed_befo
     assert "regressions: new divergences (held in BASE, not in NEW): 0" in text and "unexplained (a known divergence in BASE" in text
     (cluster,) = clusters(d)
     body = render_issue(cluster, d)
-    assert "agreed with the documented semantics" not in body and "were the known divergence known-k" in body
+    assert "agreed with the documented semantics" not in body and "were the known divergence `known-k`" in body
 
 
 def test_the_drift_chart_counts_each_case_once_and_status_changes_have_their_ulps():
@@ -216,10 +216,10 @@ def test_a_regression_file_has_the_bug_template_fields_and_both_results(tmp_path
     paths = write_compare_reports(d, nightly, tmp_path)
     (body,) = [p.read_text() for p in paths["regressions"]]
     for field in ("**Issue type:** Bug", "**Have you reproduced the bug with TensorFlow Nightly?** Yes", "**Source:** binary",
-                  "**TensorFlow version:** 2.22.0.dev20261201", "**Custom code:**", "**OS platform and distribution:**",
+                  "**TensorFlow version:** `2.22.0.dev20261201`", "**Custom code:**", "**OS platform and distribution:**",
                   "**Python version:**", "**Keras version**", "### Current behavior?", "### Standalone code to reproduce the issue",
-                  "### Relevant log output", "Result on the latest release (BASE, TensorFlow 2.20.0)",
-                  "Result on TensorFlow 2.22.0.dev20261201 (NEW, tf-nightly)", "```python"):  # fmt: skip
+                  "### Relevant log output", "Result on the latest release (BASE, TensorFlow `2.20.0`)",
+                  "Result on TensorFlow `2.22.0.dev20261201` (NEW, tf-nightly)", "```python"):  # fmt: skip
         assert field in body, field
     summary = paths["summary"].read_text()
     assert "1 new divergences" in summary and "**Regressed.**" in summary and "[bce-" in summary
