@@ -39,6 +39,7 @@ from harness.case import Case, Expected, Options, TrainingSpec
 from harness.errors import EXIT_DIVERGED, EXIT_OK, UsageError
 from harness.judge.registry import Registry, load_registry
 from harness.oracle import expected as oracle_expected
+from harness.oracle import expected_loop
 
 __all__ = ["DOCUMENTED", "Cause", "ModelReport", "RouteCheck", "as_json", "check_model", "diagnose", "load_array", "render_text"]
 
@@ -175,7 +176,9 @@ class _Diagnosis:
     def value(self, pred: np.ndarray, dtype: str, *, from_logits: bool = False, batch_size: int | None = None) -> tuple[float, float] | None:
         options = self.options if not from_logits else Options(**{**self.options.__dict__, "from_logits": True})
         training = None if batch_size is None else TrainingSpec(route="evaluate", batch_size=batch_size)
-        return self.expect(_case(self.y, pred, dtype, options, self.sw, training=training))
+        case = _case(self.y, pred, dtype, options, self.sw, training=training)
+        # with batches: what the loop computes (its batch-size weighted mean), to name a dependence on them
+        return self.expect(case) if training is None else _scalar(expected_loop(case, profile=self.profile))
 
     def metric(self, pred: np.ndarray, dtype: str, *, from_logits: bool, ls: float, weighted: bool) -> tuple[float, float] | None:
         options = Options(from_logits=from_logits, label_smoothing=ls)

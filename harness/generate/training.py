@@ -75,6 +75,10 @@ def training_family(seed: int, suite: str) -> Iterator[Case]:
     # a Dense(1, activation="sigmoid") output: Keras recovers the logits in the traced step
     sigmoid = TrainingSpec("evaluate", 3, activation="sigmoid", metric="metrics")
     yield _case(t, "evaluate/sigmoid/bs=3/n=7/weighted/metric", seed, sigmoid, 7, weights=True)
+    # reduction="sum": the documented loss of the data, which evaluate reports only in one batch (the loop's
+    # mean of per-batch sums depends on the batch size: registered)
+    for bs in (4, 10):
+        yield _case(t, f"evaluate/sum/bs={bs}/n=10", seed, TrainingSpec("evaluate", bs), 10, options=Options(reduction="sum"))
     if suite != "nightly":
         return
     for route, activation, batch, weighting, width, metric in itertools.product(

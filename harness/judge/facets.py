@@ -37,6 +37,7 @@ def record_facets(case: Case, expected: Expected | None, profile: str) -> dict[s
     ``loss_size``        its element count as a size bucket, or ``scalar`` for a rank-0 loss
     ``masked_nonfinite`` a position the mask removes holds a non-finite loss element
     ``infinite_label_logit``  an infinite label meets a finite logit (see ``_infinite_label_logit``)
+    ``split_batches``    a training loop (evaluate, fit) splits the data into more than one batch
     ``mixed_dtypes``     the labels' dtype is not the predictions'
     ``bf16_cast_tie``    a float64 input that the loss casts to bfloat16 rounds otherwise through float32
                          (TensorFlow's cast rounds twice; see ``_bf16_cast_tie``)
@@ -55,6 +56,11 @@ def record_facets(case: Case, expected: Expected | None, profile: str) -> dict[s
     facets["infinite_label_logit"] = _infinite_label_logit(case, facets["compute_dtype"])
     facets["bf16_cast_tie"] = _bf16_cast_tie(case, facets["compute_dtype"])
     facets["mixed_dtypes"] = case.true_dtype != case.pred_dtype
+    spec = case.training
+    facets["split_batches"] = bool(
+        spec is not None and spec.route in ("evaluate", "fit") and spec.batch_size is not None
+        and spec.batch_size < int(case.y_pred.shape[0])
+    )
     facets["producer_cast"] = _producer_cast(case, facets["compute_dtype"])
     return facets
 

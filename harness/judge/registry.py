@@ -105,6 +105,7 @@ MATCH_KEYS = frozenset(
         "infinite_label_logit",
         "bf16_cast_tie",
         "mixed_dtypes",
+        "split_batches",
         "producer_cast",
     }
 )

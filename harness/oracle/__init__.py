@@ -18,9 +18,9 @@ from harness.errors import UsageError
 from harness.oracle.gradient import expected_gradient
 from harness.oracle.keras2 import Keras2
 from harness.oracle.keras3 import EPSILON, Keras3
-from harness.oracle.training import expected_training
+from harness.oracle.training import expected_training, loop_training
 
-__all__ = ["EPSILON", "PROFILES", "expected"]
+__all__ = ["EPSILON", "PROFILES", "expected", "expected_loop"]
 
 PROFILES: dict[str, Callable[[], Keras3]] = {"keras3": Keras3, "keras2": Keras2}
 
@@ -44,3 +44,16 @@ def expected(case: Case, *, profile: str = "keras3", epsilon: float = EPSILON, f
     if case.grad is not None:
         return expected_gradient(semantics, case)
     return semantics.expected(case)
+
+
+def expected_loop(case: Case, *, profile: str = "keras3", epsilon: float = EPSILON, floatx: str = "float32") -> Expected:
+    """For a training-loop case: what the loop computes as its reported loss (the batch-size weighted mean of
+    the per-batch losses), which is not the documented value where it depends on the batch size; the
+    diagnosis of a model's evaluate names that dependence with it.  Any other case: ``expected``."""
+    if case.training is None or profile not in PROFILES:
+        return expected(case, profile=profile, epsilon=epsilon, floatx=floatx)
+    cfg = case.config
+    if cfg is not None:
+        epsilon = epsilon if cfg.epsilon is None else cfg.epsilon
+        floatx = floatx if cfg.floatx is None else cfg.floatx
+    return loop_training(PROFILES[profile](epsilon=epsilon, floatx=floatx), case)

@@ -222,9 +222,14 @@ class Keras3:
             bce += (1 - target) * tf.math.log(1 - output + backend.epsilon())
             return -bce
 
-        No label smoothing, no mean over an axis, no cast of the labels (so they must have the predictions'
-        dtype), and in Keras 3 no recovery of a sigmoid's logits (that is in keras/src/backend/tensorflow/
-        nn.py only): the clip applies to a sigmoid's output.
+        No label smoothing, no mean over an axis, and in Keras 3 no recovery of a sigmoid's logits (that is in
+        keras/src/backend/tensorflow/nn.py only): the clip applies to a sigmoid's output.
+
+        Keras 3 documents no formula of its own for it, so its documented value is binary cross-entropy as the
+        rest of Keras 3 documents it (``probability_terms``: the clip, then the plain logs): one number that
+        every entry point must agree on.  The epsilon added once more inside each log is the older formula of
+        Keras 2, a registered divergence on the keras3 profile (``legacy-backend-older-formula``); on the
+        keras2 profile ``probability_terms`` is that formula, documented there.
         """
         c = case.pred_dtype
         m = tol.error_model(c)
@@ -237,10 +242,9 @@ class Keras3:
         dz = np.zeros_like(y)
         if case.options.from_logits:
             return Expected(value=self.logit_loss(y, p), bound=tol.logit_error(y, dz, p, m), dtype=c, rule=rule)
-        elem, err = self.shifted_probability_terms(y, dz, p, c, m)
+        elem, err = self.probability_terms(y, dz, p, c, m)
         if dp is not None:
-            eps = float(round_to(self.epsilon, c))
-            err = err + tol.input_error(y, np.clip(p, eps, float(round_to(1.0 - eps, c))), dp, m)
+            err = err + tol.input_error(y, self.clip(p, c), dp, m)
         return Expected(value=elem, bound=err, dtype=c, rule=rule)
 
     def shifted_probability_terms(

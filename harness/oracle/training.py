@@ -90,11 +90,34 @@ def sample_weights(case: Case, *, multiplicative: bool = False) -> tuple[np.ndar
 
 
 def expected_training(semantics: Keras3, case: Case) -> Expected:
-    """What a training-loop or replica case reports, by the rules in the module docstring."""
+    """What a training-loop or replica case reports, by the rules in the module docstring.
+
+    The documented loss of ``evaluate`` and ``fit`` is the compiled loss of the data ("Returns the loss
+    value"), and the batch size is not part of it: the value is the loop's aggregation over one batch of all
+    the data.  The bound is that of the loop's own arithmetic over its batches, which for the batch means
+    (``sum_over_batch_size``, ``mean``) is exactly the whole data's mean in exact arithmetic, so a correct
+    loop is within it.  Where the loop's batch-size weighted mean of per-batch losses is another number
+    (``sum``, ``mean_with_sample_weight``), the loss ``evaluate`` reports depends on ``batch_size``: a
+    registered divergence (``loop-loss-depends-on-batch-size``), whose value ``loop_training`` computes.
+    """
     spec = case.training
     assert spec is not None
     if spec.route in REPLICA_ROUTES:
         return _replicas(semantics, case)
+    looped = loop_training(semantics, case)
+    if looped.value is None or spec.batch_size is None:
+        return looped
+    whole = loop_training(semantics, replace(case, training=replace(spec, batch_size=None)))
+    if whole.value is None:
+        return whole
+    return Expected(value=whole.value, bound=looped.bound, dtype=looped.dtype, rule=looped.rule)
+
+
+def loop_training(semantics: Keras3, case: Case) -> Expected:
+    """What the training loop computes as the reported loss (Keras's source: the module docstring): the
+    per-batch losses averaged with the batch sizes as weights, with its bound."""
+    spec = case.training
+    assert spec is not None
     # metrics.Mean(name="loss"): dtype None, so floatx() (Metric.__init__: dtype_policies.get(dtype or
     # backend.floatx())), float32 by default, and the step's loss is cast to it
     tracker = semantics.floatx
