@@ -419,6 +419,14 @@ def _all_paths(seed: int, profile: str = "keras3") -> Iterator[Case]:
                     seed, api, mode, rest, y, p, shape, options=Options(from_logits=from_logits, reduction=red),
                     regime="typical", weights=w, weight_form="per_sample",
                 )  # fmt: skip
+                if api == "metrics.BinaryCrossentropy" and mode == "eager" and not from_logits:
+                    # weights whose sum is below epsilon: the running mean is sum(w l) / sum(w) all the same
+                    # (Mean's documented result; Keras 3.0.0 divided by max(count, epsilon()) instead)
+                    tiny = round_to(w * 1e-9, "float32")
+                    yield _path_case(
+                        seed, api, mode, f"{kind}/typical/tiny_weights", y, p, shape, options=Options(from_logits=from_logits),
+                        regime="typical", weights=tiny, weight_form="per_sample",
+                    )  # fmt: skip
         if api == "nn.sigmoid_cross_entropy_with_logits":
             continue
         # sigmoid-produced (or softmax-produced) probabilities with from_logits=False
