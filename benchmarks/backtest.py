@@ -84,57 +84,68 @@ def run_suite(label: str, python: str, path: Path | None, work: Path, extra: lis
     return row
 
 
-def classify(base: Path, new: Path) -> dict[str, list[tuple[str, str]]]:
-    """The step's changes by class: (case id, what moved)."""
+_KEPT = ("status", "kind", "divergence", "api", "options", "input_dtype", "true_dtype", "actual_error")
+
+
+def classify(base: Path, new: Path) -> dict[str, list[dict[str, Any]]]:
+    """The step's changes by class, each as its case id, what moved and NEW's record (for ``where``)."""
     d = compare_results(load_results(base), load_results(new))
     return {
-        "regression": [(c.id, c.what) for c in (*d.new_divergences, *d.unexplained)],
-        "fix": [(c.id, c.what) for c in d.fixed],
-        "behaviour": [(c.id, c.what) for c in d.behaviour],
-        "drift": [(c.id, c.what) for c in d.drift],
-    }
+        cls: [{"id": c.id, "what": c.what, "record": {k: c.after.get(k) for k in _KEPT}} for c in changes]
+        for cls, changes in (
+            ("regression", (*d.new_divergences, *d.unexplained)), ("fix", d.fixed), ("behaviour", d.behaviour), ("drift", d.drift),
+        )
+    }  # fmt: skip
+
+
+def _field(record: dict[str, Any], dotted: str) -> Any:
+    value: Any = record
+    for key in dotted.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def _selected(change: dict[str, Any], check: dict[str, Any]) -> bool:
+    if not any(fnmatch.fnmatchcase(change["id"], g) for g in check["cases"]):
+        return False
+    return all(_field(change["record"], k) in (v if isinstance(v, list) else [v]) for k, v in check.get("where", {}).items())
+
+
+def _judge(check: dict[str, Any], seen: dict[str, int]) -> str:
+    expect = check["expect"]
+    found = {k: v for k, v in seen.items() if v}
+    if expect == "none":
+        return "right: no change, as expected" if not found else f"WRONG: expected no change, saw {found}"
+    if found.get(expect) and not any(k not in (expect, "drift") for k in found):
+        return f"right: {expect}"
+    if found.get(expect):
+        return f"right class, with others: {found}"
+    return f"WRONG or unseen: expected {expect}, saw {found or 'nothing'}"
 
 
 def verdicts(history: list[dict[str, Any]], steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """For each change of the history: the step it belongs to (the first run release at or after its first
-    release), what the harness classified among the cases it names there, and whether that is what the
-    change's ``expect`` says; a change with no cases is a hole the table names."""
+    """For each change of the history: the step it belongs to (into the first replayed release at or after its
+    first release) and, per check, what the harness classified among the cases the check selects and whether
+    that is what the check expects; a change without checks names its hole in the case space."""
     out = []
     for change in history:
         first = Version(change["first_release"])
         step = next((s for s in steps if Version(s["new"]) >= first), None)
-        globs = change.get("cases", [])
-        row = {"id": change["id"], "first_release": change["first_release"], "kind": change["kind"],
-               "expect": change.get("expect", "none"), "step": None, "seen": {}, "verdict": ""}  # fmt: skip
-        if step is None:
-            row["verdict"] = "not replayed (no release at or after it in this backtest)"
-        elif Version(step["base"]) >= first:
-            row["verdict"] = "not replayed (before the first release of this backtest)"
-        elif not globs:
-            row["step"] = f"{step['base']} -> {step['new']}"
+        row = {"id": change["id"], "first_release": change["first_release"], "kind": change["kind"], "step": None, "checks": []}
+        if step is None or Version(step["base"]) >= first:
+            row["verdict"] = "not replayed (outside the releases of this backtest)"
+            out.append(row)
+            continue
+        row["step"] = f"{step['base']} -> {step['new']}"
+        if not change.get("checks"):
             row["verdict"] = "no case reaches it: " + change.get("hole", "a hole in the case space")
         elif "changes" not in step:
-            row["step"] = f"{step['base']} -> {step['new']}"
-            row["verdict"] = "step not compared: " + step.get("error", "a run failed")
+            row["verdict"] = "step not compared: " + str(step.get("error"))
         else:
-            row["step"] = f"{step['base']} -> {step['new']}"
-            seen = {
-                cls: sum(1 for cid, _ in step["changes"][cls] if any(fnmatch.fnmatchcase(cid, g) for g in globs))
-                for cls in CLASSES
-            }
-            row["seen"] = {k: v for k, v in seen.items() if v}
-            expect = row["expect"]
-            if expect == "none":
-                ok = not any(seen.values())
-                row["verdict"] = "right: no change seen, as expected" if ok else f"WRONG: expected no change, saw {row['seen']}"
-            else:
-                wrong = {k: v for k, v in seen.items() if v and k != expect and k != "drift"}
-                if seen.get(expect) and not wrong:
-                    row["verdict"] = f"right: seen as {expect} on this release"
-                elif seen.get(expect):
-                    row["verdict"] = f"right class, with others too: {row['seen']}"
-                else:
-                    row["verdict"] = f"WRONG or unseen: expected {expect}, saw {row['seen'] or 'nothing'}"
+            for check in change["checks"]:
+                seen = {cls: sum(1 for c in step["changes"][cls] if _selected(c, check)) for cls in CLASSES}
+                row["checks"].append({"expect": check["expect"], "seen": {k: v for k, v in seen.items() if v}, "verdict": _judge(check, seen)})
+            row["verdict"] = "; ".join(c["verdict"] for c in row["checks"])
         out.append(row)
     return out
 
@@ -155,11 +166,12 @@ def render(rows: list[dict[str, Any]], steps: list[dict[str, Any]], changes: lis
             lines.append(f"| {s['base']} -> {s['new']} | not compared: {s.get('error')} ||||")
             continue
         lines.append(f"| {s['base']} -> {s['new']} | " + " | ".join(str(len(s["changes"][c])) for c in CLASSES) + " |")
-    lines += ["", "| change (cases/keras_history.toml) | first release | kind | step | harness expected | seen | verdict |",
+    lines += ["", "| change (cases/keras_history.toml) | first release | kind | step | expected | seen | verdict |",
               "|---|---|---|---|---|---|---|"]  # fmt: skip
     for c in changes:
-        seen = ", ".join(f"{k} {v}" for k, v in c["seen"].items()) or "-"
-        lines.append(f"| {c['id']} | {c['first_release']} | {c['kind']} | {c['step'] or '-'} | {c['expect']} | {seen} | {c['verdict']} |")
+        expected = "; ".join(k["expect"] for k in c["checks"]) or "-"
+        seen = "; ".join(", ".join(f"{k} {v}" for k, v in k["seen"].items()) or "nothing" for k in c["checks"]) or "-"
+        lines.append(f"| {c['id']} | {c['first_release']} | {c['kind']} | {c['step'] or '-'} | {expected} | {seen} | {c['verdict']} |")
     return "\n".join(lines) + "\n"
 
 
