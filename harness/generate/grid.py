@@ -363,6 +363,8 @@ def _in_default(case: Case) -> bool:
     if case.config is not None:
         if case.config.traced_before:
             return case.mode == "function" and case.api == "BinaryCrossentropy"
+        if case.tags.get("regime") == "saturated":  # the two routes that part there, loss class and function
+            return case.mode == "eager"
         return case.mode == "eager" and case.api == "BinaryCrossentropy" and case.producer in (None, "layers.Activation(sigmoid)")
     if case.api == "backend.binary_crossentropy":
         return case.mode == "eager" and case.producer is None and case.id.endswith(DEFAULT_BACKEND_CASES)
@@ -526,6 +528,19 @@ def _config_cases(seed: int, apis: Sequence[str], *, keras2: bool = False) -> It
         case = _path_case(
             seed, "BinaryCrossentropy", mode, rest, y, x, (8, 2), options=Options(), regime="typical",
             producer=producer, config=config,
+        )  # fmt: skip
+        yield Case.from_dict({**case.as_dict(), "tags": {**case.tags, "family": "config", "setting": config.label}})
+    # the saturated region under a global mixed policy, where two routes to one documented number part: the
+    # layer's 16-bit sigmoid output reaches 0 and 1; the loss class converts it to its own dtype (the clip
+    # applies), the function computes on the layer's own tensor (whose logits Keras recovers)
+    for api, policy in itertools.product(("BinaryCrossentropy", "binary_crossentropy"), ("mixed_float16", "mixed_bfloat16")):
+        config = Config(policy=policy)
+        rest = f"config={config.label}/producer=layers.Activation(sigmoid)/saturated"
+        rng = _rng(seed, f"paths/{api}/{rest}")
+        y, x = _saturated_logits(rng, 16)
+        case = _path_case(
+            seed, api, "eager", rest, y, x, (8, 2), options=Options(), regime="saturated",
+            producer="layers.Activation(sigmoid)", config=config,
         )  # fmt: skip
         yield Case.from_dict({**case.as_dict(), "tags": {**case.tags, "family": "config", "setting": config.label}})
 

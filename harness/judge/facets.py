@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from harness.backends import backend_of
-from harness.case import API_LOSS_CLASS, Case, Expected
+from harness.case import API_LOSS_CLASS, Case, Expected, policy_compute_dtype
 from harness.dtypes import FLOAT_DTYPES, round_to
 from harness.generate.facets import label_domain, loss_shape, size_bucket
 from harness.oracle import expected as oracle_expected
@@ -69,11 +69,19 @@ PRODUCER_FUNCTIONS = ("tf.sigmoid", "keras.ops.sigmoid", "keras.activations.sigm
 
 
 def _producer_cast(case: Case, compute_dtype: str) -> bool:
-    """A producer function's output, in its logits' dtype, is not the loss's compute dtype, so the loss converts
-    it (Loss.__call__: convert_to_tensor(y_pred, dtype=self.dtype)) and receives a new tensor: one that has
-    neither the ``_keras_logits`` the function attached nor a Sigmoid op as its producer.  A layer's output is
-    in floatx, which the loss also computes in unless its ``dtype`` says otherwise: not told apart here."""
-    return case.producer in PRODUCER_FUNCTIONS and case.pred_dtype != compute_dtype
+    """A producer's output is not in the loss's compute dtype, so the loss converts it (Loss.__call__:
+    convert_to_tensor(y_pred, dtype=self.dtype)) and receives a new tensor: one that has neither the
+    ``_keras_logits`` the producer attached nor a Sigmoid op as its producer.  A function's output is in its
+    logits' dtype; a layer's in its policy's compute dtype (a global mixed policy's 16-bit one), else floatx,
+    which the loss also computes in unless its ``dtype`` says otherwise: only the policy is told apart here.
+    The functions (binary_crossentropy) compute in y_pred's own dtype and convert nothing."""
+    if case.producer in PRODUCER_FUNCTIONS:
+        return case.pred_dtype != compute_dtype
+    cfg = case.config
+    layer = case.producer is not None and case.producer.startswith(("layers.", "model"))
+    if not layer or cfg is None or cfg.policy is None or case.api != API_LOSS_CLASS:
+        return False
+    return policy_compute_dtype(cfg.policy) != compute_dtype
 
 
 def _bf16_cast_tie(case: Case, compute_dtype: str) -> bool:

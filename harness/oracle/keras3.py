@@ -177,7 +177,7 @@ class Keras3:
         labels must have the same type and shape", "max(x, 0) - x * z + log(1 + exp(-abs(x)))".
         """
         o = case.options
-        c = case.pred_dtype
+        c = self.received_dtype(case)
         m = tol.error_model(c)
         rule = m.describe()
         api = case.api
@@ -207,6 +207,15 @@ class Keras3:
         value, bound = self.mean_over_axis(elem, err, o.axis, m)
         return Expected(value=value, bound=bound, dtype=c, rule=rule)
 
+    def received_dtype(self, case: Case) -> str:
+        """The dtype of the y_pred a function receives, which it computes in: the case's, or a layer or model
+        producer's output dtype, its policy's compute dtype under a global policy, else floatx
+        (keras/src/layers/layer.py: a layer computes in its dtype policy's compute dtype and outputs it)."""
+        if case.producer is None or not case.producer.startswith(("layers.", "model")):
+            return case.pred_dtype
+        cfg = case.config
+        return policy_compute_dtype(cfg.policy) if cfg is not None and cfg.policy is not None else self.floatx
+
     def legacy_backend(self, case: Case) -> Expected:
         """``tf.keras.backend.binary_crossentropy(target, output, from_logits=False)``: elementwise, the
         older formula.  Its docstring says only "DEPRECATED." (keras/src/legacy/backend.py, Keras 3.15, the
@@ -231,7 +240,7 @@ class Keras3:
         Keras 2, a registered divergence on the keras3 profile (``legacy-backend-older-formula``); on the
         keras2 profile ``probability_terms`` is that formula, documented there.
         """
-        c = case.pred_dtype
+        c = self.received_dtype(case)
         m = tol.error_model(c)
         rule = m.describe()
         api = case.api
