@@ -121,21 +121,46 @@ class RecordStream:
             self._write({"stream": STREAM_VERSION, "meta": meta})
 
     def _trim_torn_line(self) -> None:
-        data = self.path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            with self.path.open("r+b") as f:
-                f.truncate(data.rfind(b"\n") + 1)
+        """Cut a torn last line (a run killed mid-write), reading the file back from its end only to the last
+        newline: a stream of a million records is never read whole here."""
+        with self.path.open("r+b") as f:
+            end = f.seek(0, os.SEEK_END)
+            pos = end
+            while pos > 0:
+                step = min(pos, 1 << 16)
+                f.seek(pos - step)
+                chunk = f.read(step)
+                if pos == end and chunk.endswith(b"\n"):
+                    return  # the last line is whole
+                newline = chunk.rfind(b"\n")
+                if newline >= 0:
+                    f.truncate(pos - step + newline + 1)
+                    return
+                pos -= step
+            if end:
+                f.truncate(0)
 
     def _write(self, obj: dict[str, Any]) -> None:
-        self._file.write(json.dumps(obj, allow_nan=False, separators=(",", ":")) + "\n")
-        self._file.flush()
+        try:
+            self._file.write(json.dumps(obj, allow_nan=False, separators=(",", ":")) + "\n")
+            self._file.flush()
+        except OSError as exc:
+            if exc.filename is None:  # a full disk (ENOSPC) names no file: name the stream
+                raise type(exc)(exc.errno, exc.strerror, str(self.path)) from None
+            raise
 
     def append(self, record: Record) -> None:
         self._write(record_to_json(record))
 
     def close(self) -> None:
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError as exc:
+            self._file.close()
+            if exc.filename is None:
+                raise type(exc)(exc.errno, exc.strerror, str(self.path)) from None
+            raise
         self._file.close()
 
     def __enter__(self) -> RecordStream:
