@@ -157,7 +157,10 @@ class RecordStream:
             self._file.flush()
             os.fsync(self._file.fileno())
         except OSError as exc:
-            self._file.close()
+            try:
+                self._file.close()  # (its own flush fails again: the first error is the one to tell)
+            except OSError:
+                pass
             if exc.filename is None:
                 raise type(exc)(exc.errno, exc.strerror, str(self.path)) from None
             raise
