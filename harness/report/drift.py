@@ -92,8 +92,8 @@ _RECORD = Obj(
         "config": Opt(Map(Json(), 100)),  # Config.from_dict checks it
         "row_lengths": Opt(List(Int(0, MAX_ELEMENTS), MAX_ELEMENTS)),
         "kind": Opt(_TEXT),
-        "max_abs": Opt(Num(lo=0)),
-        "max_rel": Opt(Num(lo=0)),
+        "max_abs": Opt(Num()),
+        "max_rel": Opt(Num()),
         "max_ulp": Opt(Int(0, 2**64)),
         "actual_dtype": Opt(_TEXT),
         "actual_error": Opt(_TEXT),
