@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any as _Any
 
 from harness.errors import InputError, UsageError
-from harness.jsonio import decode_array, loads
+from harness.jsonio import MAX_DIMS, MAX_ELEMENTS, decode_array, loads
 
-__all__ = ["Array", "Bool", "Int", "Json", "List", "Map", "Num", "Obj", "Opt", "Scalar", "Spec", "Str", "read_json", "short"]
+__all__ = ["Array", "Bool", "Int", "Json", "List", "Map", "Num", "Obj", "Opt", "Scalar", "Spec", "Str", "Values", "read_json", "short"]
 
 _NONFINITE = ("nan", "inf", "-inf")
 # A string field's default cap: a value from another job's file is data, kept whole however long (the reports
@@ -215,6 +215,32 @@ class Array(Spec):
 
     def check(self, value: _Any, where: str) -> None:
         decode_array(value, _name(where))
+
+
+@dataclass(frozen=True)
+class Values(Spec):
+    """Numbers as a person writes them in a table: a number (``Num``) or nested lists of them, at most
+    MAX_DIMS deep and MAX_ELEMENTS in all."""
+
+    number: Num = field(default_factory=Num)
+
+    def check(self, value: _Any, where: str) -> None:
+        count = 0
+
+        def walk(v: _Any, at: str, depth: int) -> None:
+            nonlocal count
+            if isinstance(v, list):
+                if depth >= MAX_DIMS:
+                    raise UsageError(f"{at} is nested more than {MAX_DIMS} deep")
+                for i, x in enumerate(v):
+                    walk(x, f"{at}[{i}]", depth + 1)
+                return
+            count += 1
+            if count > MAX_ELEMENTS:
+                raise UsageError(f"{_name(where)} holds more than {MAX_ELEMENTS:,} numbers")
+            self.number.check(v, at)
+
+        walk(value, _name(where), 0)
 
 
 def read_json(
