@@ -124,8 +124,8 @@ class Num(Spec):
 
 @dataclass(frozen=True)
 class Scalar(Spec):
-    """One setting or version as a run records it: a string (of at most ``max_len``), a finite number, a
-    boolean or null."""
+    """One setting or version as a run records it: a string (of at most ``max_len``), a finite number (an
+    integer within 2**64), a boolean or null."""
 
     max_len: int = MAX_TEXT
 
@@ -137,7 +137,8 @@ class Scalar(Spec):
     def accepts(self, value: _Any) -> bool:
         if isinstance(value, str):
             return len(value) <= self.max_len
-        return value is None or isinstance(value, bool) or type(value) is int or (type(value) is float and math.isfinite(value))
+        return (value is None or isinstance(value, bool) or (type(value) is int and abs(value) <= 2**64)
+                or (type(value) is float and math.isfinite(value)))  # fmt: skip
 
 
 @dataclass(frozen=True)
