@@ -258,7 +258,7 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
-        if isinstance(exc, OSError) and exc.filename is None:  # a full disk (ENOSPC) names no file: name the one written
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename is None:  # a full disk (ENOSPC) names no file
             raise type(exc)(exc.errno, exc.strerror, str(path)) from None
         raise
     return path

@@ -187,7 +187,7 @@ class RecordStream:
             self._file.write(json.dumps(obj, allow_nan=False, separators=(",", ":")) + "\n")
             self._file.flush()
         except OSError as exc:
-            if exc.filename is None:  # a full disk (ENOSPC) names no file: name the stream
+            if exc.errno is not None and exc.filename is None:  # a full disk (ENOSPC) names no file: name the stream
                 raise type(exc)(exc.errno, exc.strerror, str(self.path)) from None
             raise
 
@@ -203,7 +203,7 @@ class RecordStream:
                 self._file.close()  # (its own flush fails again: the first error is the one to tell)
             except OSError:
                 pass
-            if exc.filename is None:
+            if exc.errno is not None and exc.filename is None:
                 raise type(exc)(exc.errno, exc.strerror, str(self.path)) from None
             raise
         self._file.close()
