@@ -21,6 +21,7 @@ import itertools
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,8 +29,9 @@ import numpy as np
 from harness.case import API_LOSS_CLASS, Case, Options
 from harness.dtypes import float_format, round_to, ulp_distance
 from harness.oracle import expected
+from harness.schema import Int, Json, List, Map, Num, Obj, Opt, Scalar, Str, read_json
 
-__all__ = ["AUDIT_FORMATS", "audit_drift", "audit_groups", "every_finite", "render_audit", "render_audit_html", "run_audit"]
+__all__ = ["AUDIT", "AUDIT_FORMATS", "audit_drift", "audit_groups", "every_finite", "load_audit", "render_audit", "render_audit_html", "run_audit"]
 
 AUDIT_FORMATS = ("float16", "bfloat16")
 LABELS = {"0": 0.0, "1": 1.0, "soft 0.25": 0.25}
@@ -169,6 +171,38 @@ def render_audit(audit: dict[str, Any], *, versions: dict[str, Any] | None = Non
             f"{r['max_ulp']} | {r['mean_ulp']} | `{r['worst_input']}` | {r['zeros_where_normal']} | {r['nan_mismatch']} |"
         )
     return head + "\n".join(lines) + "\n"
+
+
+_COUNT = Int(0, 2**64)
+# What ``bce-harness audit --out`` writes in audit.json: {"versions", "profile", "rows", "seconds"}, a row per
+# group (``measure``'s, or {"group", "error"} for a group that raised).  A field of another version is kept.
+AUDIT = Obj(
+    {
+        "versions": Opt(Map(Scalar(), 100)),
+        "profile": Opt(Str()),
+        "rows": List(
+            Obj(
+                {"group": Str(), "error": Str(), "n": _COUNT, "ulp_0": _COUNT, "ulp_1": _COUNT, "ulp_2": _COUNT,
+                 "ulp_3_plus": _COUNT, "max_ulp": _COUNT, "mean_ulp": Num(lo=0, nonfinite=False), "worst_input": Str(),
+                 "zeros_where_normal": _COUNT, "nan_either_side": _COUNT, "nan_mismatch": _COUNT},
+                required=frozenset({"group"}),
+                extra=Json(),
+            ),
+            100_000,
+        ),
+        "seconds": Opt(Map(Num(lo=0, nonfinite=False), 100)),
+    },
+    required=frozenset({"rows"}),
+    extra=Json(),
+)
+
+
+def load_audit(path: str | Path) -> dict[str, Any] | None:
+    """The audit.json at ``path`` read against AUDIT, or None where there is none; InputError names the file,
+    the field and the value."""
+    if not Path(path).is_file() and not Path(path).is_dir():
+        return None
+    return read_json(path, "audit.json (bce-harness audit --out)", AUDIT, max_bytes=100_000_000)
 
 
 def audit_drift(base: dict[str, Any], new: dict[str, Any]) -> list[str]:

@@ -960,7 +960,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from harness.report.drift import compare_results, coverage_text, load_results, render_text
-    from harness.report.issue import write_compare_reports
+    from harness.report.issue import render_issues, write_compare_reports
     from harness.run.stream import recorded
 
     new = load_results(args.new)
@@ -971,8 +971,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         raise InputError(f"{base['meta']['source']} or {new['meta']['source']}: {exc}") from None
     if (drift.only_base or drift.only_new) and not args.allow_subset:
         raise UsageError(f"{coverage_text(drift)}; compare the {drift.compared} common cases with --allow-subset")
-    print(term_lines(render_text(drift, max_rows=args.max_rows)))
-    _print_audit_drift(args.base, args.new)
+    # every input read and every reproduction built before the first line is printed: a bad record or audit
+    # is one error line, with nothing half printed and no regressions/ left empty
+    audit_lines = _audit_drift(args.base, args.new)
+    issues = None
     if args.out is not None:
         if (Path(args.out) / "results.json").exists() or recorded(args.out):
             raise UsageError(f"--out {args.out}: holds a run's reports, whose report.html and junit.xml compare would replace; choose another")
@@ -980,37 +982,30 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         named = new["meta"].get("loss_factory")
         if args.loss_factory is not None and args.loss_factory != named:
             raise UsageError(f"--loss-factory {args.loss_factory}: {new['meta']['source']} was run with {named!r}; name that one, or none")
-        paths = write_compare_reports(drift, new, args.out, loss_factory=args.loss_factory)
+        issues = render_issues(drift, loss_factory=args.loss_factory)
+    print(term_lines(render_text(drift, max_rows=args.max_rows)))
+    for line in audit_lines:
+        print(line)
+    if args.out is not None:
+        paths = write_compare_reports(drift, new, args.out, loss_factory=args.loss_factory, issues=issues)
         print(f"report: {paths['html']}  junit: {paths['junit']}  regressions: {len(paths['regressions'])} in {paths['regressions_dir']}")
     return EXIT_DIVERGED if drift.regressed else EXIT_OK
 
 
-def _print_audit_drift(base: str, new: str) -> None:
-    """Where both runs' folders hold an audit.json (bce-harness audit --out), the groups whose accuracy moved."""
-    import json
-
-    from harness.audit import audit_drift
+def _audit_drift(base: str, new: str) -> list[str]:
+    """Where both runs' folders hold an audit.json (bce-harness audit --out), the lines that say which groups'
+    accuracy moved; each audit.json read against its schema (audit.AUDIT)."""
+    from harness.audit import audit_drift, load_audit
 
     def audit_of(where: str) -> dict | None:
         folder = Path(where) if Path(where).is_dir() else Path(where).parent
-        try:
-            return json.loads((folder / "audit.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
+        return load_audit(folder / "audit.json")
 
     a, b = audit_of(base), audit_of(new)
     if a is None or b is None:
-        return
-    for where, audit in ((base, a), (new, b)):
-        if not isinstance(audit, dict) or not isinstance(audit.get("rows"), list):
-            raise InputError(f"audit.json beside {where} is not an audit (bce-harness audit --out): it has no rows")
-    try:
-        moved = audit_drift(a, b)
-    except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:  # another job's file, not ours
-        raise InputError(f"audit.json beside {base} or {new} is not an audit (bce-harness audit --out): {type(exc).__name__}: {exc}") from None
-    print(f"low-precision audit: {len(moved)} group(s) moved" + (":" if moved else ""))
-    for line in moved:
-        print(f"  {term(line)}")
+        return []
+    moved = audit_drift(a, b)
+    return [f"low-precision audit: {len(moved)} group(s) moved" + (":" if moved else ""), *(f"  {term(line)}" for line in moved)]
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:

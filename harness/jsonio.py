@@ -22,6 +22,8 @@ import numpy as np
 from harness.errors import InputError, UsageError
 
 __all__ = [
+    "MAX_DIMS",
+    "MAX_ELEMENTS",
     "atomic_write_text",
     "decode_array",
     "decode_number",
@@ -118,9 +120,18 @@ def _unpack_array(x: dict[str, Any], name: str) -> np.ndarray:
     return np.frombuffer(data, dtype=_PACKED[kind]).astype(kind).reshape(shape)
 
 
+MAX_DIMS = 32  # an array's dimensions: NumPy's own limit is 64, no case of the harness has more than a handful
+MAX_ELEMENTS = 1 << 31  # an array's element count (and each size): more than any run writes, less than NumPy's limit
+
+
 def _shape(shape: Any, name: str) -> list[int]:
-    if not isinstance(shape, list) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape):
-        raise UsageError(f"{name}.shape={shape!r} is not a list of sizes")
+    """An array's shape from a file, checked before anything is allocated for it: at most MAX_DIMS sizes,
+    none and their product no more than MAX_ELEMENTS (``[0, 2**64]`` holds no element, yet NumPy refuses it)."""
+    if not isinstance(shape, list) or len(shape) > MAX_DIMS or not all(type(s) is int and s >= 0 for s in shape):
+        text = repr(shape) if len(repr(shape)) <= 100 else repr(shape)[:100] + "..."
+        raise UsageError(f"{name}.shape={text} is not a list of at most {MAX_DIMS} sizes")
+    if any(s > MAX_ELEMENTS for s in shape) or math.prod(shape) > MAX_ELEMENTS:
+        raise UsageError(f"{name}.shape={shape!r} holds more than {MAX_ELEMENTS:,} elements")
     return shape
 
 
@@ -242,11 +253,13 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename is None:  # a full disk (ENOSPC) names no file
+            raise type(exc)(exc.errno, exc.strerror, str(path)) from None
         raise
     return path
 

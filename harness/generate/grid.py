@@ -37,6 +37,7 @@ from harness.generate.facets import covering_rows, loss_shape, realize, space_fo
 from harness.generate.training import replicas_family, training_family
 from harness.jsonio import read_toml
 from harness.packagedata import data_path
+from harness.schema import Bool, Int, Num, Obj, Str, Values
 
 __all__ = [
     "DEFAULT_SEED",
@@ -659,12 +660,26 @@ def _array(v: Any) -> np.ndarray:
     return np.asarray(_number(v), dtype=np.float64)
 
 
+# One [[case]] of the table, every field of its type (the dtypes' and options' values are checked by name
+# below and by Options).
+SPECIAL_CASE = Obj(
+    {
+        "id": Str(nonempty=True), "y_true": Values(), "y_pred": Values(), "sample_weight": Values(), "dtype": Str(),
+        "true_dtype": Str(), "pred_dtype": Str(), "from_logits": Bool(), "label_smoothing": Num(nonfinite=False),
+        "axis": Int(-64, 63), "reduction": Str(), "loss_dtype": Str(), "expect": Values(), "note": Str(),
+    },
+    required=frozenset({"id", "y_true", "y_pred"}),
+)  # fmt: skip
+assert set(SPECIAL_CASE.fields) == SPECIAL_FIELDS
+
+
 def _special_case(raw: dict[str, Any]) -> Case:
     unknown = set(raw) - SPECIAL_FIELDS
     if unknown:
         raise UsageError(f"unknown field {min(unknown)!r}")
     if not isinstance(raw.get("id"), str) or not raw["id"]:
         raise UsageError(f"id={raw.get('id')!r} is not a non-empty string")
+    SPECIAL_CASE.check(raw, "")
     dtype = raw.get("dtype", "float32")
     tdt = raw.get("true_dtype", dtype)
     pdt = raw.get("pred_dtype", dtype)

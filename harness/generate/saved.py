@@ -16,9 +16,10 @@ from typing import Any
 
 from harness.case import Case
 from harness.errors import InputError, UsageError
-from harness.jsonio import loads
+from harness.jsonio import MAX_ELEMENTS, loads
+from harness.schema import Int, Json, List, Map, Obj, Opt, Str
 
-__all__ = ["CASE_FIELDS", "DEFAULT_REGRESSIONS", "MAX_CASE_BYTES", "case_files", "load_case"]
+__all__ = ["CASE_FIELDS", "CASE_FILE", "DEFAULT_REGRESSIONS", "MAX_CASE_BYTES", "case_files", "load_case"]
 
 # Where fuzz saves the cases it found and replay looks first: a folder of the project being tested, relative
 # to where the command runs (like --out), never inside the installed package.
@@ -57,24 +58,47 @@ def load_case(path: str | Path, *, max_bytes: int = MAX_CASE_BYTES) -> Case:
         raise InputError(f"{path}: {exc}") from None
 
 
+_TEXT = Str()
+# A case file: ``Case.as_dict()`` and fuzz's ``finding`` (fuzz.save_finding).  The arrays, options, training
+# and config are read by the case's own decoders (Case.from_dict), which name the field; the rest here.
+CASE_FILE = Obj(
+    {
+        "id": Str(nonempty=True),
+        "api": _TEXT,
+        "options": Map(Json(), 100),
+        "true_dtype": _TEXT,
+        "pred_dtype": _TEXT,
+        "weight_dtype": _TEXT,
+        "y_true": Json(),
+        "y_pred": Json(),
+        "sample_weight": Json(),
+        "mask": Json(),
+        "tags": Map(_TEXT),
+        "mode": _TEXT,
+        "producer": Opt(_TEXT),
+        "grad": Opt(_TEXT),
+        "training": Opt(Map(Json(), 100)),
+        "config": Opt(Map(Json(), 100)),
+        "row_lengths": Opt(List(Int(0, MAX_ELEMENTS), MAX_ELEMENTS)),
+        "finding": Obj(
+            {"fingerprint": _TEXT, "kind": Opt(_TEXT), "message": Opt(_TEXT), "actual": Opt(_TEXT), "found_utc": Opt(_TEXT),
+             "seed": Opt(Int(0, 2**64)), "shard": Opt(List(Int(1, 2**31), 2)), "examples": Opt(Int(0)), "profile": Opt(_TEXT),
+             "tensorflow": Opt(_TEXT), "keras": Opt(_TEXT), "backend": Opt(_TEXT), "backend_version": Opt(_TEXT),
+             "loss_factory": Opt(_TEXT)},
+            extra=Json(),
+        ),  # fmt: skip
+    },
+)
+assert set(CASE_FILE.fields) == CASE_FIELDS, "the schema names every field a case file may have"
+
+
 def _case(data: Any) -> Case:
     if not isinstance(data, Mapping):
         raise UsageError(f"the file holds a JSON {type(data).__name__}, not an object")
     unknown = set(data) - CASE_FIELDS
     if unknown:
         raise UsageError(f"unknown field {min(unknown)!r}")
-    if not isinstance(data.get("id"), str):
-        raise UsageError(f"field 'id'={data.get('id')!r} is not a string")
-    for key in ("tags", "finding"):
-        if key in data and not isinstance(data[key], Mapping):
-            raise UsageError(f"field {key!r} is not an object")
-    tags = data.get("tags", {})
-    bad = [k for k, v in tags.items() if not isinstance(v, str)]
-    if bad:
-        raise UsageError(f"field 'tags.{min(bad)}'={tags[min(bad)]!r} is not a string")
-    for key in ("true_dtype", "pred_dtype", "weight_dtype", "api"):
-        if key in data and not isinstance(data[key], str):
-            raise UsageError(f"field {key!r}={data[key]!r} is not a string")
+    CASE_FILE.check(data, "")
     try:
         return Case.from_dict({k: v for k, v in data.items() if k != "finding"})
     except (TypeError, ValueError) as exc:  # UsageError is a ValueError and already names the field

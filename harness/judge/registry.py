@@ -60,6 +60,7 @@ from harness.errors import InputError, UsageError
 from harness.jsonio import read_toml
 from harness.judge.compare import KINDS
 from harness.packagedata import data_path
+from harness.schema import List, Scalar
 
 __all__ = ["DEFAULT_REGISTRY", "Divergence", "Registry", "load_registry"]
 
@@ -110,6 +111,7 @@ MATCH_KEYS = frozenset(
     }
 )
 _FIELDS = {"id", "title", "reason", "evidence", "kinds", "match", "versions", "keras", "intermittent"}
+_FACET = Scalar(10_000)  # a match value: a glob, a number, a boolean (or "none")
 
 
 @dataclass(frozen=True)
@@ -287,9 +289,13 @@ def _parse_entry(raw: Any, where: str) -> Divergence:
     match = raw.get("match")
     if not isinstance(match, dict) or not match:
         raise InputError(f"{where}.match must be a non-empty table")
-    for key in match:
+    for key, want in match.items():
         if key not in MATCH_KEYS:
             raise InputError(f"{where}.match has unknown key {key!r} (known: {', '.join(sorted(MATCH_KEYS))})")
+        try:  # a facet value, or a list of them (any of)
+            (List(_FACET, 1000) if isinstance(want, list) else _FACET).check(want, f"{where}.match.{key}")
+        except UsageError as exc:
+            raise InputError(str(exc)) from None
     versions = raw.get("versions")
     for key, example in (("versions", ">=2.16"), ("keras", "<3.16.0.dev0")):
         if raw.get(key) is not None:

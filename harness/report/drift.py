@@ -39,9 +39,11 @@ import numpy as np
 from harness.dtypes import FLOAT_DTYPES, float_format, ulp_distance
 from harness.errors import InputError, UsageError
 from harness.families import group_of
-from harness.jsonio import decode_array, decode_number, encode_number, loads
+from harness.case import Case, Config, Options, TrainingSpec
+from harness.jsonio import MAX_DIMS, MAX_ELEMENTS, decode_array, decode_number, encode_number
 from harness.report.inert import term
 from harness.run.runner import STATUSES
+from harness.schema import Array, Bool, Int, Json, List, Map, Num, Obj, Opt, Scalar, Str, read_json, short
 
 __all__ = ["MAX_FORMAT", "MIN_FORMAT", "Change", "coverage_text", "Drift", "compare_results", "load_results", "output_digest", "render_text"]
 
@@ -53,89 +55,156 @@ _ROWS = 3
 
 
 def load_results(path: str | Path) -> dict[str, Any]:
-    """A results.json (or the one in a folder), checked for what ``compare`` needs."""
+    """A results.json (or the one in a folder), read against ``RESULTS``: every field of every record and of
+    the meta, whether compare reads it or not, its arrays decoded and each record's options, training and
+    config through their own decoders.  InputError names the file, the field and the value."""
     path = Path(path)
     if path.is_dir():
         path = path / "results.json"
-    try:
-        data = loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: results file not found") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a folder, not a results.json") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise InputError(f"{path}: not a results.json ({getattr(exc, 'strerror', None) or exc})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("meta"), dict) or not isinstance(data.get("records"), list):
-        raise InputError(f"{path}: not a results.json (no meta and records)")
-    version = data["meta"].get("format_version")
-    if type(version) is not int or version < MIN_FORMAT:
-        raise InputError(f"{path}: format_version={version!r}; compare needs {MIN_FORMAT} or later (run it again)")
-    if version > MAX_FORMAT:
-        raise InputError(f"{path}: format_version={version!r} is newer than this bce-harness reads ({MAX_FORMAT}); update it")
-    _check_meta(path, data["meta"])
-    totals = data.get("totals", {})
-    if not isinstance(totals, dict) or not all(type(v) is int for v in totals.values()):
-        raise InputError(f"{path}: totals={totals!r} is not a table of counts")
-    _check_records(path, data["records"])
+    data = read_json(path, "results file", check=_check_results)
     data["meta"]["source"] = str(path)
     return data
 
 
-# The fields compare reads from each record, and what they must be (None allowed where a run writes it).
-_RECORD_FIELDS: dict[str, tuple[type, ...]] = {
-    "id": (str,),
-    "status": (str,),
-    "kind": (str, type(None)),
-    "tags": (dict,),
-    "options": (dict,),
-    "actual_error": (str, type(None)),
-    "actual_dtype": (str, type(None)),
-    "expected_error": (str, type(None)),
-    "expected_dtype": (str, type(None)),
-    "divergence": (str, type(None)),
-    "compute_dtype": (str, type(None)),
-    "digest": (str, type(None)),
-}
+_TEXT = Str()
+_SIZES = List(Int(0, MAX_ELEMENTS), MAX_DIMS)
+
+# Every field a run writes in a record (summary.record_dict, formats 2 to 6), and what it must be; a field
+# of another format is kept, not read.
+_RECORD = Obj(
+    {
+        "id": _TEXT,
+        "status": Str(choices=STATUSES),
+        "api": Opt(_TEXT),
+        "options": Map(Json(), 100),  # Options.from_dict checks it
+        "input_dtype": Opt(_TEXT),
+        "true_dtype": Opt(_TEXT),
+        "weight_dtype": Opt(_TEXT),
+        "compute_dtype": Opt(_TEXT),
+        "shape": Opt(_SIZES),
+        "true_shape": Opt(_SIZES),
+        "actual_shape": Opt(_SIZES),
+        "tags": Map(_TEXT),
+        "mode": Opt(_TEXT),
+        "producer": Opt(_TEXT),
+        "grad": Opt(_TEXT),
+        "training": Opt(Map(Json(), 100)),  # TrainingSpec.from_dict checks it
+        "config": Opt(Map(Json(), 100)),  # Config.from_dict checks it
+        "row_lengths": Opt(List(Int(0, MAX_ELEMENTS), MAX_ELEMENTS)),
+        "kind": Opt(_TEXT),
+        "max_abs": Opt(Num()),
+        "max_rel": Opt(Num()),
+        "max_ulp": Opt(Int(0, 2**64)),
+        "actual_dtype": Opt(_TEXT),
+        "actual_error": Opt(_TEXT),
+        "expected_dtype": Opt(_TEXT),
+        "expected_error": Opt(_TEXT),
+        "digest": Opt(Str(64)),
+        "preview": Opt(List(Num(), 1000)),
+        "actual": Opt(Array()),
+        "bound": Opt(Array()),
+        "expected": Opt(Array()),
+        "y_true": Opt(Array()),
+        "y_pred": Opt(Array()),
+        "sample_weight": Opt(Array()),
+        "mask": Opt(Array()),
+        "divergence": Opt(_TEXT),
+        "note": Opt(_TEXT),
+        "message": Opt(_TEXT),
+        "evidence": Opt(Map(Json())),
+        "inferred": Opt(Bool()),
+    },
+    required=frozenset({"id", "status"}),
+    extra=Json(),
+)
+
+# The meta a run writes (summary.meta and the commands' extras); a field of another format is kept, not read.
+_META = Obj(
+    {
+        "format_version": Int(MIN_FORMAT, MAX_FORMAT),
+        "harness_version": Opt(_TEXT),
+        "created_utc": Opt(_TEXT),
+        "seed": Opt(Int(0, 2**64)),
+        "profile": Opt(_TEXT),
+        "python": Opt(_TEXT),
+        "numpy": Opt(_TEXT),
+        "tensorflow": Opt(_TEXT),
+        "keras": Opt(_TEXT),
+        "target": Opt(Map(Scalar())),
+        "platform": Opt(_TEXT),
+        "cpu_flags": Opt(List(_TEXT, 10_000)),
+        "environment": Opt(Map(Opt(_TEXT))),
+        "argv": Opt(List(_TEXT)),
+        "registry": Opt(_TEXT),
+        "suite": Opt(_TEXT),
+        "suite_size": Opt(Int()),
+        "max_cases": Opt(Int()),
+        "select": Opt(_TEXT),
+        "shard": Opt(List(Int(1), 2)),
+        "shards": Opt(List(Opt(List(Int(1), 2)))),
+        "merged_from": Opt(List(_TEXT)),
+        "workers": Opt(Int()),
+        "resumed_records": Opt(Int()),
+        "loss_factory": Opt(_TEXT),
+        "wall_seconds": Opt(Num(lo=0, nonfinite=False)),
+        "suite_name": Opt(_TEXT),
+        "seeds": Opt(List(Int(0, 2**64), 2)),
+        "backend": Opt(Map(Json(), 100)),
+        "coverage": Opt(Map(Json())),
+        "seconds": Opt(Map(Num(nonfinite=False))),
+        "interrupted": Opt(Bool()),
+        "deadline": Opt(Num(lo=0, nonfinite=False)),
+        "not_run": Opt(List(_TEXT)),
+        "pool": Opt(Map(Json())),
+        "summarised": Opt(Int()),
+    },
+    required=frozenset({"format_version"}),
+    extra=Json(),
+)
+
+RESULTS = Obj(
+    {
+        "meta": _META,
+        "records": List(_RECORD),
+        "totals": Map(Int(0)),
+        "failure_classes": List(Map(Json())),
+        "findings": List(Map(Json())),
+        "cross_mode": List(Map(Json())),
+    },
+    required=frozenset({"meta", "records"}),
+    extra=Json(),
+)
 
 
-_META_FIELDS: dict[str, tuple[type, ...]] = {
-    "seed": (int, type(None)),
-    "environment": (dict, type(None)),
-    "cpu_flags": (list, type(None)),
-    "loss_factory": (str, type(None)),
-    "profile": (str, type(None)),
-    "backend": (dict, type(None)),
-}
-
-
-def _check_meta(path: Path, meta: dict[str, Any]) -> None:
-    for key, types in _META_FIELDS.items():
-        if key in meta and (not isinstance(meta[key], types) or isinstance(meta[key], bool)):
-            raise InputError(f"{path}: meta.{key}={meta[key]!r} is not a {' or '.join(t.__name__ for t in types)}")
-    if not all(isinstance(f, str) for f in meta.get("cpu_flags") or []):
-        raise InputError(f"{path}: meta.cpu_flags holds a value that is not a string")
-
-
-def _check_records(path: Path, records: list[Any]) -> None:
-    """Each record an object with a unique string id, a known status and fields of the written types; the
-    arrays are decoded (and so checked) where they are used, with the record named."""
+def _check_results(data: Any) -> None:
+    """``data`` against RESULTS, the format version first (a newer layout is said as such), then what the
+    schema cannot say: ids unique, and each record's options, training and config as their decoders read them
+    (a record with its inputs, one that did not pass: its whole case, which compare --out reproduces)."""
+    if not isinstance(data, dict) or not isinstance(data.get("meta"), dict) or not isinstance(data.get("records"), list):
+        raise UsageError("not a results.json (no meta and records)")
+    version = data["meta"].get("format_version")
+    if type(version) is not int or version < MIN_FORMAT:
+        raise UsageError(f"format_version={short(version)}; compare needs {MIN_FORMAT} or later (run it again)")
+    if version > MAX_FORMAT:
+        raise UsageError(f"format_version={short(version)} is newer than this bce-harness reads ({MAX_FORMAT}); update it")
+    RESULTS.check(data, "")
     seen: set[str] = set()
-    for i, r in enumerate(records):
-        where = f"{path}: records[{i}]"
-        if not isinstance(r, dict):
-            raise InputError(f"{where} is not an object")
-        for key, types in _RECORD_FIELDS.items():
-            if key in ("id", "status") and key not in r:
-                raise InputError(f"{where} has no {key!r}")
-            if key in r and not isinstance(r[key], types):
-                raise InputError(f"{where}.{key}={r[key]!r} is not a {' or '.join(t.__name__ for t in types)}")
-        if r["status"] not in STATUSES:
-            raise InputError(f"{where}.status={r['status']!r} is not one of {', '.join(STATUSES)}")
+    for i, r in enumerate(data["records"]):
+        where = f"records[{i}]"
         if r["id"] in seen:
-            raise InputError(f"{where}.id={r['id']!r} appears twice")
+            raise UsageError(f"{where}.id={short(r['id'])} appears twice")
         seen.add(r["id"])
-        if "from_logits" in r.get("options", {}) and not isinstance(r["options"]["from_logits"], bool):
-            raise InputError(f"{where}.options.from_logits={r['options']['from_logits']!r} is not a boolean")
+        try:
+            if "y_true" in r or "y_pred" in r:  # a record with its inputs: its case, as report.issue rebuilds it
+                if "input_dtype" not in r:
+                    raise UsageError("field 'input_dtype' is missing")
+                Case.from_dict({**r, "pred_dtype": r["input_dtype"]})
+                continue
+            for key, decode in (("options", Options.from_dict), ("training", TrainingSpec.from_dict), ("config", Config.from_dict)):
+                if r.get(key) is not None:
+                    decode(r[key])
+        except UsageError as exc:
+            raise UsageError(f"{where} (id {short(r['id'])}): {exc}") from None
 
 
 @dataclass(frozen=True)

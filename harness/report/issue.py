@@ -39,7 +39,7 @@ from harness.report.inert import cut, md_code
 from harness.report.literal import fence, one_line
 from harness.report.repro import snippet
 
-__all__ = ["Cluster", "clusters", "render_issue", "render_summary", "write_compare_reports"]
+__all__ = ["Cluster", "clusters", "render_issue", "render_issues", "render_summary", "write_compare_reports"]
 
 _ROWS = 5
 _IDS = 20
@@ -408,14 +408,24 @@ def render_summary(drift: Drift, found: Sequence[Cluster]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_compare_reports(drift: Drift, new_results: Mapping[str, Any], out_dir: str | Path, *, loss_factory: str | None = None) -> dict[str, Any]:
-    """regressions/<fingerprint>.md per cluster, drift.json, report.html and junit.xml in ``out_dir``."""
+def render_issues(drift: Drift, *, loss_factory: str | None = None) -> dict[str, str]:
+    """Each regression cluster's body by its file name (``bce-<fingerprint>.md``): built before anything is
+    printed or written, so a record that cannot become a reproduction stops compare with nothing half done."""
+    return {f"bce-{c.fingerprint}.md": render_issue(c, drift, loss_factory=loss_factory) for c in clusters(drift)}
+
+
+def write_compare_reports(drift: Drift, new_results: Mapping[str, Any], out_dir: str | Path, *, loss_factory: str | None = None,
+                          issues: Mapping[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
+    """regressions/<fingerprint>.md per cluster (``issues``, from ``render_issues``, or rendered here), drift.json,
+    report.html and junit.xml in ``out_dir``."""
+    if issues is None:
+        issues = render_issues(drift, loss_factory=loss_factory)
     out = Path(out_dir)
     reg_dir = out / "regressions"
     reg_dir.mkdir(parents=True, exist_ok=True)
     for old in reg_dir.glob("*.md"):  # a regression that is gone must not be filed again
         old.unlink()
-    written = [atomic_write_text(reg_dir / f"bce-{c.fingerprint}.md", render_issue(c, drift, loss_factory=loss_factory)) for c in clusters(drift)]
+    written = [atomic_write_text(reg_dir / name, body) for name, body in issues.items()]
     return {
         "summary": atomic_write_text(out / "summary.md", render_summary(drift, clusters(drift))),
         "regressions": written,

@@ -22,7 +22,9 @@ from harness.jsonio import atomic_write_text, dumps, loads, pack_array
 from harness.judge.compare import Comparison
 from harness.judge.registry import Registry
 from harness.oracle import PROFILES
-from harness.run.runner import Record, judged
+from harness.jsonio import MAX_ELEMENTS
+from harness.run.runner import STATUSES, Record, judged
+from harness.schema import Int, Json, List, Map, Num, Obj, Opt, Str
 
 __all__ = [
     "STREAM_NAME",
@@ -93,9 +95,49 @@ def record_to_json(r: Record) -> dict[str, Any]:
     }
 
 
+_TEXT = Str()
+_ULPS = Int(0, 2**64)
+# A stream line (``record_to_json``): each part's own decoder reads it after the schema; the arrays are
+# decoded there (jsonio checks each shape before it allocates).
+LINE = Obj(
+    {
+        "case": Map(Json(), 100),  # Case.from_dict checks every field
+        "status": Str(choices=STATUSES),
+        "note": Opt(_TEXT),
+        "comparison": Obj(
+            {"kind": Opt(_TEXT), "also": List(_TEXT, 100), "message": _TEXT, "mismatched": Int(0, MAX_ELEMENTS),
+             "total": Int(0, MAX_ELEMENTS), "max_abs": Opt(Num()), "max_rel": Opt(Num()), "max_ulp": Opt(_ULPS)},
+            required=frozenset({"kind", "message"}),
+        ),  # fmt: skip
+        "expected": Opt(Obj({"value": Json(), "bound": Json(), "dtype": Opt(_TEXT), "raises": Opt(_TEXT), "rule": Opt(_TEXT),
+                             "outside": Opt(_TEXT)}, required=frozenset({"value", "bound", "dtype", "raises"}))),  # fmt: skip
+        "outcome": Opt(Obj({"value": Json(), "dtype": Opt(_TEXT), "error": Opt(_TEXT), "seconds": Num(lo=0)},
+                           required=frozenset({"value", "dtype", "error"}))),  # fmt: skip
+        "evidence": Opt(Map(Json())),
+    },
+    required=frozenset({"case", "status", "comparison"}),
+)
+# The header's meta (cli's run header): the keys a resume and a merge compare, each of its type; a key of
+# another version is kept, not read.
+HEADER = Obj(
+    {
+        "stream": Int(1, 1000),
+        "meta": Obj(
+            {"seed": Opt(Int(0, 2**64)), "profile": Opt(_TEXT), "suite": Opt(_TEXT), "shard": Opt(List(Int(1, 2**31), 2)),
+             "select": Opt(_TEXT), "max_cases": Opt(Int(1)), "whole_suite": Opt(_TEXT), "size": Opt(Int(0)),
+             "loss_factory": Opt(_TEXT), "registry_sha": Opt(_TEXT), "special_cases_sha": Opt(_TEXT), "suite_name": Opt(_TEXT),
+             "seeds": Opt(List(Int(0, 2**64), 2)), "backend": Opt(_TEXT)},
+            extra=Json(),
+        ),  # fmt: skip
+    },
+    required=frozenset({"stream", "meta"}),
+)
+
+
 def record_from_json(d: dict[str, Any], registry: Registry, *, profile: str = "keras3") -> Record:
     """Rebuild a record through each part's decoder; its verdict is taken again against ``registry`` (the
     registry may have changed), matching the facets of ``profile``, the semantics the stream was judged against."""
+    LINE.check(d, "")
     case = Case.from_dict(d["case"])
     comparison = Comparison.from_dict(d["comparison"])
     exp = None if d.get("expected") is None else Expected.from_dict(d["expected"])
@@ -121,21 +163,49 @@ class RecordStream:
             self._write({"stream": STREAM_VERSION, "meta": meta})
 
     def _trim_torn_line(self) -> None:
-        data = self.path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            with self.path.open("r+b") as f:
-                f.truncate(data.rfind(b"\n") + 1)
+        """Cut a torn last line (a run killed mid-write), reading the file back from its end only to the last
+        newline: a stream of a million records is never read whole here."""
+        with self.path.open("r+b") as f:
+            end = f.seek(0, os.SEEK_END)
+            pos = end
+            while pos > 0:
+                step = min(pos, 1 << 16)
+                f.seek(pos - step)
+                chunk = f.read(step)
+                if pos == end and chunk.endswith(b"\n"):
+                    return  # the last line is whole
+                newline = chunk.rfind(b"\n")
+                if newline >= 0:
+                    f.truncate(pos - step + newline + 1)
+                    return
+                pos -= step
+            if end:
+                f.truncate(0)
 
     def _write(self, obj: dict[str, Any]) -> None:
-        self._file.write(json.dumps(obj, allow_nan=False, separators=(",", ":")) + "\n")
-        self._file.flush()
+        try:
+            self._file.write(json.dumps(obj, allow_nan=False, separators=(",", ":")) + "\n")
+            self._file.flush()
+        except OSError as exc:
+            if exc.errno is not None and exc.filename is None:  # a full disk (ENOSPC) names no file: name the stream
+                raise type(exc)(exc.errno, exc.strerror, str(self.path)) from None
+            raise
 
     def append(self, record: Record) -> None:
         self._write(record_to_json(record))
 
     def close(self) -> None:
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError as exc:
+            try:
+                self._file.close()  # (its own flush fails again: the first error is the one to tell)
+            except OSError:
+                pass
+            if exc.errno is not None and exc.filename is None:
+                raise type(exc)(exc.errno, exc.strerror, str(self.path)) from None
+            raise
         self._file.close()
 
     def __enter__(self) -> RecordStream:
@@ -184,6 +254,11 @@ def iter_stream(path: str | Path, registry: Registry) -> tuple[dict[str, Any], I
         raise InputError(
             f"{path}: stream version {head['stream']!r} is not one this bce-harness reads ({', '.join(map(str, _READABLE_VERSIONS))})"
         )
+    try:
+        HEADER.check(head, "")
+    except UsageError as exc:
+        f.close()
+        raise InputError(f"{path}: line 1 (the header): {exc}") from None
     meta = head["meta"]
     profile = meta.get("profile", "keras3")
     if profile not in PROFILES:
@@ -203,7 +278,9 @@ def iter_stream(path: str | Path, registry: Registry) -> tuple[dict[str, Any], I
                     continue
                 try:
                     yield record_from_json(loads(line), registry, profile=profile)
-                except (KeyError, TypeError, ValueError, AttributeError) as exc:  # UsageError and JSON errors are ValueErrors
+                except UsageError as exc:  # the schema's or a part's decoder's: it names the field and the value
+                    raise InputError(f"{path}: line {n} is not a record ({exc})") from None
+                except (KeyError, TypeError, ValueError, AttributeError) as exc:  # JSON errors are ValueErrors
                     raise InputError(f"{path}: line {n} is not a record ({type(exc).__name__}: {exc})") from None
 
     return meta, records()

@@ -408,6 +408,25 @@ for _name, _change, *_extra in [
     ("a subset", lambda d: d["records"].pop()),
     ("totals a list", lambda d: d.update(totals=[])),
     ("totals holding markup", lambda d: d["totals"].update(fail="<script>")),
+    # issue 25: every field of its type and range, whether compare reads it or not, and shapes before allocation
+    ("an empty array of shape [0, 2**64]", _rec(actual={"shape": [0, 2**64], "data": []})),
+    ("a 4,000-digit max_ulp", _rec(max_ulp=int("9" * 4000))),
+    ("a negative max_ulp", _rec(max_ulp=-1)),
+    ("max_abs a list", _rec(max_abs=[1])),
+    ("api a number", _rec(api=3)),
+    ("mode a number", _rec(mode=3)),
+    ("shape a string", _rec(shape="2x1")),
+    ("preview a string", _rec(preview="0.5")),
+    ("evidence a list", _rec(evidence=[])),
+    ("training a string", _rec(training="fit")),
+    ("config with an unknown setting", _rec(config={"colour": "red"})),
+    ("an unknown option", lambda d: d["records"][0]["options"].update(colour="red")),
+    ("harness_version a number", lambda d: d["meta"].update(harness_version=3)),
+    ("interrupted a string", lambda d: d["meta"].update(interrupted="no")),
+    ("target holding a table", lambda d: d["meta"].update(target={"keras": {"a": 1}})),
+    ("a 4,000-digit seed", lambda d: d["meta"].update(seed=int("9" * 4000))),
+    ("findings an object", lambda d: d.update(findings={})),
+    ("a failing record's y_pred undecodable", lambda d: d["records"][1].update(y_pred={"shape": [2], "data": ["x", 1]})),
 ]:
     _results(_name, _change, *_extra)
 BATTERY["results: 1e400"] = lambda tmp: (
@@ -428,6 +447,68 @@ BATTERY["results: --out regression of a record without inputs"] = lambda tmp: (
         write_results(tmp / "g.json", results([record("special/a"), record("special/b")])), results([record("special/a"), record("special/b", agrees=False)])),
     "special/b",
 )  # fmt: skip
+
+
+def _beside(tmp: Path, audit: str | bytes) -> tuple[list[str], str]:
+    """Two runs' folders, a good audit.json beside BASE and ``audit`` beside NEW."""
+    for side in ("base", "new"):
+        _good_results(tmp, f"{side}/results.json")
+        text = audit if side == "new" else json.dumps({"rows": [{"group": "g", "n": 1, "max_ulp": 1}]})
+        (tmp / side / "audit.json").write_bytes(text if isinstance(text, bytes) else text.encode())
+    return ["compare", str(tmp / "base"), str(tmp / "new")], str(tmp / "new" / "audit.json")
+
+
+for _name, _audit in [
+    ("nested too deeply", '{"rows": ' + "[" * 100_000 + "]" * 100_000 + "}"),
+    ("bare NaN", '{"rows": [{"group": "g", "n": 1, "mean_ulp": NaN}]}'),
+    ("1e400", '{"rows": [{"group": "g", "n": 1, "mean_ulp": 1e400}]}'),
+    ("not UTF-8", b'{"rows": [{"group": "\xff"}]}'),
+    ("a row without its group", '{"rows": [{"n": 1}]}'),
+    ("a group a number", '{"rows": [{"group": 3}]}'),
+    ("a 4,000-digit max_ulp", '{"rows": [{"group": "g", "max_ulp": ' + "9" * 4000 + "}]}"),
+    ("a count a string", '{"rows": [{"group": "g", "n": "1"}]}'),
+]:
+    BATTERY[f"audit beside compare: {_name}"] = lambda tmp, a=_audit: _beside(tmp, a)
+
+for _name, _edit in [
+    ("an empty array of shape [0, 2**64]", _line(lambda d: d["case"].update(y_pred={"shape": [0, 2**64], "data": []}))),
+    ("a packed array of shape [0, 2**64]", _line(lambda d: d["case"].update(y_pred={"dtype": "float64", "shape": [0, 2**64], "b64": ""}))),
+    ("a 4,000-digit max_ulp", _line(lambda d: d["comparison"].update(max_ulp=int("9" * 4000)))),
+    ("mismatched a string", _line(lambda d: d["comparison"].update(mismatched="1"))),
+    ("a message a list", _line(lambda d: d["comparison"].update(message=["x"]))),
+    ("a note a number", _line(lambda d: d.update(note=3))),
+    ("an unknown status", _line(lambda d: d.update(status="weird"))),
+    ("an outcome dtype a number", _line(lambda d: d["outcome"].update(dtype=32))),
+    ("a 4,000-digit outcome seconds", _line(lambda d: d["outcome"].update(seconds=int("9" * 4000)))),
+    ("an unknown field", _line(lambda d: d.update(colour="red"))),
+    ("header seed a string", _header(seed="1")),
+    ("header size negative", _header(size=-1)),
+]:
+    _stream(_name, _edit)
+
+for _name, _data in [
+    ("an empty array of shape [0, 2**64]", _with(y_pred={"shape": [0, 2**64], "data": []})),
+    ("an array of 40 dimensions", _with(y_pred={"shape": [1] * 40, "data": [0.5]})),
+    ("finding seed a string", _with(finding={"fingerprint": "f", "seed": "7"})),
+    ("finding without its fingerprint's type", _with(finding={"fingerprint": 3})),
+    ("row_lengths a string", _with(row_lengths="1,1")),
+    ("a 4,000-digit row length", _with(row_lengths=[int("9" * 4000)])),
+]:
+    _case(_name, _data)
+
+for _name, _text in [
+    ("a 4,000-digit label", _SPECIAL.replace("[[1.0]]", "[[" + "9" * 4000 + "]]")),
+    ("note a number", _SPECIAL + "note = 3\n"),
+    ("expect a table", _SPECIAL + "expect = {a = 1}\n"),
+    ("label_smoothing a string", _SPECIAL + 'label_smoothing = "0.1"\n'),
+]:
+    _special(_name, _text)
+
+for _name, _text in [
+    ("a table as a match value", _ENTRY.replace('shape = "BC"', "shape = {a = 1}")),
+    ("a 4,000-digit match value", _ENTRY.replace('shape = "BC"', "size = " + "9" * 4000)),
+]:
+    _registry(_name, _text)
 
 
 def test_the_battery_is_at_least_a_hundred() -> None:
@@ -457,3 +538,42 @@ def test_a_real_process_says_the_same(name: str, tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("\n") == 1 and needle in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_compare_stops_before_printing_when_a_regression_cannot_be_reproduced(tmp_path: Path, capsys) -> None:
+    argv, needle = BATTERY["results: --out regression of a record without inputs"](tmp_path)
+    capsys.readouterr()
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and needle in err, (out, err)  # nothing half printed
+    assert not (tmp_path / "o" / "regressions").exists()  # and no empty regressions/
+
+
+def test_a_full_disk_names_the_file(tmp_path: Path, monkeypatch) -> None:
+    import errno
+
+    from harness.jsonio import atomic_write_text
+    from harness.run.stream import RecordStream
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError) as info:
+        atomic_write_text(tmp_path / "report.md", "x")
+    assert info.value.filename == str(tmp_path / "report.md")
+    stream = RecordStream(tmp_path, {"seed": 1})
+    with pytest.raises(OSError) as info:
+        stream.close()
+    assert info.value.filename == str(tmp_path / "records.jsonl")
+
+
+@pytest.mark.parametrize("tail", [b"", b'{"torn', b"x" * 200_000])
+def test_resume_cuts_a_torn_line_reading_only_the_tail(tmp_path: Path, tail: bytes) -> None:
+    from harness.run.stream import RecordStream
+
+    path = tmp_path / "records.jsonl"
+    whole = b'{"stream": 2, "meta": {}}\n' + b'{"a": 1}\n' * 1000
+    path.write_bytes(whole + tail)
+    RecordStream(tmp_path, {}, append=True).close()
+    assert path.read_bytes() == whole
