@@ -89,6 +89,7 @@ def cause(change: Change) -> tuple[str, str, str, str]:
     elif kind == "exception":
         error = str(a.get("actual_error") or a.get("expected_error") or "")
         head = error.splitlines()[0] if error else "(no exception: a value where an error is documented)"
+        head = head.removesuffix(" (in user code)")  # a traced call's error reads as the eager one's
         signature = re.sub(r"[-+]?\d[\d.e+-]*|'[^']*'|\"[^\"]*\"|\([^)]*\)", "_", head)[:120]
     return kind, str(a.get("divergence") or ""), signature, ""
 

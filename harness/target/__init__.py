@@ -121,6 +121,18 @@ def load_factory(spec: str | None) -> LossFactory | None:
     return factory
 
 
+def error_text(exc: BaseException) -> str:
+    """An exception as an outcome: its type and first line, at most 500 characters.  A traced function's
+    error (TensorFlow's "in user code:" then the trace) is its last line, the error the code raised, marked
+    "(in user code)": the same cause reads alike in every mode."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    name = type(exc).__name__
+    if lines[:1] == ["in user code:"] and len(lines) > 1:
+        inner = lines[-1] if lines[-1].startswith(f"{name}: ") else f"{name}: {lines[-1]}"
+        return f"{inner[:480]} (in user code)"
+    return f"{name}: {lines[0] if lines else ''}"[:500]
+
+
 _DEFAULT_FACTORY: dict[int, LossFactory] = {}  # id(tf) -> the default factory made for it
 
 
@@ -414,8 +426,7 @@ class TFTarget:
             # NumPy cannot hold bfloat16 without ml_dtypes' help at every rank: widen exactly first
             value = np.asarray(self.tf.cast(result, self.tf.float64).numpy(), dtype=np.float64)
         except Exception as exc:  # noqa: BLE001 - an exception from the library is an outcome
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            return Outcome(error=f"{type(exc).__name__}: {message}"[:500], seconds=time.perf_counter() - start)
+            return Outcome(error=error_text(exc), seconds=time.perf_counter() - start)
         return Outcome(value=value, dtype=dtype, seconds=time.perf_counter() - start)
 
     def _run_training(self, case: Case, start: float) -> Outcome:
@@ -429,8 +440,7 @@ class TFTarget:
                 strategy = None if spec.strategy is None else self._replicas.strategy()
                 value, dtype = self._training.run(case, strategy)
         except Exception as exc:  # noqa: BLE001 - an exception from the library is an outcome
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            return Outcome(error=f"{type(exc).__name__}: {message}"[:500], seconds=time.perf_counter() - start)
+            return Outcome(error=error_text(exc), seconds=time.perf_counter() - start)
         return Outcome(value=value, dtype=dtype, seconds=time.perf_counter() - start)
 
     # -- entry points and modes --------------------------------------------------------------------------
