@@ -33,7 +33,6 @@ import numpy as np
 from harness.case import API_LOSS_CLASS, Case, Expected, Options, Outcome
 from harness.dtypes import INPUT_DTYPES, WORK, float_format, round_to, ulp_distance
 from harness.errors import InputError, UsageError
-from harness.jsonio import encode_array
 from harness.oracle import PROFILES
 from harness.oracle import expected as oracle_expected
 from harness.oracle import tolerance as tol
@@ -227,16 +226,16 @@ class Trace:
     value: np.ndarray | None
     bound: np.ndarray | None
     raises: str | None
-    dtype: str | None
+    dtype: str
 
     def step(self, key: str) -> Step | None:
         return next((s for s in self.steps if s.key == key), None)
 
 
-def _traced(run: Callable[[list[Step]], Expected]) -> tuple[Trace, Expected]:
+def _traced(case: Case, run: Callable[[list[Step]], Expected]) -> tuple[Trace, Expected]:
     steps: list[Step] = []
     exp = run(steps)
-    return Trace(tuple(steps), exp.value, exp.bound, exp.raises, exp.dtype), exp
+    return Trace(tuple(steps), exp.value, exp.bound, exp.raises, exp.dtype or case.pred_dtype), exp
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -376,7 +375,7 @@ def _variant_profile(profile: str, swap: Mapping[str, Any], settings: Settings) 
 def _pipeline(case: Case, profile: str, swap: Mapping[str, Any], *, settings: Settings = DEFAULT_SETTINGS) -> Trace:
     """A catalogue variant's steps on ``case``: the oracle's own sequence with ``swap``'s steps replaced."""
     sem = _variant_profile(profile, swap, settings)
-    return _traced(lambda steps: sem.expected(case, steps=steps))[0]
+    return _traced(case, lambda steps: sem.expected(case, steps=steps))[0]
 
 
 def _variant_terms(terms: str | None, z: np.ndarray, pc: np.ndarray, eps: float) -> np.ndarray:
@@ -405,7 +404,7 @@ def _reference(case: Case, profile: str, settings: Settings) -> tuple[Trace, Exp
         raise UsageError("explain covers the losses' documented pipeline, not tf.keras.backend.binary_crossentropy")
     if profile not in PROFILES:
         raise UsageError(f"profile={profile!r} is not one of {', '.join(PROFILES)}")
-    trace, exp = _traced(lambda steps: oracle_expected(case, profile=profile, epsilon=settings.epsilon,
+    trace, exp = _traced(case, lambda steps: oracle_expected(case, profile=profile, epsilon=settings.epsilon,
                                                        floatx=settings.floatx, steps=steps))  # fmt: skip
     if exp.outside is not None:
         raise UsageError(f"explain narrates the documented steps, and this call is outside the documented domain: {exp.outside}")

@@ -15,6 +15,8 @@ format that defeats the clip shows up as a divergence instead of being copied in
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from harness.case import API_LOSS_CLASS, REDUCTIONS, Case, Expected, Options, policy_compute_dtype
@@ -613,11 +615,11 @@ class Keras3:
     )
     TERMS_RULE = "-(z * log(p) + (1 - z) * log(1 - p)) on the clipped p, 0 * log(0) = 0"
 
-    def tell(self, steps: list[Step], key: str, values: dict[str, object], main: str | None = None, **facts: object) -> None:
+    def tell(self, steps: list[Step], key: str, values: dict[str, Any], main: str | None = None, **facts: Any) -> None:
         """Record step ``key`` with its values and its rule (``rule(key, **facts)``)."""
         steps.append(Step(key, self.rule(key, **facts), values, main))
 
-    def rule(self, key: str, **facts: object) -> str:
+    def rule(self, key: str, **facts: Any) -> str:
         """What step ``key`` does by the documentation, with its citation, on the ``facts`` of this call."""
         if key == "inputs":
             c = str(facts["dtype"])
@@ -629,7 +631,7 @@ class Keras3:
             return ("squeeze_or_expand_to_same_rank: ranks that differ by one trailing size-1 axis are made equal "
                     "(Keras 3 expands a rank-1 side, Keras 2 only squeezes); then the shapes must match")  # fmt: skip
         if key == "smoothing":
-            ls = float(facts["ls"])  # type: ignore[arg-type]
+            ls = float(facts["ls"])
             return f"z = y * (1 - ls) + 0.5 * ls with ls = {ls:g} (binary_crossentropy docstring)" + ("" if ls else ": nothing to smooth")
         if key == "prediction":
             if facts["logits"]:
@@ -647,10 +649,10 @@ class Keras3:
             return (f"mean over axis={facts['axis']} ({facts['terms']} terms): the per-sample loss, shape "
                     f"{facts['shape']} (\"Returns: ... shape = [batch_size, d0, .. dN-1]\")")  # fmt: skip
         if key == "weights":
-            weights = ("sample_weight broadcast to the per-sample loss: a scalar scales, [batch_size] scales each sample, "
-                       "a broadcastable shape each element (Loss docs); converted to the compute dtype"
-                       if facts["weighted"] else "no sample_weight")  # fmt: skip
-            return weights + ("; a Keras mask removes the masked elements (loss.py apply_mask)" if facts["masked"] else "; no Keras mask")
+            scaled = ("sample_weight broadcast to the per-sample loss: a scalar scales, [batch_size] scales each sample, "
+                      "a broadcastable shape each element (Loss docs); converted to the compute dtype"
+                      if facts["weighted"] else "no sample_weight")  # fmt: skip
+            return scaled + ("; a Keras mask removes the masked elements (loss.py apply_mask)" if facts["masked"] else "; no Keras mask")
         if key == "reduction":
             red, loss, weights = facts["reduction"], np.asarray(facts["loss"]), facts["weights"]
             if red in (None, "none"):
@@ -658,7 +660,7 @@ class Keras3:
             if red == "sum":
                 return "reduction='sum': the sum of the weighted per-sample losses"
             if red == "mean_with_sample_weight" and weights is not None:
-                return f"reduction='mean_with_sample_weight': the weighted sum divided by the weights' sum {float(np.sum(weights)):.9g}"  # type: ignore[arg-type]
+                return f"reduction='mean_with_sample_weight': the weighted sum divided by the weights' sum {float(np.sum(weights)):.9g}"
             return (f"reduction={red!r}: the weighted sum divided by the number of elements of the per-sample loss, "
                     f"{loss.size} (reduce_values: ops.prod(ops.shape(values))), 0 for a zero divisor")  # fmt: skip
         raise KeyError(key)
