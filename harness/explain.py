@@ -1,14 +1,15 @@
 """``bce-harness explain``: the steps Keras takes on *your* inputs, and where a hand-written BCE parts from them.
 
-The reference's steps are the oracle's own functions called one at a time (``harness/oracle/keras3.py``, or
-``keras2.py`` under that profile): input conversion, rank reconciliation, label smoothing, the logits or
-probabilities, the clip, the elementwise terms, the mean over ``axis``, the weights and the reduction.  Nothing
-here restates that math; the last step's value is checked against ``harness.oracle.expected`` itself.
+The reference's steps are the ones ``harness.oracle.expected`` records as it computes (``harness/oracle/steps.py``;
+``keras3.py``, or ``keras2.py`` under that profile): input conversion, rank reconciliation, label smoothing, the
+logits or probabilities, the clip, the elementwise terms, the mean over ``axis``, the weights and the reduction,
+each with its values and its rule.  This module narrates them; it neither restates the math nor orders the steps.
 
 A user's function (``--manual MODULE:FUNCTION`` or ``FILE.py:FUNCTION``) runs on the same inputs.  When its
 result is not the reference's within the error bound, every variant of the catalogue
 (``harness/data/manual_variants.toml``: the formulas people write, each with where it is commonly found) is
-computed on the same inputs by the same pipeline with its steps replaced, singly and then in pairs; the
+computed on the same inputs by the oracle's own sequence with the variant's steps replaced (``_Swapped``: a profile
+whose step methods are the variant's, as Keras 2's profile is Keras 3's with some replaced), singly and then in pairs; the
 variants the user's result reproduces are the diagnosis, and the first step where such a variant's values
 leave the reference's is where the user's code departs.  A result no variant reproduces is said to have no
 catalogued cause, with how far it is from the reference.
@@ -32,11 +33,12 @@ import numpy as np
 from harness.case import API_LOSS_CLASS, Case, Expected, Options, Outcome
 from harness.dtypes import INPUT_DTYPES, WORK, float_format, round_to, ulp_distance
 from harness.errors import InputError, UsageError
-from harness.jsonio import encode_array
 from harness.oracle import PROFILES
 from harness.oracle import expected as oracle_expected
 from harness.oracle import tolerance as tol
 from harness.oracle.keras3 import EPSILON
+from harness.oracle.steps import STEPS, TITLES, Step
+from harness.oracle.steps import json_value as _json_value
 from harness.packagedata import data_path
 from harness.run.sandbox import Call, Ran, load_function, run_calls, run_isolated
 
@@ -59,19 +61,7 @@ __all__ = [
     "render_text",
 ]
 
-# The steps, in the order Keras takes them; a variant replaces some of them (manual_variants.toml).
-STEPS: tuple[tuple[str, str], ...] = (
-    ("inputs", "input conversion"),
-    ("ranks", "rank reconciliation"),
-    ("smoothing", "label smoothing"),
-    ("prediction", "logits or probabilities"),
-    ("clip", "clip"),
-    ("terms", "elementwise terms"),
-    ("axis", "mean over axis"),
-    ("weights", "weights and mask"),
-    ("reduction", "reduction"),
-)
-TITLES = dict(STEPS)
+# The steps are the oracle's (harness.oracle.steps); a variant replaces some of them (manual_variants.toml).
 ORDER = {key: i for i, (key, _) in enumerate(STEPS)}
 # What a catalogue variant may put in place of a step (see the header of manual_variants.toml).
 STEP_CHOICES: dict[str, tuple[str, ...]] = {
@@ -229,37 +219,8 @@ def installed_settings(target: Any = None) -> Settings:
 
 
 @dataclass(frozen=True, eq=False)
-class Step:
-    """One step Keras takes: what the documentation says it does, and the values it produces.
-
-    ``main`` names the value a departure is judged on (the step's output)."""
-
-    key: str
-    rule: str
-    values: Mapping[str, Any]
-    main: str | None = None
-
-    @property
-    def title(self) -> str:
-        return TITLES[self.key]
-
-    def output(self) -> np.ndarray | None:
-        return None if self.main is None else np.asarray(self.values[self.main])
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"step": self.key, "title": self.title, "rule": self.rule, "main": self.main,
-                "values": {k: _json_value(v) for k, v in self.values.items()}}  # fmt: skip
-
-
-def _json_value(v: Any) -> Any:
-    if isinstance(v, (np.ndarray, np.generic)):
-        return encode_array(np.asarray(v, dtype=np.float64))
-    return v
-
-
-@dataclass(frozen=True, eq=False)
 class Trace:
-    """A pipeline run: its steps, and its value and bound (or why the call must raise)."""
+    """The oracle's steps on a case as it took them, and its value and bound (or why the call must raise)."""
 
     steps: tuple[Step, ...]
     value: np.ndarray | None
@@ -271,6 +232,12 @@ class Trace:
         return next((s for s in self.steps if s.key == key), None)
 
 
+def _traced(case: Case, run: Callable[[list[Step]], Expected]) -> tuple[Trace, Expected]:
+    steps: list[Step] = []
+    exp = run(steps)
+    return Trace(tuple(steps), exp.value, exp.bound, exp.raises, exp.dtype or case.pred_dtype), exp
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore"):
         return np.where(x >= 0, 1 / (1 + np.exp(-x)), np.exp(x) / (1 + np.exp(x))).astype(WORK)
@@ -280,184 +247,135 @@ def _w(x: float) -> Any:
     return WORK(x)
 
 
-def _pipeline(case: Case, profile: str, swap: Mapping[str, Any] | None = None, *, settings: Settings = DEFAULT_SETTINGS) -> Trace:
-    """Keras's steps on ``case`` under ``profile``, each step the oracle's function; ``swap`` replaces steps
-    with a catalogue variant's (the reference is ``swap=None``)."""
-    swap = swap or {}
-    sem = PROFILES[profile](epsilon=settings.epsilon, floatx=settings.floatx)
-    eps = sem.epsilon
-    api = case.api
-    loss_class = api == API_LOSS_CLASS
-    o = case.options
-    c = sem.compute_dtype(case) if loss_class else case.pred_dtype
-    m = tol.error_model(c)
-    steps: list[Step] = []
+class _Swapped:
+    """A profile with some of its steps replaced by a catalogue variant's (``swap``, manual_variants.toml): the
+    oracle's own ``expected`` takes its steps in its own order, and the replaced ones are these (as Keras2 is
+    Keras3 with some steps replaced).  Mixed in before the profile's class (``_variant_profile``)."""
 
-    def done(raises: str | None = None, value: Any = None, bound: Any = None) -> Trace:
-        return Trace(tuple(steps), value, bound, raises, c)
+    swap: Mapping[str, Any] = {}
+    name: str
 
-    y = round_to(case.y_true, c).astype(WORK)
-    p, dp = sem.predictions(case, c, m)
-    eps_lo = round_to(eps, c)
-    eps_hi = round_to(1.0 - eps, c)
-    steps.append(Step("inputs", (
-        f"Loss.__call__ converts y_true and y_pred to the compute dtype {c} "
-        + ("(the loss's dtype option, else keras.config.floatx())" if loss_class and profile == "keras3"
-           else "(y_pred's dtype; y_true is cast to it)")
-        + f"; epsilon = keras.config.epsilon() = {eps:g} is {float(eps_lo):.9g} and 1 - epsilon is {float(eps_hi):.9g} in {c}"
-    ), {"y_true": case.y_true, "y_pred": case.y_pred, f"y_true as {c}": y, f"y_pred as {c}": p}, f"y_pred as {c}"))  # fmt: skip
-    raises = sem.option_error(case) if loss_class else None
-    if raises:
-        return done(raises)
-    if not loss_class:
-        if api != "binary_crossentropy" and case.true_dtype != case.pred_dtype:
-            return done(f"{api} takes labels and predictions of one dtype")
-        if case.y_true.shape != case.y_pred.shape:
-            return done(f"{api}: y_true shape {case.y_true.shape} is not y_pred shape {case.y_pred.shape}")
-    elif swap.get("ranks") == "broadcast":
+    def reconcile_ranks(self, y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, str | None]:
+        if self.swap.get("ranks") != "broadcast":
+            return super().reconcile_ranks(y, p)  # type: ignore[misc]
         try:
             y, p = (a.astype(WORK) for a in np.broadcast_arrays(y, p))
         except ValueError:
-            return done(f"y_true shape {y.shape} and y_pred shape {p.shape} do not broadcast")
-        steps.append(Step("ranks", "y_true and y_pred broadcast against each other",
-                          {"y_true shape": str(y.shape), "y_pred shape": str(p.shape)}))
-    else:
-        y, p, raises = sem.reconcile_ranks(y, p)
-        rule = ("squeeze_or_expand_to_same_rank: ranks that differ by one trailing size-1 axis are made equal "
-                "(Keras 3 expands a rank-1 side, Keras 2 only squeezes); then the shapes must match")  # fmt: skip
-        steps.append(Step("ranks", rule, {"y_true shape": str(y.shape), "y_pred shape": str(p.shape)}))
-        if raises:
-            return done(raises)
+            return y, p, f"y_true shape {y.shape} and y_pred shape {p.shape} do not broadcast"
+        return y, p, None
 
-    # label smoothing
-    ls = float(o.label_smoothing) if api in (API_LOSS_CLASS, "binary_crossentropy") else 0.0
-    how = swap.get("smoothing")
-    if how == "flip":
-        z = y * (1 - _w(ls)) + _w(ls) * (1 - y)
-    elif how == "ignored":
-        z = y
-    else:
-        z = sem.smooth(y, ls)
-    dz = tol.smoothing_error(y, ls, m)
-    steps.append(Step("smoothing", f"z = y * (1 - ls) + 0.5 * ls with ls = {ls:g} (binary_crossentropy docstring)"
-                      + ("" if ls else ": nothing to smooth"), {"z": z}, "z"))  # fmt: skip
+    def smooth(self, y: np.ndarray, ls: float) -> np.ndarray:
+        how = self.swap.get("smoothing")
+        if how == "flip":
+            return y * (1 - _w(ls)) + _w(ls) * (1 - y)
+        return y if how == "ignored" else super().smooth(y, ls)  # type: ignore[misc]
 
-    # logits or probabilities
-    logits = o.from_logits or api == "nn.sigmoid_cross_entropy_with_logits"
-    how = swap.get("prediction")
-    if how == "extra_sigmoid":
-        p = _sigmoid(p)
-    elif how in ("raw", "sigmoid_clip") and logits:
-        p = _sigmoid(p) if how == "sigmoid_clip" else p
-        logits = False
-    if logits:
-        rule = ("from_logits=True: y_pred are logits, used as they are in the stable form "
-                "max(x, 0) - x * z + log(1 + exp(-|x|)) (tf.nn.sigmoid_cross_entropy_with_logits); no clip")  # fmt: skip
-        steps.append(Step("prediction", rule, {"logits": p}, "logits"))
-    else:
-        if profile == "keras3":
-            rule = ("from_logits=False: y_pred are probabilities.  Keras 3 recovers logits only from the output of a "
-                    "sigmoid op (backend nn.binary_crossentropy reads output._keras_logits or a Sigmoid op); a plain "
-                    "tensor, as here, is used as it is")  # fmt: skip
-        else:
-            rule = ("from_logits=False: y_pred are probabilities.  Keras 2 (tf_keras backend.binary_crossentropy) "
-                    "recovers logits from output._keras_logits, or in a graph from the input of a Sigmoid op; an "
-                    "eager tensor, as here, is used as it is")  # fmt: skip
-        steps.append(Step("prediction", rule, {"p": p}, "p"))
+    def prediction(self, p: np.ndarray, logits: bool) -> tuple[np.ndarray, bool]:
+        how = self.swap.get("prediction")
+        if how == "extra_sigmoid":
+            return _sigmoid(p), logits
+        if how in ("raw", "sigmoid_clip") and logits:
+            return (_sigmoid(p) if how == "sigmoid_clip" else p), False
+        return p, logits
 
-    # the clip and the elementwise terms
-    if logits:
-        elem, err = sem.logit_loss(z, p), tol.logit_error(z, dz, p, m)
-        steps.append(Step("terms", "z * softplus(-x) + (1 - z) * softplus(x), the limit for an infinite logit",
-                          {"terms": elem}, "terms"))  # fmt: skip
-    else:
-        clip, terms = swap.get("clip"), swap.get("terms")
+    def clip(self, p: np.ndarray, dtype: str) -> np.ndarray:
+        clip = self.swap.get("clip")
         if clip is None:
-            pc = sem.clip(p, c)
-            clip_rule = (f"p clipped to [epsilon, 1 - epsilon] = [{float(eps_lo):.9g}, {float(eps_hi):.9g}], the bounds "
-                         f"as {c} holds them (backend nn.binary_crossentropy: clip_by_value(output, epsilon(), 1 - epsilon()))")  # fmt: skip
-        elif clip == "none":
-            pc, clip_rule = p, "no clip"
-        else:
-            pc = np.clip(p, _w(clip), _w(1.0 - clip))  # the bounds as Python floats hold them (float64)
-            clip_rule = f"p clipped to [{clip:g}, 1 - {clip:g}] in float64"
-        steps.append(Step("clip", clip_rule, {"p clipped": pc}, "p clipped"))
-        if clip is None and terms is None:  # the reference: the profile's own terms, from the unclipped p
-            elem, err = sem.probability_terms(z, dz, p, c, m)
-            if dp is not None:
-                err = err + tol.input_error(z, sem.clip(p, c), np.reshape(dp, p.shape), m)
-            term_rule = ("-(z * log(p) + (1 - z) * log(1 - p)) on the clipped p, 0 * log(0) = 0" if profile == "keras3"
-                         else "-(z * log(p + epsilon) + (1 - z) * log(1 - p + epsilon)) on the clipped p (Keras 2 backend.py)")  # fmt: skip
-        else:
-            elem, err = _variant_terms(terms or ("eps_in_log" if profile == "keras2" else None), z, pc, eps), np.zeros(pc.shape, WORK)
-            term_rule = {"eps_in_log": f"-(z * log(p + {eps:g}) + (1 - z) * log(1 - p + {eps:g}))",
-                         "log_floor": "-(z * max(log(p), -100) + (1 - z) * max(log(1 - p), -100))",
-                         None: "-(z * log(p) + (1 - z) * log(1 - p))"}[terms]  # fmt: skip
-        steps.append(Step("terms", term_rule, {"terms": elem}, "terms"))
+            return super().clip(p, dtype)  # type: ignore[misc]
+        return p if clip == "none" else np.clip(p, _w(clip), _w(1.0 - clip))  # the bounds as Python floats hold them (float64)
 
-    if api in ("ops.binary_crossentropy", "nn.sigmoid_cross_entropy_with_logits"):
-        return done(value=elem, bound=err)
+    def _terms(self) -> str | None:
+        return self.swap.get("terms") or ("eps_in_log" if self.name == "keras2" else None)
 
-    # the mean over axis
-    ndim = elem.ndim
-    if ndim == 0 or not -ndim <= o.axis < ndim:
-        return done(f"axis={o.axis} is out of range for rank {ndim}")
-    how = swap.get("axis")
-    if how == "sum":
-        loss, loss_err = np.sum(elem, axis=o.axis).astype(WORK), np.zeros(np.sum(elem, axis=o.axis).shape, WORK)
-        axis_rule = f"sum over axis {o.axis}"
-    elif how == "all":
-        loss, loss_err = elem, err
-        axis_rule = "no mean over the axis: every element goes on to the weights and one mean"
-    else:
-        loss, loss_err = sem.mean_over_axis(elem, err, o.axis, m)
-        axis_rule = (f"mean over axis={o.axis} ({elem.shape[o.axis]} terms): the per-sample loss, shape "
-                     f"{loss.shape} (\"Returns: ... shape = [batch_size, d0, .. dN-1]\")")  # fmt: skip
-    steps.append(Step("axis", axis_rule, {"per-sample loss": loss}, "per-sample loss"))
-    if not loss_class:
-        return done(value=loss, bound=loss_err)
+    def probability_terms(self, z: np.ndarray, dz: np.ndarray, p: np.ndarray, dtype: str, m: tol.ErrorModel) -> tuple[np.ndarray, np.ndarray]:
+        if self.swap.get("clip") is None and self.swap.get("terms") is None:  # the profile's own terms
+            return super().probability_terms(z, dz, p, dtype, m)  # type: ignore[misc]
+        pc = self.clip(p, dtype)
+        return _variant_terms(self._terms(), z, pc, self.epsilon), np.zeros(pc.shape, WORK)  # type: ignore[attr-defined]
 
-    # weights (the explain command sets no Keras mask: one comes from a Masking or Embedding layer)
-    if swap.get("weights") == "ignored":
-        weights, raises = None, None
-    elif swap.get("weights") == "broadcast" and case.sample_weight is not None:
-        try:
-            loss, loss_err, weights = np.broadcast_arrays(loss, loss_err, round_to(case.sample_weight, c).astype(WORK))
-        except ValueError:
-            return done(f"sample_weight shape {case.sample_weight.shape} does not broadcast to {loss.shape}")
-        raises = None
-    else:
-        weights, raises = sem.align_weights(case, loss.shape, c)
-    if raises:
-        return done(raises)
-    wrule = ("no sample_weight" if weights is None else
-             "sample_weight broadcast to the per-sample loss: a scalar scales, [batch_size] scales each sample, "
-             "a broadcastable shape each element (Loss docs); converted to the compute dtype")  # fmt: skip
-    wvals: dict[str, Any] = {} if weights is None else {"weights": weights}
-    steps.append(Step("weights", wrule + "; no Keras mask", wvals, None if weights is None else "weights"))
+    def mean_over_axis(self, elem: np.ndarray, err: np.ndarray, axis: int, m: tol.ErrorModel) -> tuple[np.ndarray, np.ndarray]:
+        how = self.swap.get("axis")
+        if how == "sum":
+            total = np.sum(elem, axis=axis).astype(WORK)
+            return total, np.zeros(total.shape, WORK)
+        return (elem, err) if how == "all" else super().mean_over_axis(elem, err, axis, m)  # type: ignore[misc]
 
-    # the reduction
-    red = o.reduction
-    how = swap.get("reduction")
-    if how == "all" or swap.get("axis") == "all":
-        value, bound = sem.reduce(loss, loss_err, weights, "sum_over_batch_size", m)
-        red_rule = "the mean of every weighted element"
-    elif how == "batch":
-        total, bound = sem.reduce(loss, loss_err, weights, "sum", m)
-        batch = loss.shape[0] if loss.ndim else 1
-        value = np.asarray(total / WORK(max(batch, 1)), dtype=WORK)
-        red_rule = f"the weighted sum divided by the batch size {batch}"
-    elif how == "nonzero" and weights is not None:
-        total, bound = sem.reduce(loss, loss_err, weights, "sum", m)
-        count = int(np.count_nonzero(np.broadcast_to(weights, loss.shape)))
-        value = np.asarray(total / WORK(count) if count else WORK(0), dtype=WORK)
-        red_rule = f"the weighted sum divided by the number of nonzero weights, {count}"
-    else:
-        used = how if how is not None else red
-        value, bound = sem.reduce(loss, loss_err, weights, used, m)
-        red_rule = _reduction_rule(used, loss, weights)
-    steps.append(Step("reduction", red_rule, {"result": value}, "result"))
-    return done(value=value, bound=bound)
+    def align_weights(self, case: Case, loss_shape: tuple[int, ...], dtype: str) -> tuple[np.ndarray | None, str | None]:
+        how = self.swap.get("weights")
+        if how == "ignored":
+            return None, None
+        if how == "broadcast" and case.sample_weight is not None:
+            w = round_to(case.sample_weight, dtype).astype(WORK)
+            try:
+                return np.broadcast_to(w, np.broadcast_shapes(loss_shape, w.shape)), None
+            except ValueError:
+                return None, f"sample_weight shape {case.sample_weight.shape} does not broadcast to {loss_shape}"
+        return super().align_weights(case, loss_shape, dtype)  # type: ignore[misc]
+
+    def reduce(self, loss: np.ndarray, loss_err: np.ndarray, weights: np.ndarray | None, reduction: str | None,
+               m: tol.ErrorModel, **kw: Any) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        reduce = super().reduce  # type: ignore[misc]
+        if weights is not None and weights.shape != loss.shape:  # weights broadcast past the loss's shape
+            loss, loss_err = (np.broadcast_to(a, weights.shape) for a in (loss, loss_err))
+        how = self.swap.get("reduction")
+        if self.swap.get("axis") == "all":
+            return reduce(loss, loss_err, weights, "sum_over_batch_size", m, **kw)
+        if how == "batch":
+            total, bound = reduce(loss, loss_err, weights, "sum", m, **kw)
+            return np.asarray(total / WORK(max(loss.shape[0] if loss.ndim else 1, 1)), dtype=WORK), bound
+        if how == "nonzero" and weights is not None:
+            total, bound = reduce(loss, loss_err, weights, "sum", m, **kw)
+            count = int(np.count_nonzero(weights))
+            return np.asarray(total / WORK(count) if count else WORK(0), dtype=WORK), bound
+        return reduce(loss, loss_err, weights, how if how is not None else reduction, m, **kw)
+
+    def rule(self, key: str, **facts: Any) -> str:
+        swap, same = self.swap, super().rule  # type: ignore[misc]
+        if key == "ranks" and swap.get("ranks") == "broadcast":
+            return "y_true and y_pred broadcast against each other"
+        if key == "clip" and swap.get("clip") is not None:
+            clip = swap["clip"]
+            return "no clip" if clip == "none" else f"p clipped to [{clip:g}, 1 - {clip:g}] in float64"
+        if key == "terms" and not facts["logits"] and (swap.get("clip") is not None or swap.get("terms") is not None):
+            eps = self.epsilon  # type: ignore[attr-defined]
+            return {"eps_in_log": f"-(z * log(p + {eps:g}) + (1 - z) * log(1 - p + {eps:g}))",
+                    "log_floor": "-(z * max(log(p), -100) + (1 - z) * max(log(1 - p), -100))",
+                    None: "-(z * log(p) + (1 - z) * log(1 - p))"}[self._terms()]  # fmt: skip
+        if key == "axis" and swap.get("axis") == "sum":
+            return f"sum over axis {facts['axis']}"
+        if key == "axis" and swap.get("axis") == "all":
+            return "no mean over the axis: every element goes on to the weights and one mean"
+        if key == "reduction":
+            loss, weights = np.asarray(facts["loss"]), facts["weights"]
+            how = swap.get("reduction")
+            if swap.get("axis") == "all":
+                return "the mean of every weighted element"
+            if how == "batch":
+                return f"the weighted sum divided by the batch size {loss.shape[0] if loss.ndim else 1}"
+            if how == "nonzero" and weights is not None:
+                return f"the weighted sum divided by the number of nonzero weights, {int(np.count_nonzero(weights))}"
+            if how is not None:
+                return same(key, **{**facts, "reduction": how})
+        return same(key, **facts)
+
+
+_VARIANT_PROFILES: dict[str, type] = {}
+
+
+def _variant_profile(profile: str, swap: Mapping[str, Any], settings: Settings) -> Any:
+    """``profile``'s semantics with ``swap``'s steps replaced (the class made once per profile)."""
+    if profile not in _VARIANT_PROFILES:
+        base = PROFILES[profile]
+        _VARIANT_PROFILES[profile] = type(f"Swapped{base.__name__}", (_Swapped, base), {})  # type: ignore[arg-type]
+    sem = _VARIANT_PROFILES[profile](epsilon=settings.epsilon, floatx=settings.floatx)
+    sem.swap = dict(swap)
+    return sem
+
+
+def _pipeline(case: Case, profile: str, swap: Mapping[str, Any], *, settings: Settings = DEFAULT_SETTINGS) -> Trace:
+    """A catalogue variant's steps on ``case``: the oracle's own sequence with ``swap``'s steps replaced."""
+    sem = _variant_profile(profile, swap, settings)
+    return _traced(case, lambda steps: sem.expected(case, steps=steps))[0]
 
 
 def _variant_terms(terms: str | None, z: np.ndarray, pc: np.ndarray, eps: float) -> np.ndarray:
@@ -475,19 +393,8 @@ def _variant_terms(terms: str | None, z: np.ndarray, pc: np.ndarray, eps: float)
         return (-(t1 + t2)).astype(WORK)
 
 
-def _reduction_rule(red: str | None, loss: np.ndarray, weights: np.ndarray | None) -> str:
-    if red in (None, "none"):
-        return "reduction='none': the per-sample loss (times the weights) as it is"
-    if red == "sum":
-        return "reduction='sum': the sum of the weighted per-sample losses"
-    if red == "mean_with_sample_weight" and weights is not None:
-        return f"reduction='mean_with_sample_weight': the weighted sum divided by the weights' sum {float(np.sum(weights)):.9g}"
-    return (f"reduction={red!r}: the weighted sum divided by the number of elements of the per-sample loss, "
-            f"{loss.size} (reduce_values: ops.prod(ops.shape(values))), 0 for a zero divisor")  # fmt: skip
-
-
-def reference_steps(case: Case, profile: str = "keras3", *, settings: Settings = DEFAULT_SETTINGS) -> Trace:
-    """Keras's steps on ``case``; its last value is ``harness.oracle.expected``'s, or an internal error says why not."""
+def _reference(case: Case, profile: str, settings: Settings) -> tuple[Trace, Expected]:
+    """The oracle's steps on ``case`` as ``harness.oracle.expected`` takes them, and its expectation."""
     if case.api == "metrics.BinaryCrossentropy" or case.grad is not None or case.mask is not None or case.producer:
         raise UsageError("explain covers the losses' values, not metrics, gradients, masks or producers")
     if case.training is not None or case.config is not None or case.row_lengths is not None:
@@ -497,14 +404,18 @@ def reference_steps(case: Case, profile: str = "keras3", *, settings: Settings =
         raise UsageError("explain covers the losses' documented pipeline, not tf.keras.backend.binary_crossentropy")
     if profile not in PROFILES:
         raise UsageError(f"profile={profile!r} is not one of {', '.join(PROFILES)}")
-    trace = _pipeline(case, profile, settings=settings)
-    exp = oracle_expected(case, profile=profile, epsilon=settings.epsilon, floatx=settings.floatx)
-    same = (exp.raises is None) == (trace.raises is None)
-    if same and exp.raises is None:
-        same = np.array_equal(np.asarray(exp.value), np.asarray(trace.value), equal_nan=True)
-    if not same:
-        raise RuntimeError(f"explain's steps ended at {trace.value!r}/{trace.raises!r}, the oracle at {exp.value!r}/{exp.raises!r}")
-    return trace
+    trace, exp = _traced(case, lambda steps: oracle_expected(case, profile=profile, epsilon=settings.epsilon,
+                                                       floatx=settings.floatx, steps=steps))  # fmt: skip
+    if exp.outside is not None:
+        raise UsageError(f"explain narrates the documented steps, and this call is outside the documented domain: {exp.outside}")
+    if not trace.steps:
+        raise UsageError(f"explain covers the losses' documented pipeline, not {case.api} on {case.pred_dtype} predictions")
+    return trace, exp
+
+
+def reference_steps(case: Case, profile: str = "keras3", *, settings: Settings = DEFAULT_SETTINGS) -> Trace:
+    """Keras's steps on ``case``, as the oracle takes them: its last value is ``harness.oracle.expected``'s."""
+    return _reference(case, profile, settings)[0]
 
 
 # -- the user's own implementation --------------------------------------------------------------------------
@@ -972,8 +883,7 @@ def explain(
     from harness.judge.facets import record_facets
 
     settings = installed_settings(target) if settings is None else settings
-    trace = reference_steps(case, profile, settings=settings)
-    exp = oracle_expected(case, profile=profile, epsilon=settings.epsilon, floatx=settings.floatx)
+    trace, exp = _reference(case, profile, settings)
     outcome = verdict = known = None
     if target is not None:
         outcome = target.run(case)

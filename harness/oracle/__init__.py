@@ -18,6 +18,7 @@ from harness.errors import UsageError
 from harness.oracle.gradient import expected_gradient
 from harness.oracle.keras2 import Keras2
 from harness.oracle.keras3 import EPSILON, Keras3
+from harness.oracle.steps import Step
 from harness.oracle.training import expected_training, loop_training
 
 __all__ = ["EPSILON", "PROFILES", "expected", "expected_loop"]
@@ -25,10 +26,14 @@ __all__ = ["EPSILON", "PROFILES", "expected", "expected_loop"]
 PROFILES: dict[str, Callable[[], Keras3]] = {"keras3": Keras3, "keras2": Keras2}
 
 
-def expected(case: Case, *, profile: str = "keras3", epsilon: float = EPSILON, floatx: str = "float32") -> Expected:
+def expected(
+    case: Case, *, profile: str = "keras3", epsilon: float = EPSILON, floatx: str = "float32", steps: list[Step] | None = None
+) -> Expected:
     """What ``case`` must yield under ``profile``'s documented semantics, in a Keras whose
     ``keras.config.epsilon()`` is ``epsilon`` and ``floatx()`` is ``floatx`` (what the worker's Keras has,
-    from ``keras.json`` or a call); the settings the case itself makes (``case.config``) take precedence."""
+    from ``keras.json`` or a call); the settings the case itself makes (``case.config``) take precedence.
+    ``steps``, when given, receives the loss's named steps as the profile takes them (oracle.steps); a case
+    outside the documented domain, a training or a gradient case records none."""
     if profile not in PROFILES:
         raise UsageError(f"profile={profile!r} is not one of {', '.join(PROFILES)}")
     cfg = case.config
@@ -43,7 +48,7 @@ def expected(case: Case, *, profile: str = "keras3", epsilon: float = EPSILON, f
         return expected_training(semantics, case)
     if case.grad is not None:
         return expected_gradient(semantics, case)
-    return semantics.expected(case)
+    return semantics.expected(case, steps=steps)
 
 
 def expected_loop(case: Case, *, profile: str = "keras3", epsilon: float = EPSILON, floatx: str = "float32") -> Expected:

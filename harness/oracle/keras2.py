@@ -41,6 +41,14 @@ class Keras2(Keras3):
     """Keras 2 semantics of ``BinaryCrossentropy.__call__`` (see the module docstring for the sources)."""
 
     name = "keras2"
+    # the narration's rules that differ from Keras 3's (Keras3.rule)
+    DTYPE_RULE = "(y_pred's dtype; y_true is cast to it)"
+    PROBABILITIES_RULE = (
+        "from_logits=False: y_pred are probabilities.  Keras 2 (tf_keras backend.binary_crossentropy) recovers logits "
+        "from output._keras_logits, or in a graph from the input of a Sigmoid op; an eager tensor, as here, is used "
+        "as it is"
+    )
+    TERMS_RULE = "-(z * log(p + epsilon) + (1 - z) * log(1 - p + epsilon)) on the clipped p (Keras 2 backend.py)"
 
     def compute_dtype(self, case: Case) -> str:
         """The dtype of ``y_pred``.

@@ -15,6 +15,8 @@ format that defeats the clip shows up as a divergence instead of being copied in
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from harness.case import API_LOSS_CLASS, REDUCTIONS, Case, Expected, Options, policy_compute_dtype
@@ -22,6 +24,7 @@ from harness.dtypes import FLOAT_DTYPES, WORK, round_to
 from harness.errors import UsageError
 from harness.jsonio import encode_array
 from harness.oracle import tolerance as tol
+from harness.oracle.steps import Step
 
 __all__ = ["EPSILON", "Keras3"]
 
@@ -42,7 +45,9 @@ class Keras3:
         self.epsilon = float(epsilon)
         self.floatx = floatx
 
-    def expected(self, case: Case) -> Expected:
+    def expected(self, case: Case, *, steps: list[Step] | None = None) -> Expected:
+        """What ``case`` must yield; ``steps``, when given, receives each named step of the loss class's and the
+        functions' computation as it is taken (oracle.steps), the one sequence ``explain`` narrates."""
         if case.grad is not None:  # the derivatives are oracle.gradient's: harness.oracle.expected sends them there
             raise UsageError("gradient cases are expected through harness.oracle.expected, not a profile")
         special = self.special_inputs(case)
@@ -51,33 +56,33 @@ class Keras3:
         if case.api == "metrics.BinaryCrossentropy":
             return self.metric(case)
         if case.api != API_LOSS_CLASS:
-            return self.function(case)
+            return self.function(case, steps=steps)
         o = case.options
         c = self.compute_dtype(case)
         m = tol.error_model(c)
         rule = m.describe()
 
+        y = round_to(case.y_true, c).astype(WORK)
+        p, dp = self.predictions(case, c, m)
+        if steps is not None:
+            self.tell(steps, "inputs", {"y_true": case.y_true, "y_pred": case.y_pred, f"y_true as {c}": y, f"y_pred as {c}": p},
+                      f"y_pred as {c}", dtype=c, loss_class=True)  # fmt: skip
         raises = self.option_error(case)
         if raises:
             return Expected(raises=raises, dtype=c, rule=rule)
 
-        y = round_to(case.y_true, c).astype(WORK)
-        p, dp = self.predictions(case, c, m)
-
         y, p, raises = self.reconcile_ranks(y, p)
+        if steps is not None:
+            self.tell(steps, "ranks", {"y_true shape": str(y.shape), "y_pred shape": str(p.shape)})
         if raises:
             return Expected(raises=raises, dtype=c, rule=rule)
 
         ls = float(o.label_smoothing)
         z = self.smooth(y, ls)
         dz = tol.smoothing_error(y, ls, m)
-
-        if o.from_logits:
-            elem, err = self.logit_loss(z, p), tol.logit_error(z, dz, p, m)
-        else:
-            elem, err = self.probability_terms(z, dz, p, c, m)
-            if dp is not None:
-                err = err + tol.input_error(z, self.clip(p, c), np.reshape(dp, p.shape), m)
+        if steps is not None:
+            self.tell(steps, "smoothing", {"z": z}, "z", ls=ls)
+        elem, err = self.elementwise(z, dz, p, dp, o.from_logits, c, m, steps)
 
         # "axis: The axis along which to compute crossentropy (the features axis). Defaults to -1", and
         # "Returns: Binary crossentropy loss value. shape = [batch_size, d0, .. dN-1]": the mean over axis.
@@ -85,16 +90,23 @@ class Keras3:
         if ndim == 0 or not -ndim <= o.axis < ndim:
             return Expected(raises=f"axis={o.axis} is out of range for rank {ndim}", dtype=c, rule=rule)
         loss, loss_err = self.mean_over_axis(elem, err, o.axis, m)
+        if steps is not None:
+            self.tell(steps, "axis", {"per-sample loss": loss}, "per-sample loss", axis=o.axis, terms=elem.shape[o.axis], shape=loss.shape)
 
         weights, raises = self.align_weights(case, loss.shape, c)
         if raises:
             return Expected(raises=raises, dtype=c, rule=rule)
+        if steps is not None:
+            self.tell(steps, "weights", {} if weights is None else {"weights": weights}, None if weights is None else "weights",
+                      weighted=weights is not None, masked=case.mask is not None)  # fmt: skip
         if case.mask is not None:
             if case.mask.shape != loss.shape:
                 return Expected(raises=f"mask shape {case.mask.shape} is not the loss shape {loss.shape}", dtype=c, rule=rule)
             value, bound = self.reduce(loss, loss_err, weights, o.reduction, m, mask=case.mask, read=tol.read_model(m, case.weight_dtype))
         else:
             value, bound = self.reduce(loss, loss_err, weights, o.reduction, m, read=tol.read_model(m, case.weight_dtype))
+        if steps is not None:
+            self.tell(steps, "reduction", {"result": value}, "result", reduction=o.reduction, loss=loss, weights=weights)
         return Expected(value=value, bound=bound, dtype=c, rule=rule)
 
     # -- the documented domain -----------------------------------------------------------------------------
@@ -164,7 +176,7 @@ class Keras3:
 
     # -- the other entry points --------------------------------------------------------------------------
 
-    def function(self, case: Case) -> Expected:
+    def function(self, case: Case, *, steps: list[Step] | None = None) -> Expected:
         """The stateless functions, each by its own docstring.
 
         ``tf.keras.losses.binary_crossentropy(y_true, y_pred, from_logits, label_smoothing, axis)``:
@@ -183,28 +195,30 @@ class Keras3:
         api = case.api
         if api == "backend.binary_crossentropy":
             return self.legacy_backend(case)
+        y = round_to(case.y_true, c).astype(WORK)
+        p, dp = self.predictions(case, c, m)
+        if steps is not None:
+            self.tell(steps, "inputs", {"y_true": case.y_true, "y_pred": case.y_pred, f"y_true as {c}": y, f"y_pred as {c}": p},
+                      f"y_pred as {c}", dtype=c, loss_class=False)  # fmt: skip
         if api == "nn.sigmoid_cross_entropy_with_logits" and case.true_dtype != case.pred_dtype:
             # documented: "labels: A Tensor of the same type and shape as logits".  keras.ops' docstring asks
             # only that the target's shape match the output's: its labels convert to y_pred's dtype (round_to)
             return Expected(raises=f"{api}: 'labels: A Tensor of the same type and shape as logits'", dtype=c, rule=rule)
         if case.y_true.shape != case.y_pred.shape:
             return Expected(raises=f"{api}: y_true shape {case.y_true.shape} is not y_pred shape {case.y_pred.shape}", dtype=c, rule=rule)
-        y = round_to(case.y_true, c).astype(WORK)
-        p, dp = self.predictions(case, c, m)
         ls = float(o.label_smoothing) if api == "binary_crossentropy" else 0.0
         z = self.smooth(y, ls)
         dz = tol.smoothing_error(y, ls, m)
-        if o.from_logits or api == "nn.sigmoid_cross_entropy_with_logits":
-            elem, err = self.logit_loss(z, p), tol.logit_error(z, dz, p, m)
-        else:
-            elem, err = self.probability_terms(z, dz, p, c, m)
-            if dp is not None:
-                err = err + tol.input_error(z, self.clip(p, c), dp, m)
+        if steps is not None:
+            self.tell(steps, "smoothing", {"z": z}, "z", ls=ls)
+        elem, err = self.elementwise(z, dz, p, dp, o.from_logits or api == "nn.sigmoid_cross_entropy_with_logits", c, m, steps)
         if api != "binary_crossentropy":
             return Expected(value=elem, bound=err, dtype=c, rule=rule)
         if elem.ndim == 0 or not -elem.ndim <= o.axis < elem.ndim:
             return Expected(raises=f"axis={o.axis} is out of range for rank {elem.ndim}", dtype=c, rule=rule)
         value, bound = self.mean_over_axis(elem, err, o.axis, m)
+        if steps is not None:
+            self.tell(steps, "axis", {"per-sample loss": value}, "per-sample loss", axis=o.axis, terms=elem.shape[o.axis], shape=value.shape)
         return Expected(value=value, bound=bound, dtype=c, rule=rule)
 
     def received_dtype(self, case: Case) -> str:
@@ -374,6 +388,35 @@ class Keras3:
         if case.options.reduction not in REDUCTIONS:
             return f"reduction={case.options.reduction!r} is not a supported reduction"
         return None
+
+    @staticmethod
+    def prediction(p: np.ndarray, logits: bool) -> tuple[np.ndarray, bool]:
+        """What y_pred is read as: logits when ``logits`` (from_logits=True; tf.nn's op always), else
+        probabilities, used as they are (a plain tensor: Keras recovers logits only from a sigmoid op's output,
+        backend nn.binary_crossentropy).  A step of its own so that it has a name (oracle.steps)."""
+        return p, logits
+
+    def elementwise(
+        self, z: np.ndarray, dz: np.ndarray, p: np.ndarray, dp: np.ndarray | None, logits: bool, dtype: str,
+        m: tol.ErrorModel, steps: list[Step] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """The logits or probabilities, the clip, and the elementwise terms, with their error bound (and the
+        producer's input error ``dp``); each step recorded in ``steps`` when given."""
+        p, logits = self.prediction(p, logits)
+        if steps is not None:
+            read = "logits" if logits else "p"
+            self.tell(steps, "prediction", {read: p}, read, logits=logits)
+        if logits:
+            elem, err = self.logit_loss(z, p), tol.logit_error(z, dz, p, m)
+        else:
+            if steps is not None:
+                self.tell(steps, "clip", {"p clipped": self.clip(p, dtype)}, "p clipped", dtype=dtype)
+            elem, err = self.probability_terms(z, dz, p, dtype, m)
+            if dp is not None:
+                err = err + tol.input_error(z, self.clip(p, dtype), np.reshape(dp, p.shape), m)
+        if steps is not None:
+            self.tell(steps, "terms", {"terms": elem}, "terms", logits=logits)
+        return elem, err
 
     def probability_terms(
         self, z: np.ndarray, dz: np.ndarray, p: np.ndarray, dtype: str, m: tol.ErrorModel
@@ -559,3 +602,65 @@ class Keras3:
             value = np.where(divisor == 0, WORK(0), total / np.where(divisor == 0, 1, divisor))
         bound = tol.divide_error(value, total_err, divisor, div_err, m)
         return np.asarray(value, dtype=WORK), np.asarray(bound, dtype=WORK)
+
+
+    # -- the narration (only when someone asks for the steps) -------------------------------------------
+
+    # The rule texts that differ between the lines (Keras2 overrides them).
+    DTYPE_RULE = "(the loss's dtype option, else keras.config.floatx())"
+    PROBABILITIES_RULE = (
+        "from_logits=False: y_pred are probabilities.  Keras 3 recovers logits only from the output of a sigmoid op "
+        "(backend nn.binary_crossentropy reads output._keras_logits or a Sigmoid op); a plain tensor, as here, is "
+        "used as it is"
+    )
+    TERMS_RULE = "-(z * log(p) + (1 - z) * log(1 - p)) on the clipped p, 0 * log(0) = 0"
+
+    def tell(self, steps: list[Step], key: str, values: dict[str, Any], main: str | None = None, **facts: Any) -> None:
+        """Record step ``key`` with its values and its rule (``rule(key, **facts)``)."""
+        steps.append(Step(key, self.rule(key, **facts), values, main))
+
+    def rule(self, key: str, **facts: Any) -> str:
+        """What step ``key`` does by the documentation, with its citation, on the ``facts`` of this call."""
+        if key == "inputs":
+            c = str(facts["dtype"])
+            lo, hi = float(round_to(self.epsilon, c)), float(round_to(1.0 - self.epsilon, c))
+            source = self.DTYPE_RULE if facts["loss_class"] else "(y_pred's dtype; y_true is cast to it)"
+            return (f"Loss.__call__ converts y_true and y_pred to the compute dtype {c} {source}; epsilon = "
+                    f"keras.config.epsilon() = {self.epsilon:g} is {lo:.9g} and 1 - epsilon is {hi:.9g} in {c}")  # fmt: skip
+        if key == "ranks":
+            return ("squeeze_or_expand_to_same_rank: ranks that differ by one trailing size-1 axis are made equal "
+                    "(Keras 3 expands a rank-1 side, Keras 2 only squeezes); then the shapes must match")  # fmt: skip
+        if key == "smoothing":
+            ls = float(facts["ls"])
+            return f"z = y * (1 - ls) + 0.5 * ls with ls = {ls:g} (binary_crossentropy docstring)" + ("" if ls else ": nothing to smooth")
+        if key == "prediction":
+            if facts["logits"]:
+                return ("from_logits=True: y_pred are logits, used as they are in the stable form "
+                        "max(x, 0) - x * z + log(1 + exp(-|x|)) (tf.nn.sigmoid_cross_entropy_with_logits); no clip")  # fmt: skip
+            return self.PROBABILITIES_RULE
+        if key == "clip":
+            c = str(facts["dtype"])
+            lo, hi = float(round_to(self.epsilon, c)), float(round_to(1.0 - self.epsilon, c))
+            return (f"p clipped to [epsilon, 1 - epsilon] = [{lo:.9g}, {hi:.9g}], the bounds as {c} holds them "
+                    "(backend nn.binary_crossentropy: clip_by_value(output, epsilon(), 1 - epsilon()))")  # fmt: skip
+        if key == "terms":
+            return "z * softplus(-x) + (1 - z) * softplus(x), the limit for an infinite logit" if facts["logits"] else self.TERMS_RULE
+        if key == "axis":
+            return (f"mean over axis={facts['axis']} ({facts['terms']} terms): the per-sample loss, shape "
+                    f"{facts['shape']} (\"Returns: ... shape = [batch_size, d0, .. dN-1]\")")  # fmt: skip
+        if key == "weights":
+            scaled = ("sample_weight broadcast to the per-sample loss: a scalar scales, [batch_size] scales each sample, "
+                      "a broadcastable shape each element (Loss docs); converted to the compute dtype"
+                      if facts["weighted"] else "no sample_weight")  # fmt: skip
+            return scaled + ("; a Keras mask removes the masked elements (loss.py apply_mask)" if facts["masked"] else "; no Keras mask")
+        if key == "reduction":
+            red, loss, weights = facts["reduction"], np.asarray(facts["loss"]), facts["weights"]
+            if red in (None, "none"):
+                return "reduction='none': the per-sample loss (times the weights) as it is"
+            if red == "sum":
+                return "reduction='sum': the sum of the weighted per-sample losses"
+            if red == "mean_with_sample_weight" and weights is not None:
+                return f"reduction='mean_with_sample_weight': the weighted sum divided by the weights' sum {float(np.sum(weights)):.9g}"
+            return (f"reduction={red!r}: the weighted sum divided by the number of elements of the per-sample loss, "
+                    f"{loss.size} (reduce_values: ops.prod(ops.shape(values))), 0 for a zero divisor")  # fmt: skip
+        raise KeyError(key)

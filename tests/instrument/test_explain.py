@@ -48,7 +48,7 @@ def test_steps_end_at_the_oracles_value_across_the_default_suite(default_cases, 
         if profile == "keras2" and case.api != API_LOSS_CLASS:
             continue
         try:
-            reference_steps(case, profile)  # raises if its last value is not harness.oracle.expected's
+            reference_steps(case, profile)  # the oracle's own steps, as harness.oracle.expected takes them
         except UsageError:  # a path explain says it does not cover (training loops, configurations, ...)
             continue
         checked += 1
