@@ -430,6 +430,13 @@ def _all_paths(seed: int, profile: str = "keras3") -> Iterator[Case]:
                         seed, api, mode, f"{kind}/typical/tiny_weights", y, p, shape, options=Options(from_logits=from_logits),
                         regime="typical", weights=tiny, weight_form="per_sample",
                     )  # fmt: skip
+                    # one weight per row of a rank-3 input: each weight stands for the row's per-sample
+                    # losses (Mean's "sample_weight: Optional weighting of each example", broadcast)
+                    rows = round_to(rng.uniform(0.25, 2.0, shape[:1]), "float32")
+                    yield _path_case(
+                        seed, api, mode, f"{kind}/typical/row_weights", y, p, shape, options=Options(from_logits=from_logits),
+                        regime="typical", weights=rows, weight_form="per_sample",
+                    )  # fmt: skip
         if api == "nn.sigmoid_cross_entropy_with_logits":
             continue
         # sigmoid-produced (or softmax-produced) probabilities with from_logits=False

@@ -250,7 +250,6 @@ class TFTarget:
         loss or metric dtype in 3.5, the 'mean' reductions in 3.7).  A probe that raises anything else
         claims nothing: the case then runs, and its outcome is judged."""
         keras = self.tf.keras
-        version = self.versions().get("keras")
         lacks: dict[str, str] = {}
         if self._factory is not _DEFAULT_FACTORY.get(id(self.tf)):
             return lacks  # a planted or user factory: it says itself what it takes
@@ -258,21 +257,22 @@ class TFTarget:
         try:
             losses(dtype="float32")
         except TypeError:
-            lacks["loss_dtype"] = f"Keras {version}'s BinaryCrossentropy takes no dtype= argument"
+            lacks["loss_dtype"] = "the Keras loss takes no dtype= argument (Keras 3.4 and later do)"
         for reduction in ("mean", "mean_with_sample_weight"):
             try:
                 losses(reduction=reduction)
             except ValueError:
-                lacks[f"reduction_{reduction}"] = f"Keras {version} has no reduction={reduction!r}"
+                lacks[f"reduction_{reduction}"] = f"the Keras loss has no reduction={reduction!r} (Keras 3.7 and later do)"
         make = getattr(keras, "DTypePolicy", None)
         if make is None:
-            lacks["policy_object"] = f"Keras {version} has no keras.DTypePolicy"
+            lacks["policy_object"] = "this Keras has no keras.DTypePolicy"
         elif "loss_dtype" not in lacks:
             for what, build in (("loss", losses), ("metric", keras.metrics.BinaryCrossentropy)):
-                try:
-                    build(dtype=make("mixed_float16"))
+                try:  # built and called: Keras 3.4 builds a loss with a policy and fails at the call
+                    made = build(dtype=make("mixed_float16"))
+                    (made.update_state if what == "metric" else made)([[1.0]], [[0.5]])
                 except (TypeError, ValueError):
-                    lacks[f"{what}_policy"] = f"Keras {version}'s {what} takes no DTypePolicy as its dtype"
+                    lacks[f"{what}_policy"] = f"the Keras {what} takes no DTypePolicy as its dtype (Keras 3.5 and later do)"
         return lacks
 
     def unsupported(self, case: Case) -> str | None:

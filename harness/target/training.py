@@ -55,7 +55,9 @@ class TrainingRunner:
         else:
             logs = model.train_on_batch(x, y, sample_weight=sw, class_weight=cw, return_dict=True)
         values = [logs["loss"]] + ([logs[METRIC_NAME]] if spec.metric else [])
-        dtype = model.metrics[0].dtype if model.metrics else "float32"  # the loss tracker's dtype
+        # the loss tracker's dtype; before Keras 3.2 a metric's dtype is None, and its variables say it
+        tracker = model.metrics[0] if model.metrics else None
+        dtype = getattr(tracker, "dtype", None) or (tracker.variables[0].dtype if tracker is not None and tracker.variables else "float32")
         return np.asarray([float(v) for v in values] if spec.metric else float(values[0]), dtype=np.float64), str(dtype)
 
     def _model(self, case: Case, strategy: Any) -> Any:
