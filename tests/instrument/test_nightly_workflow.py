@@ -74,7 +74,7 @@ def check(workflow: str, readme: str) -> None:
                 f"nightly.yml line {n}: a plain scalar YAML reads otherwise; use a | block"
             )
     jobs = structure(workflow)
-    assert list(jobs) == ["shard", "line", "drift"], jobs
+    assert list(jobs) == ["shard", "line", "drift", "backtest"], jobs
     assert jobs["line"].count("needs") == 1 and jobs["drift"].count("needs") == 1
     for job in ("shard", "line"):
         assert "strategy" in jobs[job] and "env" in jobs[job], (job, jobs[job])
