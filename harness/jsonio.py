@@ -22,6 +22,7 @@ import numpy as np
 from harness.errors import InputError, UsageError
 
 __all__ = [
+    "read_text",
     "MAX_DIMS",
     "MAX_ELEMENTS",
     "atomic_write_text",
@@ -210,20 +211,31 @@ def loads(text: str) -> Any:
         raise ValueError("nested too deeply") from None
 
 
+def read_text(path: Path, what: str, *, max_bytes: int | None = None, invalid: str | None = None) -> str:
+    """The UTF-8 text of ``path`` (``what`` names it in the errors: "registry file", "audit.json"), at most
+    ``max_bytes`` long; InputError names the file and what is wrong (``invalid``: how an undecodable file is
+    described, "not a <what>" by default): the one reader every input format uses."""
+    try:
+        if max_bytes is not None:
+            size = path.stat().st_size
+            if size > max_bytes:
+                raise InputError(f"{path}: {what} of {size:,} bytes is over the limit of {max_bytes:,}")
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{path}: {what} not found") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a folder, not a {what}") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: {invalid or 'not a ' + what} (not UTF-8: {exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the {what} ({exc.strerror or exc})") from None
+
+
 def read_toml(path: str | os.PathLike[str], what: str) -> dict[str, Any]:
     """The table of a TOML file (``what``: "registry", "special-case table"), strictly: non-finite numbers
     only as the strings "nan", "inf", "-inf".  InputError names the file and what is wrong."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{path}: {what} file not found") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a folder, not a {what} file") from None
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not valid TOML (not UTF-8: {exc.reason} at byte {exc.start})") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read the {what} ({exc.strerror or exc})") from None
+    text = read_text(path, f"{what} file", invalid="not valid TOML")
     try:
         return tomllib.loads(text, parse_float=strict_float)
     except tomllib.TOMLDecodeError as exc:

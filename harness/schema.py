@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any as _Any
 
 from harness.errors import InputError, UsageError
-from harness.jsonio import MAX_DIMS, MAX_ELEMENTS, decode_array, loads
+from harness.jsonio import MAX_DIMS, MAX_ELEMENTS, decode_array, loads, read_text
 
 __all__ = ["Array", "Bool", "Int", "Json", "List", "Map", "Num", "Obj", "Opt", "Scalar", "Spec", "Str", "Values", "read_json", "short"]
 
@@ -251,19 +251,7 @@ def read_json(
     """The JSON in ``path`` (``what``: "results file", "audit.json"), read strictly and checked against
     ``schema`` (and then ``check``); InputError names the file, the field and the value."""
     path = Path(path)
-    try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise InputError(f"{path}: {what} of {size:,} bytes is over the limit of {max_bytes:,}")
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{path}: {what} not found") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a folder, not a {what}") from None
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not a {what} (not UTF-8: {exc.reason} at byte {exc.start})") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read the {what} ({exc.strerror or exc})") from None
+    text = read_text(path, what, max_bytes=max_bytes)
     try:
         data = loads(text)
     except ValueError as exc:
