@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness import __version__
-from harness.report.inert import term, term_lines
 from harness.errors import (
     EXIT_DIVERGED,
     EXIT_INTERNAL,
@@ -30,6 +29,7 @@ from harness.errors import (
     TargetUnavailable,
     UsageError,
 )
+from harness.report.inert import term, term_lines
 
 __all__ = ["main"]
 
@@ -807,7 +807,7 @@ def _cmd_merge(args: argparse.Namespace) -> int:
     from harness.report.bulk import Bulk
     from harness.report.summary import meta
     from harness.run.runner import RunResult
-    from harness.run.stream import PROVENANCE, check_merge_out, check_shards, iter_stream, merge_records, read_provenance
+    from harness.run.stream import check_merge_out, check_shards, iter_stream, merge_records, read_provenance
 
     t0 = time.perf_counter()
     check_merge_out(args.out, args.dirs)

@@ -921,7 +921,7 @@ def render_text(e: Explanation) -> str:
         ),
         "",
     ]
-    for i, step in enumerate(e.trace.steps):
+    for step in e.trace.steps:
         lines.append(f"{ORDER[step.key] + 1}. {step.title}: {step.rule}")
         for name, value in step.values.items():
             lines.append(f"     {name:<18} {_fmt(value)}")

@@ -733,7 +733,7 @@ def _pairs_family(seed: int, suite: str) -> Iterator[Case]:
         yield realize(row, seed=seed, index=i)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _covering_rows(suite: str) -> tuple[dict[str, Any], ...]:
     return tuple(covering_rows(space_for(suite)))
 

@@ -30,8 +30,8 @@ from harness.jsonio import atomic_write_text, dumps, encode_array, encode_number
 from harness.report.crossmode import cross_mode_divergences
 from harness.report.drift import output_digest
 from harness.report.html import write_html
-from harness.report.junit import write_junit
 from harness.report.inert import MD_CAP, cut, md_code, term
+from harness.report.junit import write_junit
 from harness.report.literal import fence, py
 from harness.report.repro import snippet
 from harness.run.runner import Record, RunResult, iter_failures
