@@ -276,7 +276,7 @@ def summary_table(records: Iterable[Record], bulk: Any = None) -> str:
         (term(r["family"]), term(r["dtype"]), r["pass"], r["fail"], r["xfail"], r["xpass"], r["error"], r["outside"], r["unsupported"], r["worst_ulp"])
         for r in rows
     ]
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *body, strict=True)]
     fmt = "  ".join(f"{{:<{w}}}" if i < 2 else f"{{:>{w}}}" for i, w in enumerate(widths))
     lines = [fmt.format(*head), fmt.format(*("-" * w for w in widths))]
     lines += [fmt.format(*row) for row in body]
