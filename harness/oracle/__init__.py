@@ -11,8 +11,6 @@ May import: the ground floor only.  Never TensorFlow or Keras, and nothing of a 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from harness.case import Case, Expected
 from harness.errors import UsageError
 from harness.oracle.gradient import expected_gradient
@@ -23,7 +21,7 @@ from harness.oracle.training import expected_training, loop_training
 
 __all__ = ["EPSILON", "PROFILES", "expected", "expected_loop"]
 
-PROFILES: dict[str, Callable[[], Keras3]] = {"keras3": Keras3, "keras2": Keras2}
+PROFILES: dict[str, type[Keras3]] = {"keras3": Keras3, "keras2": Keras2}
 
 
 def expected(
