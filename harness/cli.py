@@ -1,6 +1,6 @@
 """The ``bce-harness`` command line.
 
-Exit codes (pytest's): 0 every record passed or is a known divergence; 1 a fail, xpass or harness error
+Exit codes (this project's own, not pytest's): 0 every record passed or is a known divergence; 1 a fail, xpass or harness error
 in a record; 2 a usage or input error, said in one line on stderr; 3 an internal error.
 """
 

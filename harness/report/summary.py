@@ -379,7 +379,7 @@ def render_markdown(result: RunResult, run_meta: dict[str, Any], bulk: Any = Non
         if i < _FAIL_REPROS:
             lines += [*fence(_repro(r, factory, cap=MD_CAP).rstrip(), "python"), ""]
     if len(unexpected) > _FAIL_REPROS:
-        lines += [f"({len(unexpected) - _FAIL_REPROS} more reproductions are in results.json's records.)", ""]
+        lines += [f"({len(unexpected) - _FAIL_REPROS} more reproductions are in repro/, one file per case.)", ""]
 
     by_entry: dict[str, list[Record]] = defaultdict(list)
     for r in failures:
