@@ -18,11 +18,10 @@ from typing import IO, Any
 
 from harness.case import Case, Expected, Outcome
 from harness.errors import InputError, UsageError
-from harness.jsonio import atomic_write_text, dumps, loads, pack_array
+from harness.jsonio import MAX_ELEMENTS, atomic_write_text, dumps, loads, pack_array
 from harness.judge.compare import Comparison
 from harness.judge.registry import Registry
 from harness.oracle import PROFILES
-from harness.jsonio import MAX_ELEMENTS
 from harness.run.runner import STATUSES, Record, judged
 from harness.schema import Int, Json, List, Map, Num, Obj, Opt, Str
 
