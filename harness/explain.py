@@ -366,7 +366,7 @@ def _variant_profile(profile: str, swap: Mapping[str, Any], settings: Settings) 
     """``profile``'s semantics with ``swap``'s steps replaced (the class made once per profile)."""
     if profile not in _VARIANT_PROFILES:
         base = PROFILES[profile]
-        _VARIANT_PROFILES[profile] = type(f"Swapped{base.__name__}", (_Swapped, base), {})  # type: ignore[arg-type]
+        _VARIANT_PROFILES[profile] = type(f"Swapped{base.__name__}", (_Swapped, base), {})
     sem = _VARIANT_PROFILES[profile](epsilon=settings.epsilon, floatx=settings.floatx)
     sem.swap = dict(swap)
     return sem
