@@ -2,7 +2,8 @@
 
 ``keras3`` and ``keras2`` are the two profiles, ``gradient`` their analytic derivatives, ``training`` what a
 training loop and replicas report, ``tolerance`` the forward error bounds every expectation carries,
-``profiles`` the choice of profile from the installed packages.
+``profiles`` the choice of profile from the installed packages, ``steps`` the named steps of the computation
+a profile records when asked (what ``explain`` shows).
 This package's face chooses: ``PROFILES`` names the profiles and ``expected`` sends a case to its profile, or
 to ``gradient`` for a gradient case, so no profile module imports the registry of profiles back.
 
