@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         r = rows[-1]
         print(f"{version}: exit {r['exit']}, {r.get('totals', r.get('error'))}, {r['seconds']:.0f} s", flush=True)
     steps = []
-    for a, b in zip(rows, rows[1:]):
+    for a, b in zip(rows, rows[1:], strict=False):
         step: dict[str, Any] = {"base": a.get("keras") or a["label"], "new": b.get("keras") or b["label"]}
         if "error" in a or "error" in b:
             step["error"] = a.get("error") or b.get("error")

@@ -89,8 +89,8 @@ def floor_seconds(cases: Sequence[Case], processes: int = 1, job_seconds: Sequen
             pending = [pool.apply_async(_calls_alone, ([jobs[j] for j in sorted(share)], ready)) for share in shares]
             done = [p.get() for p in pending]
     per_job = [0.0] * len(jobs)
-    for share, (_, _, times) in zip(shares, done):
-        for j, t in zip(sorted(share), times):
+    for share, (_, _, times) in zip(shares, done, strict=True):
+        for j, t in zip(sorted(share), times, strict=True):
             per_job[j] = t
     return sum(n for n, _, _ in done), max(t for _, t, _ in done), per_job
 

@@ -74,7 +74,7 @@ def measured_run_detail(argv: Sequence[str]) -> tuple[float, tuple[int, int, int
     proc = subprocess.Popen([sys.executable, "-m", "harness", *argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     peak = [0, 0, 0]
     while proc.poll() is None:
-        peak = [max(a, b) for a, b in zip(peak, tree_memory(proc.pid))]
+        peak = [max(a, b) for a, b in zip(peak, tree_memory(proc.pid), strict=True)]
         time.sleep(0.2)
     return time.perf_counter() - start, (peak[0], peak[1], peak[2]), proc.returncode
 
@@ -84,7 +84,7 @@ def fit(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float]:
     n = len(xs)
     mx, my = sum(xs) / n, sum(ys) / n
     sxx = sum((x - mx) ** 2 for x in xs)
-    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx if sxx else 0.0
+    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx if sxx else 0.0
     return my - b * mx, b
 
 

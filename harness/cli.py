@@ -1,6 +1,6 @@
 """The ``bce-harness`` command line.
 
-Exit codes (pytest's): 0 every record passed or is a known divergence; 1 a fail, xpass or harness error
+Exit codes (this project's own, not pytest's): 0 every record passed or is a known divergence; 1 a fail, xpass or harness error
 in a record; 2 a usage or input error, said in one line on stderr; 3 an internal error.
 """
 
@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness import __version__
-from harness.report.inert import term, term_lines
 from harness.errors import (
     EXIT_DIVERGED,
     EXIT_INTERNAL,
@@ -30,6 +29,7 @@ from harness.errors import (
     TargetUnavailable,
     UsageError,
 )
+from harness.report.inert import term, term_lines
 
 __all__ = ["main"]
 
@@ -807,7 +807,7 @@ def _cmd_merge(args: argparse.Namespace) -> int:
     from harness.report.bulk import Bulk
     from harness.report.summary import meta
     from harness.run.runner import RunResult
-    from harness.run.stream import PROVENANCE, check_merge_out, check_shards, iter_stream, merge_records, read_provenance
+    from harness.run.stream import check_merge_out, check_shards, iter_stream, merge_records, read_provenance
 
     t0 = time.perf_counter()
     check_merge_out(args.out, args.dirs)

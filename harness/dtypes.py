@@ -37,7 +37,8 @@ INPUT_DTYPES: tuple[str, ...] = FLOAT_DTYPES + LABEL_ONLY_DTYPES
 # extended on x86-64 Linux (64-bit significand).  Where long double is just double (some ARM platforms),
 # WORK falls back to float64 and the tolerance grows by the reference's own error bound, which is always
 # added (see tolerance.py), so the comparison stays sound, only less sharp.
-WORK = np.longdouble if np.finfo(np.longdouble).nmant > np.finfo(np.float64).nmant else np.float64
+# (typed as the one class float64 and long double share: the two branches' types would join to np.generic)
+WORK: type[np.floating] = np.longdouble if np.finfo(np.longdouble).nmant > np.finfo(np.float64).nmant else np.float64
 WORK_UNIT_ROUNDOFF: float = float(np.finfo(WORK).epsneg)  # 2**-p for a p-bit significand
 
 

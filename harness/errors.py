@@ -1,7 +1,8 @@
 """The project's exception family and the exit codes the command line maps them to.
 
-Exit codes follow pytest's: 0 every record agrees (known divergences allowed), 1 unexpected divergences,
-2 usage or input error (one line on stderr, no traceback), 3 internal error.
+Exit codes, this project's own (not pytest's, whose 2 means interrupted): 0 every record agrees (known
+divergences allowed), 1 unexpected divergences, 2 usage or input error (one line on stderr, no traceback),
+3 internal error.
 """
 
 from __future__ import annotations

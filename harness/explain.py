@@ -366,7 +366,7 @@ def _variant_profile(profile: str, swap: Mapping[str, Any], settings: Settings) 
     """``profile``'s semantics with ``swap``'s steps replaced (the class made once per profile)."""
     if profile not in _VARIANT_PROFILES:
         base = PROFILES[profile]
-        _VARIANT_PROFILES[profile] = type(f"Swapped{base.__name__}", (_Swapped, base), {})  # type: ignore[arg-type]
+        _VARIANT_PROFILES[profile] = type(f"Swapped{base.__name__}", (_Swapped, base), {})
     sem = _VARIANT_PROFILES[profile](epsilon=settings.epsilon, floatx=settings.floatx)
     sem.swap = dict(swap)
     return sem
@@ -585,7 +585,7 @@ def _candidates(case: Case, profile: str, variants: Sequence[Variant], settings:
 
 def _pairs(case: Case, profile: str, variants: Sequence[Variant], settings: Settings) -> list[Candidate]:
     singles = [v for v in variants if v.applies(case)]
-    out = []
+    out: list[Candidate] = []
     for a, b in itertools.combinations(singles, 2):
         if set(a.steps) & set(b.steps):
             continue
@@ -610,7 +610,7 @@ def diagnose(
     first = ran.results[0]
     if first is not None and ran.ended:
         warnings.append(f"after its first call your function {ran.ended}")
-    extra = {"output": ran.output, "output_bytes": ran.output_bytes}
+    extra: dict[str, Any] = {"output": ran.output, "output_bytes": ran.output_bytes}
     if first is None:
         msg = f"your function {ran.ended or 'gave no result'}: no result to judge"
         return Diagnosis("ended", msg, warnings=tuple(warnings), **extra)
@@ -623,6 +623,7 @@ def diagnose(
         if ref.raises is not None:
             return Diagnosis("agrees", f"raised, as Keras must ({ref.raises}): {first.error}", warnings=tuple(warnings), **extra)
         return Diagnosis("raised", f"your function raised {first.error}; Keras returns a value", warnings=tuple(warnings), **extra)
+    assert first.value is not None  # a call that did not raise returned a value (harness.run.sandbox)
     d = _judge(first.value, first.dtype, case, ref, profile, variants, settings)
     return replace(d, warnings=tuple(warnings) + d.warnings, **extra)
 
@@ -632,7 +633,7 @@ def _signature_warnings(ran: Ran, ref: Trace, case: Case) -> list[str]:
     params = ran.params
     if len(params) >= 2 and params[0] in PRED_NAMES and params[1] in TRUE_NAMES:
         swapped = ran.results[1]
-        agrees = (swapped is not None and swapped.error is None and ref.raises is None
+        agrees = (swapped is not None and swapped.value is not None and ref.raises is None
                   and _score(swapped.value, ref.value, ref.bound, swapped.dtype) <= 1)  # fmt: skip
         out.append(f"your function's first two parameters are ({params[0]}, {params[1]}): explain passes y_true first "
                    "and y_pred second, positionally, as Keras's losses take them"
@@ -655,7 +656,7 @@ def _judge(
     ref_score = _score(value, ref.value, ref.bound, dtype)
     diff, ulp = _distance(value, ref.value, ref.dtype)
     far = _how_far(value, ref.value, ref.dtype)
-    base = {"max_abs": diff, "max_ulp": ulp, "distance": far}
+    base: dict[str, Any] = {"max_abs": diff, "max_ulp": ulp, "distance": far}
     singles = _candidates(case, profile, variants, settings)
     if ref_score <= 1:
         named = _same_formula(value, dtype, ref, singles)
@@ -675,7 +676,7 @@ def _judge(
                 continue
             if _score(trace.value, ref.value, ref.bound, ref.dtype) <= 1:
                 continue  # on these inputs the variant computes what Keras computes: it cannot be the cause
-            s = _score(value, trace.value, ref.bound if np.shape(trace.value) == np.shape(ref.value) else None, dtype)
+            s = _score(value, trace.value, ref.bound if _shape(trace.value) == _shape(ref.value) else None, dtype)
             if s <= 1:
                 at = _departure(trace, ref)
                 if vs[0].f64_clip and vs[0].id in bases:  # the float64 clip is a detail of the variant's own departure
@@ -727,8 +728,13 @@ def _squeezed_shape(a: Any) -> tuple[int, ...]:
     return tuple(n for n in np.shape(a) if n != 1)
 
 
+def _shape(a: Any) -> tuple[int, ...]:
+    """``np.shape`` of a value that may be None (a trace that raises has none): () then, as ``np.shape`` gives."""
+    return np.shape(a)
+
+
 def _shape_finding(value: np.ndarray, ref: Trace, case: Case) -> str:
-    got, want = np.shape(value), np.shape(ref.value)
+    got, want = np.shape(value), _shape(ref.value)
     red = case.options.reduction
     if want == ():
         keras = f"Keras reduces to a scalar (reduction={red!r})"
@@ -747,7 +753,7 @@ def _stopped_early(value: np.ndarray, ref: Trace, dtype: str) -> list[Match]:
     # a result of exactly a step's shape first: (B, 1) terms and their (B,) means hold the same numbers
     for exact in (True, False):
         for key, out in outputs:
-            if out is None or (out.shape == np.shape(value)) != exact or out.shape == np.shape(ref.value):
+            if out is None or (out.shape == np.shape(value)) != exact or out.shape == _shape(ref.value):
                 continue  # (the per-sample loss is the result itself under reduction='none')
             score = _score(value, out, None, dtype)
             if score <= 1:
@@ -789,7 +795,7 @@ def _how_far(u: np.ndarray, v: np.ndarray | None, dtype: str) -> str:
     """``_distance`` in words: where the two are not both numbers, what each is there."""
     both = _comparable(u, v)
     if both is None:
-        return f"not comparable: your result has shape {np.shape(u)}, the reference {np.shape(v)}"
+        return f"not comparable: your result has shape {np.shape(u)}, the reference {_shape(v)}"
     diff, ulp = _distance(u, v, dtype)
     a, e = both
     if diff is not None and ulp is not None:
@@ -818,6 +824,7 @@ def _clip_note(found: Sequence[Match], case: Case, settings: Settings) -> str | 
 def _departure_message(found: Sequence[Match], ref: Trace, case: Case, settings: Settings) -> str:
     best = found[0]
     if not best.variants:
+        assert best.departs_at is not None  # a result that stops early departs at the step after (_stopped_early)
         return (f"departs at step {ORDER[best.departs_at] + 1}, {TITLES[best.departs_at]}: your function returns Keras's "
                 f"{TITLES[best.step]} (step {ORDER[best.step] + 1}) and stops there; Keras goes on with "
                 + ", ".join(t for k, t in STEPS[ORDER[best.departs_at]:] if ref.step(k) is not None))  # fmt: skip
@@ -921,7 +928,7 @@ def render_text(e: Explanation) -> str:
         ),
         "",
     ]
-    for i, step in enumerate(e.trace.steps):
+    for step in e.trace.steps:
         lines.append(f"{ORDER[step.key] + 1}. {step.title}: {step.rule}")
         for name, value in step.values.items():
             lines.append(f"     {name:<18} {_fmt(value)}")
@@ -933,7 +940,7 @@ def render_text(e: Explanation) -> str:
     if e.outcome is not None:
         got = e.outcome.error if e.outcome.error is not None else f"{_fmt(e.outcome.value)} ({e.outcome.dtype})"
         lines.append(f"TensorFlow: {got}")
-        if e.outcome.error is None and e.expected.value is not None:
+        if e.outcome.value is not None and e.expected.value is not None:
             d, u = _distance(e.outcome.value, e.expected.value, e.expected.dtype or "float64")
             if d is not None:
                 lines.append(f"  |TensorFlow - reference| = {d:.3g} ({u} ULP in {e.expected.dtype})")

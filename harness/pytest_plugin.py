@@ -155,13 +155,13 @@ def _check_drawn(marker: pytest.Mark, profile: str) -> None:
     max_examples = kwargs.pop("max_examples", 50)
     if (loss is None) == (factory is None):
         raise pytest.UsageError("bce_loss: give the loss (first argument) or factory=, one of them")
-    draw = {"pred_dtypes": ("float32", "float64"), "label_dtypes": ("float32", "float64", "int32"),
+    draw: dict[str, Any] = {"pred_dtypes": ("float32", "float64"), "label_dtypes": ("float32", "float64", "int32"),
             "weight_dtypes": ("float32",), "loss_dtypes": (None,), "allow_nan": False,
             "shape_kinds": tuple(k for k in SHAPE_KINDS if not k.startswith("empty"))}  # fmt: skip
     named: set[str] = set(MANUAL_KWARGS)
     if loss is not None:
         named = set(inspect.signature(loss).parameters) & set(MANUAL_KWARGS)
-        held = {"from_logits": {"from_logits": (False,)}, "label_smoothing": {"max_label_smoothing": 0.0},
+        held: dict[str, dict[str, Any]] = {"from_logits": {"from_logits": (False,)}, "label_smoothing": {"max_label_smoothing": 0.0},
                 "reduction": {"reductions": ("sum_over_batch_size",)}, "sample_weight": {"weight_forms": ("none",)}}  # fmt: skip
         for name, restriction in held.items():
             if name not in named:

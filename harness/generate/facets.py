@@ -203,7 +203,7 @@ RULES: tuple[Rule, ...] = (_api_rules, _shape_rules, _dtype_rules, _value_rules,
 _ORDER = {name: i for i, name in enumerate(FACETS)}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def infeasible(fa: str, va: Any, fb: str, vb: Any) -> str | None:
     """Why values ``va`` of facet ``fa`` and ``vb`` of ``fb`` cannot meet in one case, or None."""
     if _ORDER[fa] > _ORDER[fb]:

@@ -268,7 +268,7 @@ def _errors_family(seed: int) -> Iterator[Case]:
     rng = _rng(seed, "errors")
     y = _hard_labels(rng, 6).reshape(2, 3)
     p = round_to(rng.uniform(0.1, 0.9, 6), "float32").reshape(2, 3)
-    base = {"y_true": y, "y_pred": p, "true_dtype": "float32", "pred_dtype": "float32"}
+    base: dict[str, Any] = {"y_true": y, "y_pred": p, "true_dtype": "float32", "pred_dtype": "float32"}
     for bad in ("avg", "auto", "SUM", "sum_over_batch"):
         yield Case(
             id=f"errors/reduction={bad}",
@@ -733,7 +733,7 @@ def _pairs_family(seed: int, suite: str) -> Iterator[Case]:
         yield realize(row, seed=seed, index=i)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _covering_rows(suite: str) -> tuple[dict[str, Any], ...]:
     return tuple(covering_rows(space_for(suite)))
 

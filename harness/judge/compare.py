@@ -178,7 +178,7 @@ def compare_many(cases: Sequence[Case], expecteds: Sequence[Expected], outcomes:
             verdicts = _agreeing([rows[i][1] for i in members], [rows[i][2] for i in members], shape, dtype)
         except Exception:  # noqa: BLE001, S112 - the group is compared row by row instead
             continue
-        agreed.update((i, _agreed(rows[i][0], stats)) for i, stats in zip(members, verdicts) if stats is not None)
+        agreed.update((i, _agreed(rows[i][0], stats)) for i, stats in zip(members, verdicts, strict=True) if stats is not None)
     return [agreed[i] if i in agreed else compare(*row) for i, row in enumerate(rows)]
 
 

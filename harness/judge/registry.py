@@ -36,8 +36,8 @@ about: with ``TF_USE_LEGACY_KERAS=1`` TensorFlow 2.21 runs Keras 2 code, so a Te
 a Keras 3 finding from a Keras 2 one, and the Keras package's version would not name TensorFlow's ops.
 
 A record that fails with one of the entry's kinds is ``xfail``; one that the entry matches but that
-agrees is ``xpass`` (the divergence no longer reproduces: fix or narrow the entry), and so is one that
-fails with a kind the entry does not explain: that is ``fail``.  ``intermittent = true`` marks an entry whose
+agrees is ``xpass`` (the divergence no longer reproduces: fix or narrow the entry); one that fails with a
+kind the entry does not explain is ``fail``.  ``intermittent = true`` marks an entry whose
 divergence shows for some values of its class only, which no facet can tell apart without transcribing the
 diverging formula (another Keras backend's arithmetic, whose error exceeds the bound where its terms cancel):
 a matching record that agrees then passes, with a note, as a ``pairs`` case does.

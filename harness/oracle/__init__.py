@@ -2,7 +2,8 @@
 
 ``keras3`` and ``keras2`` are the two profiles, ``gradient`` their analytic derivatives, ``training`` what a
 training loop and replicas report, ``tolerance`` the forward error bounds every expectation carries,
-``profiles`` the choice of profile from the installed packages.
+``profiles`` the choice of profile from the installed packages, ``steps`` the named steps of the computation
+a profile records when asked (what ``explain`` shows).
 This package's face chooses: ``PROFILES`` names the profiles and ``expected`` sends a case to its profile, or
 to ``gradient`` for a gradient case, so no profile module imports the registry of profiles back.
 
@@ -10,8 +11,6 @@ May import: the ground floor only.  Never TensorFlow or Keras, and nothing of a 
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 from harness.case import Case, Expected
 from harness.errors import UsageError
@@ -23,7 +22,7 @@ from harness.oracle.training import expected_training, loop_training
 
 __all__ = ["EPSILON", "PROFILES", "expected", "expected_loop"]
 
-PROFILES: dict[str, Callable[[], Keras3]] = {"keras3": Keras3, "keras2": Keras2}
+PROFILES: dict[str, type[Keras3]] = {"keras3": Keras3, "keras2": Keras2}
 
 
 def expected(

@@ -188,7 +188,7 @@ def _weight_gradient(profile: Keras3, case: Case, c: str, m: tol.ErrorModel, rul
     """d result / d sample_weight for the loss class (weights given as an array)."""
     unweighted = Case.from_dict({**case.as_dict(), "grad": None, "sample_weight": None, "options": {**case.options.as_dict(), "reduction": None}})
     per = profile.expected(unweighted)
-    assert per.value is not None and per.bound is not None
+    assert per.value is not None and per.bound is not None and case.sample_weight is not None
     losses = np.asarray(per.value, dtype=WORK)
     errors = np.asarray(per.bound, dtype=WORK)
     w_given = round_to(case.sample_weight, c).astype(WORK)

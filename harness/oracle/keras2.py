@@ -178,6 +178,7 @@ class Keras2(Keras3):
         reduction: str | None,
         m: tol.ErrorModel,
         *,
+        mask: np.ndarray | None = None,
         read: tol.ErrorModel | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """ReductionV2: "`SUM`: Scalar sum of weighted losses. `SUM_OVER_BATCH_SIZE`: Scalar `SUM` divided by
@@ -185,5 +186,5 @@ class Keras2(Keras3):
         (Loss._get_reduction: outside a tf.distribute strategy), "`NONE`: No additional reduction".  These
         are Keras 3's sum, sum_over_batch_size and none.
         """
-        return Keras3.reduce(loss, loss_err, weights, "sum_over_batch_size" if reduction == "auto" else reduction, m, read=read)
+        return Keras3.reduce(loss, loss_err, weights, "sum_over_batch_size" if reduction == "auto" else reduction, m, mask=mask, read=read)
 

@@ -594,8 +594,8 @@ class Keras3:
             div_err = tol.sum_error(weights, tol.flush_error(weights, read or m), None, m)
         else:
             count = loss.size if keep is None else int(keep.sum())
-            divisor = WORK(count)
-            div_err = WORK(tol.count_error(count, m))
+            divisor = np.asarray(count, dtype=WORK)
+            div_err = np.asarray(tol.count_error(count, m), dtype=WORK)
             if keep is not None:  # Keras weighs each kept element total/valid and divides by total: 2 roundings
                 div_err += WORK(2 * m.u * count)
         with np.errstate(invalid="ignore", divide="ignore"):

@@ -255,7 +255,7 @@ def sum_error(values: np.ndarray, errors: np.ndarray, axis: int | None, m: Error
 
 
 def divide_error(
-    quotient: np.ndarray, num_error: np.ndarray, divisor: np.ndarray, divisor_error: np.ndarray, m: ErrorModel
+    quotient: np.ndarray, num_error: np.ndarray, divisor: np.ndarray, divisor_error: np.ndarray | np.floating | float, m: ErrorModel
 ) -> np.ndarray:
     """Bound for fl(N / D) given bounds on N and D: (err(N) + |N/D| err(D)) / (|D| - err(D)) + u |N/D|.
 

@@ -1,6 +1,8 @@
 """Stage 5, report: ``summary`` writes a run's terminal table, ``results.json`` and ``report.md``;
 ``html`` and ``junit`` the other views; ``repro`` the standalone reproductions; ``crossmode`` the calls whose
-modes disagree; ``drift`` compares two runs and ``issue`` writes what ``compare`` files upstream.
+modes disagree; ``drift`` compares two runs and ``issue`` writes what ``compare`` files upstream; ``bulk``
+holds a large run's records in bounded memory; ``literal`` (generated code) and ``inert`` (Markdown, terminals
+and CI logs) are the escaping rules every sink goes through.
 
 May import: every stage below it and the ground floor; never ``harness.target``, so reports are written
 without TensorFlow.

@@ -37,10 +37,10 @@ from typing import Any
 
 import numpy as np
 
+from harness.case import Case, Config, Options, TrainingSpec
 from harness.dtypes import FLOAT_DTYPES, float_format, ulp_distance
 from harness.errors import InputError, UsageError
 from harness.families import group_of
-from harness.case import Case, Config, Options, TrainingSpec
 from harness.jsonio import MAX_DIMS, MAX_ELEMENTS, decode_array, decode_number, encode_number
 from harness.report.inert import term
 from harness.run.runner import STATUSES

@@ -179,7 +179,7 @@ def _drift_section(d: Drift) -> str:
         groups = sorted(per_group)
         top = max(sum(v.values()) for v in per_group.values()) or 1
         colors = {"new divergence": "#b00020", "unexplained": "#7b1fa2", "fixed": "#2e7d32", "drift": "#e0a100"}
-        width, left, rowh = 420, 190, 22
+        width, rowh = 420, 22
         left = 10 + max(_text_width(g) for g in groups)
         parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="plot" width="{max(left + width + 80, left + 4 * 130):.0f}" height="{rowh * len(groups) + 40}" role="img" aria-label="changes per option family">']
         for i, g in enumerate(groups):

@@ -34,8 +34,8 @@ from harness.errors import InputError, UsageError
 from harness.jsonio import atomic_write_text, decode_array, dumps
 from harness.report.drift import Change, Drift, changed_packages, changed_text
 from harness.report.html import write_html
-from harness.report.junit import write_junit
 from harness.report.inert import cut, md_code
+from harness.report.junit import write_junit
 from harness.report.literal import fence, one_line
 from harness.report.repro import snippet
 

@@ -30,8 +30,8 @@ from harness.jsonio import atomic_write_text, dumps, encode_array, encode_number
 from harness.report.crossmode import cross_mode_divergences
 from harness.report.drift import output_digest
 from harness.report.html import write_html
-from harness.report.junit import write_junit
 from harness.report.inert import MD_CAP, cut, md_code, term
+from harness.report.junit import write_junit
 from harness.report.literal import fence, py
 from harness.report.repro import snippet
 from harness.run.runner import Record, RunResult, iter_failures
@@ -276,7 +276,7 @@ def summary_table(records: Iterable[Record], bulk: Any = None) -> str:
         (term(r["family"]), term(r["dtype"]), r["pass"], r["fail"], r["xfail"], r["xpass"], r["error"], r["outside"], r["unsupported"], r["worst_ulp"])
         for r in rows
     ]
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *body, strict=True)]
     fmt = "  ".join(f"{{:<{w}}}" if i < 2 else f"{{:>{w}}}" for i, w in enumerate(widths))
     lines = [fmt.format(*head), fmt.format(*("-" * w for w in widths))]
     lines += [fmt.format(*row) for row in body]
@@ -379,7 +379,7 @@ def render_markdown(result: RunResult, run_meta: dict[str, Any], bulk: Any = Non
         if i < _FAIL_REPROS:
             lines += [*fence(_repro(r, factory, cap=MD_CAP).rstrip(), "python"), ""]
     if len(unexpected) > _FAIL_REPROS:
-        lines += [f"({len(unexpected) - _FAIL_REPROS} more reproductions are in results.json's records.)", ""]
+        lines += [f"({len(unexpected) - _FAIL_REPROS} more reproductions are in repro/, one file per case.)", ""]
 
     by_entry: dict[str, list[Record]] = defaultdict(list)
     for r in failures:

@@ -297,7 +297,7 @@ class Quarantine:
         the samples before it); one that fails widens the members' shared facets, one that completes narrows
         the rule and releases what it no longer holds.  Then at least ``samples`` in all, least like the
         members."""
-        out = []
+        out: list[tuple[str, tuple[int, Case]]] = []
         for c in self.classes:
             if not self.active(c) or c.sampling or not c.held:
                 continue

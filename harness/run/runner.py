@@ -215,7 +215,7 @@ def run_parallel(
     ``on_finding``: sees each job-level finding as the pool makes it (how a run keeps them for ``--resume``)."""
     if pool is not None:
         return _pooled(pool, cases, registry, profile, progress, on_record, job_size, deadline), pool.versions
-    pool_options = {"factory": factory, "profile": profile, "backend": backend, "timeout": timeout, "quarantine": quarantine}
+    pool_options: dict[str, Any] = {"factory": factory, "profile": profile, "backend": backend, "timeout": timeout, "quarantine": quarantine}
     with WorkerPool(workers, **pool_options) as own:
         own.on_finding = on_finding
         return _pooled(own, cases, registry, profile, progress, on_record, job_size, deadline), own.versions

@@ -18,11 +18,10 @@ from typing import IO, Any
 
 from harness.case import Case, Expected, Outcome
 from harness.errors import InputError, UsageError
-from harness.jsonio import atomic_write_text, dumps, loads, pack_array
+from harness.jsonio import MAX_ELEMENTS, atomic_write_text, dumps, loads, pack_array
 from harness.judge.compare import Comparison
 from harness.judge.registry import Registry
 from harness.oracle import PROFILES
-from harness.jsonio import MAX_ELEMENTS
 from harness.run.runner import STATUSES, Record, judged
 from harness.schema import Int, Json, List, Map, Num, Obj, Opt, Str
 
@@ -303,14 +302,14 @@ def check_shards(dirs: Sequence[str | Path], metas: Sequence[dict[str, Any]], gr
     """Refuse, naming the folder, shards that are not exactly slices 1..N of one run, each complete: the same
     suite, seed, selection, registry and loss factory, each K once, every record of each slice there."""
     first = metas[0]
-    for d, m in zip(dirs, metas):
+    for d, m in zip(dirs, metas, strict=True):
         for key in _SHARED:
             if m.get(key) != first.get(key):
                 raise InputError(
                     f"{d}: was run with {key}={m.get(key)!r}, {dirs[0]} with {first.get(key)!r}; the shards of one merge share it"
                 )
     shards = []
-    for d, m in zip(dirs, metas):
+    for d, m in zip(dirs, metas, strict=True):
         shard = m.get("shard")
         if shard is None:
             if len(dirs) > 1:
@@ -325,14 +324,14 @@ def check_shards(dirs: Sequence[str | Path], metas: Sequence[dict[str, Any]], gr
         raise InputError(f"the shards split the suite differently: N = {', '.join(map(str, sorted(counts)))}")
     (n,) = counts
     seen: dict[int, str | Path] = {}
-    for d, (k, _) in zip(dirs, shards):
+    for d, (k, _) in zip(dirs, shards, strict=True):
         if k in seen:
             raise InputError(f"{d}: shard {k}/{n} is also in {seen[k]}; give each shard once")
         seen[k] = d
     missing = sorted(set(range(1, n + 1)) - set(seen))
     if missing:
         raise InputError(f"shard(s) {', '.join(f'{k}/{n}' for k in missing)} missing: merge needs all {n} slices of the run")
-    for d, m, records in zip(dirs, metas, groups):
+    for d, m, records in zip(dirs, metas, groups, strict=True):
         size = m.get("size")
         if size is not None and len({r.case.id for r in records}) != size:
             raise InputError(

@@ -1,7 +1,12 @@
-"""The library under test: the one module of the harness that imports TensorFlow.
+"""The library under test: the one package of the harness that imports a framework (TensorFlow, Keras, and in
+``backends`` JAX and PyTorch).
 
-``TFTarget.run(case)`` builds tensors of the case's dtypes, calls ``tf.keras.losses.BinaryCrossentropy``
-eagerly with the case's options and returns an ``Outcome``.  An exception raised by TensorFlow is an
+``TFTarget.run(case)`` (this module) builds tensors of the case's dtypes, calls the case's entry point
+(``tf.keras.losses.BinaryCrossentropy`` and the others) with the case's options in the case's mode (eager,
+``tf.function`` or XLA) and returns an ``Outcome``.  Beside it: ``keras_calls`` the calls of Keras's own entry
+points, shared by every backend; ``backends`` ``KerasTarget``, Keras 3 on JAX, PyTorch or NumPy; ``training``
+the training-loop paths; ``distribute`` the loss under replicas; ``model`` a user's saved model read the ways
+people read its loss; ``callback`` the Keras side of ``harness.keras.BCECheck``.  An exception raised by TensorFlow is an
 outcome (the reference may expect it), never a crash of the run.  TensorFlow is imported on first use,
 so importing this module is cheap and works without TensorFlow installed.
 """

@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from harness.cli import main
-from harness.report.drift import compare_results, render_text, registry_edit
+from harness.report.drift import compare_results, registry_edit, render_text
 from harness.report.issue import clusters, render_issue, render_summary
 from tests.instrument.test_drift import ARR, diverged, record, results
 

@@ -122,7 +122,7 @@ def test_a_loop_that_fails_on_float32_gets_the_float64_hint():
     from decimal import Decimal
 
     def exact(y_true, y_pred):  # Decimal takes Python floats (float64), not NumPy's float32
-        return float(sum(-Decimal(t) * Decimal(p).ln() for t, p in zip(y_true, y_pred))) / len(y_true)
+        return float(sum(-Decimal(t) * Decimal(p).ln() for t, p in zip(y_true, y_pred, strict=True))) / len(y_true)
 
     d = diagnose(exact, case_of([1, 1], [0.9, 0.5]))
     assert d.verdict == "raised" and any("--pred-dtype float64" in w for w in d.warnings)

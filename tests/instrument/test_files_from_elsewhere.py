@@ -229,7 +229,7 @@ def test_fuzz_again_line_repeats_the_exact_run(tmp_path: Path, monkeypatch, caps
 
     words = shlex.split(again)
     assert words[0] == "bce-harness"
-    for a, b in zip(argv[1::2], argv[2::2]):
+    for a, b in zip(argv[1::2], argv[2::2], strict=True):
         assert words[words.index(a) + 1] == b, a
     script = (out / "repro_abc123abc123.py").read_text()
     assert "LOSS_FACTORY = 'my_fac:make'" in script and script.startswith("# Made with --loss-factory")

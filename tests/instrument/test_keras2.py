@@ -115,7 +115,7 @@ def test_a_trailing_one_is_squeezed_so_the_batch_is_averaged(y_shape, p_shape):
     got = value(c)
     assert got.shape == ()  # Keras 3 keeps one loss per sample instead
     assert value(c, profile="keras3").shape == (5,)
-    want = np.mean([-math.log(q) if t else -math.log(1 - q) for t, q in zip(y, np.float32(p).astype(float))])
+    want = np.mean([-math.log(q) if t else -math.log(1 - q) for t, q in zip(y, np.float32(p).astype(float), strict=True)])
     assert float(got) == pytest.approx(want, rel=1e-6)
     # weights cannot be broadcast to that scalar: the documented ValueError
     assert "broadcast" in raises(case(y.reshape(y_shape), p.reshape(p_shape), sw=np.ones((5, 1))))

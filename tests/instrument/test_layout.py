@@ -2,7 +2,9 @@
 ``harness.target`` (the package: one module per framework path behind it) imports a framework.
 
 Read from the source with ``ast`` (lazy imports inside functions included), so the check needs nothing
-installed and sees what a reader sees.  Each rule is also shown to fail on a planted violation.
+installed and sees what a reader sees.  Each package's face (its ``__init__`` docstring) names every module of
+the package, as ````name````, so a reader finds a stage's modules from it.  Each rule is also shown to fail on a
+planted violation.
 """
 
 from __future__ import annotations
@@ -152,3 +154,29 @@ def test_a_planted_violation_is_caught(module: str, planted: str, says: str) -> 
     code = sources()
     code[module] += "\n" + planted + "\n"
     assert any(says in v for v in violations(code)), violations(code)
+
+
+def faces() -> dict[str, tuple[str, list[str]]]:
+    """Per package: its face's docstring and the names of its modules (``__init__`` aside)."""
+    out = {}
+    for init in sorted(PACKAGE.rglob("__init__.py")):
+        doc = ast.get_docstring(ast.parse(init.read_text(encoding="utf-8"))) or ""
+        out[module_name(init)] = (doc, sorted(p.stem for p in init.parent.glob("*.py") if p.stem != "__init__"))
+    return out
+
+
+def unnamed(package_faces: dict[str, tuple[str, list[str]]]) -> list[str]:
+    return [f"{package}'s docstring does not name its module ``{m}``"
+            for package, (doc, modules) in package_faces.items() for m in modules if f"``{m}``" not in doc]  # fmt: skip
+
+
+def test_every_package_face_names_its_modules() -> None:
+    assert unnamed(faces()) == []
+
+
+def test_a_package_face_that_omits_a_module_is_caught() -> None:
+    package_faces = faces()
+    doc, modules = package_faces["harness.run"]
+    package_faces["harness.run"] = (doc, [*modules, "planted"])
+    planted = set(unnamed(package_faces)) - set(unnamed(faces()))
+    assert planted == {"harness.run's docstring does not name its module ``planted``"}

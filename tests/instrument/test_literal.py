@@ -97,7 +97,7 @@ def _python_blocks(markdown: str) -> list[str]:
 def assert_markdown_data_only(render: Callable[[str], str], text: str) -> None:
     with_text, plain = _python_blocks(render(text)), _python_blocks(render(PLACEHOLDER))
     assert len(with_text) == len(plain) > 0, "the text changed the Markdown's python blocks"
-    for a, b in zip(with_text, plain):
+    for a, b in zip(with_text, plain, strict=True):
         assert_data_only(lambda t, a=a, b=b: a if t == text else b, text)
 
 

@@ -152,7 +152,7 @@ def test_format_5_against_format_6(tmp_path) -> None:
     doc["meta"]["format_version"] = 5
     from harness.jsonio import encode_array
 
-    for r, rec in zip(doc["records"], _records(cases, {cases[0].id: _next_up})):
+    for r, rec in zip(doc["records"], _records(cases, {cases[0].id: _next_up}), strict=True):
         r.pop("digest")
         r.pop("actual_shape")
         r["actual"] = encode_array(rec.outcome.value)
