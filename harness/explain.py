@@ -33,6 +33,7 @@ import numpy as np
 from harness.case import API_LOSS_CLASS, Case, Expected, Options, Outcome
 from harness.dtypes import INPUT_DTYPES, WORK, float_format, round_to, ulp_distance
 from harness.errors import InputError, UsageError
+from harness.jsonio import read_text
 from harness.oracle import PROFILES
 from harness.oracle import expected as oracle_expected
 from harness.oracle import tolerance as tol
@@ -984,21 +985,29 @@ def parse_array(text: str, name: str) -> np.ndarray:
             except (OSError, ValueError) as exc:
                 raise InputError(f"{name}={text!r}: not a .npy array ({exc})") from None
             return _numbers(data, name, text)
+        content = read_text(path, f"{name} file", max_bytes=_MAX_INPUT_BYTES)
         try:
-            return _numbers(json.loads(path.read_text(encoding="utf-8")), name, text)
+            return _numbers(json.loads(content), name, text)
         except json.JSONDecodeError as exc:
             raise InputError(f"{name}={text!r}: not JSON ({exc})") from None
+        except RecursionError:
+            raise InputError(f"{name}={text!r}: not JSON numbers (nested too deeply)") from None
     stripped = text.strip()
     try:
         if stripped.startswith("["):
             return _numbers(json.loads(stripped), name, text)
         parts = [t.strip() for t in stripped.split(",")]
         return _numbers([float(t) for t in parts], name, text) if len(parts) > 1 else _numbers(float(parts[0]), name, text)
-    except (ValueError, json.JSONDecodeError):
+    except (ValueError, json.JSONDecodeError, RecursionError):
         raise UsageError(f"{name}={text!r} is not a list of numbers (1,0,1 or [[1, 0]]) or a .npy/.json file") from None
 
 
+_MAX_INPUT_BYTES = 1 << 28  # an input file of explain's: 256 MiB of text at most
+
+
 def _numbers(data: Any, name: str, text: str) -> np.ndarray:
+    if np.iscomplexobj(data):  # NumPy would drop the imaginary part with a warning only
+        raise UsageError(f"{name}={text!r} holds complex numbers; the loss takes real ones")
     try:
         a = np.array(data, dtype=np.float64)
     except (TypeError, ValueError):
