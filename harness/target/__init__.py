@@ -272,18 +272,23 @@ class TFTarget:
         if make is None:
             lacks["policy_object"] = "this Keras has no keras.DTypePolicy"
         elif "loss_dtype" not in lacks:
+            y, p = self.tf.constant([[1.0]]), self.tf.constant([[0.5]])
             for what, build in (("loss", losses), ("metric", keras.metrics.BinaryCrossentropy)):
                 try:  # built and called: Keras 3.4 builds a loss with a policy and fails at the call
                     made = build(dtype=make("mixed_float16"))
-                    (made.update_state if what == "metric" else made)([[1.0]], [[0.5]])
+                    (made.update_state if what == "metric" else made)(y, p)
                 except (TypeError, ValueError):
                     lacks[f"{what}_policy"] = f"the Keras {what} takes no DTypePolicy as its dtype (Keras 3.5 and later do)"
         return lacks
 
     def unsupported(self, case: Case) -> str | None:
         """Why the installed Keras cannot express ``case`` (an argument, a reduction or a dtype policy it
-        lacks), or None: such a case is recorded as not expressible, never as a failure."""
-        lacks = self._lacks
+        lacks), or None: such a case is recorded as not expressible, never as a failure.  A probe that
+        itself fails otherwise claims nothing: every case then runs and is judged."""
+        try:
+            lacks = self._lacks
+        except Exception:  # noqa: BLE001 - the probe's own failure must not take the run down
+            return None
         if not lacks or self.tf.keras.__name__.startswith("tf_keras"):
             return None
         loss_class = case.api == API_LOSS_CLASS or case.training is not None
