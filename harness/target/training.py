@@ -72,6 +72,10 @@ class TrainingRunner:
         if cached is not None:
             model, weights = cached
             model.set_weights(weights)
+            # as a model that ran nothing before: *_on_batch reset the trackers themselves only from Keras
+            # 3.15 (on_batch-calls-reset-trackers), so the case would otherwise report a running mean over the
+            # cases this worker ran before it
+            model.reset_metrics()
             return model
         keras = self.tf.keras
         with strategy.scope() if strategy is not None else contextlib.nullcontext():
