@@ -96,6 +96,9 @@ def default_cases():
 
 @pytest.fixture(scope="session")
 def registry():
+    """The registry's entries that hold for the installed TensorFlow and Keras, as a run loads them."""
     from harness.judge.registry import load_registry
+    from harness.oracle.profiles import select_profile
 
-    return load_registry()
+    installed = select_profile("auto")
+    return load_registry().for_versions(installed.tensorflow, installed.keras)

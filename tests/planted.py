@@ -315,8 +315,24 @@ def backend_kernel_scaled(options: Options):
 # A Keras whose loss clips with another epsilon (1e-6) than keras.config.epsilon() reports (1e-7), planted
 # inside Keras before a command runs (as a sitecustomize.py): a configured epsilon is no fault (the reference
 # reads it), but a loss that departs from the configuration it reports is.
+def tf_nn_module():
+    """The Keras TensorFlow backend's nn module, where binary_crossentropy's clip and _get_logits live: the
+    faults are planted there, in Keras 3.16's layout (backend/tensorflow/ops/nn.py) or the one before."""
+    import importlib
+
+    for name in ("keras.src.backend.tensorflow.ops.nn", "keras.src.backend.tensorflow.nn"):
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    return None
+
+
 CLIP_WITH_ANOTHER_EPSILON = """
-import keras.src.backend.tensorflow.nn as nn
+try:
+    import keras.src.backend.tensorflow.ops.nn as nn  # Keras 3.16's layout
+except ImportError:
+    import keras.src.backend.tensorflow.nn as nn
 
 class _Backend:
     def __getattr__(self, name):

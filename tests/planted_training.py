@@ -20,16 +20,17 @@ def unweighted_tracker() -> Callable[[], None]:
         def update_state(self, values, sample_weight=None):
             return super().update_state(values)
 
-    original = trainer.Trainer.compile
+    owner = getattr(trainer, "Trainer", None) or trainer.BaseTrainer  # Keras 3.16 renamed the class
+    original = owner.compile
 
     def compile(self, *args, **kwargs):
         original(self, *args, **kwargs)
         self._loss_tracker = UnweightedMean(name="loss")
 
-    trainer.Trainer.compile = compile
+    owner.compile = compile
 
     def undo() -> None:
-        trainer.Trainer.compile = original
+        owner.compile = original
 
     return undo
 

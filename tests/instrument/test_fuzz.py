@@ -345,8 +345,9 @@ def test_cli_fuzz_writes_a_reproduction_that_fails_on_the_broken_keras_only(tmp_
     cases = [load_case(f) for f in saved]
     stock = run_cases(cases, tf_target, REGISTRY, profile=SELECTION.profile)
     assert {r.status for r in stock.records} <= {"pass", "xfail"}, [r.comparison.message for r in stock.records]
-    import keras.src.backend.tensorflow.nn as nn
+    from planted import tf_nn_module
 
+    nn = tf_nn_module()
     real = nn.backend
     nn.backend = _OtherEpsilon(real)
     try:
