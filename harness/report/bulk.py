@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from harness.run.runner import Record
+from harness.run.runner import NO_VERDICT, Record
 
 __all__ = ["PASSES_NAME", "TOP_N", "Bulk"]
 
@@ -39,7 +39,7 @@ class Bulk:
         self.keep = keep
         self.kept: list[Record] = []
         self.summarised = 0
-        self.statuses: dict[str, int] = {"pass": 0, "xfail": 0, "outside": 0, "unsupported": 0}
+        self.statuses: dict[str, int] = dict.fromkeys(("pass", "xfail", *NO_VERDICT), 0)
         self.divergences: dict[str, int] = {}
         self.rows: dict[tuple[str, str], dict[str, Any]] = {}
         self.worst: list[tuple[int, str, str]] = []  # a min-heap of (max ULP, id, line) of the summarised passes
@@ -55,10 +55,10 @@ class Bulk:
         self.summarised += 1
         self.statuses[record.status] += 1
         (row,) = self._rows_of([record])
-        g = self.rows.setdefault((row["family"], row["dtype"]), {"pass": 0, "xfail": 0, "outside": 0, "unsupported": 0, "worst_ulp": 0})
+        g = self.rows.setdefault((row["family"], row["dtype"]), {**dict.fromkeys(("pass", "xfail", *NO_VERDICT), 0), "worst_ulp": 0})
         g[record.status] += 1
         g["worst_ulp"] = max(g["worst_ulp"], row["worst_ulp"])
-        if record.status in ("outside", "unsupported"):
+        if record.status in NO_VERDICT:
             return
         if record.status == "xfail":
             key = record.divergence.id if record.divergence is not None else "?"

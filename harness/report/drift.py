@@ -27,6 +27,7 @@ keeps both sides' values, so a report can show before and after.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections import defaultdict
@@ -43,7 +44,7 @@ from harness.errors import InputError, UsageError
 from harness.families import group_of
 from harness.jsonio import MAX_DIMS, MAX_ELEMENTS, decode_array, decode_number, encode_number
 from harness.report.inert import term
-from harness.run.runner import STATUSES
+from harness.run.runner import NO_VERDICT, STATUSES
 from harness.schema import Array, Bool, Int, Json, List, Map, Num, Obj, Opt, Scalar, Str, read_json, short
 
 __all__ = ["MAX_FORMAT", "MIN_FORMAT", "Change", "coverage_text", "Drift", "compare_results", "load_results", "output_digest", "render_text"]
@@ -51,7 +52,6 @@ __all__ = ["MAX_FORMAT", "MIN_FORMAT", "Change", "coverage_text", "Drift", "comp
 MIN_FORMAT = 2  # report.py FORMAT_VERSION 2: every record has its outcome
 MAX_FORMAT = 6  # summary.FORMAT_VERSION, the newest layout this version reads (a test keeps them equal)
 _OK = ("pass", "xpass")
-_NO_VERDICT = ("outside", "unsupported")  # runner.NO_VERDICT
 _ROWS = 3
 
 
@@ -299,6 +299,17 @@ def changed_text(base: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     return ", ".join(f"{name} {b} -> {a}" for name, b, a in moved)
 
 
+@functools.cache
+def _shipped_entries() -> dict[str, Any]:
+    """The shipped registry's entries by id, read once (every fix of a compare asks), or none if unreadable."""
+    from harness.judge.registry import load_registry
+
+    try:
+        return {e.id: e for e in load_registry().entries}
+    except Exception:  # noqa: BLE001 - without the registry the edit is only suggested
+        return {}
+
+
 def registry_edit(change: Change, drift: Drift) -> str:
     """What a fix asks of the registry: a registered divergence that no longer reproduces gets a fixed-in
     bound on the package that changed (the first version where it holds, NEW's); a failure that now holds
@@ -306,13 +317,13 @@ def registry_edit(change: Change, drift: Drift) -> str:
     entry = change.before.get("divergence")
     if change.before.get("status") != "xfail" or not entry:
         return "none: an unregistered failure that now holds"
-    from harness.judge.registry import load_registry
-
+    known = _shipped_entries().get(entry)
     try:
-        known = {e.id: e for e in load_registry().entries}.get(entry)
-    except Exception:  # noqa: BLE001 - without the registry the edit is only suggested
-        known = None
-    if known is not None and not known.holds_for(drift.new.get("tensorflow"), drift.new.get("keras")):
+        bounded_off = known is not None and not known.holds_for(drift.new.get("tensorflow"), drift.new.get("keras"))
+    except UsageError:  # a version from the file that is not PEP 440: nothing to say of the bounds
+        bounded_off = False
+    if bounded_off:
+        assert known is not None
         return f"none: entry {entry!r} is already bounded off NEW's versions (versions={known.versions!r}, keras={known.keras!r})"
     bounds = []
     for name, _, after in changed_packages(drift.base, drift.new):
@@ -348,7 +359,7 @@ def compare_results(base: Mapping[str, Any], new: Mapping[str, Any], *, exact: b
         b, a = before[cid], after[cid]
         group = group_of(a)
         groups[group] += 1
-        if b["status"] in _NO_VERDICT or a["status"] in _NO_VERDICT:
+        if b["status"] in NO_VERDICT or a["status"] in NO_VERDICT:
             # no verdict on one side: what moved is behaviour, never a regression or a fix
             changed = _behaviour(cid, group, b, a)
             if changed is not None:
@@ -383,7 +394,7 @@ def compare_results(base: Mapping[str, Any], new: Mapping[str, Any], *, exact: b
 
 
 def _behaviour(cid: str, group: str, b: Mapping[str, Any], a: Mapping[str, Any]) -> Change | None:
-    """The change of a case with no verdict on one side at least (``_NO_VERDICT``), or None: its status, its
+    """The change of a case with no verdict on one side at least (``NO_VERDICT``), or None: its status, its
     raise, its exception or message, its dtype, shape or value (by digest) -- whatever moved, named."""
     if b["status"] == a["status"] == "unsupported":  # not run on either side: nothing moved
         return None

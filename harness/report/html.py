@@ -23,10 +23,11 @@ from typing import Any
 from harness.families import group_of
 from harness.jsonio import atomic_write_text
 from harness.report.drift import Drift
+from harness.run.runner import STATUSES
 
 __all__ = ["render_html", "write_html"]
 
-_STATUSES = ("pass", "fail", "xfail", "xpass", "error", "outside", "unsupported")
+_STATUSES = STATUSES
 _BINS = ((0, 0), (1, 1), (2, 3), (4, 7), (8, 15), (16, 63), (64, 1023), (1024, None))
 _MAX_DIVERGENCES = 400
 _CSS = """

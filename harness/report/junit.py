@@ -16,6 +16,7 @@ from typing import Any
 
 from harness.families import group_of
 from harness.jsonio import atomic_write_text
+from harness.run.runner import NO_VERDICT
 
 __all__ = ["render_junit", "write_junit"]
 
@@ -40,7 +41,7 @@ def render_junit(results: Mapping[str, Any]) -> str:
         tests=str(len(records)),
         failures=str(counts["fail"] + counts["xpass"]),
         errors=str(counts["error"]),
-        skipped=str(counts["xfail"] + sum(r["status"] in ("outside", "unsupported") for r in records)),
+        skipped=str(counts["xfail"] + sum(r["status"] in NO_VERDICT for r in records)),
         time=str(meta.get("wall_seconds", 0)),
         timestamp=str(meta.get("created_utc", "")),
     )
@@ -60,7 +61,7 @@ def render_junit(results: Mapping[str, Any]) -> str:
             ET.SubElement(case, "error", type="harness", message=r.get("note", "")).text = message
         elif status == "xfail":
             ET.SubElement(case, "skipped", type="xfail", message=f"known divergence {r.get('divergence')}")
-        elif status in ("outside", "unsupported"):  # no verdict
+        elif status in NO_VERDICT:  # no verdict
             ET.SubElement(case, "skipped", type=status, message=r.get("note", ""))
     for element in suite.iter():
         element.attrib.update({k: _xml_safe(v) for k, v in element.attrib.items()})

@@ -34,7 +34,7 @@ from harness.report.inert import MD_CAP, cut, md_code, term
 from harness.report.junit import write_junit
 from harness.report.literal import fence, py
 from harness.report.repro import snippet
-from harness.run.runner import Record, RunResult, iter_failures
+from harness.run.runner import NO_VERDICT, Record, RunResult, iter_failures
 from harness.run.stream import write_provenance
 
 __all__ = ["FORMAT_VERSION", "build_results", "render_markdown", "summary_rows", "summary_table", "write_reports"]
@@ -132,7 +132,7 @@ def record_dict(r: Record) -> dict[str, Any]:
     d["actual_dtype"] = None if o is None else o.dtype
     d["actual_error"] = None if o is None else o.error
     d["expected_dtype"] = None if e is None else e.dtype
-    if r.status in ("pass", "outside", "unsupported"):  # a summary (format 6): the digest stands for the output in compare --exact
+    if r.status in ("pass", *NO_VERDICT):  # a summary (format 6): the digest stands for the output in compare --exact
         d["digest"] = None if o is None or o.value is None else output_digest(o.value, o.dtype)
         d["actual_shape"] = None if o is None or o.value is None else list(np.shape(o.value))
         # the first values, so a report on this record can show what it returned (never a raise: that is
@@ -148,7 +148,7 @@ def record_dict(r: Record) -> dict[str, Any]:
     if r.evidence is not None:
         d["evidence"] = dict(r.evidence)
         d["inferred"] = bool(r.evidence.get("inferred"))
-    if r.status in ("outside", "unsupported"):
+    if r.status in NO_VERDICT:
         d["message"] = r.comparison.message
     elif r.status != "pass":
         d["message"] = r.comparison.message
@@ -263,7 +263,7 @@ def summary_rows(records: Iterable[Record], bulk: Any = None) -> list[dict[str, 
             g["worst_ulp"] = max(g["worst_ulp"], r.comparison.max_ulp)
     for key, counts in ({} if bulk is None else bulk.rows).items():  # the passes a large run summarised
         g = groups[key]
-        for status in ("pass", "xfail", "outside", "unsupported"):
+        for status in ("pass", "xfail", *NO_VERDICT):
             g[status] += counts.get(status, 0)
         g["worst_ulp"] = max(g["worst_ulp"], counts["worst_ulp"])
     return [{"family": f, "dtype": d, **v} for (f, d), v in sorted(groups.items())]

@@ -58,7 +58,7 @@ def evaluate(
     outcomes = [next(ran) if why is None else Outcome(error=f"not expressible: {why}") for why in reasons]
     t2 = time.perf_counter()
     rows = list(zip(jobs, exps, outcomes, strict=True))
-    judged = [k for k, exp in enumerate(exps) if not isinstance(exp, BaseException)]
+    judged = [k for k, exp in enumerate(exps) if not isinstance(exp, BaseException) and reasons[k] is None]
     try:
         verdicts = compare_many([cases[k] for k in judged], [exps[k] for k in judged], [outcomes[k] for k in judged])
         many: dict[int, Comparison] | None = dict(zip(judged, verdicts, strict=True))

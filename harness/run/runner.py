@@ -101,10 +101,8 @@ def verdict(comparison: Comparison, divergence: Divergence | None) -> tuple[str,
 def _record(case: Case, result: CaseResult, registry: Registry, profile: str) -> Record:
     """The record of one evaluated case, with the registry's verdict."""
     comparison, exp = result.comparison, result.expected
-    if comparison.kind == "unsupported":  # the installed Keras cannot express the case: no verdict
-        return Record(case, "unsupported", comparison, exp, result.outcome, note=comparison.message.splitlines()[-1])
-    if comparison.kind == "error":
-        return Record(case, "error", comparison, exp, result.outcome, note=comparison.message.splitlines()[-1])
+    if comparison.kind in ("error", "unsupported"):  # the harness failed, or the installed Keras cannot express it
+        return Record(case, comparison.kind, comparison, exp, result.outcome, note=comparison.message.splitlines()[-1])
     if exp is None:  # crash or timeout: the reference still gives the reproduction its expected value
         try:
             exp = reference_expected(case, profile=profile)

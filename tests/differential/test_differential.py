@@ -17,7 +17,7 @@ from harness.judge.registry import load_registry
 from harness.oracle import expected
 from harness.oracle.profiles import select_profile
 from harness.report.repro import snippet
-from harness.run.runner import judged
+from harness.run.runner import NO_VERDICT, judged
 
 pytestmark = pytest.mark.tensorflow
 
@@ -42,7 +42,7 @@ def check(case, tf_target, *, source: str = "") -> None:
     record = judged(case, comparison, exp, out, REGISTRY, SELECTION.profile)
     if record.status == "xfail":
         pytest.xfail(f"{record.note}: {comparison.kind}")
-    if record.status in ("outside", "unsupported"):  # no verdict: what happened is recorded, not judged
+    if record.status in NO_VERDICT:  # no verdict: what happened is recorded, not judged
         pytest.skip(f"{record.status}: {record.note}")
     if record.status != "pass":
         actual = out.error or f"{out.value!r} ({out.dtype})"
