@@ -338,11 +338,8 @@ class Keras3:
         # default is floatx); it casts floating inputs to it (autocast) and its output keeps it.  The
         # functions compute in the logits' own dtype (tf.sigmoid: "A Tensor with the same type as x";
         # keras.ops.sigmoid and keras.activations.sigmoid convert x as it is), whatever the loss's dtype.
-        cfg = case.config
-        if layer and cfg is not None and cfg.policy is not None:
-            own = policy_compute_dtype(cfg.policy)
-        elif layer:
-            own = self.floatx
+        if layer:
+            own = self.received_dtype(case)  # the layer's output dtype
         else:
             own = case.pred_dtype if case.pred_dtype in FLOAT_DTYPES else dtype
         mo = tol.error_model(own)
