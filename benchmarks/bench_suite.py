@@ -47,6 +47,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from harness.case import Case  # noqa: E402
+from harness.frameworks import TFTarget  # noqa: E402
 from harness.generate.grid import default_suite  # noqa: E402
 from harness.judge.compare import compare  # noqa: E402
 from harness.judge.registry import Registry, load_registry  # noqa: E402
@@ -56,7 +57,6 @@ from harness.run.runner import RunResult, plan_jobs, run_cases, run_parallel  # 
 from harness.run.stream import RecordStream  # noqa: E402
 from harness.run.workers import WorkerPool, default_workers  # noqa: E402
 from harness.stacking import batch_key  # noqa: E402
-from harness.target import TFTarget  # noqa: E402
 
 
 def naive(cases: Sequence[Case]) -> float:

@@ -193,12 +193,12 @@ def costs(sample: int = 200) -> dict[str, float]:
     for each kind a sample of up to ``sample`` records of the default suite and a two-seed sweep, run as a
     worker runs them (reference, call, comparison: the worker's cost), and the run's own per-record work
     (generation, verdict, a stream line: MAIN_COST).  Prints the figures to paste into estimate.py."""
+    from harness.frameworks import TFTarget
     from harness.generate.grid import Suite, sweep_family
     from harness.judge.registry import load_registry
     from harness.run.estimate import kind_of
     from harness.run.runner import run_cases
     from harness.run.stream import RecordStream
-    from harness.target import TFTarget
 
     by: dict[str, list] = {}
     for c in Suite("default", seeds=(1, 2)):

@@ -12,7 +12,7 @@ pattern), and how many results are 0 where the exact value is a normal number (a
 result).  NaN on either side is counted apart.  It judges nothing: it measures, so ``compare``-style drift
 between TensorFlow lines can be read off two runs' ``audit.json``.
 
-May import: every stage below the commands; TensorFlow only through ``harness.target``.
+May import: every stage below the commands; TensorFlow only through ``harness.frameworks``.
 """
 
 from __future__ import annotations

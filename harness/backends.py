@@ -26,7 +26,7 @@ BACKENDS: tuple[str, ...] = ("tensorflow", "jax", "torch", "numpy")
 DEFAULT_BACKEND = "tensorflow"
 TF_ONLY_APIS = frozenset({"nn.sigmoid_cross_entropy_with_logits", "backend.binary_crossentropy"})
 TF_ONLY_PRODUCERS = frozenset({"tf.sigmoid"})
-# built by the TensorFlow target only (harness/target/__init__.py): the layer and model producers
+# built by the TensorFlow target only (harness/frameworks/__init__.py): the layer and model producers
 TF_TARGET_PRODUCERS = frozenset({"layers.Activation(sigmoid)", "layers.Softmax", "model(x)", "model.predict(x)"})
 # the modes each backend can run a case in: JAX maps both traced modes to jax.jit
 MODES_OF = {

@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 API_LOSS_CLASS = "BinaryCrossentropy"
-# The ways users reach binary cross-entropy (harness/target calls each; the oracle says what each computes).
+# The ways users reach binary cross-entropy (harness/frameworks calls each; the oracle says what each computes).
 APIS: tuple[str, ...] = (
     API_LOSS_CLASS,  # tf.keras.losses.BinaryCrossentropy
     "binary_crossentropy",  # tf.keras.losses.binary_crossentropy

@@ -420,11 +420,11 @@ def _claim_out(args: argparse.Namespace) -> None:
 def _run_default(args: argparse.Namespace, selection, registry, workers: int, pool, t0: float) -> int:
     """``run`` of the default suite (held in memory), in ``pool`` (None: in this process)."""
     from harness.backends import split
-    from harness.generate.facets import coverage, space_for
+    from harness.frameworks import environment_flags
+    from harness.generate.space import coverage, space_for
     from harness.report.summary import meta
     from harness.run.findings import FindingsLog, load_findings
     from harness.run.stream import RecordStream, file_fingerprint, suite_fingerprint
-    from harness.target import environment_flags
 
     cases, whole = _suite(args, selection.profile)
     # what the backend cannot express is skipped by construction, counted by reason in meta.backend
@@ -501,8 +501,9 @@ def _cmd_run_streamed(args: argparse.Namespace, selection, registry, t0: float) 
     need kept in memory (report/bulk.py), so a million records run in bounded memory."""
     import itertools
 
-    from harness.generate.facets import coverage, space_for
+    from harness.frameworks import TFTarget, environment_flags, load_factory
     from harness.generate.grid import Suite
+    from harness.generate.space import coverage, space_for
     from harness.report.bulk import Bulk
     from harness.report.summary import meta
     from harness.run.estimate import kinds, render
@@ -510,7 +511,6 @@ def _cmd_run_streamed(args: argparse.Namespace, selection, registry, t0: float) 
     from harness.run.runner import RunResult, run_cases, run_parallel
     from harness.run.stream import RecordStream, file_fingerprint, iter_stream, suite_fingerprint
     from harness.run.workers import WorkerPool, default_workers
-    from harness.target import TFTarget, environment_flags, load_factory
 
     suite = Suite(args.suite, seed=args.seed, special_cases=args.special_cases, paths=selection.profile == "keras3", seeds=args.seeds)
     whole = suite.chosen(max_cases=args.max_cases, pattern=args.select)
@@ -664,8 +664,8 @@ def _execute(
     args: argparse.Namespace, cases: list, registry, workers: int, on_record, *, started: float, on_finding=None, pool=None
 ):
     """Run ``cases`` in this process (``--workers 0``) or in worker processes; the result and the versions."""
+    from harness.frameworks import load_factory, make_target
     from harness.run.runner import run_cases, run_parallel
-    from harness.target import load_factory, make_target
 
     progress = _Progress(not args.no_progress)
     # --deadline counts from the start of the command: what is left of it when the cases start
@@ -866,9 +866,9 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
     import datetime
     import random
 
+    from harness.frameworks import load_factory, make_target
     from harness.fuzz import fuzz, require_hypothesis, save_finding, shard_seed
     from harness.run.workers import PooledTarget, WorkerPool
-    from harness.target import load_factory, make_target
 
     require_hypothesis()
     selection, registry = _prepare(args)
@@ -929,10 +929,10 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
+    from harness.frameworks import TFTarget, environment_flags, load_factory
     from harness.generate.saved import case_files, load_case
     from harness.report.summary import meta
     from harness.run.runner import run_cases
-    from harness.target import TFTarget, environment_flags, load_factory
 
     t0 = time.perf_counter()
     selection, registry = _prepare(args)
@@ -1028,7 +1028,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     )  # fmt: skip
     target = None
     if not args.no_tensorflow:
-        from harness.target import TFTarget
+        from harness.frameworks import TFTarget
 
         target = TFTarget()
     if not args.manual_timeout > 0:
@@ -1073,8 +1073,8 @@ def _cmd_cases(args: argparse.Namespace) -> int:
 def _cmd_coverage(args: argparse.Namespace) -> int:
     import json
 
-    from harness.generate.facets import coverage, space_for
     from harness.generate.grid import default_suite
+    from harness.generate.space import coverage, space_for
     from harness.report.summary import render_coverage
 
     cases = default_suite(seed=args.seed, special_cases=args.special_cases, suite=args.suite)
@@ -1105,8 +1105,8 @@ def _audit_into(out_dir: str, profile: str, formats: tuple[str, ...] | None = No
     import json
 
     from harness.audit import AUDIT_FORMATS, render_audit, render_audit_html, run_audit
+    from harness.frameworks import TFTarget
     from harness.jsonio import atomic_write_text
-    from harness.target import TFTarget
 
     target = TFTarget()
     found = run_audit(target, formats=formats or AUDIT_FORMATS, profile=profile)

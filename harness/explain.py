@@ -888,7 +888,7 @@ def explain(
     diagnosis of the ``manual`` function when one is named (run in a child process, ``timeout`` seconds).  The
     reference is judged under ``settings``, by default the installed Keras's (``installed_settings``)."""
     from harness.judge.compare import compare
-    from harness.judge.facets import record_facets
+    from harness.judge.matching import record_facets
 
     settings = installed_settings(target) if settings is None else settings
     trace, exp = _reference(case, profile, settings)

@@ -35,7 +35,7 @@ from harness.errors import UsageError
 from harness.generate.saved import DEFAULT_REGRESSIONS
 from harness.jsonio import atomic_write_text, dumps
 from harness.judge.compare import KINDS, Comparison, compare
-from harness.judge.facets import record_facets
+from harness.judge.matching import record_facets
 from harness.judge.registry import Divergence, Registry
 from harness.oracle import expected as reference_expected
 from harness.report.repro import snippet

@@ -7,7 +7,7 @@ loss on ``model(x)`` and on ``model.predict(x)`` against the documented BCE of t
 the running loop's loss tracker).  Each report is kept in ``reports`` as ``(where, ModelReport)``; a route
 that departs is printed once per batch checked, or raised as an AssertionError with ``strict=True``.
 
-Importing this module imports Keras (through ``harness.target.callback``, the only door).
+Importing this module imports Keras (through ``harness.frameworks.callback``, the only door).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from harness.frameworks.callback import EveryNthBatch
 from harness.modelcheck import ModelReport, check_model, render_text
-from harness.target.callback import EveryNthBatch
 
 __all__ = ["BCECheck"]
 

@@ -1,7 +1,7 @@
 """``bce-harness explain --model``: the loss a user reads off *their* model, route by route, against the
 documented BCE of the model's own outputs, and the cause of each route that departs.
 
-The routes are the ones people read (``harness.target.model.run_model``): ``evaluate``, the compiled loss on
+The routes are the ones people read (``harness.frameworks.model.run_model``): ``evaluate``, the compiled loss on
 ``model(x)`` and on ``model.predict(x)``, and the compiled ``BinaryCrossentropy`` metrics.  The reference is
 the oracle's (``harness.oracle.expected``) on the outputs ``predict`` returns, with the compiled loss's
 options: what a person computes by hand from those outputs.  A route agrees when it is within the oracle's
@@ -227,7 +227,7 @@ class _Diagnosis:
 
 
 def diagnose(run: Any, y: np.ndarray, *, sample_weight: np.ndarray | None = None, registry: Registry | None = None, profile: str = "keras3") -> ModelReport:
-    """Each route of ``run`` (a ``harness.target.model.ModelRun``) against the documented BCE of its outputs."""
+    """Each route of ``run`` (a ``harness.frameworks.model.ModelRun``) against the documented BCE of its outputs."""
     d = _Diagnosis(run, y, sample_weight, registry or load_registry(), profile)
     if d.reference is None:
         raise UsageError(f"the model's outputs {run.outputs.shape} with labels {np.shape(y)} give no scalar BCE (reduction={run.loss.reduction!r})")
@@ -355,7 +355,7 @@ def check_model(
         raise UsageError(f"sample_weight has shape {np.shape(sample_weight)}: it must have one weight per sample ({len(y)})")
     if not np.all(np.isfinite(y)):
         raise UsageError("y holds NaN or infinite labels")
-    from harness.target.model import load_model, run_model
+    from harness.frameworks.model import load_model, run_model
 
     if isinstance(model, (str, Path)):
         model = load_model(model)

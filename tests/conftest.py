@@ -79,7 +79,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
 def tf_target():
     """The real target; skips the test where TensorFlow is not installed."""
     from harness.errors import TargetUnavailable
-    from harness.target import TFTarget
+    from harness.frameworks import TFTarget
 
     try:
         return TFTarget()

@@ -33,7 +33,7 @@ import numpy as np
 from harness.case import MODES, PRODUCERS, REDUCTIONS, Case, Config, Options
 from harness.dtypes import FLOAT_DTYPES, INPUT_DTYPES, float_format, round_to
 from harness.errors import InputError, UsageError
-from harness.generate.facets import covering_rows, loss_shape, realize, space_for, weights_of
+from harness.generate.space import covering_rows, loss_shape, realize, space_for, weights_of
 from harness.generate.training import replicas_family, training_family
 from harness.jsonio import read_toml
 from harness.packagedata import data_path
@@ -727,7 +727,7 @@ NIGHTLY_SEEDS = (1, 1350)
 
 
 def _pairs_family(seed: int, suite: str) -> Iterator[Case]:
-    """A covering array over the case facets (generate/facets.py): every feasible pair of facet values in
+    """A covering array over the case facets (generate/space.py): every feasible pair of facet values in
     some case, each case realised from its row with values drawn from the seed."""
     for i, row in enumerate(_covering_rows(suite)):
         yield realize(row, seed=seed, index=i)

@@ -1,6 +1,6 @@
 """The ``training`` and ``replicas`` families: the loss as a training loop and as replicas reach it.
 
-``training/<route>/...``: a tiny compiled model (harness.target.training) through ``evaluate``,
+``training/<route>/...``: a tiny compiled model (harness.frameworks.training) through ``evaluate``,
 ``test_on_batch``, ``fit`` (one epoch, learning rate 0) and ``train_on_batch``, with batch sizes that do and
 do not divide the data, ``sample_weight`` or ``class_weight``, a linear or sigmoid output, and the metric
 ``BinaryCrossentropy`` compiled beside the loss.  ``replicas/<route>/...``: the loss under

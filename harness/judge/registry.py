@@ -16,7 +16,7 @@ The registry is a TOML file (``harness/data/known_divergences.toml``, package da
     from_logits = false
     id = "values/probs/exact_bounds/*"        # strings are shell-style globs
 
-Match keys are the record's facets (``judge.facets.record_facets``): the case's id, api, from_logits,
+Match keys are the record's facets (``judge.matching.record_facets``): the case's id, api, from_logits,
 label_smoothing, axis, reduction, dtype, true_dtype, pred_dtype, weights and tags (family, regime, shape),
 the ``profile``, the Keras ``backend`` the record ran under (``tensorflow`` unless ``run --backend`` said
 otherwise; an entry without it matches every backend), the ``compute_dtype`` that profile computes in, and

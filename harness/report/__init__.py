@@ -4,6 +4,6 @@ modes disagree; ``drift`` compares two runs and ``issue`` writes what ``compare`
 holds a large run's records in bounded memory; ``literal`` (generated code) and ``inert`` (Markdown, terminals
 and CI logs) are the escaping rules every sink goes through.
 
-May import: every stage below it and the ground floor; never ``harness.target``, so reports are written
+May import: every stage below it and the ground floor; never ``harness.frameworks``, so reports are written
 without TensorFlow.
 """

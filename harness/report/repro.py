@@ -214,7 +214,7 @@ def _devices_source(case: Case) -> list[str]:
 
 def _training_source(case: Case) -> list[str]:
     """Source of ``run(y_true, y_pred, sample_weight)`` for a training-loop or replica case, as
-    harness/target/training.py and distribute.py make the call (``loss`` is defined above it)."""
+    harness/frameworks/training.py and distribute.py make the call (``loss`` is defined above it)."""
     t = case.training
     assert t is not None and t.route in TRAINING_ROUTES + REPLICA_ROUTES and t.activation in ACTIVATIONS
     assert t.metric in (None, *METRIC_ARGS)
@@ -300,7 +300,7 @@ def _training_source(case: Case) -> list[str]:
 
 def _call_source(case: Case, factory: bool) -> list[str]:
     """Source of ``run(y_true, y_pred, sample_weight)``: the case's entry point, producer, mask, gradient
-    and mode, as harness/target builds them; with ``factory``, the loss from LOSS_FACTORY."""
+    and mode, as harness/frameworks builds them; with ``factory``, the loss from LOSS_FACTORY."""
     o = case.options
     lines = [""]
     loss_policy = None if case.config is None else case.config.loss_policy

@@ -514,7 +514,7 @@ def render_coverage(found: dict, *, suite: str, cases: int) -> str:
     """The coverage figures as text (the terminal and report.md)."""
     s, p = found["single_values"], found["pairs"]
     lines = [
-        f"coverage of the {suite} suite ({cases} cases) over the case facets (harness/generate/facets.py):",
+        f"coverage of the {suite} suite ({cases} cases) over the case facets (harness/generate/space.py):",
         f"  single facet values: {s['covered']} of {s['feasible']} feasible ({100 * s['share']:.1f}%)",
         f"  pairs of values (2-way): {p['covered']} of {p['feasible']} feasible ({100 * p['share']:.1f}%)",
     ]

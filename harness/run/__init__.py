@@ -5,5 +5,5 @@ job may take, ``quarantine`` stops paying for a class of cases that crash or han
 job-level findings beside the stream, ``estimate`` says how long a suite will take, and ``sandbox`` runs a
 user's function in a child process with a timeout.
 
-May import: every stage below it (``judge``, ``generate``, ``oracle``), ``harness.target`` and the ground floor.
+May import: every stage below it (``judge``, ``generate``, ``oracle``), ``harness.frameworks`` and the ground floor.
 """

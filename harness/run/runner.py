@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from harness.case import Case, Expected, Outcome
 from harness.judge.compare import Comparison
-from harness.judge.facets import record_facets
+from harness.judge.matching import record_facets
 from harness.judge.registry import Divergence, Registry
 from harness.oracle import expected as reference_expected
 from harness.run.evaluate import CaseResult, evaluate

@@ -147,7 +147,7 @@ def _worker_main(conn: Connection, factory_spec: str | None, profile: str, log: 
     _no_core_dumps()
     _first_to_go()
     _capture_output(log)
-    from harness.target import bind_backend, load_factory, make_target
+    from harness.frameworks import bind_backend, load_factory, make_target
 
     try:
         bind_backend(backend, threads=1)  # before anything in this fresh process (a --loss-factory) imports Keras

@@ -19,7 +19,7 @@ from harness.case import REDUCTIONS, Case, Options
 from harness.fuzz import explanation
 from harness.generate.strategies import cases, option_kwargs, probabilities
 from harness.judge.compare import compare
-from harness.judge.facets import record_facets
+from harness.judge.matching import record_facets
 from harness.judge.registry import load_registry
 from harness.oracle import expected
 from harness.oracle.profiles import select_profile

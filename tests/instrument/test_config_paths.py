@@ -106,7 +106,7 @@ def test_a_fault_under_one_configuration_is_caught_there_only(factory, faulty, c
     monkeypatch.syspath_prepend(str(REPO / "tests"))
     import planted
 
-    from harness.target import TFTarget
+    from harness.frameworks import TFTarget
 
     target = TFTarget(loss_factory=getattr(planted, factory))
     failing = _failing(_paths(faulty) + _paths(clean), target, registry)
@@ -123,8 +123,8 @@ def test_a_behaviour_outside_the_documented_domain_is_recorded_not_judged(regist
     monkeypatch.syspath_prepend(str(REPO / "tests"))
     import planted
 
+    from harness.frameworks import TFTarget
     from harness.run.runner import run_cases
-    from harness.target import TFTarget
 
     cases = _paths("paths/BinaryCrossentropy/eager/ragged")
     stock = run_cases(cases, TFTarget(), registry).records
@@ -145,7 +145,7 @@ def _scaled(fn, tf):
 def test_a_fault_in_the_legacy_backend_function_is_caught(tf_target, registry, monkeypatch):
     if not KERAS3:
         pytest.skip("Keras 3's module layout")
-    from harness.target import TFTarget
+    from harness.frameworks import TFTarget
 
     backend = tf_target.tf.keras.backend  # the name tf.keras.backend exports (keras.src.legacy.backend's function)
     monkeypatch.setattr(backend, "binary_crossentropy", _scaled(backend.binary_crossentropy, tf_target.tf))
@@ -161,7 +161,7 @@ def test_a_fault_in_the_activation_layer_is_caught(tf_target, registry, monkeypa
         pytest.skip("Keras 3's module layout")
     from keras.src.layers.activations.activation import Activation
 
-    from harness.target import TFTarget
+    from harness.frameworks import TFTarget
 
     monkeypatch.setattr(Activation, "call", _scaled(Activation.call, tf_target.tf))
     cases = _paths("paths/BinaryCrossentropy/eager/producer=*/typical")

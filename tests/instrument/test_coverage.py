@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness.generate import facets, grid
-from harness.generate.facets import FACETS, coverage, covering_rows, facets_of, infeasible, realize, space_for
+from harness.generate import grid
+from harness.generate import space as facets
+from harness.generate.space import FACETS, coverage, covering_rows, facets_of, infeasible, realize, space_for
 
 
 @pytest.fixture(scope="module")

@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 
 from harness.case import Options
+from harness.frameworks import TFTarget
 from harness.oracle import expected
 from harness.oracle.profiles import select_profile
 from harness.run.runner import RunResult, run_cases
-from harness.target import TFTarget
 
 pytestmark = [
     pytest.mark.tensorflow,

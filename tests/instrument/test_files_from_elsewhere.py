@@ -200,8 +200,8 @@ def test_a_loss_factory_that_does_not_import_or_call_is_exit_2(tmp_path, monkeyp
 
 def _fake_fuzz(monkeypatch, tmp_path: Path) -> None:
     """fuzz without TensorFlow: a target that never runs, and a search that finds one divergence."""
+    import harness.frameworks
     import harness.fuzz
-    import harness.target
     from harness.fuzz import Finding, FuzzResult
 
     class Target:
@@ -213,7 +213,7 @@ def _fake_fuzz(monkeypatch, tmp_path: Path) -> None:
 
     r = record("special/x", agrees=False)
     finding = Finding("abc123abc123", r.case, r.expected, r.outcome, r.comparison)
-    monkeypatch.setattr(harness.target, "TFTarget", Target)
+    monkeypatch.setattr(harness.frameworks, "TFTarget", Target)
     monkeypatch.setattr(harness.fuzz, "fuzz", lambda *a, **k: FuzzResult((finding,), seed=k["seed"] or 5, examples=3, calls=1, seconds=0.0))
 
 

@@ -70,7 +70,7 @@ def _unexpected(cases, target, registry) -> list[str]:
 @pytest.mark.parametrize("name", list(CLASSES))
 @pytest.mark.usefixtures("floatx64")
 def test_no_false_failure_under_floatx_float64(name, registry):
-    from harness.target import TFTarget
+    from harness.frameworks import TFTarget
 
     assert _unexpected(_cases(CLASSES[name]), TFTarget(), registry) == []
 
@@ -80,7 +80,7 @@ def test_a_loss_narrowed_to_float32_is_caught_under_floatx_float64(registry, mon
     monkeypatch.syspath_prepend(str(REPO / "tests"))
     import planted
 
-    from harness.target import TFTarget
+    from harness.frameworks import TFTarget
 
     cases = _cases(["paths/BinaryCrossentropy/eager/probs/typical/*", "paths/BinaryCrossentropy/eager/logits/typical/*"])
     failing = _unexpected(cases, TFTarget(loss_factory=planted.float32_inside), registry)

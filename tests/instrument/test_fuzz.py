@@ -256,7 +256,7 @@ EXAMPLES, SEED = (DEFAULT_EXAMPLES, None) if NIGHTLY else (100, 20261122)
 
 
 def _broken(tf_target, name: str):
-    from harness.target import TFTarget
+    from harness.frameworks import TFTarget
 
     factory = PLANTED[name]
     return TFTarget(loss_factory=lambda options: factory(tf_target.tf, options))
@@ -351,7 +351,7 @@ def test_cli_fuzz_writes_a_reproduction_that_fails_on_the_broken_keras_only(tmp_
     real = nn.backend
     nn.backend = _OtherEpsilon(real)
     try:
-        from harness.target import TFTarget
+        from harness.frameworks import TFTarget
 
         with_fault = run_cases(cases, TFTarget(), REGISTRY, profile=SELECTION.profile)
     finally:

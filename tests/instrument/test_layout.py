@@ -1,5 +1,5 @@
 """The shape of the package, kept: stages import only stages below them, nothing imports in a circle, and only
-``harness.target`` (the package: one module per framework path behind it) imports a framework.
+``harness.frameworks`` (the package: one module per framework path behind it) imports a framework.
 
 Read from the source with ``ast`` (lazy imports inside functions included), so the check needs nothing
 installed and sees what a reader sees.  Each package's face (its ``__init__`` docstring) names every module of
@@ -21,7 +21,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "harness"
 FLOORS: tuple[tuple[str, ...], ...] = (
     ("harness", "harness.errors", "harness.dtypes", "harness.jsonio", "harness.case", "harness.stacking",
      "harness.families", "harness.packagedata", "harness.backends"),
-    ("harness.target", "harness.oracle"),  # siblings: the door to TensorFlow and the oracle never meet
+    ("harness.frameworks", "harness.oracle"),  # siblings: the door to TensorFlow and the oracle never meet
     ("harness.generate",),
     ("harness.judge",),
     ("harness.run",),
@@ -31,7 +31,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("harness.__main__", "harness.pytest_plugin", "harness.keras"),  # the entry points: the command, the pytest plugin, the Keras callback
 )  # fmt: skip
 FRAMEWORKS = ("tensorflow", "keras", "tf_keras", "jax", "torch")
-FRAMEWORK_DOORS = ("harness.target",)
+FRAMEWORK_DOORS = ("harness.frameworks",)
 
 
 def module_name(path: Path) -> str:
@@ -144,7 +144,7 @@ def test_every_module_stands_on_a_floor() -> None:
     [
         ("harness.oracle.keras3", "from harness.report.summary import meta", "is not below"),
         ("harness.run.runner", "def f():\n    from harness.fuzz import fuzz", "is not below"),
-        ("harness.oracle.keras3", "from harness.target import TFTarget", "is not below"),  # siblings
+        ("harness.oracle.keras3", "from harness.frameworks import TFTarget", "is not below"),  # siblings
         ("harness.report.html", "import tensorflow as tf", "may import a framework"),
         ("harness.judge.compare", "def f():\n    import keras", "may import a framework"),
         ("harness.dtypes", "from harness.case import Case", "import circle"),

@@ -172,8 +172,8 @@ def test_python_call_validates_at_the_door(saved) -> None:
 
 
 def test_callback_checks_every_nth_batch_and_changes_nothing(saved) -> None:
+    from harness.frameworks.model import load_model
     from harness.keras import BCECheck
-    from harness.target.model import load_model
 
     x, y2 = np.load(saved["x"]), np.load(saved["y2"])
     model = load_model(saved["softmax"])

@@ -11,10 +11,10 @@ import fnmatch
 
 import pytest
 
+from harness.frameworks import TFTarget
 from harness.generate.grid import default_suite
 from harness.oracle.profiles import select_profile
 from harness.run.runner import run_cases
-from harness.target import TFTarget
 
 pytest.importorskip("keras.src.backend", reason="the faults are planted in Keras 3's TensorFlow backend")
 

@@ -9,7 +9,7 @@ import pytest
 
 from harness.case import Case, Options
 from harness.errors import UsageError
-from harness.judge.facets import record_facets
+from harness.judge.matching import record_facets
 from harness.oracle import expected, profiles
 from harness.oracle.profiles import select_profile
 

@@ -12,7 +12,7 @@ import pytest
 from harness.case import Case, Options
 from harness.dtypes import round_to
 from harness.generate.grid import DEFAULT_SPECIAL_CASES, load_special_cases, special_expectations
-from harness.judge.facets import record_facets
+from harness.judge.matching import record_facets
 from harness.judge.registry import load_registry
 from harness.oracle import expected
 

@@ -12,7 +12,7 @@ import pytest
 from harness.case import Case, Options, Outcome
 from harness.errors import EXIT_USAGE, InputError, UsageError
 from harness.judge.compare import KINDS, Comparison
-from harness.judge.facets import record_facets
+from harness.judge.matching import record_facets
 from harness.judge.registry import DEFAULT_REGISTRY, MATCH_KEYS, Divergence, Registry, load_registry
 from harness.run.runner import verdict
 
@@ -343,7 +343,7 @@ def test_value_facets_name_the_classes_the_pairs_family_found() -> None:
     import numpy as np
 
     from harness.case import Case, Options
-    from harness.judge.facets import record_facets
+    from harness.judge.matching import record_facets
 
     def case(y, x, **kw):
         return Case(id="pairs/x", y_true=np.asarray(y, dtype=float), y_pred=np.asarray(x, dtype=float),
@@ -404,7 +404,7 @@ def test_memoised_verdicts_equal_the_entries_read_afresh():
     matches), not by the values: over the whole default suite, under both profiles and with and without a
     divergence kind, every memoised verdict is the one the entries give read afresh."""
     from harness.generate.grid import default_suite
-    from harness.judge.facets import record_facets
+    from harness.judge.matching import record_facets
     from harness.oracle import expected
 
     registry = load_registry()

@@ -149,8 +149,8 @@ def test_planted_unweighted_tracker_fails_the_loop_cases_only(registry):
     sys.path.insert(0, str(TESTS))
     import planted_training
 
+    from harness.frameworks import TFTarget
     from harness.run.runner import run_cases
-    from harness.target import TFTarget
 
     cases = [c for c in default_suite() if fnmatch.fnmatchcase(c.id, "training/*") and c.training.activation == "linear"]
     undo = planted_training.unweighted_tracker()

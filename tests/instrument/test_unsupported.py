@@ -18,7 +18,7 @@ def _suite():
 
 
 def _target(lacks):
-    from harness.target import TFTarget
+    from harness.frameworks import TFTarget
 
     class Older(TFTarget):
         """The installed Keras, as an older one that lacks ``lacks``."""

@@ -9,7 +9,7 @@ Routes (``harness.case.REPLICA_ROUTES``): ``run`` calls the loss object on each 
 ``run:compute_average_loss`` does the same with the per-example losses averaged by
 ``tf.nn.compute_average_loss(..., global_batch_size=N)``, the custom-training-loop recipe of the
 tf.distribute guide; ``cross_replica`` calls the loss on the whole batch in the strategy's scope but outside
-``strategy.run``.  The training routes run under the strategy through ``harness.target.training``.
+``strategy.run``.  The training routes run under the strategy through ``harness.frameworks.training``.
 """
 
 from __future__ import annotations

@@ -25,8 +25,8 @@ import numpy as np
 from harness.backends import BACKENDS, unsupported
 from harness.case import Case, Options, Outcome
 from harness.errors import TargetUnavailable, UsageError
+from harness.frameworks.keras_calls import keras_call, weight_argument
 from harness.stacking import MAX_STACK, map_stacked, trace_key
-from harness.target.keras_calls import keras_call, weight_argument
 
 __all__ = ["KerasTarget", "import_keras"]
 

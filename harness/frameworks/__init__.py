@@ -29,10 +29,10 @@ import numpy as np
 
 from harness.case import API_LOSS_CLASS, REPLICA_ROUTES, Case, Config, Options, Outcome
 from harness.errors import TargetUnavailable, UsageError
+from harness.frameworks.distribute import ReplicaRunner, configure_logical_cpus
+from harness.frameworks.keras_calls import keras_call, weight_argument
+from harness.frameworks.training import TrainingRunner
 from harness.stacking import MAX_STACK, map_stacked, trace_key
-from harness.target.distribute import ReplicaRunner, configure_logical_cpus
-from harness.target.keras_calls import keras_call, weight_argument
-from harness.target.training import TrainingRunner
 
 __all__ = [
     "LossFactory",
@@ -192,7 +192,7 @@ def make_target(backend: str = "tensorflow", *, loss_factory: LossFactory | None
     bind_backend(backend, threads=threads)
     if backend == "tensorflow":
         return TFTarget(loss_factory=loss_factory, threads=threads)
-    from harness.target.backends import KerasTarget
+    from harness.frameworks.backends import KerasTarget
 
     return KerasTarget(backend, loss_factory=loss_factory, threads=threads)
 
@@ -204,7 +204,7 @@ class TFTarget:
 
     def __init__(self, *, loss_factory: LossFactory | None = None, threads: int | None = None) -> None:
         self.tf = import_tensorflow()
-        # Before the first op too: the replica cases need two logical CPU devices (harness.target.distribute).
+        # Before the first op too: the replica cases need two logical CPU devices (harness.frameworks.distribute).
         # False when TensorFlow initialised its devices before this target was made (in a process that used
         # it already): replica cases then raise, saying so.
         self.replica_devices = configure_logical_cpus(self.tf)
@@ -440,7 +440,7 @@ class TFTarget:
         return Outcome(value=value, dtype=dtype, seconds=time.perf_counter() - start)
 
     def _run_training(self, case: Case, start: float) -> Outcome:
-        """A training-loop or replica case (harness.target.training, harness.target.distribute)."""
+        """A training-loop or replica case (harness.frameworks.training, harness.frameworks.distribute)."""
         spec = case.training
         assert spec is not None
         try:

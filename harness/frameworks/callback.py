@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.errors import UsageError
-from harness.target import import_tensorflow
+from harness.frameworks import import_tensorflow
 
 import_tensorflow()
 import keras  # noqa: E402 - after TensorFlow's quiet import

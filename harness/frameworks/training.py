@@ -7,8 +7,8 @@ activation (``"sigmoid"``: ``y_pred`` holds the logits, as a ``Dense(1, activati
 layer would make them).  SGD with a learning rate of 0 leaves the weights where they are, and they are set
 back before every case anyway, so a model is built once per signature and reused.
 
-Imported by the target package only (``harness.target.TFTarget`` hands it its TensorFlow); the strategy it
-needs for replicas comes from ``harness.target.distribute``.
+Imported by the target package only (``harness.frameworks.TFTarget`` hands it its TensorFlow); the strategy it
+needs for replicas comes from ``harness.frameworks.distribute``.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import numpy as np
 from harness.backends import backend_of
 from harness.case import API_LOSS_CLASS, Case, Expected, policy_compute_dtype
 from harness.dtypes import FLOAT_DTYPES, round_to
-from harness.generate.facets import label_domain, loss_shape, size_bucket
+from harness.generate.space import label_domain, loss_shape, size_bucket
 from harness.oracle import expected as oracle_expected
 from harness.oracle.keras3 import Keras3
 from harness.oracle.tolerance import error_model, flushable, read_model
@@ -31,7 +31,7 @@ def record_facets(case: Case, expected: Expected | None, profile: str) -> dict[s
 
     ``flushed_weights``  a sample weight, as the compute dtype holds it, is one the kernels read as 0
                          (nonzero and subnormal: ``tolerance.flushable``)
-    ``size``             y_pred's element count as a size bucket (generate/facets.py)
+    ``size``             y_pred's element count as a size bucket (generate/space.py)
     ``labels``           the label domain: hard, soft, outside, nan_inf, integer, boolean
     ``loss_shape``       the unreduced per-sample loss shape, e.g. ``(1,)``, as the reference reconciles ranks
     ``loss_size``        its element count as a size bucket, or ``scalar`` for a rank-0 loss

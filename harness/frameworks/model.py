@@ -72,7 +72,7 @@ class ModelRun:
 
 
 def _keras() -> Any:
-    from harness.target import import_tensorflow
+    from harness.frameworks import import_tensorflow
 
     import_tensorflow()
     import keras
