@@ -37,6 +37,7 @@ __all__ = [
     "Outcome",
     "TrainingSpec",
     "policy_compute_dtype",
+    "compute_dtype_of",
 ]
 
 API_LOSS_CLASS = "BinaryCrossentropy"
@@ -73,6 +74,36 @@ FLOATX: tuple[str, ...] = ("bfloat16", "float16", "float32", "float64")
 def policy_compute_dtype(policy: str) -> str:
     """The compute dtype of a policy name: "mixed_float16" -> float16, a plain dtype name -> itself."""
     return {"mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}.get(policy, policy)
+
+
+def compute_dtype_of(
+    api: str,
+    pred_dtype: str,
+    dtype: str | None = None,
+    *,
+    loss_policy: str | None = None,
+    config_floatx: str | None = None,
+    floatx: str = "float32",
+) -> str:
+    """The one rule for the dtype an entry point computes in under Keras 3 (every other reading calls it: a
+    case's ``compute_dtype_under``, the oracle, the facets of a suite row, a drawn case).
+
+    The loss and the metric compute in their ``dtype`` option, else the compute dtype of the loss's policy,
+    else the floatx the case sets, else the worker's ``floatx`` (Loss docstring: "dtype: ... Defaults to None,
+    which means using keras.backend.floatx() ... If a keras.DTypePolicy is provided, then the compute_dtype
+    will be utilized", keras/src/losses/loss.py, Keras 3.15).  The functions compute in ``y_pred``'s dtype
+    (binary_crossentropy casts y_true to it).  Keras 2's rule is its own profile's
+    (``harness.oracle.keras2.Keras2.compute_dtype``).
+    """
+    if api in (API_LOSS_CLASS, "metrics.BinaryCrossentropy"):
+        if dtype is not None:
+            return dtype
+        if loss_policy is not None:
+            return policy_compute_dtype(loss_policy)
+        if config_floatx is not None:
+            return config_floatx
+        return floatx
+    return pred_dtype
 GRADS: tuple[str, ...] = ("y_pred", "sample_weight")  # the gradient of the result's sum w.r.t. this input
 # Keras 3.15 keras/src/losses/loss.py standardize_reduction: the accepted values.
 REDUCTIONS: tuple[str | None, ...] = ("sum", "sum_over_batch_size", "mean", "mean_with_sample_weight", "none", None)
@@ -198,11 +229,6 @@ class Options:
             raise UsageError(f"reduction={self.reduction!r} is not a string or None")
         if self.dtype is not None and self.dtype not in FLOAT_DTYPES:
             raise UsageError(f"dtype={self.dtype!r} is not None or one of {', '.join(FLOAT_DTYPES)}")
-
-    @property
-    def compute_dtype(self) -> str:
-        """The dtype the loss computes in: ``dtype`` or ``keras.config.floatx()``, float32 by default."""
-        return self.dtype or "float32"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -387,16 +413,15 @@ class Case:
         """The dtype the entry point computes in when the worker's floatx is ``floatx``: the loss's and the
         metric's ``dtype`` option, else the case's loss policy's compute dtype, else the floatx the case sets,
         else ``floatx``; y_pred's dtype for the functions."""
-        if self.api in (API_LOSS_CLASS, "metrics.BinaryCrossentropy"):
-            cfg = self.config
-            if self.options.dtype is not None:
-                return self.options.dtype
-            if cfg is not None and cfg.loss_policy is not None:
-                return policy_compute_dtype(cfg.loss_policy)
-            if cfg is not None and cfg.floatx is not None:
-                return cfg.floatx
-            return floatx
-        return self.pred_dtype
+        cfg = self.config
+        return compute_dtype_of(
+            self.api,
+            self.pred_dtype,
+            self.options.dtype,
+            loss_policy=None if cfg is None else cfg.loss_policy,
+            config_floatx=None if cfg is None else cfg.floatx,
+            floatx=floatx,
+        )
 
     @property
     def path(self) -> str:

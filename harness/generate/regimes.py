@@ -69,7 +69,7 @@ def regime_of(case: Case) -> str:
     subnormal label as 0.
     """
     o = case.options
-    c = o.compute_dtype
+    c = case.compute_dtype
     y = np.asarray(round_to(case.y_true, c), dtype=np.float64)
     p = np.asarray(round_to(case.y_pred, c), dtype=np.float64)
     y, p, mismatch = Keras3.reconcile_ranks(y, p)

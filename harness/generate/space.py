@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.case import API_LOSS_CLASS, Case, Options
+from harness.case import API_LOSS_CLASS, Case, Options, compute_dtype_of
 from harness.dtypes import FLOAT_DTYPES, float_format, round_to
 from harness.errors import UsageError
 from harness.generate.regimes import regime_of
@@ -82,9 +82,8 @@ def size_bucket(n: int) -> str:
 
 
 def _compute_dtype(api: str, pred_dtype: str, loss_dtype: str) -> str:
-    if api in (API_LOSS_CLASS, METRIC):
-        return "float32" if loss_dtype in ("default", NA) else loss_dtype
-    return pred_dtype
+    """The compute dtype of a row's facet values (case.compute_dtype_of, the one rule; "default" is no dtype)."""
+    return compute_dtype_of(api, pred_dtype, None if loss_dtype in ("default", NA) else loss_dtype)
 
 
 def _max_terms(dtype: str) -> int:

@@ -28,7 +28,7 @@ from hypothesis import assume
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from harness.case import REDUCTIONS, Case, Options
+from harness.case import API_LOSS_CLASS, REDUCTIONS, Case, Options, compute_dtype_of
 from harness.dtypes import FLOAT_DTYPES, INPUT_DTYPES, float_format, round_to
 from harness.errors import UsageError
 from harness.generate.grid import SHAPES, SHORT, WEIGHT_FORMS
@@ -480,7 +480,7 @@ def cases(
         with_nan = allow_nan and draw(st.integers(0, 3)) == 3
         y = draw(labels(pair.y_true, dtype=tdt, allow_nan=with_nan and tdt in FLOAT_DTYPES))
         if opts.from_logits:
-            cap = _overflow_free((pdt, opts.compute_dtype), max_size)
+            cap = _overflow_free((pdt, compute_dtype_of(API_LOSS_CLASS, pdt, opts.dtype)), max_size)
             p = draw(logits(pair.y_pred, dtype=pdt, allow_nan=with_nan, max_magnitude=cap))
         else:
             p = draw(probabilities(pair.y_pred, dtype=pdt, allow_nan=with_nan))

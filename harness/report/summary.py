@@ -111,7 +111,7 @@ def record_dict(r: Record) -> dict[str, Any]:
         "options": c.options.as_dict(),
         "input_dtype": c.pred_dtype,
         "true_dtype": c.true_dtype,
-        "compute_dtype": c.options.compute_dtype if r.expected is None or r.expected.dtype is None else r.expected.dtype,
+        "compute_dtype": c.compute_dtype if r.expected is None or r.expected.dtype is None else r.expected.dtype,
         "shape": list(c.y_pred.shape),
         "true_shape": list(c.y_true.shape),
         "tags": dict(c.tags),
@@ -243,7 +243,7 @@ def _group(r: Record) -> tuple[str, str]:
     on = "" if backend is None else f"{backend}: "
     if family == "paths":  # the entry point and mode are what distinguishes these
         return f"{on}paths/{r.case.api}/{r.case.mode}" + ("/grad" if r.case.grad else ""), r.case.compute_dtype
-    return f"{on}{family}/{kind}", r.case.options.compute_dtype
+    return f"{on}{family}/{kind}", r.case.compute_dtype
 
 
 def summary_rows(records: Iterable[Record], bulk: Any = None) -> list[dict[str, Any]]:
