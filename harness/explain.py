@@ -34,8 +34,7 @@ from harness.case import API_LOSS_CLASS, Case, Expected, Options, Outcome
 from harness.dtypes import INPUT_DTYPES, WORK, float_format, round_to, ulp_distance
 from harness.errors import InputError, UsageError
 from harness.jsonio import read_text
-from harness.oracle import PROFILES
-from harness.oracle import expected as oracle_expected
+from harness.oracle import PROFILES, expected
 from harness.oracle import tolerance as tol
 from harness.oracle.keras3 import EPSILON
 from harness.oracle.steps import STEPS, TITLES, Step
@@ -405,7 +404,7 @@ def _reference(case: Case, profile: str, settings: Settings) -> tuple[Trace, Exp
         raise UsageError("explain covers the losses' documented pipeline, not tf.keras.backend.binary_crossentropy")
     if profile not in PROFILES:
         raise UsageError(f"profile={profile!r} is not one of {', '.join(PROFILES)}")
-    trace, exp = _traced(case, lambda steps: oracle_expected(case, profile=profile, epsilon=settings.epsilon,
+    trace, exp = _traced(case, lambda steps: expected(case, profile=profile, epsilon=settings.epsilon,
                                                        floatx=settings.floatx, steps=steps))  # fmt: skip
     if exp.outside is not None:
         raise UsageError(f"explain narrates the documented steps, and this call is outside the documented domain: {exp.outside}")

@@ -37,7 +37,7 @@ from harness.jsonio import atomic_write_text, dumps
 from harness.judge.compare import KINDS, Comparison, compare
 from harness.judge.matching import record_facets
 from harness.judge.registry import Divergence, Registry
-from harness.oracle import expected as reference_expected
+from harness.oracle import expected
 from harness.report.repro import snippet
 from harness.run.runner import Target
 from harness.run.workers import process_failure
@@ -181,7 +181,7 @@ def fuzz(
     seed: int | None = None,
     strategy: Any = None,
     profile: str = "keras3",
-    oracle: Callable[..., Expected] = reference_expected,
+    oracle: Callable[..., Expected] = expected,
     backend: str = "tensorflow",
 ) -> FuzzResult:
     """Search ``strategy`` (default ``strategies.cases()``) for divergences of ``target`` from the reference.
@@ -322,7 +322,7 @@ class _Search:
     def _evaluate(self, case: Case) -> tuple[Expected, Outcome, Comparison]:
         self.calls += 1
         out = self.target.run(case)  # first: a worker's versions (and its Keras's settings) come with its first reply
-        exp = self.oracle(case, profile=self.profile, **self._settings()) if self.oracle is reference_expected else (
+        exp = self.oracle(case, profile=self.profile, **self._settings()) if self.oracle is expected else (
             self.oracle(case, profile=self.profile))  # fmt: skip
         failure = process_failure(out)  # the call killed or hung its worker (PooledTarget)
         if failure is not None:

@@ -30,7 +30,7 @@ import pytest
 from harness.case import Case, Expected, Options, Outcome
 from harness.explain import MANUAL_KWARGS, build_case, diagnose, run_manual
 from harness.judge.compare import compare
-from harness.oracle import expected as oracle_expected
+from harness.oracle import expected
 
 __all__ = ["BCEOracle", "assert_bce_matches", "check_case"]
 
@@ -52,7 +52,7 @@ def _case(y_true: Any, y_pred: Any, options: Mapping[str, Any]) -> Case:
 
 def check_case(loss_fn: Callable[..., Any], case: Case, *, profile: str = "keras3", check_dtype: bool = False) -> None:
     """Assert that ``loss_fn`` computes ``case`` as the specification says (see the module docstring)."""
-    exp: Expected = oracle_expected(case, profile=profile)
+    exp: Expected = expected(case, profile=profile)
     value, dtype, error = run_manual(loss_fn, case)
     outcome = Outcome(error=error) if error is not None else Outcome(value=value, dtype=dtype if check_dtype else exp.dtype)
     comparison = compare(case, exp, outcome, target="your loss")
@@ -96,7 +96,7 @@ class BCEOracle:
 
     def expected(self, y_true: Any, y_pred: Any, **options: Any) -> Expected:
         """The specification's value and error bound (or the error the call must raise)."""
-        return oracle_expected(_case(y_true, y_pred, options), profile=self.profile)
+        return expected(_case(y_true, y_pred, options), profile=self.profile)
 
     def assert_matches(self, loss_fn: Callable[..., Any], y_true: Any, y_pred: Any, **options: Any) -> None:
         assert_bce_matches(loss_fn, y_true, y_pred, profile=self.profile, **options)
@@ -177,7 +177,7 @@ def _check_drawn(marker: pytest.Mark, profile: str) -> None:
     def drawn(case: Case) -> None:
         from hypothesis import assume
 
-        exp = oracle_expected(case, profile=profile)
+        exp = expected(case, profile=profile)
         assume(exp.raises is None)  # a call Keras must refuse says nothing about a custom loss's values
         check_case(loss if loss is not None else factory(case.options), case, profile=profile)
 

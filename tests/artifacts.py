@@ -13,7 +13,7 @@ from harness.case import Case, Options, Outcome
 from harness.jsonio import dumps
 from harness.judge.compare import compare
 from harness.judge.registry import DEFAULT_REGISTRY, Registry
-from harness.oracle import expected as reference
+from harness.oracle import expected
 from harness.report.summary import build_results
 from harness.run.runner import Record, RunResult, judged
 from harness.run.stream import RecordStream, file_fingerprint, suite_fingerprint, write_provenance
@@ -43,7 +43,7 @@ def case(case_id: str = "special/artifact") -> Case:
 def record(case_id: str, *, error: str | None = None, agrees: bool = True) -> Record:
     """A judged record of ``case(case_id)``: TensorFlow agreed, raised ``error``, or returned zeros."""
     c = case(case_id)
-    exp = reference(c)
+    exp = expected(c)
     if error is not None:
         out = Outcome(error=error)
     elif agrees:

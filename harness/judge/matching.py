@@ -18,7 +18,7 @@ from harness.backends import backend_of
 from harness.case import API_LOSS_CLASS, Case, Expected, policy_compute_dtype
 from harness.dtypes import FLOAT_DTYPES, round_to
 from harness.generate.space import label_domain, loss_shape, size_bucket
-from harness.oracle import expected as oracle_expected
+from harness.oracle import expected
 from harness.oracle.keras3 import Keras3
 from harness.oracle.tolerance import error_model, flushable, read_model
 
@@ -129,7 +129,7 @@ def _masked_nonfinite(case: Case, profile: str) -> bool:
         return False
     plain = replace(case, options=replace(case.options, reduction="none"), sample_weight=None, mask=None, grad=None)
     try:
-        e = oracle_expected(plain, profile=profile)
+        e = expected(plain, profile=profile)
     except Exception:  # noqa: BLE001 - a case the oracle cannot answer has no such fact
         return False
     if e.value is None or e.value.shape != case.mask.shape:

@@ -17,7 +17,7 @@ import numpy as np
 
 from harness.case import Case, Expected, Outcome
 from harness.judge.compare import Comparison, compare, compare_many
-from harness.oracle import expected as reference_expected
+from harness.oracle import expected
 
 __all__ = ["CaseResult", "evaluate", "expectations"]
 
@@ -35,7 +35,7 @@ class CaseResult:
 
 
 def evaluate(
-    jobs: Sequence[tuple[int, Case]], target: Any, profile: str, *, oracle: Callable[..., Expected] = reference_expected
+    jobs: Sequence[tuple[int, Case]], target: Any, profile: str, *, oracle: Callable[..., Expected] = expected
 ) -> list[CaseResult]:
     """Reference, target and comparison for a job of (index, case) pairs, in this process.
 
@@ -43,10 +43,10 @@ def evaluate(
     so that the record at fault gets the error.
     """
     cases = [c for _, c in jobs]
-    if oracle is reference_expected:
+    if oracle is expected:
         # judged against the epsilon and floatx the target's Keras has (keras.json under KERAS_HOME, or a call)
         settings = getattr(target, "keras_settings", dict)()
-        oracle = functools.partial(reference_expected, **settings)
+        oracle = functools.partial(expected, **settings)
     # what the installed Keras cannot express (an argument, reduction or policy it lacks) is not run
     lacking = getattr(target, "unsupported", lambda case: None)
     reasons = [lacking(c) for c in cases]
@@ -91,7 +91,7 @@ def evaluate(
 
 
 def expectations(
-    cases: Sequence[Case], profile: str, *, oracle: Callable[..., Expected] = reference_expected
+    cases: Sequence[Case], profile: str, *, oracle: Callable[..., Expected] = expected
 ) -> list[Expected | BaseException]:
     """The oracle's expectation for each case (or the exception it raised), stacking as the target does.
 

@@ -19,7 +19,7 @@ from harness.case import Case, Expected, Outcome
 from harness.judge.compare import Comparison
 from harness.judge.matching import record_facets
 from harness.judge.registry import Divergence, Registry
-from harness.oracle import expected as reference_expected
+from harness.oracle import expected
 from harness.run.evaluate import CaseResult, evaluate
 from harness.run.workers import DeadlineReached, WorkerPool
 
@@ -105,7 +105,7 @@ def _record(case: Case, result: CaseResult, registry: Registry, profile: str) ->
         return Record(case, comparison.kind, comparison, exp, result.outcome, note=comparison.message.splitlines()[-1])
     if exp is None:  # crash or timeout: the reference still gives the reproduction its expected value
         try:
-            exp = reference_expected(case, profile=profile)
+            exp = expected(case, profile=profile)
         except Exception:  # noqa: BLE001 - the record stands without it
             exp = None
     record = judged(case, comparison, exp, result.outcome, registry, profile)
@@ -165,7 +165,7 @@ def run_cases(
     *,
     profile: str = "keras3",
     progress: Callable[[int, int], None] | None = None,
-    oracle: Callable[..., Expected] = reference_expected,
+    oracle: Callable[..., Expected] = expected,
     on_record: Callable[[Record], None] | None = None,
     job_size: int = 128,
     deadline: float | None = None,

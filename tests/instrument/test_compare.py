@@ -333,12 +333,12 @@ def test_compare_many_equals_compare_on_the_default_suite(
 ) -> None:
     """The reference's expectations of the default suite against synthetic outcomes: the expected values
     rounded to the compute dtype, with every 37th record pushed far off and every 53rd given a NaN."""
-    from harness.oracle import expected as reference_expected
+    from harness.oracle import expected
 
     cases, expecteds, outcomes = [], [], []
     for j, case in enumerate(default_cases):
         try:
-            exp = reference_expected(case)
+            exp = expected(case)
         except Exception:  # noqa: BLE001, S112 - a reference error is a record of its own, never compared
             continue
         if exp.raises is not None or exp.outside is not None:  # (outside: any outcome; no verdict)
@@ -382,7 +382,7 @@ def test_evaluate_compares_a_job_in_one_call_and_falls_back_record_by_record(
     """evaluate.evaluate: a record whose reference raised is an error record and is not compared; the others get
     compare's verdict from one compare_many call, and if that call raises, from one compare per record, each
     with its own error handling."""
-    from harness.oracle import expected as reference_expected
+    from harness.oracle import expected
     from harness.run import evaluate as evaluation
     from harness.stacking import batch_key
 
@@ -393,13 +393,13 @@ def test_evaluate_compares_a_job_in_one_call_and_falls_back_record_by_record(
     def oracle(case: Case, profile: str) -> Expected:
         if case.id == broken:
             raise KeyError("planted")
-        return reference_expected(case, profile=profile)
+        return expected(case, profile=profile)
 
     class Echo:
         """A target that returns the reference's values rounded to the compute dtype, and raises where it must."""
 
         def run_many(self, cases: list[Case]) -> list[Outcome]:
-            exps = [reference_expected(case) for case in cases]
+            exps = [expected(case) for case in cases]
             return [
                 Outcome(error="ValueError: planted")
                 if e.raises

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from harness.case import Case, Expected, Options, Outcome
 from harness.judge.compare import Comparison, compare
-from harness.oracle import expected as reference
+from harness.oracle import expected
 from harness.report import literal, repro
 from harness.report.drift import compare_results
 from harness.report.issue import clusters, render_issue
@@ -132,7 +132,7 @@ def test_a_fence_holds_any_text(text: str) -> None:
 
 
 def _expected(case: Case) -> Expected:
-    return reference(case)
+    return expected(case)
 
 
 @settings(max_examples=25)
