@@ -123,7 +123,7 @@ def harness_run(
     ``streamed``: as a run with a value sweep files its records (``--suite nightly``, ``--seeds``): the
     passes summarised to disk as they come (report/bulk.py), only the base suite's records and what did not
     pass kept for the reports."""
-    from harness.cli import _in_base
+    from harness.engine import in_base as _in_base
     from harness.report.bulk import Bulk
 
     with tempfile.TemporaryDirectory() as out, contextlib.ExitStack() as stack:

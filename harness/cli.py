@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
-import importlib.util
 import os
 import shlex
 import sys
@@ -26,7 +24,6 @@ from harness.errors import (
     EXIT_USAGE,
     HarnessError,
     InputError,
-    TargetUnavailable,
     UsageError,
 )
 from harness.report.inert import term, term_lines
@@ -321,429 +318,29 @@ class _Progress:
 
 
 def _prepare(args: argparse.Namespace, *, announce: bool = False):
-    """What run, fuzz and replay do first: choose the profile (``args.profile`` becomes the chosen one, so every
-    later use sees it), load the registry entries that hold for the installed TensorFlow, and fail fast on a
-    --loss-factory that cannot be found.  Returns the profile selection and the registry."""
-    from harness.judge.registry import load_registry
-    from harness.oracle.profiles import select_profile
+    """What run, fuzz, explain and replay do first (engine.prepare): choose the profile (``args.profile``
+    becomes the chosen one, so every later use sees it) and load the registry entries that hold for the
+    installed TensorFlow and Keras.  Returns the profile selection and the registry."""
+    from harness.engine import RunSpec, prepare
 
-    registry = load_registry(args.registry)
-    selection = select_profile(args.profile)
-    if announce:
-        print(f"profile: {selection.profile} ({selection.reason})")
-    args.profile = selection.profile
-    backend = getattr(args, "backend", "tensorflow")
-    if backend != "tensorflow" and selection.profile != "keras3":
-        raise UsageError(f"--backend {backend} runs Keras 3; profile {selection.profile!r} is Keras 2 ({selection.reason})")
-    _check_factory(args.loss_factory)
-    return selection, registry.for_versions(selection.tensorflow, selection.keras)
-
-
-def _suite(args: argparse.Namespace, profile: str) -> tuple[list, list]:
-    """The cases ``run`` runs: the default suite, selected, capped and sliced as the options say; and the
-    selection before slicing (the whole run the shards are slices of)."""
-    from harness.generate.grid import default_suite, select
-
-    whole = cases = select(
-        default_suite(seed=args.seed, special_cases=args.special_cases, suite=args.suite, profile=profile),
-        max_cases=args.max_cases,
-        pattern=args.select,
-    )
-    if args.shard is not None:
-        k, n = args.shard
-        cases = cases[k - 1 :: n]
-    if not cases:
-        raise UsageError(f"--select {args.select!r} matches no case")
-    return cases, whole
-
-
-def _resumed(args: argparse.Namespace, header: dict, registry, cases: list) -> tuple[list, list]:
-    """With --resume: the records the interrupted run in --out finished, and the cases it did not."""
-    from harness.run.stream import load_stream
-
-    if not args.resume:
-        return [], cases
-    old_meta, done = load_stream(args.out, registry)
-    # the run's identity; a registry edited meanwhile is fine (every record is judged again when read)
-    keys = [k for k in header if k != "registry_sha"]
-    old = {k: old_meta.get(k) for k in keys}
-    old["shard"] = tuple(old["shard"]) if isinstance(old["shard"], list) else old["shard"]
-    header = {k: header[k] for k in keys}
-    if old != header:
-        raise UsageError(f"--resume {args.out}: that run had {old}, this one {header}")
-    finished = {r.case.id for r in done}
-    return done, [c for c in cases if c.id not in finished]
+    spec = RunSpec(registry=args.registry, profile=args.profile, loss_factory=args.loss_factory, backend=getattr(args, "backend", "tensorflow"))
+    spec, selection, registry = prepare(spec, say=print if announce else lambda _: None)
+    args.profile = spec.profile
+    return selection, registry
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from harness.run.workers import default_workers
+    from harness.engine import RunSpec, run
 
     t0 = time.perf_counter()
-    if args.resume and args.force:
-        raise UsageError("--resume continues the run in --out and --force replaces it: give one")
-    selection, registry = _prepare(args, announce=True)
-    if args.backend != "tensorflow":
-        _check_backend(args.backend)
-        if args.suite != "default" or args.seeds is not None:
-            raise UsageError(f"--backend {args.backend} runs the default suite only (no --suite {args.suite}, no --seeds)")
-    if args.suite != "default" or args.seeds is not None:
-        return _cmd_run_streamed(args, selection, registry, t0)
-    _check_backend(args.backend)
-    workers = default_workers() if args.workers is None else args.workers
-    with contextlib.ExitStack() as stack:
-        pool = None
-        if workers:  # started first: the workers import TensorFlow (seconds) while this process builds the suite
-            from harness.run.workers import WorkerPool
-
-            pool = stack.enter_context(WorkerPool(
-                workers, factory=args.loss_factory, profile=args.profile, backend=args.backend, timeout=args.timeout,
-            )).warm()  # fmt: skip
-        return _run_default(args, selection, registry, workers, pool, t0)
-
-
-def _claim_out(args: argparse.Namespace) -> None:
-    """``--out`` for a run: a folder (made if missing) that holds no other run's record stream unless
-    ``--resume`` continues it or ``--force`` replaces it."""
-    from harness.run.stream import recorded
-
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise UsageError(f"--out {args.out!r} is a file, not a folder")
-    if not (args.resume or args.force) and (n := recorded(args.out)):
-        raise UsageError(
-            f"--out {args.out}: holds the record stream of another run ({n} records); "
-            "continue it with --resume or replace it with --force"
-        )
-    if not args.resume:
-        _out_folder(args.out)
-
-
-def _run_default(args: argparse.Namespace, selection, registry, workers: int, pool, t0: float) -> int:
-    """``run`` of the default suite (held in memory), in ``pool`` (None: in this process)."""
-    from harness.backends import split
-    from harness.frameworks import environment_flags
-    from harness.generate.space import coverage, space_for
-    from harness.report.summary import meta
-    from harness.run.findings import FindingsLog, load_findings
-    from harness.run.stream import RecordStream, file_fingerprint, suite_fingerprint
-
-    cases, whole = _suite(args, selection.profile)
-    # what the backend cannot express is skipped by construction, counted by reason in meta.backend
-    cases, skipped = split(cases, args.backend)
-    whole, _ = split(whole, args.backend)
-    if not cases:
-        raise UsageError(f"--backend {args.backend}: none of the {sum(skipped.values())} selected cases can run on it")
-    for reason, n in sorted(skipped.items()):
-        print(f"backend {args.backend}: {n} cases skipped ({reason})")
-    suite = list(cases)  # what this run covers, before --resume drops the finished ones
-    _claim_out(args)  # the inputs are good; now the output folder, before any work
-    fingerprint = suite_fingerprint(cases)
-    header = {
-        "seed": args.seed, "profile": args.profile, "suite": fingerprint, "shard": args.shard, "select": args.select,
-        "max_cases": args.max_cases, "whole_suite": suite_fingerprint(whole), "size": len(cases),
-        "loss_factory": args.loss_factory, "registry_sha": file_fingerprint(args.registry),
-        "special_cases_sha": file_fingerprint(args.special_cases),
-    }  # fmt: skip
-    if args.backend != "tensorflow":  # (a stream written before --backend existed resumes under TensorFlow)
-        header["backend"] = args.backend
-    done, cases = _resumed(args, header, registry, cases)
-    from harness.run.estimate import kinds, render
-
-    print(render(args.suite, kinds(cases), workers))
-    found = load_findings(args.out) if args.resume else []  # the job-level findings of the run resumed
-
-    with RecordStream(args.out, header, append=args.resume) as stream, FindingsLog(args.out, append=args.resume) as log:
-        result, versions = _execute(args, cases, registry, workers, stream.append, started=t0, on_finding=log, pool=pool)
-    if pool is not None:
-        pool.close()  # before the reports: the workers wind down while nothing else waits on them
-    if result.deadline is not None:
-        result = dataclasses.replace(result, deadline=args.deadline)
-    if found:
-        result = dataclasses.replace(result, findings=(*found, *result.findings))
-    if done:
-        result = dataclasses.replace(result, records=tuple(sorted(done + list(result.records), key=_suite_order(args))))
-    run_meta = meta(
-        seed=args.seed,
-        profile=args.profile,
-        versions=versions,
-        env=environment_flags(),
-        extra={
-            "argv": args.argv,
-            "registry": args.registry,
-            "suite": fingerprint,
-            "suite_size": len(cases) + len(done),
-            "max_cases": args.max_cases,
-            "select": args.select,
-            "shard": list(args.shard) if args.shard else None,
-            "workers": workers,
-            "resumed_records": len(done),
-            "loss_factory": args.loss_factory,
-            "wall_seconds": round(time.perf_counter() - t0, 3),
-            "suite_name": args.suite,
-            "backend": {
-                "name": args.backend,
-                "version": versions.get("backend_version"),
-                "keras": versions.get("keras"),
-                "skipped": dict(sorted(skipped.items())),
-            },
-            "coverage": coverage(suite, space_for(args.suite)).as_dict(),
-        },
-    )
+    spec = RunSpec.from_namespace(args)
+    output = run(spec, say=print, progress=_Progress(not args.no_progress))
     again = _again(args, add=["--resume"], drop=["--force"])
-    return _finish(result, run_meta, args.out, quiet=args.quiet, started=t0, again=again)
-
-
-_CHUNK = 20_000  # cases a streamed run plans and runs at once: a few MB of cases, jobs and records
-
-
-def _cmd_run_streamed(args: argparse.Namespace, selection, registry, t0: float) -> int:
-    """``run`` of a suite with a value sweep (nightly, exhaustive, --seeds): the cases are generated and run
-    in chunks through one worker pool, every record streamed to records.jsonl, and only what the reports
-    need kept in memory (report/bulk.py), so a million records run in bounded memory."""
-    import itertools
-
-    from harness.frameworks import TFTarget, environment_flags, load_factory
-    from harness.generate.grid import Suite
-    from harness.generate.space import coverage, space_for
-    from harness.report.bulk import Bulk
-    from harness.report.summary import meta
-    from harness.run.estimate import kinds, render
-    from harness.run.findings import FindingsLog, load_findings
-    from harness.run.runner import RunResult, run_cases, run_parallel
-    from harness.run.stream import RecordStream, file_fingerprint, iter_stream, suite_fingerprint
-    from harness.run.workers import WorkerPool, default_workers
-
-    suite = Suite(args.suite, seed=args.seed, special_cases=args.special_cases, paths=selection.profile == "keras3", seeds=args.seeds)
-    whole = suite.chosen(max_cases=args.max_cases, pattern=args.select)
-    positions = whole if args.shard is None else whole[args.shard[0] - 1 :: args.shard[1]]
-    if not positions:
-        raise UsageError(f"--select {args.select!r} matches no case")
-    _claim_out(args)
-    if importlib.util.find_spec("tensorflow") is None:
-        raise TargetUnavailable("TensorFlow is not installed; install the extra: pip install 'bce-harness[tf]'")
-    workers = default_workers() if args.workers is None else args.workers
-    ids = list(suite.ids())
-    fingerprint = suite_fingerprint([_Id(ids[p]) for p in positions])
-    header = {
-        "seed": args.seed, "profile": args.profile, "suite": fingerprint, "shard": args.shard, "select": args.select,
-        "max_cases": args.max_cases, "whole_suite": suite_fingerprint([_Id(ids[p]) for p in whole]), "size": len(positions),
-        "loss_factory": args.loss_factory, "registry_sha": file_fingerprint(args.registry),
-        "special_cases_sha": file_fingerprint(args.special_cases), "suite_name": args.suite,
-        "seeds": [suite.seeds.start, suite.seeds.stop - 1] if suite.seeds else None,
-    }  # fmt: skip
-    bulk = Bulk(args.out, keep=_in_base)
-    done: set[str] = set()
-    if args.resume:
-        old_meta, old = iter_stream(args.out, registry)
-        keys = [k for k in header if k != "registry_sha"]
-        theirs = {k: (tuple(old_meta[k]) if k == "shard" and isinstance(old_meta.get(k), list) else old_meta.get(k)) for k in keys}
-        if theirs != {k: header[k] for k in keys}:
-            raise UsageError(f"--resume {args.out}: that run had {theirs}, this one {{k: header[k] for k in keys}}")
-        for r in old:
-            done.add(r.case.id)
-            bulk.add(r)
-    todo = [p for p in positions if ids[p] not in done]
-    nb = len(suite.base)
-    counts = kinds(suite.base[p] for p in todo if p < nb)
-    sweep = sum(1 for p in todo if p >= nb)
-    if sweep:  # every sweep case is of one kind per seed position; one seed's kinds scaled
-        per = kinds(suite.cases_at(range(nb, nb + suite.per_seed)))
-        for k, v in per.items():
-            counts[k] += round(v * sweep / suite.per_seed)
-    print(render(args.suite, counts, workers))
-    progress = _Progress(not args.no_progress)
-    total = len(todo)
-    deadline_at = None if args.deadline is None else t0 + args.deadline
-    records_seconds: dict[str, float] = {}
-    findings: list = load_findings(args.out) if args.resume else []  # the job-level findings of the run resumed
-    pool_info: dict = {}
-    versions: dict = {}
-    interrupted, stopped, not_run = False, None, ()
-    finished = 0
-    with contextlib.ExitStack() as stack:
-        stream = stack.enter_context(RecordStream(args.out, header, append=args.resume))
-        log = stack.enter_context(FindingsLog(args.out, append=args.resume))  # job-level findings, for --resume
-        if workers:
-            pool = stack.enter_context(
-                WorkerPool(workers, factory=args.loss_factory, profile=args.profile, timeout=args.timeout)
-            ).warm()  # the workers import TensorFlow while this process generates the first chunk
-            pool.on_finding = log
-        else:
-            target = TFTarget(loss_factory=load_factory(args.loss_factory))
-        generated = suite.cases_at(todo)
-        chunks = iter(lambda: list(itertools.islice(generated, _CHUNK)), [])
-        first = 0  # where in todo the chunk at hand begins
-        try:
-            for chunk in chunks:
-                left = None if deadline_at is None else max(0.0, deadline_at - time.perf_counter())
-                offset = finished
-
-                def step(done_now: int, _total: int, offset: int = offset) -> None:
-                    progress(offset + done_now, total)
-
-                if workers:
-                    result, versions = run_parallel(
-                        chunk, registry, workers=workers, profile=args.profile, progress=step, on_record=stream.append,
-                        pool=pool, deadline=left,
-                    )  # fmt: skip
-                else:
-                    result = run_cases(chunk, target, registry, profile=args.profile, progress=step, on_record=stream.append, deadline=left)
-                    versions = target.versions()
-                hit = _file_all(bulk, result.records)  # every record the stream holds is in the report too
-                finished += len(result.records)
-                for k, v in result.seconds.items():
-                    records_seconds[k] = records_seconds.get(k, 0.0) + v
-                findings += list(result.findings)
-                pool_info = dict(result.pool)
-                if result.interrupted or hit or result.deadline is not None:
-                    interrupted, stopped = result.interrupted or hit, None if result.deadline is None else args.deadline
-                    ran = {r.case.id for r in result.records}
-                    not_run = tuple(ids[p] for p in todo[first:] if ids[p] not in ran)
-                    break
-                first += len(chunk)
-        except KeyboardInterrupt:  # while the next chunk was generated: what ran stands, the rest did not run
-            interrupted = True
-            not_run = tuple(ids[p] for p in todo[first:])
-    kept_ids = {r.case.id for r in bulk.kept}
-    order = {ids[p]: i for i, p in enumerate(positions) if ids[p] in kept_ids}
-    kept = tuple(sorted(bulk.kept, key=lambda r: order.get(r.case.id, len(order))))
-    result = RunResult(kept, records_seconds, interrupted, stopped, not_run, tuple(findings), pool_info)
-    run_meta = meta(
-        seed=args.seed,
-        profile=args.profile,
-        versions=versions,
-        env=environment_flags(),
-        extra={
-            "argv": args.argv, "registry": args.registry, "suite": fingerprint, "suite_size": len(positions),
-            "max_cases": args.max_cases, "select": args.select, "shard": list(args.shard) if args.shard else None,
-            "workers": workers, "resumed_records": len(done), "loss_factory": args.loss_factory,
-            "wall_seconds": round(time.perf_counter() - t0, 3), "suite_name": args.suite, "seeds": header["seeds"],
-            # the sweep repeats the value grid's facets: the base suite's coverage is the run's
-            "coverage": coverage(suite.base, space_for(args.suite)).as_dict(),
-        },
-    )  # fmt: skip
-    again = _again(args, add=["--resume"], drop=["--force"])
-    code = _finish(result, run_meta, args.out, quiet=args.quiet, started=t0, again=again, bulk=bulk)
-    if args.suite == "exhaustive" and not (interrupted or stopped is not None):
-        _audit_into(args.out, args.profile)
+    code = _finish(output.result, output.meta, args.out, quiet=args.quiet, started=t0, again=again, bulk=output.bulk)
+    r = output.result
+    if args.suite == "exhaustive" and not (r.interrupted or r.deadline is not None):
+        _audit_into(args.out, output.profile)
     return code
-
-
-def _file_all(bulk, records) -> bool:
-    """``bulk.add`` every record, even when Ctrl-C comes meanwhile (the stream has them all already); whether
-    it came."""
-    pending, hit = iter(records), False
-    while True:
-        try:
-            for r in pending:
-                bulk.add(r)
-            return hit
-        except KeyboardInterrupt:
-            hit = True
-
-
-def _in_base(record) -> bool:
-    """Whether a record is of a suite's base (kept in full) rather than its value sweep (ids end in /seed=S)."""
-    return "/seed=" not in record.case.id
-
-
-class _Id:
-    """A case or record by its id alone, for what reads only that: suite_fingerprint (``.id``) and
-    check_shards (``.case.id``), so a streamed suite or shard is counted without its records in memory."""
-
-    __slots__ = ("id",)
-
-    def __init__(self, cid: str) -> None:
-        self.id = cid
-
-    @property
-    def case(self) -> _Id:
-        return self
-
-
-def _execute(
-    args: argparse.Namespace, cases: list, registry, workers: int, on_record, *, started: float, on_finding=None, pool=None
-):
-    """Run ``cases`` in this process (``--workers 0``) or in worker processes; the result and the versions."""
-    from harness.frameworks import load_factory, make_target
-    from harness.run.runner import run_cases, run_parallel
-
-    progress = _Progress(not args.no_progress)
-    # --deadline counts from the start of the command: what is left of it when the cases start
-    deadline = None if args.deadline is None else max(0.0, args.deadline - (time.perf_counter() - started))
-    if workers == 0:
-        target = make_target(args.backend, loss_factory=load_factory(args.loss_factory))
-        result = run_cases(
-            cases, target, registry, profile=args.profile, progress=progress, on_record=on_record, deadline=deadline
-        )
-        return result, target.versions()
-    if pool is not None:
-        pool.on_finding = on_finding
-    return run_parallel(
-        cases,
-        registry,
-        pool=pool,
-        workers=workers,
-        factory=args.loss_factory,
-        profile=args.profile,
-        backend=args.backend,
-        timeout=args.timeout,
-        progress=progress,
-        on_record=on_record,
-        deadline=deadline,
-        on_finding=on_finding,
-    )
-
-
-def _suite_order(args: argparse.Namespace):
-    """Sort key putting records back in suite order after a resume."""
-    from harness.generate.grid import default_suite
-
-    order = {c.id: i for i, c in enumerate(default_suite(seed=args.seed, special_cases=args.special_cases, suite=args.suite, profile=args.profile))}
-    return lambda r: order.get(r.case.id, len(order))
-
-
-def _check_backend(backend: str) -> None:
-    """Fail fast, in one line, when the packages ``backend`` needs are not installed (without importing them)."""
-    if backend == "tensorflow":
-        if importlib.util.find_spec("tensorflow") is None:
-            raise TargetUnavailable("TensorFlow is not installed; install the extra: pip install 'bce-harness[tf]'")
-        return
-    needs = {"jax": ("keras", "jax", "jaxlib"), "torch": ("keras", "torch"), "numpy": ("keras", "scipy")}
-    for package in needs[backend]:
-        if importlib.util.find_spec(package) is None:
-            raise TargetUnavailable(f"{package} is not installed (--backend {backend}); install the extra: pip install 'bce-harness[{backend}]'")
-
-
-def _check_factory(spec: str | None) -> None:
-    """Fail fast on a --loss-factory that cannot be found, without importing it (it may import TF)."""
-    if spec is None:
-        return
-    module, sep, attr = spec.partition(":")
-    if not sep or not module or not attr:
-        raise UsageError(f"--loss-factory={spec!r} is not of the form MODULE:FUNCTION")
-    try:
-        found = importlib.util.find_spec(module)
-    except Exception:  # noqa: BLE001 - a parent package that fails to import, a bad name: all the user's
-        found = None
-    if found is None:
-        raise UsageError(f"--loss-factory={spec!r}: module {module!r} not found")
-
-
-def _out_folder(path: str, option: str = "--out", *, reports_of: str | None = None) -> None:
-    """Make the output folder ``path`` now, before any work, or say in one line why it cannot be; with
-    ``reports_of`` (the command), also refuse a folder holding another run's records, whose reports the
-    command would replace."""
-    from harness.run.stream import recorded
-
-    if reports_of is not None and (n := recorded(path)):
-        raise UsageError(f"{option} {path}: holds a run's record stream ({n} records) whose reports {reports_of} would replace; choose another")
-    folder = Path(path)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"{option} {path}: cannot create the folder ({exc.strerror or exc})") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise UsageError(f"{option} {path}: the folder is not writable")
 
 
 def _again(args: argparse.Namespace, *, add: Sequence[str] = (), drop: Sequence[str] = ()) -> str:
@@ -803,80 +400,29 @@ def _pep440(version: str) -> bool:
 
 
 def _cmd_merge(args: argparse.Namespace) -> int:
-    from harness.judge.registry import load_registry
-    from harness.report.bulk import Bulk
-    from harness.report.summary import meta
-    from harness.run.runner import RunResult
-    from harness.run.stream import check_merge_out, check_shards, iter_stream, merge_records, read_provenance
+    from harness.engine import merge
 
     t0 = time.perf_counter()
-    check_merge_out(args.out, args.dirs)
-    provenance = read_provenance(args.dirs)  # before the streams are read: the shards' versions must agree
-    # the entries whose ranges hold for the TensorFlow and Keras the shards ran on
-    # (a version that is not PEP 440, as a planted target's, places no ranged entry: it counts as unknown)
-    shard_versions = [v if isinstance(v, str) and _pep440(v) else None for v in (provenance.get("tensorflow"), provenance.get("keras"))]
-    registry = load_registry(args.registry).for_versions(*shard_versions)
-    metas, groups = [], []
-    bulk = None
-    for d in args.dirs:
-        m, records = iter_stream(d, registry)
-        if m.get("suite_name") is not None:  # a streamed suite's shard: read in bounded memory (report/bulk.py)
-            if bulk is None:
-                _out_folder(args.out, reports_of="merge")
-                bulk = Bulk(args.out, keep=_in_base)
-            ids = []
-            for r in records:
-                ids.append(_Id(r.case.id))
-                bulk.add(r)
-            groups.append(ids)
-        else:
-            groups.append(list(records))
-        metas.append(m)
-    try:
-        check_shards(args.dirs, metas, groups)
-    except InputError:
-        if bulk is not None:
-            bulk.discard()
-        raise
-    backends = {m.get("backend", "tensorflow") for m in metas}
-    if len(backends) > 1:
-        if bulk is not None:
-            bulk.discard()
-        raise UsageError(f"the shards ran under different Keras backends ({', '.join(sorted(backends))}); compare them instead")
-    _out_folder(args.out, reports_of="merge")
-    records = merge_records(groups) if bulk is None else bulk.kept
-    run_meta = meta(
-        seed=metas[0].get("seed"),
-        profile=metas[0].get("profile", "keras3"),
-        versions=provenance["target"] or {},
-        env=provenance["environment"],
-        extra={
-            **provenance,  # the shards' versions, platform and CPU flags, not this machine's
-            "merged_from": [str(Path(d)) for d in args.dirs],
-            "shards": [m.get("shard") for m in metas],
-            "loss_factory": metas[0].get("loss_factory"),
-            "argv": args.argv,
-            "backend": {"name": backends.pop()},
-        },
-    )
-    return _finish(RunResult(tuple(records)), run_meta, args.out, quiet=args.quiet, started=t0, bulk=bulk)
+    output = merge(args.dirs, args.out, registry_path=args.registry, argv=args.argv)
+    return _finish(output.result, output.meta, args.out, quiet=args.quiet, started=t0, bulk=output.bulk)
 
 
 def _cmd_fuzz(args: argparse.Namespace) -> int:
     import datetime
     import random
 
+    from harness.engine import check_backend, out_folder
     from harness.frameworks import load_factory, make_target
     from harness.fuzz import fuzz, require_hypothesis, save_finding, shard_seed
     from harness.run.workers import PooledTarget, WorkerPool
 
     require_hypothesis()
     selection, registry = _prepare(args)
-    _check_backend(args.backend)
+    check_backend(args.backend)
     if selection.profile != "keras3":
         raise UsageError(f"fuzz draws Keras 3 options; profile {selection.profile!r} is not supported ({selection.reason})")
-    _out_folder(args.out)  # before the search: its findings are written only at the end
-    _out_folder(args.regressions, "--regressions")
+    out_folder(args.out)  # before the search: its findings are written only at the end
+    out_folder(args.regressions, "--regressions")
     # with shards, the seed named (or drawn) is the search's, and each shard derives its own from it
     seed = args.seed if args.seed is not None or args.shard is None else random.SystemRandom().randrange(2**32)
     with contextlib.ExitStack() as stack:
@@ -929,36 +475,18 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from harness.frameworks import TFTarget, environment_flags, load_factory
-    from harness.generate.saved import case_files, load_case
-    from harness.report.summary import meta
-    from harness.run.runner import run_cases
+    from harness.engine import replay
 
     t0 = time.perf_counter()
-    selection, registry = _prepare(args)
-    files = case_files(args.files)
-    if not files:
-        raise UsageError(f"no case file (*.json) in {' '.join(args.files)}")
-    cases = [load_case(f, max_bytes=args.max_case_bytes) for f in files]
-    _out_folder(args.out, reports_of="replay")
-    target = TFTarget(loss_factory=load_factory(args.loss_factory))
-    result = run_cases(cases, target, registry, profile=selection.profile)
-    run_meta = meta(
-        seed=None,
-        profile=selection.profile,
-        versions=target.versions(),
-        env=environment_flags(),
-        extra={
-            "argv": args.argv,
-            "registry": args.registry,
-            "replayed": [str(f) for f in files],
-            "loss_factory": args.loss_factory,
-        },
-    )
-    return _finish(result, run_meta, args.out, quiet=args.quiet, started=t0)
+    output = replay(
+        args.files, args.out, registry_path=args.registry, profile=args.profile, loss_factory=args.loss_factory,
+        max_case_bytes=args.max_case_bytes, argv=args.argv,
+    )  # fmt: skip
+    return _finish(output.result, output.meta, args.out, quiet=args.quiet, started=t0)
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
+    from harness.engine import out_folder
     from harness.report.drift import compare_results, coverage_text, load_results, render_text
     from harness.report.issue import render_issues, write_compare_reports
     from harness.run.stream import recorded
@@ -978,7 +506,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     if args.out is not None:
         if (Path(args.out) / "results.json").exists() or recorded(args.out):
             raise UsageError(f"--out {args.out}: holds a run's reports, whose report.html and junit.xml compare would replace; choose another")
-        _out_folder(args.out)
+        out_folder(args.out)
         named = new["meta"].get("loss_factory")
         if args.loss_factory is not None and args.loss_factory != named:
             raise UsageError(f"--loss-factory {args.loss_factory}: {new['meta']['source']} was run with {named!r}; name that one, or none")

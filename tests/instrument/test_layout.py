@@ -26,7 +26,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("harness.judge",),
     ("harness.run",),
     ("harness.report",),
-    ("harness.fuzz", "harness.audit", "harness.explain", "harness.modelcheck"),  # the commands' own modules
+    ("harness.engine", "harness.fuzz", "harness.audit", "harness.explain", "harness.modelcheck"),  # the commands' own modules
     ("harness.cli",),
     ("harness.__main__", "harness.pytest_plugin", "harness.keras"),  # the entry points: the command, the pytest plugin, the Keras callback
 )  # fmt: skip
