@@ -22,7 +22,7 @@ MAX_STACK = 512  # cases per stacked call: a few MB of float64 at the suite's la
 def map_stacked(
     cases: Sequence[Case],
     one: Callable[[Case], T],
-    stacked: Callable[[Sequence[Case]], list[T] | None],
+    stacked: Callable[[Sequence[Case]], Sequence[T] | None],
     *,
     max_stack: int = MAX_STACK,
 ) -> list[T]:

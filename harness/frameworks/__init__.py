@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol, TypeGuard
 
 import numpy as np
 
@@ -45,6 +45,16 @@ __all__ = [
 ]
 
 LossFactory = Callable[[Options], Callable[..., Any]]
+
+
+class _PolicyLossFactory(Protocol):
+    """A LossFactory that also takes a ``policy=`` argument: the loss's dtype policy when a case sets one."""
+
+    def __call__(self, options: Options, *, policy: Any) -> Callable[..., Any]: ...
+
+
+def _takes_policy(factory: LossFactory) -> TypeGuard[_PolicyLossFactory]:
+    return "policy" in _parameters(factory)
 
 # Environment variables that change what TensorFlow computes or how; recorded in every report.
 NUMERIC_ENV = (
@@ -213,8 +223,9 @@ class TFTarget:
             # TensorFlow's own thread pools would only fight over the same cores.
             self.tf.config.threading.set_intra_op_parallelism_threads(threads)
             self.tf.config.threading.set_inter_op_parallelism_threads(threads)
-        self._factory = loss_factory or _default_factory(self.tf)
-        self._takes_policy = "policy" in _parameters(self._factory)
+        factory = loss_factory or _default_factory(self.tf)
+        self._factory = factory
+        self._policy_factory: _PolicyLossFactory | None = factory if _takes_policy(factory) else None
         self._losses: dict[tuple[Any, ...], Any] = {}
         self._metrics: dict[tuple[Any, ...], Any] = {}
         self._config: Config | None = None  # the case's configuration while it is in force
@@ -378,8 +389,8 @@ class TFTarget:
             policy = self._loss_policy()
             if policy is None:
                 loss = self._factory(options)
-            elif self._takes_policy:
-                loss = self._factory(options, policy=policy)
+            elif self._policy_factory is not None:
+                loss = self._policy_factory(options, policy=policy)
             else:
                 raise UsageError("the loss factory takes no 'policy' argument, and this case sets the loss's dtype policy")
             self._losses[key] = loss

@@ -14,6 +14,7 @@ express never reaches this class (``harness.backends.unsupported``).
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import platform
 import time

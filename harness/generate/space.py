@@ -285,7 +285,7 @@ def _weight_form(case: Case) -> str:
     if w.size and not np.any(w):
         return "zeros"
     form = case.tags.get("weights")
-    if form in FACETS["weights"]:
+    if form is not None and form in FACETS["weights"]:
         return form
     return "column" if w.ndim == 2 and w.shape[-1] == 1 else "per_sample" if w.ndim == 1 else "per_element"
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, SupportsFloat
 
 import numpy as np
 
@@ -94,7 +94,7 @@ class Comparison:
         )
 
 
-def _fmt(x: float) -> str:
+def _fmt(x: SupportsFloat) -> str:
     return f"{float(x):.9g}"
 
 
@@ -166,9 +166,9 @@ def compare_many(cases: Sequence[Case], expecteds: Sequence[Expected], outcomes:
     rows = list(zip(cases, expecteds, outcomes, strict=True))
     groups: dict[tuple[Any, ...], list[int]] = {}
     for i, (_, exp, out) in enumerate(rows):
-        arrays = (exp.value, exp.bound, out.value)
-        if exp.raises is None and out.error is None and all(x is not None for x in arrays):
-            key = (*map(np.shape, arrays), exp.dtype, out.dtype)
+        value, bound, out_value = exp.value, exp.bound, out.value
+        if exp.raises is None and out.error is None and value is not None and bound is not None and out_value is not None:
+            key = (np.shape(value), np.shape(bound), np.shape(out_value), exp.dtype, out.dtype)
             groups.setdefault(key, []).append(i)
     agreed: dict[int, Comparison] = {}
     for (shape, bound_shape, out_shape, dtype, out_dtype), members in groups.items():
@@ -192,7 +192,7 @@ def _agreeing(
     bound = np.stack([np.asarray(x.bound, dtype=np.longdouble) for x in expecteds])
     finite, diff, rel, ulps = _differences(a, e, dtype)
     fails = _misplaced(a, e) | (finite & ~np.isfinite(bound)) | (finite & (diff > bound))
-    failed = fails.reshape(len(expecteds), -1).any(axis=1)
+    failed = np.asarray(fails.reshape(len(expecteds), -1).any(axis=1))  # a flag per row; asarray: typed scalar-or-array
     n = math.prod(shape)
     if not n:
         return [None if f else _stats(0, 0.0, 0.0, 0) for f in failed]

@@ -85,15 +85,15 @@ class Keras2(Keras3):
         (ragged_assert_compatible_and_get_flat_values), so its result is the mean over all values.  The
         legacy backend function has no such dispatch and raises; tf.nn's elementwise op works row by row.
         """
-        ragged = case.row_lengths is not None
-        integer = case.pred_dtype == "int32"
-        if not (ragged or integer):
+        lengths = case.row_lengths  # None unless the case is ragged
+        if case.pred_dtype == "int32":
+            if case.api == "metrics.BinaryCrossentropy" and lengths is None:
+                return self.metric(self.flat_case(case, pred_dtype="float32"))
+            rule = tol.error_model("float32").describe()
+            return Expected(raises=f"{case.api} computes in y_pred's dtype, and int32 cannot hold its epsilon", dtype=None, rule=rule)
+        if lengths is None:
             return None
         rule = tol.error_model("float32").describe()
-        if integer:
-            if case.api == "metrics.BinaryCrossentropy" and not ragged:
-                return self.metric(self.flat_case(case, pred_dtype="float32"))
-            return Expected(raises=f"{case.api} computes in y_pred's dtype, and int32 cannot hold its epsilon", dtype=None, rule=rule)
         if case.api == "nn.sigmoid_cross_entropy_with_logits":
             return self.function(self.flat_case(case))
         if case.api == "metrics.BinaryCrossentropy":
@@ -105,10 +105,17 @@ class Keras2(Keras3):
         m = tol.error_model(c)
         rows = [Case.from_dict({**case.as_dict(), "row_lengths": None, "y_true": encode_array(case.y_true[i, :n]),
                                 "y_pred": encode_array(case.y_pred[i, :n]), "api": "binary_crossentropy"})
-                for i, n in enumerate(case.row_lengths)]  # fmt: skip
-        per = [self.function(r) for r in rows]
-        loss = np.asarray([float(e.value) for e in per], dtype=WORK)
-        err = np.asarray([float(e.bound) for e in per], dtype=WORK)
+                for i, n in enumerate(lengths)]  # fmt: skip
+        values: list[float] = []
+        bounds: list[float] = []
+        for i, e in enumerate(self.function(r) for r in rows):
+            if e.value is None or e.bound is None:
+                # a row the function rejects (axis=1 on the 1-D rows): no per-row loss to reduce
+                raise TypeError(f"row {i} of the ragged case has no loss: {e.raises}")
+            values.append(float(e.value))
+            bounds.append(float(e.bound))
+        loss = np.asarray(values, dtype=WORK)
+        err = np.asarray(bounds, dtype=WORK)
         if case.api == "binary_crossentropy":
             return Expected(value=loss, bound=err, dtype=c, rule=m.describe())
         raises = self.option_error(case)

@@ -45,7 +45,7 @@ def evaluate(
     cases = [c for _, c in jobs]
     if oracle is expected:
         # judged against the epsilon and floatx the target's Keras has (keras.json under KERAS_HOME, or a call)
-        settings = getattr(target, "keras_settings", dict)()
+        settings: dict[str, Any] = getattr(target, "keras_settings", dict)()
         oracle = functools.partial(expected, **settings)
     # what the installed Keras cannot express (an argument, reduction or policy it lacks) is not run
     lacking = getattr(target, "unsupported", lambda case: None)
@@ -58,10 +58,10 @@ def evaluate(
     outcomes = [next(ran) if why is None else Outcome(error=f"not expressible: {why}") for why in reasons]
     t2 = time.perf_counter()
     rows = list(zip(jobs, exps, outcomes, strict=True))
-    judged = [k for k, exp in enumerate(exps) if not isinstance(exp, BaseException) and reasons[k] is None]
+    judged = [(k, exp) for k, exp in enumerate(exps) if not isinstance(exp, BaseException) and reasons[k] is None]
     try:
-        verdicts = compare_many([cases[k] for k in judged], [exps[k] for k in judged], [outcomes[k] for k in judged])
-        many: dict[int, Comparison] | None = dict(zip(judged, verdicts, strict=True))
+        verdicts = compare_many([cases[k] for k, _ in judged], [exp for _, exp in judged], [outcomes[k] for k, _ in judged])
+        many: dict[int, Comparison] | None = dict(zip((k for k, _ in judged), verdicts, strict=True))
     except Exception:  # noqa: BLE001 - the per-record loop below attributes the error to its record
         many = None
     t3 = time.perf_counter()
@@ -69,13 +69,14 @@ def evaluate(
     n = max(len(cases), 1)
     for k, ((index, case), exp, out) in enumerate(rows):
         c0 = time.perf_counter()
+        exp_value: Expected | None
         if reasons[k] is not None:
             comparison = Comparison("unsupported", f"case: {case.id}\nnot expressible on the installed Keras: {reasons[k]}")
             exp_value = None if isinstance(exp, BaseException) else exp
         elif isinstance(exp, BaseException):
             msg = f"internal error in the reference: {type(exp).__name__}: {exp}"
             comparison = Comparison("error", f"case: {case.id}\n{msg}")
-            exp_value: Expected | None = None
+            exp_value = None
         elif many is not None:
             comparison, exp_value = many[k], exp
         else:
