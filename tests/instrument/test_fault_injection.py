@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.case import Options
+from harness.case import API_LOSS_CLASS, Options, compute_dtype_of
 from harness.frameworks import TFTarget
 from harness.oracle import expected
 from harness.oracle.profiles import select_profile
@@ -43,8 +43,13 @@ def _real(tf, options: Options, **changes):
     )
 
 
+def _loss_dtype(options: Options) -> str:
+    """The dtype a loss object with these options computes in (case.compute_dtype_of, the one rule)."""
+    return compute_dtype_of(API_LOSS_CLASS, "float32", options.dtype)
+
+
 def _cast(tf, x, options: Options):
-    return tf.cast(x, options.compute_dtype)
+    return tf.cast(x, _loss_dtype(options))
 
 
 # Each fault: options -> callable(y_true, y_pred, sample_weight=None).  tf is passed in at run time.
@@ -92,12 +97,12 @@ def lost_nan(tf, o: Options):
 
 def float16_inside(tf, o: Options):
     """Loss of precision: a float32/float64 loss computed in float16 and cast back."""
-    if o.compute_dtype not in ("float32", "float64"):
+    if _loss_dtype(o) not in ("float32", "float64"):
         return _real(tf, o)
     real = _real(tf, o, dtype="float16")
 
     def call(y, p, sample_weight=None):
-        return tf.cast(real(y, p, sample_weight=sample_weight), o.compute_dtype)
+        return tf.cast(real(y, p, sample_weight=sample_weight), _loss_dtype(o))
 
     return call
 
