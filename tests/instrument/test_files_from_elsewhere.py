@@ -104,7 +104,7 @@ def test_merge_refuses_an_out_among_its_inputs(tmp_path: Path, capsys) -> None:
 
 @pytest.mark.parametrize(
     "header, needle",
-    [({"seed": 2}, "seed=2"), ({"registry_sha": "0" * 16}, "registry_sha"), ({"whole_suite": "x"}, "whole_suite"),
+    [({"seed": 2}, "seed: 1 -> 2"), ({"registry_sha": "0" * 16}, "registry_sha"), ({"whole_suite": "x"}, "whole_suite"),
      ({"loss_factory": "m:f"}, "loss_factory")],
 )  # fmt: skip
 def test_merge_refuses_shards_of_different_runs(tmp_path: Path, capsys, header: dict, needle: str) -> None:

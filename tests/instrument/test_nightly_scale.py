@@ -199,10 +199,10 @@ def test_a_streamed_run_stopped_after_its_first_chunk_reports_exactly_what_did_n
     pool, where an interrupt was once a traceback-free exit 2 with no report), or a deadline reached in the
     second chunk (whose list of what did not run once held the first chunk's cases too).  The report holds
     every record the stream holds, and ``not_run`` is exactly the rest."""
-    from harness import cli
+    from harness import cli, engine
     from harness.run import runner
 
-    monkeypatch.setattr(cli, "_CHUNK", 12)
+    monkeypatch.setattr(engine, "CHUNK", 12)
     if stop == "interrupt-generating":
         real = Suite.cases_at
 
