@@ -34,7 +34,7 @@ __all__ = ["main"]
 class _StoreOnce(argparse._StoreAction):
     """argparse's ``store``, but an option given twice is an error, not the last one silently kept."""
 
-    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[override]
+    def __call__(self, parser, namespace, values, option_string=None):
         given = namespace.__dict__.setdefault("_given", set())
         if option_string is not None and self.dest in given:
             parser.error(f"{option_string} given twice ({getattr(namespace, self.dest)!r} and {values!r}); give it once")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import faulthandler
+import io
 import itertools
 import multiprocessing as mp
 import os
@@ -135,7 +136,8 @@ def _capture_output(log: str) -> None:
     for target_fd in (1, 2):
         os.dup2(fd, target_fd)
     os.close(fd)
-    sys.stdout.reconfigure(line_buffering=True)  # what a loss prints before it crashes is not lost in a buffer
+    if isinstance(sys.stdout, io.TextIOWrapper):  # (a test may have replaced it with a capture)
+        sys.stdout.reconfigure(line_buffering=True)  # what a loss prints before it crashes is not lost in a buffer
     faulthandler.enable(all_threads=False)
     if HANG_SIGNAL is not None:
         faulthandler.register(HANG_SIGNAL, all_threads=False)
@@ -483,23 +485,23 @@ class WorkerPool:
                         os.kill(slot.process.pid, HANG_SIGNAL)
                     slot.process.join(timeout=HANG_TRACE_SECONDS)
                 exitcode = slot.process.exitcode
-                job = slot.job
-                if job is not None and len(slot.chunks) > 1:
+                lost = slot.job  # the job the worker held when it failed, if any
+                if lost is not None and len(slot.chunks) > 1:
                     # the chunk that was running failed; the chunks after it never ran: back to the queue
                     queue.appendleft(_Job([p for part in slot.chunks[1:] for p in part]))
-                if job is not None and slot.chunks:
-                    job = dataclasses.replace(job, pairs=slot.chunks[0])
+                if lost is not None and slot.chunks:
+                    lost = dataclasses.replace(lost, pairs=slot.chunks[0])
                 self._kill(slot)
                 output = _tail(slot.log)
                 if detail:
                     output = f"{detail}\n{output}".strip()
                 self._slots[i] = self._replacement()
-                if job is None:
+                if lost is None:
                     if not slot.ready:
                         self._start_failed(f"a worker died while starting (exit code {exitcode})", output)
                     continue
                 fresh = slot.jobs_done == 0
-                yield from self._failed_job(job, failure, exitcode, slot.limit, output, queue, fresh=fresh)
+                yield from self._failed_job(lost, failure, exitcode, slot.limit, output, queue, fresh=fresh)
 
     def _ready(self, slot: _Slot, message: tuple[Any, ...]) -> None:
         slot.ready = True
@@ -573,7 +575,9 @@ class WorkerPool:
             self.on_finding(finding)
 
     def _split_case_done(self, parent: int | None, index: int, *, failed: bool) -> None:
-        split = self._splits.get(parent) if parent is not None else None
+        if parent is None:
+            return
+        split = self._splits.get(parent)
         if split is None:
             return
         split["left"].discard(index)
@@ -710,8 +714,8 @@ def _deferred_interrupt() -> Iterator[threading.Event]:
     try:
         yield event
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _tail(log: str) -> str:
