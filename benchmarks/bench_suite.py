@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import multiprocessing as mp
 import os
 import tempfile
@@ -46,15 +47,15 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from harness import engine  # noqa: E402
 from harness.case import Case  # noqa: E402
+from harness.engine import RunSpec  # noqa: E402
 from harness.frameworks import TFTarget  # noqa: E402
 from harness.generate.grid import default_suite  # noqa: E402
 from harness.judge.compare import compare  # noqa: E402
-from harness.judge.registry import Registry, load_registry  # noqa: E402
 from harness.oracle import expected  # noqa: E402
-from harness.report.summary import meta, write_reports  # noqa: E402
-from harness.run.runner import RunResult, plan_jobs, run_cases, run_parallel  # noqa: E402
-from harness.run.stream import RecordStream  # noqa: E402
+from harness.report.summary import write_reports  # noqa: E402
+from harness.run.runner import RunResult, plan_jobs  # noqa: E402
 from harness.run.workers import WorkerPool, default_workers  # noqa: E402
 from harness.stacking import batch_key  # noqa: E402
 
@@ -115,43 +116,28 @@ def sample(cases: Sequence[Case], n: int) -> list[Case]:
     return list(cases[::step][:n])
 
 
-def harness_run(
-    cases: Sequence[Case], registry: Registry, workers: int, *, streamed: bool = False
-) -> tuple[RunResult, float, float, float]:
-    """The run as ``bce-harness run`` makes it (records streamed), then its reports: (result, pool start-up s,
-    run s, report s).  The pool is started first, and timed alone: its workers import TensorFlow.
-    ``streamed``: as a run with a value sweep files its records (``--suite nightly``, ``--seeds``): the
-    passes summarised to disk as they come (report/bulk.py), only the base suite's records and what did not
-    pass kept for the reports."""
-    from harness.engine import in_base as _in_base
-    from harness.report.bulk import Bulk
-
+def harness_run(spec: RunSpec, workers: int) -> tuple[RunResult, float, float, float]:
+    """The run as ``bce-harness run`` makes it, through the same API (harness.engine.run: the suite planned
+    and generated, run in chunks, every record judged and streamed), then its reports: (result, pool
+    start-up s, run s, report s).  The pool is started first and timed alone: its workers import TensorFlow."""
     with tempfile.TemporaryDirectory() as out, contextlib.ExitStack() as stack:
         pool = stack.enter_context(WorkerPool(workers)) if workers else None
         t0 = time.perf_counter()
         if pool is not None:  # one single-record job for each worker: every worker started, TensorFlow imported
-            list(pool.run([[(0, cases[0])] for _ in range(workers)]))
+            first = default_suite(special_cases=None)[0]
+            list(pool.run([[(0, first)] for _ in range(workers)]))
         t1 = time.perf_counter()
-        bulk = Bulk(out, keep=_in_base) if streamed else None
-        with RecordStream(out, {"benchmark": True}) as stream:
-            if pool is None:
-                result = run_cases(cases, TFTarget(), registry, on_record=stream.append)
-            else:
-                result, _ = run_parallel(cases, registry, workers=workers, on_record=stream.append, pool=pool)
-        if bulk is not None:
-            for r in result.records:
-                bulk.add(r)
-            result = RunResult(tuple(bulk.kept), result.seconds)
+        output = engine.run(dataclasses.replace(spec, out=out, workers=workers, force=True), pool=pool)
         t2 = time.perf_counter()
-        write_reports(result, meta(seed=0, profile="keras3", versions={}, env={}, extra={}), out, bulk)
-        return result, t1 - t0, t2 - t1, time.perf_counter() - t2
+        write_reports(output.result, output.meta, out, output.bulk)
+        return output.result, t1 - t0, t2 - t1, time.perf_counter() - t2
 
 
 def measure(
-    label: str, cases: Sequence[Case], registry: Registry, workers: int, naive_n: int, t_import: float, *, floor: bool,
-    streamed: bool = False,
+    label: str, spec: RunSpec, cases: Sequence[Case], workers: int, naive_n: int, t_import: float, *, floor: bool,
 ) -> None:  # fmt: skip
-    result, t_start, t_run, t_report = harness_run(cases, registry, workers, streamed=streamed)
+    """``spec``'s run (whose cases are ``cases``) against the naive loop on a sample of the same cases."""
+    result, t_start, t_run, t_report = harness_run(spec, workers)
     picked = sample(cases, naive_n)
     t_naive = naive(picked)
     n = len(cases)
@@ -254,25 +240,26 @@ def main() -> None:
             scaling(list(range(1, (os.cpu_count() or 1) + 1)), ["run", "--suite", "default"])
         if args.skip_suite:
             return
-    registry = load_registry()
     t = time.perf_counter()
     TFTarget().run(default_suite(special_cases=None)[0])  # TensorFlow's import and first call, in this process
     t_import = time.perf_counter() - t
     t0 = time.perf_counter()
     cases = default_suite()
     print(f"generation: {len(cases)} records in {time.perf_counter() - t0:.2f} s; TensorFlow import and first call here {t_import:.2f} s")
-    measure("default suite", cases, registry, args.workers, args.naive_sample, t_import, floor=not args.no_floor)
+    measure("default suite", RunSpec(), cases, args.workers, args.naive_sample, t_import, floor=not args.no_floor)
     if not args.no_in_process:
-        measure("default suite, in-process", cases, registry, 0, args.naive_sample, t_import, floor=False)
+        measure("default suite, in-process", RunSpec(), cases, 0, args.naive_sample, t_import, floor=False)
     if args.sweep_seeds:
         t0 = time.perf_counter()
         from harness.generate.grid import sweep_family
 
         sweep = [c for seed in range(1, args.sweep_seeds + 1) for c in sweep_family(seed)]  # the nightly's own sweep
         print(f"\ngeneration: {len(sweep)} sweep records (the nightly's sweep, seeds 1..{args.sweep_seeds}) in {time.perf_counter() - t0:.2f} s")
+        # the run of the same sweep: the default suite with --seeds 1..N, its base selected away
+        spec = RunSpec(seeds=(1, args.sweep_seeds), select="*/seed=*")
         measure(
-            f"value sweep over {args.sweep_seeds} seeds, filed as a streamed run files it", sweep, registry, args.workers,
-            args.naive_sample, t_import, floor=not args.no_floor, streamed=True,
+            f"value sweep over {args.sweep_seeds} seeds, run as bce-harness run --seeds runs it", spec, sweep, args.workers,
+            args.naive_sample, t_import, floor=not args.no_floor,
         )  # fmt: skip
     if args.recovery:
         recovery(args.recovery)

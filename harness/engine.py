@@ -360,10 +360,14 @@ def run(
     *,
     say: Callable[[str], None] = _silent,
     progress: Callable[[int, int], None] | None = None,
+    pool: Any = None,
 ) -> RunOutput:
     """Run ``spec``: plan the cases, check ``--out`` and the run's identity, then run them chunk by chunk
     (the default suite is one chunk) in worker processes or in this process, every record appended to the
-    stream the moment it completes, and hand back what the reports need."""
+    stream the moment it completes, and hand back what the reports need.
+
+    ``pool``: an open ``WorkerPool`` to run in (its own settings apply, and the caller closes it), so that
+    several runs share one pool's workers, or a benchmark times the pool's start-up apart from the run."""
     from harness.frameworks import environment_flags, load_factory, make_target
     from harness.generate.space import coverage, space_for
     from harness.report.bulk import Bulk
@@ -377,11 +381,11 @@ def run(
     t0 = time.perf_counter()
     spec, _selection, registry = prepare(spec, say=say)
     check_backend(spec.backend)
-    workers = default_workers() if spec.workers is None else spec.workers
+    workers = pool.workers if pool is not None else default_workers() if spec.workers is None else spec.workers
     streamed = spec.suite != "default" or spec.seeds is not None
+    own_pool = pool is None
     with contextlib.ExitStack() as stack:
-        pool = None
-        if workers:  # started first: the workers import TensorFlow (seconds) while this process plans the suite
+        if own_pool and workers:  # started first: the workers import TensorFlow (seconds) while this process plans the suite
             pool = stack.enter_context(WorkerPool(
                 workers, factory=spec.loss_factory, profile=spec.profile, backend=spec.backend, timeout=spec.timeout,
             )).warm()  # fmt: skip
@@ -451,8 +455,10 @@ def run(
         except KeyboardInterrupt:  # while the next chunk was generated: what ran stands, the rest did not run
             interrupted = True
             not_run = tuple(ids[p] for p in todo[first:])
-        if pool is not None:
+        if own_pool and pool is not None:
             pool.close()  # before the reports: the workers wind down while nothing else waits on them
+        elif pool is not None:
+            pool.on_finding = None  # the caller's pool outlives this run's findings log
     order = {ids[p]: i for i, p in enumerate(plan.positions)}
     kept = tuple(sorted(bulk.kept, key=lambda r: order.get(r.case.id, len(order))))
     result = RunResult(kept, seconds, interrupted, stopped, not_run, tuple(findings), pool_info)
