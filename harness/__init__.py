@@ -3,7 +3,7 @@
 The pipeline is a package per stage: ``generate`` (the cases) -> ``oracle`` (what the documentation says
 each yields, with an error bound) and ``frameworks`` (what TensorFlow yields) -> ``judge`` (the comparison and
 the registry's verdict) -> ``run`` (workers, the record stream) -> ``report``.  Below them the ground floor:
-``case`` (the records), ``dtypes``, ``jsonio``, ``errors``, ``stacking``, ``families``, ``packagedata`` (the
+``case`` (the records), ``dtypes``, ``jsonio``, ``jsonl`` (the one JSON-lines appender and reader), ``errors``, ``stacking``, ``families``, ``packagedata`` (the
 data files the package carries), ``schema`` (the checked schemas of the files it reads) and ``backends`` (the Keras backends and what each can express).  Above them the
 commands' own modules, ``engine`` (what a run is: its spec, its identity, the chunked engine, merge and
 replay), ``fuzz``, ``audit``, ``explain`` and ``modelcheck``; then ``cli`` (the command line,

@@ -9,16 +9,15 @@ without redoing finished work, and ``bce-harness merge`` joins the streams of sh
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from harness.case import Case, Expected, Outcome
 from harness.errors import InputError, UsageError
 from harness.jsonio import MAX_ELEMENTS, atomic_write_text, dumps, loads, pack_array
+from harness.jsonl import JsonlAppender, read_jsonl
 from harness.judge.compare import Comparison
 from harness.judge.registry import Registry
 from harness.oracle import PROFILES
@@ -148,70 +147,14 @@ def record_from_json(d: dict[str, Any], registry: Registry, *, profile: str = "k
     return record if not isinstance(evidence, dict) else replace(record, evidence=evidence)
 
 
-class RecordStream:
-    """Appends records to ``DIR/records.jsonl``, one flushed line each."""
+class RecordStream(JsonlAppender):
+    """Appends records to ``DIR/records.jsonl``, one flushed line each (harness/jsonl.py, the one appender)."""
 
     def __init__(self, out_dir: str | Path, meta: dict[str, Any], *, append: bool = False) -> None:
-        self.path = Path(out_dir) / STREAM_NAME
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if append and self.path.exists():
-            self._trim_torn_line()
-            self._file: IO[str] = self.path.open("a", encoding="utf-8")
-        else:
-            self._file = self.path.open("w", encoding="utf-8")
-            self._write({"stream": STREAM_VERSION, "meta": meta})
-
-    def _trim_torn_line(self) -> None:
-        """Cut a torn last line (a run killed mid-write), reading the file back from its end only to the last
-        newline: a stream of a million records is never read whole here."""
-        with self.path.open("r+b") as f:
-            end = f.seek(0, os.SEEK_END)
-            pos = end
-            while pos > 0:
-                step = min(pos, 1 << 16)
-                f.seek(pos - step)
-                chunk = f.read(step)
-                if pos == end and chunk.endswith(b"\n"):
-                    return  # the last line is whole
-                newline = chunk.rfind(b"\n")
-                if newline >= 0:
-                    f.truncate(pos - step + newline + 1)
-                    return
-                pos -= step
-            if end:
-                f.truncate(0)
-
-    def _write(self, obj: dict[str, Any]) -> None:
-        try:
-            self._file.write(json.dumps(obj, allow_nan=False, separators=(",", ":")) + "\n")
-            self._file.flush()
-        except OSError as exc:
-            if exc.errno is not None and exc.filename is None:  # a full disk (ENOSPC) names no file: name the stream
-                raise type(exc)(exc.errno, exc.strerror, str(self.path)) from None
-            raise
+        super().__init__(Path(out_dir) / STREAM_NAME, {"stream": STREAM_VERSION, "meta": meta}, append=append)
 
     def append(self, record: Record) -> None:
-        self._write(record_to_json(record))
-
-    def close(self) -> None:
-        try:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-        except OSError as exc:
-            try:
-                self._file.close()  # (its own flush fails again: the first error is the one to tell)
-            except OSError:
-                pass
-            if exc.errno is not None and exc.filename is None:
-                raise type(exc)(exc.errno, exc.strerror, str(self.path)) from None
-            raise
-        self._file.close()
-
-    def __enter__(self) -> RecordStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        self.write(record_to_json(record))
 
 
 def load_stream(path: str | Path, registry: Registry) -> tuple[dict[str, Any], list[Record]]:
@@ -226,61 +169,26 @@ def iter_stream(path: str | Path, registry: Registry) -> tuple[dict[str, Any], I
     path = Path(path)
     if path.is_dir():
         path = path / STREAM_NAME
-    try:
-        f = path.open("rb")
-    except FileNotFoundError:
-        raise InputError(f"{path}: no record stream here (was it written by bce-harness run?)") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read the record stream ({exc})") from None
-    try:
-        first = f.readline().decode("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        f.close()
-        raise InputError(f"{path}: cannot read the record stream ({exc})") from None
-    if not first.strip():
-        f.close()
-        raise InputError(f"{path}: the record stream is empty")
-    try:
-        head = loads(first)
-    except ValueError:
-        f.close()
-        raise InputError(f"{path}: line 1 is not JSON (is this a records.jsonl written by bce-harness run?)") from None
-    if not isinstance(head, dict) or "stream" not in head or not isinstance(head.get("meta"), dict):
-        f.close()
+    head, lines = read_jsonl(path, "stream", _READABLE_VERSIONS, "record stream", loads=loads)
+    if not isinstance(head.get("meta"), dict):
         raise InputError(f"{path}: line 1 is not the header of a record stream (is this a records.jsonl written by bce-harness run?)")
-    if head["stream"] not in _READABLE_VERSIONS:
-        f.close()
-        raise InputError(
-            f"{path}: stream version {head['stream']!r} is not one this bce-harness reads ({', '.join(map(str, _READABLE_VERSIONS))})"
-        )
     try:
         HEADER.check(head, "")
     except UsageError as exc:
-        f.close()
         raise InputError(f"{path}: line 1 (the header): {exc}") from None
     meta = head["meta"]
     profile = meta.get("profile", "keras3")
     if profile not in PROFILES:
-        f.close()
         raise InputError(f"{path}: header profile={profile!r} is not one of {', '.join(sorted(PROFILES))}")
 
     def records() -> Iterator[Record]:
-        with f:
-            for n, raw in enumerate(f, start=2):
-                if not raw.endswith(b"\n"):
-                    return  # the text after the last newline may be torn
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    raise InputError(f"{path}: cannot read the record stream ({exc})") from None
-                if not line.strip():
-                    continue
-                try:
-                    yield record_from_json(loads(line), registry, profile=profile)
-                except UsageError as exc:  # the schema's or a part's decoder's: it names the field and the value
-                    raise InputError(f"{path}: line {n} is not a record ({exc})") from None
-                except (KeyError, TypeError, ValueError, AttributeError) as exc:  # JSON errors are ValueErrors
-                    raise InputError(f"{path}: line {n} is not a record ({type(exc).__name__}: {exc})") from None
+        for n, value in lines:
+            try:
+                yield record_from_json(value, registry, profile=profile)
+            except UsageError as exc:  # the schema's or a part's decoder's: it names the field and the value
+                raise InputError(f"{path}: line {n} is not a record ({exc})") from None
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise InputError(f"{path}: line {n} is not a record ({type(exc).__name__}: {exc})") from None
 
     return meta, records()
 

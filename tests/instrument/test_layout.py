@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "harness"
 # The floors, lowest first.  A module may import the modules of its own stage package (and, on the ground
 # floor, any ground-floor module); otherwise only floors below its own.
 FLOORS: tuple[tuple[str, ...], ...] = (
-    ("harness", "harness.errors", "harness.dtypes", "harness.jsonio", "harness.case", "harness.stacking",
+    ("harness", "harness.errors", "harness.dtypes", "harness.jsonio", "harness.jsonl", "harness.case", "harness.stacking",
      "harness.families", "harness.packagedata", "harness.backends"),
     ("harness.frameworks", "harness.oracle"),  # siblings: the door to TensorFlow and the oracle never meet
     ("harness.generate",),
