@@ -315,12 +315,12 @@ def record_of(row: Mapping[str, Any], source: str | os.PathLike[str] = "results.
     """The record_dict of one row: a record that did not pass from its ``detail``, a pass from its columns."""
     if row.get("detail") is not None:
         try:
-            d = json.loads(row["detail"])
+            full = json.loads(row["detail"])
         except ValueError as exc:
             raise InputError(f"{source}: record {row.get('id')!r}: detail is not JSON ({exc})") from None
-        if not isinstance(d, dict):
+        if not isinstance(full, dict):
             raise InputError(f"{source}: record {row.get('id')!r}: detail is not a JSON object")
-        return d
+        return full
     d: dict[str, Any] = {}
     for key in _PASS_KEYS:
         value = row.get(key)
