@@ -30,13 +30,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from harness.errors import InputError
+from harness.errors import InputError, UsageError
 from harness.families import group_of
 from harness.jsonio import encode_number
-from harness.report.drift import output_digest
+from harness.report.drift import Drift, Tally, check_pair, check_record, output_digest
 from harness.run.runner import Record
 
-__all__ = ["COLUMNS_NAME", "META_KEY", "ROWS_PER_GROUP", "SCHEMA", "VERSION", "VERSION_KEY", "ColumnWriter", "ColumnsFile", "columns_path"]
+__all__ = [
+    "COLUMNS_NAME", "META_KEY", "ROWS_PER_GROUP", "SCHEMA", "VERSION", "VERSION_KEY", "ColumnWriter", "ColumnsFile", "columns_path",
+    "compare_columns", "record_of", "record_row",
+]  # fmt: skip
 
 COLUMNS_NAME = "results.parquet"
 VERSION = "1"
@@ -296,19 +299,27 @@ class ColumnsFile:
         except (pa.ArrowException, OSError) as exc:
             raise InputError(f"{self.path}: a torn results.parquet ({str(exc).splitlines()[0]})") from None
 
-    def batches(self, columns: Sequence[str] | None = None, batch_size: int = 10_000) -> Iterator[pa.RecordBatch]:
+    def records(self, ids: pa.Array | None = None) -> Iterator[dict[str, Any]]:
+        """Each record as results.json holds it (``record_dict``'s dict); with ``ids``, only those, and only
+        the row groups that hold one are read whole (one group in memory at a time)."""
         try:
-            yield from self.file.iter_batches(batch_size=batch_size, columns=None if columns is None else list(columns))
+            for g in range(self.file.num_row_groups):
+                if ids is not None:
+                    found = pc.is_in(self.file.read_row_group(g, columns=["id"]).column("id"), value_set=ids)
+                    if not pc.any(found).as_py():
+                        continue
+                table = self.file.read_row_group(g)
+                if ids is not None:
+                    table = table.filter(pc.is_in(table.column("id"), value_set=ids))
+                for batch in table.to_batches(max_chunksize=10_000):
+                    for row in batch.to_pylist():
+                        yield record_of(row, self.path)
         except (pa.ArrowException, OSError) as exc:
             raise InputError(f"{self.path}: a torn results.parquet ({str(exc).splitlines()[0]})") from None
 
-    def records(self, ids: pa.Array | None = None) -> Iterator[dict[str, Any]]:
-        """Each record as results.json holds it (``record_dict``'s dict); with ``ids``, only those."""
-        for batch in self.batches():
-            if ids is not None:
-                batch = batch.filter(pc.is_in(batch.column("id"), value_set=ids))
-            for row in batch.to_pylist():
-                yield record_of(row, self.path)
+    def results(self) -> dict[str, Any]:
+        """The file as load_results gives a results.json: meta, records (every one, in memory) and totals."""
+        return {"meta": self.meta, "records": list(self.records()), "totals": self.totals}
 
 
 def record_of(row: Mapping[str, Any], source: str | os.PathLike[str] = "results.parquet") -> dict[str, Any]:
@@ -318,8 +329,8 @@ def record_of(row: Mapping[str, Any], source: str | os.PathLike[str] = "results.
             full = json.loads(row["detail"])
         except ValueError as exc:
             raise InputError(f"{source}: record {row.get('id')!r}: detail is not JSON ({exc})") from None
-        if not isinstance(full, dict):
-            raise InputError(f"{source}: record {row.get('id')!r}: detail is not a JSON object")
+        if not isinstance(full, dict) or full.get("id") != row.get("id"):
+            raise InputError(f"{source}: record {row.get('id')!r}: detail is not that record's JSON object")
         return full
     d: dict[str, Any] = {}
     for key in _PASS_KEYS:
@@ -342,3 +353,69 @@ def record_of(row: Mapping[str, Any], source: str | os.PathLike[str] = "results.
         d["evidence"] = json.loads(row["evidence"])
         d["inferred"] = bool(row.get("inferred"))
     return d
+
+
+# What compare_results' classification reads of a pair besides the arrays (drift._behaviour, _moved and the
+# status rules): where all of these agree, the digests say the outputs are the same values (dtype, shape and
+# bytes, -0 as +0 and one NaN), so the pair cannot be a change.  kind and divergence are not read there; they
+# are compared anyway, so a pair whose verdict moved in any way is looked at.
+_FACTS = ("status", "kind", "digest", "actual_error", "actual_dtype", "divergence")
+
+
+def _slim(f: ColumnsFile) -> pa.Table:
+    """The id, group and facts of every record of ``f``, the categories as plain strings (two files'
+    dictionaries differ, and a comparison needs one), and each row's position."""
+    table = f.read(["id", "group", *_FACTS])
+    columns = {name: table.column(name).cast(pa.string()) for name in table.column_names}
+    ids = columns["id"]
+    if pc.count_distinct(ids).as_py() != len(ids):
+        counts = pc.value_counts(ids)
+        twice = counts.filter(pc.greater(counts.field("counts"), 1))[0]["values"].as_py()
+        raise InputError(f"{f.path}: id {twice!r} appears twice")
+    return pa.table({**columns, "_row": pa.array(np.arange(len(table), dtype=np.int64))})
+
+
+def _differ(x: pa.ChunkedArray, y: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Elementwise: ``x`` and ``y`` differ, a null equal only to a null."""
+    both_null = pc.and_(pc.is_null(x), pc.is_null(y))
+    return pc.and_(pc.fill_null(pc.not_equal(x, y), True), pc.invert(both_null))
+
+
+def compare_columns(base: ColumnsFile, new: ColumnsFile, *, exact: bool = False) -> Drift:
+    """``drift.compare_results`` of two results.parquet, out of core: the slim columns of both joined by id,
+    and only the pairs whose facts differ built into records (from ``detail``, or a pass's columns) and
+    classified by the same ``Tally``.  The Drift is compare_results' on the same records, its changes in the
+    order of NEW's rows; memory holds the slim columns and the differing records, never every record."""
+    check_pair(base.meta, new.meta, exact)
+    b, n = _slim(base), _slim(new)
+    in_new, in_base = pc.is_in(b.column("id"), value_set=n.column("id")), pc.is_in(n.column("id"), value_set=b.column("id"))
+    only_base = tuple(b.column("id").filter(pc.invert(in_new)).to_pylist())
+    only_new = tuple(n.column("id").filter(pc.invert(in_base)).to_pylist())
+    joined = n.join(b.drop_columns(["group", "_row"]), keys="id", join_type="inner", right_suffix="_b")
+    del b  # the join holds what is needed of BASE
+    tally = Tally(exact)
+    counts = pc.value_counts(joined.column("group"))
+    for item in counts.to_pylist():
+        tally.groups[item["values"]] = item["counts"]
+    differ = None
+    for fact in _FACTS:
+        d = _differ(joined.column(fact), joined.column(fact + "_b"))
+        differ = d if differ is None else pc.or_(differ, d)
+    candidates = joined.filter(differ).select(["id", "group", "_row"]).sort_by("_row")
+    compared = len(joined)
+    del joined, n
+    ids = candidates.column("id").combine_chunks()
+    sides = []
+    for f in (base, new):
+        records = {}
+        for r in f.records(ids):
+            try:
+                check_record(r, f"record {str(r.get('id'))[:200]!r}")
+            except UsageError as exc:
+                raise InputError(f"{f.path}: {exc}") from None
+            records[r["id"]] = r
+        sides.append(records)
+    before, after = sides
+    for cid, group in zip(ids.to_pylist(), candidates.column("group").to_pylist(), strict=True):
+        tally.pair(cid, group, before[cid], after[cid])
+    return tally.drift(base.meta, new.meta, only_base, only_new, compared)
