@@ -487,14 +487,24 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from harness.engine import out_folder
+    from harness.report.columns import ColumnsFile, columns_path, compare_columns
     from harness.report.drift import compare_results, coverage_text, load_results, render_text
     from harness.report.issue import render_issues, write_compare_reports
     from harness.run.stream import recorded
 
-    new = load_results(args.new)
-    base = load_results(args.base)
+    base_columns, new_columns = columns_path(args.base), columns_path(args.new)
+    columns = None
+    if base_columns is not None and new_columns is not None:
+        # both runs wrote results.parquet: compared out of core (report/columns.py), two million-record runs
+        # in well under the memory of one results.json; NEW's records are read whole only for --out's reports
+        columns = ColumnsFile(new_columns)
+        base_file = ColumnsFile(base_columns)
+        new, base = {"meta": columns.meta}, {"meta": base_file.meta}
+    else:
+        new = load_results(args.new)
+        base = load_results(args.base)
     try:
-        drift = compare_results(base, new, exact=args.exact)
+        drift = compare_results(base, new, exact=args.exact) if columns is None else compare_columns(base_file, columns, exact=args.exact)
     except UsageError as exc:  # an array of one of the files that does not decode
         raise InputError(f"{base['meta']['source']} or {new['meta']['source']}: {exc}") from None
     if (drift.only_base or drift.only_new) and not args.allow_subset:
@@ -507,6 +517,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         if (Path(args.out) / "results.json").exists() or recorded(args.out):
             raise UsageError(f"--out {args.out}: holds a run's reports, whose report.html and junit.xml compare would replace; choose another")
         out_folder(args.out)
+        if columns is not None:  # the HTML and JUnit reports list every record of NEW
+            new = columns.results()
         named = new["meta"].get("loss_factory")
         if args.loss_factory is not None and args.loss_factory != named:
             raise UsageError(f"--loss-factory {args.loss_factory}: {new['meta']['source']} was run with {named!r}; name that one, or none")

@@ -1,4 +1,5 @@
-"""Stage 5, report: ``summary`` writes a run's terminal table, ``results.json`` and ``report.md``;
+"""Stage 5, report: ``summary`` writes a run's terminal table, ``results.json`` and ``report.md``; ``columns``
+writes and reads ``results.parquet``, the same records as columns, and compares two of them out of core;
 ``html`` and ``junit`` the other views; ``repro`` the standalone reproductions; ``crossmode`` the calls whose
 modes disagree; ``drift`` compares two runs and ``issue`` writes what ``compare`` files upstream; ``bulk``
 holds a large run's records in bounded memory; ``literal`` (generated code) and ``inert`` (Markdown, terminals

@@ -7,7 +7,9 @@ same records as a default run), and writes every other record's results.json ent
 a pass as its summary, format 6; a known divergence, xfail, with its arrays) as one JSON line to
 ``DIR/passes.partial.jsonl``, counting it into the totals, the summary table's rows, the known divergences'
 counts and a top-N of the worst ULP differences among the passes.  ``summary.write_reports(..., bulk=...)`` then streams that file into
-``results.json`` and removes it.  Every record, in full, is in ``records.jsonl``.
+``results.json`` and removes it.  The same records go, as they arrive, into ``results.parquet``
+(report/columns.py: one row group at a time in memory), which ``write_reports`` completes with the kept ones.
+Every record, in full, is in ``records.jsonl``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from harness.report.columns import COLUMNS_NAME, ColumnWriter
 from harness.run.runner import NO_VERDICT, Record
 
 __all__ = ["PASSES_NAME", "TOP_N", "Bulk"]
@@ -36,6 +39,7 @@ class Bulk:
         self.path = Path(out_dir) / PASSES_NAME
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file: IO[str] | None = self.path.open("w", encoding="utf-8")
+        self.columns = ColumnWriter(Path(out_dir) / COLUMNS_NAME)
         self.keep = keep
         self.kept: list[Record] = []
         self.summarised = 0
@@ -52,6 +56,7 @@ class Bulk:
         line = json.dumps(d, allow_nan=False)
         assert self._file is not None, "Bulk.add after close"
         self._file.write(line + "\n")
+        self.columns.add(record, d)
         self.summarised += 1
         self.statuses[record.status] += 1
         (row,) = self._rows_of([record])
@@ -88,5 +93,7 @@ class Bulk:
         return sorted(self.worst, reverse=True)
 
     def discard(self) -> None:
+        """Remove the passes' file, and results.parquet.partial unless write_reports completed it."""
         self.close()
         self.path.unlink(missing_ok=True)
+        self.columns.abort()

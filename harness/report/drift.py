@@ -47,7 +47,10 @@ from harness.report.inert import term
 from harness.run.runner import NO_VERDICT, STATUSES
 from harness.schema import Array, Bool, Int, Json, List, Map, Num, Obj, Opt, Scalar, Str, read_json, short
 
-__all__ = ["MAX_FORMAT", "MIN_FORMAT", "Change", "coverage_text", "Drift", "compare_results", "load_results", "output_digest", "render_text"]
+__all__ = [
+    "MAX_FORMAT", "MIN_FORMAT", "Change", "coverage_text", "Drift", "Tally", "check_pair", "check_record", "compare_results", "load_results",
+    "output_digest", "render_text",
+]  # fmt: skip
 
 MIN_FORMAT = 2  # report.py FORMAT_VERSION 2: every record has its outcome
 MAX_FORMAT = 6  # summary.FORMAT_VERSION, the newest layout this version reads (a test keeps them equal)
@@ -195,17 +198,25 @@ def _check_results(data: Any) -> None:
         if r["id"] in seen:
             raise UsageError(f"{where}.id={short(r['id'])} appears twice")
         seen.add(r["id"])
-        try:
-            if "y_true" in r or "y_pred" in r:  # a record with its inputs: its case, as report.issue rebuilds it
-                if "input_dtype" not in r:
-                    raise UsageError("field 'input_dtype' is missing")
-                Case.from_dict({**r, "pred_dtype": r["input_dtype"]})
-                continue
-            for key, decode in (("options", Options.from_dict), ("training", TrainingSpec.from_dict), ("config", Config.from_dict)):
-                if r.get(key) is not None:
-                    decode(r[key])
-        except UsageError as exc:
-            raise UsageError(f"{where} (id {short(r['id'])}): {exc}") from None
+        check_record(r, where, schema=False)
+
+
+def check_record(r: Any, where: str, *, schema: bool = True) -> None:
+    """One record as ``_check_results`` reads it (``schema``: against _RECORD too, as RESULTS checks the records of
+    a whole file): its options, training and config as their decoders read them, or, with its inputs, its case."""
+    if schema:
+        _RECORD.check(r, where)
+    try:
+        if "y_true" in r or "y_pred" in r:  # a record with its inputs: its case, as report.issue rebuilds it
+            if "input_dtype" not in r:
+                raise UsageError("field 'input_dtype' is missing")
+            Case.from_dict({**r, "pred_dtype": r["input_dtype"]})
+            return
+        for key, decode in (("options", Options.from_dict), ("training", TrainingSpec.from_dict), ("config", Config.from_dict)):
+            if r.get(key) is not None:
+                decode(r[key])
+    except UsageError as exc:
+        raise UsageError(f"{where} (id {short(r['id'])}): {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -345,52 +356,81 @@ def _version_line(m: Mapping[str, Any]) -> str:
 
 def compare_results(base: Mapping[str, Any], new: Mapping[str, Any], *, exact: bool = False) -> Drift:
     """What changed from ``base`` to ``new`` (two loaded results files of the same suite and seed)."""
-    if not isinstance(exact, bool):
-        raise UsageError(f"exact={exact!r} is not a bool")
-    bm, nm = base["meta"], new["meta"]
-    if bm.get("seed") != nm.get("seed"):
-        raise InputError(f"{bm.get('source')} and {nm.get('source')} were run with different seeds ({bm.get('seed')} and {nm.get('seed')})")
+    check_pair(base["meta"], new["meta"], exact)
     before = {r["id"]: r for r in base["records"]}
     after = {r["id"]: r for r in new["records"]}
     common = [i for i in after if i in before]
-    new_div, unexplained, fixed, drifted, behaviour = [], [], [], [], []
-    groups: dict[str, int] = defaultdict(int)
+    tally = Tally(exact)
     for cid in common:
         b, a = before[cid], after[cid]
         group = group_of(a)
-        groups[group] += 1
+        tally.groups[group] += 1
+        tally.pair(cid, group, b, a)
+    return tally.drift(
+        base["meta"], new["meta"], tuple(i for i in before if i not in after), tuple(i for i in after if i not in before), len(common)
+    )
+
+
+def check_pair(bm: Mapping[str, Any], nm: Mapping[str, Any], exact: bool) -> None:
+    """The two runs' metas can be compared (one seed), ``exact`` is a bool: what every compare checks first."""
+    if not isinstance(exact, bool):
+        raise UsageError(f"exact={exact!r} is not a bool")
+    if bm.get("seed") != nm.get("seed"):
+        raise InputError(f"{bm.get('source')} and {nm.get('source')} were run with different seeds ({bm.get('seed')} and {nm.get('seed')})")
+
+
+class Tally:
+    """The changes of two runs, one pair of records at a time, in the order the pairs come: the one
+    classification both readers feed (``compare_results`` from two results.json, report/columns.py from two
+    results.parquet, which hands it only the pairs whose comparable facts differ)."""
+
+    def __init__(self, exact: bool) -> None:
+        self.exact = exact
+        self.new_div: list[Change] = []
+        self.unexplained: list[Change] = []
+        self.fixed: list[Change] = []
+        self.drifted: list[Change] = []
+        self.behaviour: list[Change] = []
+        self.groups: dict[str, int] = defaultdict(int)  # the caller counts every pair compared
+
+    def pair(self, cid: str, group: str, b: Mapping[str, Any], a: Mapping[str, Any]) -> None:
+        """Classify one case's two records (BASE's ``b``, NEW's ``a``)."""
         if b["status"] in NO_VERDICT or a["status"] in NO_VERDICT:
             # no verdict on one side: what moved is behaviour, never a regression or a fix
             changed = _behaviour(cid, group, b, a)
             if changed is not None:
-                behaviour.append(changed)
-            continue
+                self.behaviour.append(changed)
+            return
         status = Change(cid, group, f"{b['status']} -> {a['status']}", b, a)
         if b["status"] in _OK and a["status"] in ("fail", "xfail", "error"):
-            new_div.append(_measured(status))
+            self.new_div.append(_measured(status))
         elif b["status"] == "xfail" and a["status"] in ("fail", "error"):
-            unexplained.append(_measured(status))
+            self.unexplained.append(_measured(status))
         elif b["status"] not in _OK and a["status"] in _OK:
-            fixed.append(_measured(status))
-        moved = _moved(cid, group, b, a, exact)
+            self.fixed.append(_measured(status))
+        moved = _moved(cid, group, b, a, self.exact)
         if moved is not None and moved.what in ("exception", "message"):
-            behaviour.append(moved)  # both raised: only the exception's type or text moved
+            self.behaviour.append(moved)  # both raised: only the exception's type or text moved
         elif moved is not None and b["status"] == a["status"]:  # (a status change is classified above)
-            drifted.append(moved)
-    return Drift(
-        base=bm,
-        new=nm,
-        exact=exact,
-        new_divergences=tuple(new_div),
-        unexplained=tuple(unexplained),
-        fixed=tuple(fixed),
-        drift=tuple(drifted),
-        behaviour=tuple(behaviour),
-        only_base=tuple(i for i in before if i not in after),
-        only_new=tuple(i for i in after if i not in before),
-        compared=len(common),
-        groups=dict(groups),
-    )
+            self.drifted.append(moved)
+
+    def drift(
+        self, bm: Mapping[str, Any], nm: Mapping[str, Any], only_base: tuple[str, ...], only_new: tuple[str, ...], compared: int
+    ) -> Drift:
+        return Drift(
+            base=bm,
+            new=nm,
+            exact=self.exact,
+            new_divergences=tuple(self.new_div),
+            unexplained=tuple(self.unexplained),
+            fixed=tuple(self.fixed),
+            drift=tuple(self.drifted),
+            behaviour=tuple(self.behaviour),
+            only_base=only_base,
+            only_new=only_new,
+            compared=compared,
+            groups=dict(self.groups),
+        )
 
 
 def _behaviour(cid: str, group: str, b: Mapping[str, Any], a: Mapping[str, Any]) -> Change | None:

@@ -1,4 +1,5 @@
-"""Reports: ``results.json`` (versioned schema), ``report.md`` (for people) and the terminal summary.
+"""Reports: ``results.json`` (versioned schema), ``results.parquet`` (the same records as columns,
+report/columns.py), ``report.md`` (for people) and the terminal summary.
 
 Every file is written atomically (jsonio.atomic_write_text).  The JSON layout:
 
@@ -27,6 +28,7 @@ import numpy as np
 
 from harness import __version__
 from harness.jsonio import atomic_write_text, dumps, encode_array, encode_number
+from harness.report.columns import COLUMNS_NAME, ColumnWriter
 from harness.report.crossmode import cross_mode_divergences
 from harness.report.drift import output_digest
 from harness.report.html import write_html
@@ -476,13 +478,19 @@ def _first_section(result: RunResult) -> list[str]:
 
 
 def write_reports(result: RunResult, run_meta: dict[str, Any], out_dir: str | Path, bulk: Any = None) -> dict[str, Path]:
-    """Write results.json, report.md and repro/*.py for non-passing records; return the paths.  ``bulk``
+    """Write results.json, results.parquet, report.md and repro/*.py for non-passing records; return the paths.  ``bulk``
     (report/bulk.py): the passes a large run summarised on disk, streamed into results.json, counted in
     the totals and summary table, and then removed; the HTML and JUnit reports list the kept records."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     results = build_results(result, run_meta, bulk)
+    # results.parquet (report/columns.py): the records as columns; a large run's summarised records are in
+    # its bulk's writer already, the kept ones follow here, each with the record_dict results.json has
+    columns = ColumnWriter(out / COLUMNS_NAME) if bulk is None else bulk.columns
+    for r, d in zip(result.records, results["records"], strict=True):
+        columns.add(r, d)
     paths = {
+        "columns": columns.close(results["meta"], results["totals"]),
         "results": _write_results(out / "results.json", results, bulk),
         "report": atomic_write_text(out / "report.md", render_markdown(result, run_meta, bulk)),
         # rendered from the JSON-level results, as compare renders them from files

@@ -1,5 +1,6 @@
 """The records that pass between stages survive their round trips: every field of Case, Expected, Outcome
-and Comparison through the record stream, and a case through ``results.json`` into the regression report.
+and Comparison through the record stream, a case through ``results.json`` into the regression report, and a
+results.json entry through ``results.parquet``.
 
 No TensorFlow: the records are drawn, not run.
 """
@@ -7,6 +8,8 @@ No TensorFlow: the records are drawn, not run.
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 
 import numpy as np
 from hypothesis import given
@@ -35,8 +38,9 @@ from harness.dtypes import FLOAT_DTYPES, INPUT_DTYPES, round_to
 from harness.judge.compare import KINDS, Comparison
 from harness.judge.registry import Divergence, Registry
 from harness.report import issue
+from harness.report.columns import ColumnsFile, ColumnWriter
 from harness.report.summary import record_dict
-from harness.run.runner import Record, judged
+from harness.run.runner import STATUSES, Record, judged
 from harness.run.stream import record_from_json, record_to_json
 
 EMPTY = Registry(())
@@ -223,6 +227,19 @@ def test_a_case_survives_results_json_into_the_regression_report(case, compariso
     assert record.status == "fail"
     entry = json.loads(json.dumps(record_dict(record), allow_nan=False))
     assert_same_case(case, issue._case(entry))
+
+
+@given(cases(), st.none() | expectations(), st.none() | outcomes(), comparisons(), st.sampled_from(STATUSES), TEXT)
+def test_every_field_of_results_json_survives_results_parquet(case, exp, out, comparison, status, note) -> None:
+    """A record's row of results.parquet (report/columns.py) reads back as its results.json entry: a pass from
+    its summary columns, any other status from its detail."""
+    record = Record(case, status, comparison, exp, out, note=note)
+    entry = record_dict(record)
+    with tempfile.TemporaryDirectory() as tmp:
+        writer = ColumnWriter(Path(tmp) / "results.parquet")
+        writer.add(record, entry)
+        (back,) = ColumnsFile(writer.close({"seed": 1})).records()
+    assert back == json.loads(json.dumps(entry, allow_nan=False))
 
 
 def test_a_second_failure_kind_survives_the_stream_so_a_registry_entry_does_not_excuse_it() -> None:

@@ -1,0 +1,421 @@
+"""``results.parquet``: a run's records as columns, one row per record, beside ``results.json``.
+
+A million-record night's results.json is a gigabyte of JSON that ``compare`` must parse whole; the same
+records as Parquet columns are a few dozen megabytes, and a reader takes only the columns it needs
+(``compare`` reads ids, statuses and output digests; pandas, polars or DuckDB read whatever a question
+needs: README, "Querying a night's results").
+
+One row per record, in the schema ``SCHEMA`` (its version, ``VERSION``, in the file's key-value metadata under
+``VERSION_KEY``; the run's meta and totals as JSON under ``META_KEY`` and ``TOTALS_KEY``).  A passing record
+keeps only its summary columns (what ``summary.record_dict`` writes for it: differences, digest, shape,
+preview); every other record also keeps its whole ``record_dict`` (with its arrays) as JSON in ``detail``, so
+``compare`` and a maintainer lose nothing.  The low-cardinality strings are dictionary-encoded (a reader
+gets categories), the rest zstd-compressed.
+
+``ColumnWriter`` buffers ``ROWS_PER_GROUP`` rows and writes them as one row group, so a run of any size holds
+one group's rows at a time; it writes to ``results.parquet.partial`` and renames it on ``close`` (a reader
+never sees a torn file under the final name).  ``ColumnsFile`` reads one back, after one schema check.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from harness.errors import InputError, UsageError
+from harness.families import group_of
+from harness.jsonio import encode_number
+from harness.report.drift import Drift, Tally, check_pair, check_record, output_digest
+from harness.run.runner import Record
+
+__all__ = [
+    "COLUMNS_NAME", "META_KEY", "ROWS_PER_GROUP", "SCHEMA", "VERSION", "VERSION_KEY", "ColumnWriter", "ColumnsFile", "columns_path",
+    "compare_columns", "record_of", "record_row",
+]  # fmt: skip
+
+COLUMNS_NAME = "results.parquet"
+VERSION = "1"
+VERSION_KEY = b"bce_harness.results_columns"
+META_KEY = b"bce_harness.meta"
+TOTALS_KEY = b"bce_harness.totals"
+ROWS_PER_GROUP = 50_000  # about 10 MB of Python lists per group buffered; a million records are 20 groups
+
+_CAT = pa.dictionary(pa.int32(), pa.string())
+_SIZES = pa.list_(pa.int64())
+
+# Version 1.  A change of a column's meaning or type is a new VERSION (the reader refuses another); a column
+# added at the end is not.
+SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("group", _CAT),  # families.group_of: the option family, as compare and the reports group records
+        ("family", _CAT),  # tags["family"]
+        ("regime", _CAT),  # tags["regime"]
+        ("tags", _CAT),  # every tag, as JSON
+        ("api", _CAT),
+        ("mode", _CAT),
+        ("producer", _CAT),
+        ("grad", _CAT),
+        ("status", _CAT),
+        ("kind", _CAT),  # the comparison's kind (tolerance, nan_inf, exception, ...)
+        ("options", _CAT),  # the options as JSON; the five below are the same, for queries
+        ("from_logits", pa.bool_()),
+        ("label_smoothing", pa.float64()),
+        ("axis", _CAT),  # JSON: an int or a list
+        ("reduction", _CAT),
+        ("option_dtype", _CAT),  # the loss's dtype= option
+        ("input_dtype", _CAT),
+        ("true_dtype", _CAT),
+        ("compute_dtype", _CAT),
+        ("actual_dtype", _CAT),
+        ("expected_dtype", _CAT),
+        ("shape", _SIZES),
+        ("true_shape", _SIZES),
+        ("actual_shape", _SIZES),
+        ("training", _CAT),  # JSON
+        ("config", _CAT),  # JSON
+        ("row_lengths", _SIZES),
+        ("max_abs", pa.float64()),
+        ("max_rel", pa.float64()),
+        ("max_ulp", pa.uint64()),
+        ("bound", pa.float64()),  # the largest element of the error bound (null: no bound)
+        ("digest", pa.string()),  # drift.output_digest of the output, every record with one
+        ("preview", pa.list_(pa.float64())),  # a pass's first values (record_dict's preview)
+        ("divergence", _CAT),  # the registry entry's id
+        ("actual_error", pa.string()),  # TensorFlow's exception, "Type: message"
+        ("message", pa.string()),
+        ("note", pa.string()),
+        ("evidence", pa.string()),  # JSON
+        ("inferred", pa.bool_()),
+        ("detail", pa.string()),  # every record but a pass: its whole record_dict as JSON
+    ]
+)
+_DICTIONARY = [f.name for f in SCHEMA if f.type == _CAT]
+# the keys record_dict writes for a pass, in its order; ``note``, ``divergence`` and ``evidence``/``inferred``
+# only when set
+_PASS_KEYS = (
+    "id", "api", "options", "input_dtype", "true_dtype", "compute_dtype", "shape", "true_shape", "tags", "mode",
+    "producer", "grad", "training", "config", "row_lengths", "status", "kind", "max_abs", "max_rel", "max_ulp",
+    "actual_dtype", "actual_error", "expected_dtype", "digest", "actual_shape", "preview",
+)  # fmt: skip
+_JSON_KEYS = ("options", "tags", "training", "config")
+
+
+def columns_path(where: str | os.PathLike[str]) -> Path | None:
+    """The results.parquet ``where`` names (the file, or a run's folder holding one), or None."""
+    p = Path(where)
+    if p.is_dir():
+        p = p / COLUMNS_NAME
+    return p if p.suffix == ".parquet" and p.is_file() else None
+
+
+def _json(x: Any) -> str | None:
+    return None if x is None else json.dumps(x, sort_keys=False, allow_nan=False)
+
+
+def _float(x: Any) -> float | None:
+    """A number as record_dict encodes it (a float, or "nan"/"inf"/"-inf") as a float."""
+    return None if x is None else float(x)
+
+
+def row_of(d: Mapping[str, Any], *, digest: str | None = None, bound: float | None = None) -> dict[str, Any]:
+    """The row of one record's ``record_dict``; ``digest`` and ``bound`` from its Record where the dict has
+    none (a record that did not pass keeps its arrays, not their digest)."""
+    options, tags = d.get("options") or {}, d.get("tags") or {}
+    return {
+        "id": d["id"],
+        "group": group_of(d),
+        "family": tags.get("family"),
+        "regime": tags.get("regime"),
+        "tags": _json(tags),
+        "api": d.get("api"),
+        "mode": d.get("mode"),
+        "producer": d.get("producer"),
+        "grad": d.get("grad"),
+        "status": d["status"],
+        "kind": d.get("kind"),
+        "options": _json(options),
+        "from_logits": options.get("from_logits"),
+        "label_smoothing": options.get("label_smoothing"),
+        "axis": _json(options.get("axis")),
+        "reduction": options.get("reduction"),
+        "option_dtype": options.get("dtype"),
+        "input_dtype": d.get("input_dtype"),
+        "true_dtype": d.get("true_dtype"),
+        "compute_dtype": d.get("compute_dtype"),
+        "actual_dtype": d.get("actual_dtype"),
+        "expected_dtype": d.get("expected_dtype"),
+        "shape": d.get("shape"),
+        "true_shape": d.get("true_shape"),
+        "actual_shape": d.get("actual_shape"),
+        "training": _json(d.get("training")),
+        "config": _json(d.get("config")),
+        "row_lengths": d.get("row_lengths"),
+        "max_abs": _float(d.get("max_abs")),
+        "max_rel": _float(d.get("max_rel")),
+        "max_ulp": d.get("max_ulp"),
+        "bound": bound,
+        "digest": d.get("digest") if digest is None else digest,
+        "preview": None if d.get("preview") is None else [float(v) for v in d["preview"]],
+        "divergence": d.get("divergence"),
+        "actual_error": d.get("actual_error"),
+        "message": d.get("message"),
+        "note": d.get("note"),
+        "evidence": _json(d.get("evidence")),
+        "inferred": d.get("inferred"),
+        "detail": None if d["status"] == "pass" else json.dumps(d, allow_nan=False),
+    }
+
+
+def record_row(record: Record, d: Mapping[str, Any]) -> dict[str, Any]:
+    """The row of ``record``, whose ``summary.record_dict`` is ``d``."""
+    o, e = record.outcome, record.expected
+    digest = None if o is None or o.value is None else output_digest(o.value, o.dtype)
+    bound = None
+    if e is not None and e.bound is not None:
+        b = np.asarray(e.bound, dtype=np.float64)
+        bound = float(b.max()) if b.size else None
+    return row_of(d, digest=digest, bound=bound)
+
+
+class ColumnWriter:
+    """results.parquet written as records arrive, ``rows_per_group`` rows in memory at most."""
+
+    def __init__(self, path: str | os.PathLike[str], *, rows_per_group: int = ROWS_PER_GROUP) -> None:
+        self.path = Path(path)
+        self.partial = self.path.with_name(self.path.name + ".partial")
+        self.rows_per_group = rows_per_group
+        self.rows = 0
+        self._buffer: dict[str, list[Any]] = {f.name: [] for f in SCHEMA}
+        self._writer: pq.ParquetWriter | None = None
+        self._closed = False
+
+    def add(self, record: Record, d: Mapping[str, Any]) -> None:
+        """``record``, whose ``summary.record_dict`` is ``d``."""
+        self.add_row(record_row(record, d))
+
+    def add_row(self, row: Mapping[str, Any]) -> None:
+        if self._closed:
+            raise RuntimeError("ColumnWriter.add after close")
+        # the row is built whole before any column grows: an interrupt between two appends would shear it
+        values = [(name, row[name]) for name in self._buffer]
+        for name, value in values:
+            self._buffer[name].append(value)
+        self.rows += 1
+        if len(self._buffer["id"]) >= self.rows_per_group:
+            self._flush()
+
+    def _open(self) -> pq.ParquetWriter:
+        if self._writer is None:
+            self.partial.parent.mkdir(parents=True, exist_ok=True)
+            schema = SCHEMA.with_metadata({VERSION_KEY: VERSION.encode()})
+            self._writer = pq.ParquetWriter(
+                self.partial, schema, compression="zstd", use_dictionary=_DICTIONARY,
+                # the ids, digests and texts are near unique: statistics on them only grow the footer
+                write_statistics=["max_abs", "max_rel", "max_ulp", "bound"],
+            )  # fmt: skip
+        return self._writer
+
+    def _flush(self) -> None:
+        writer = self._open()
+        if self._buffer["id"]:
+            table = pa.Table.from_pydict(self._buffer, schema=writer.schema)
+            writer.write_table(table, row_group_size=len(table))
+        self._buffer = {name: [] for name in self._buffer}
+
+    def close(self, meta: Mapping[str, Any], totals: Mapping[str, Any] | None = None) -> Path:
+        """Write the rest, the run's ``meta`` and ``totals`` into the footer, and rename the file into place."""
+        try:
+            self._flush()
+            writer = self._open()
+            writer.add_key_value_metadata({META_KEY: json.dumps(dict(meta), allow_nan=False), TOTALS_KEY: json.dumps(dict(totals or {}))})
+            writer.close()
+            self._closed = True
+            with open(self.partial, "rb+") as f:  # on disk before the rename, as jsonio.atomic_write_text
+                os.fsync(f.fileno())
+            os.replace(self.partial, self.path)
+        except BaseException:
+            self.abort()
+            raise
+        return self.path
+
+    def abort(self) -> None:
+        """Drop what was written (an interrupted or refused run leaves no results.parquet.partial)."""
+        self._closed = True
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            except (OSError, pa.ArrowException):  # the partial file is removed anyway
+                pass
+            self._writer = None
+        self.partial.unlink(missing_ok=True)
+
+
+class ColumnsFile:
+    """One results.parquet, its schema checked once: InputError (one line, naming the file) for a file of
+    another version, one that is not Parquet or is torn, or one missing a column this version reads."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        try:
+            self.file = pq.ParquetFile(self.path)
+        except FileNotFoundError:
+            raise InputError(f"{self.path}: no such file") from None
+        except (pa.ArrowException, OSError) as exc:
+            raise InputError(f"{self.path}: not a results.parquet (torn or not Parquet: {str(exc).splitlines()[0]})") from None
+        kv = self.file.metadata.metadata or {}
+        version = kv.get(VERSION_KEY)
+        if version != VERSION.encode():
+            found = "none" if version is None else repr(version.decode(errors="replace"))
+            raise InputError(f"{self.path}: results columns version {found}; this bce-harness reads version {VERSION}")
+        missing = [f.name for f in SCHEMA if f.name not in self.file.schema_arrow.names]
+        if missing:
+            raise InputError(f"{self.path}: results columns version {VERSION} without column(s) {', '.join(missing)}")
+        try:
+            self.meta: dict[str, Any] = json.loads(kv[META_KEY])
+            self.totals: dict[str, Any] = json.loads(kv.get(TOTALS_KEY, b"{}"))
+        except (KeyError, ValueError) as exc:
+            raise InputError(f"{self.path}: results columns without a readable run meta ({exc})") from None
+        if not isinstance(self.meta, dict):
+            raise InputError(f"{self.path}: the run meta is not a JSON object")
+        self.meta["source"] = str(self.path)
+
+    @property
+    def rows(self) -> int:
+        return self.file.metadata.num_rows
+
+    def read(self, columns: Sequence[str]) -> pa.Table:
+        """Only ``columns``, every row group."""
+        try:
+            return self.file.read(columns=list(columns))
+        except (pa.ArrowException, OSError) as exc:
+            raise InputError(f"{self.path}: a torn results.parquet ({str(exc).splitlines()[0]})") from None
+
+    def records(self, ids: pa.Array | None = None) -> Iterator[dict[str, Any]]:
+        """Each record as results.json holds it (``record_dict``'s dict); with ``ids``, only those, read from
+        the row groups that hold one only."""
+        try:
+            for g in range(self.file.num_row_groups):
+                if ids is not None:
+                    found = pc.is_in(self.file.read_row_group(g, columns=["id"]).column("id"), value_set=ids)
+                    if not pc.any(found).as_py():
+                        continue
+                # in batches: a group's detail column decoded whole is tens of megabytes
+                for batch in self.file.iter_batches(batch_size=4096, row_groups=[g]):
+                    if ids is not None:
+                        batch = batch.filter(pc.is_in(batch.column("id"), value_set=ids))
+                    for row in batch.to_pylist():
+                        yield record_of(row, self.path)
+        except (pa.ArrowException, OSError) as exc:
+            raise InputError(f"{self.path}: a torn results.parquet ({str(exc).splitlines()[0]})") from None
+
+    def results(self) -> dict[str, Any]:
+        """The file as load_results gives a results.json: meta, records (every one, in memory) and totals."""
+        return {"meta": self.meta, "records": list(self.records()), "totals": self.totals}
+
+
+def record_of(row: Mapping[str, Any], source: str | os.PathLike[str] = "results.parquet") -> dict[str, Any]:
+    """The record_dict of one row: a record that did not pass from its ``detail``, a pass from its columns."""
+    if row.get("detail") is not None:
+        try:
+            full = json.loads(row["detail"])
+        except ValueError as exc:
+            raise InputError(f"{source}: record {row.get('id')!r}: detail is not JSON ({exc})") from None
+        if not isinstance(full, dict) or full.get("id") != row.get("id"):
+            raise InputError(f"{source}: record {row.get('id')!r}: detail is not that record's JSON object")
+        return full
+    d: dict[str, Any] = {}
+    for key in _PASS_KEYS:
+        value = row.get(key)
+        if key in _JSON_KEYS and value is not None:
+            value = json.loads(value)
+        elif key in ("max_abs", "max_rel"):
+            value = encode_number(value)
+        elif key == "preview" and value is not None:
+            value = [encode_number(v) for v in value]
+        d[key] = value
+    if d["options"] is None:
+        d["options"] = {}
+    if d["tags"] is None:
+        d["tags"] = {}
+    for key in ("divergence", "note"):
+        if row.get(key) is not None:
+            d[key] = row[key]
+    if row.get("evidence") is not None:
+        d["evidence"] = json.loads(row["evidence"])
+        d["inferred"] = bool(row.get("inferred"))
+    return d
+
+
+# What compare_results' classification reads of a pair besides the arrays (drift._behaviour, _moved and the
+# status rules): where all of these agree, the digests say the outputs are the same values (dtype, shape and
+# bytes, -0 as +0 and one NaN), so the pair cannot be a change.  kind and divergence are not read there; they
+# are compared anyway, so a pair whose verdict moved in any way is looked at.
+_FACTS = ("status", "kind", "digest", "actual_error", "actual_dtype", "divergence")
+
+
+def _slim(f: ColumnsFile) -> pa.Table:
+    """The id, group and facts of every record of ``f``, the categories as plain strings (two files'
+    dictionaries differ, and a comparison needs one), and each row's position."""
+    table = f.read(["id", "group", *_FACTS])
+    columns = {name: table.column(name).cast(pa.string()) for name in table.column_names}
+    ids = columns["id"]
+    if pc.count_distinct(ids).as_py() != len(ids):
+        counts = pc.value_counts(ids)
+        twice = counts.filter(pc.greater(counts.field("counts"), 1))[0]["values"].as_py()
+        raise InputError(f"{f.path}: id {twice!r} appears twice")
+    return pa.table({**columns, "_row": pa.array(np.arange(len(table), dtype=np.int64))})
+
+
+def _differ(x: pa.ChunkedArray, y: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Elementwise: ``x`` and ``y`` differ, a null equal only to a null."""
+    both_null = pc.and_(pc.is_null(x), pc.is_null(y))
+    return pc.and_(pc.fill_null(pc.not_equal(x, y), True), pc.invert(both_null))
+
+
+def compare_columns(base: ColumnsFile, new: ColumnsFile, *, exact: bool = False) -> Drift:
+    """``drift.compare_results`` of two results.parquet, out of core: the slim columns of both joined by id,
+    and only the pairs whose facts differ built into records (from ``detail``, or a pass's columns) and
+    classified by the same ``Tally``.  The Drift is compare_results' on the same records, its changes in the
+    order of NEW's rows; memory holds the slim columns and the differing records, never every record."""
+    check_pair(base.meta, new.meta, exact)
+    b, n = _slim(base), _slim(new)
+    in_new, in_base = pc.is_in(b.column("id"), value_set=n.column("id")), pc.is_in(n.column("id"), value_set=b.column("id"))
+    only_base = tuple(b.column("id").filter(pc.invert(in_new)).to_pylist())
+    only_new = tuple(n.column("id").filter(pc.invert(in_base)).to_pylist())
+    joined = n.join(b.drop_columns(["group", "_row"]), keys="id", join_type="inner", right_suffix="_b")
+    del b  # the join holds what is needed of BASE
+    tally = Tally(exact)
+    counts = pc.value_counts(joined.column("group"))
+    for item in counts.to_pylist():
+        tally.groups[item["values"]] = item["counts"]
+    differ = None
+    for fact in _FACTS:
+        d = _differ(joined.column(fact), joined.column(fact + "_b"))
+        differ = d if differ is None else pc.or_(differ, d)
+    candidates = joined.filter(differ).select(["id", "group", "_row"]).sort_by("_row")
+    compared = len(joined)
+    del joined, n
+    ids = candidates.column("id").combine_chunks()
+    sides = []
+    for f in (base, new):
+        records = {}
+        for r in f.records(ids):
+            try:
+                check_record(r, f"record {str(r.get('id'))[:200]!r}")
+            except UsageError as exc:
+                raise InputError(f"{f.path}: {exc}") from None
+            records[r["id"]] = r
+        sides.append(records)
+    before, after = sides
+    for cid, group in zip(ids.to_pylist(), candidates.column("group").to_pylist(), strict=True):
+        tally.pair(cid, group, before[cid], after[cid])
+    return tally.drift(base.meta, new.meta, only_base, only_new, compared)
