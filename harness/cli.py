@@ -517,8 +517,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         if (Path(args.out) / "results.json").exists() or recorded(args.out):
             raise UsageError(f"--out {args.out}: holds a run's reports, whose report.html and junit.xml compare would replace; choose another")
         out_folder(args.out)
-        if columns is not None:  # the HTML and JUnit reports list every record of NEW
-            new = columns.results()
+        if columns is not None:  # the HTML and JUnit reports list every record of NEW: read a batch at a time
+            new = columns.summaries()
         named = new["meta"].get("loss_factory")
         if args.loss_factory is not None and args.loss_factory != named:
             raise UsageError(f"--loss-factory {args.loss_factory}: {new['meta']['source']} was run with {named!r}; name that one, or none")

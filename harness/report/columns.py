@@ -37,7 +37,7 @@ from harness.report.drift import Drift, Tally, check_pair, check_record, output_
 from harness.run.runner import Record
 
 __all__ = [
-    "COLUMNS_NAME", "META_KEY", "ROWS_PER_GROUP", "SCHEMA", "VERSION", "VERSION_KEY", "ColumnWriter", "ColumnsFile", "columns_path",
+    "COLUMNS_NAME", "META_KEY", "ROWS_PER_GROUP", "SCHEMA", "VERSION", "VERSION_KEY", "ColumnWriter", "ColumnsFile", "SummaryRows", "columns_path",
     "compare_columns", "record_of", "record_row",
 ]  # fmt: skip
 
@@ -321,6 +321,39 @@ class ColumnsFile:
         """The file as load_results gives a results.json: meta, records (every one, in memory) and totals."""
         return {"meta": self.meta, "records": list(self.records()), "totals": self.totals}
 
+    def summaries(self) -> dict[str, Any]:
+        """The file as the HTML and JUnit reports read a results.json: meta, totals, and records that are
+        their summary fields only (no arrays), read from the file a batch at a time each time they are
+        iterated (``SummaryRows``), so compare --out of a million-record run holds one batch."""
+        return {"meta": self.meta, "records": SummaryRows(self), "totals": self.totals}
+
+
+class SummaryRows:
+    """A results.parquet's records as summary dicts (``FIELDS``, with the options as ``{"from_logits": ...}``
+    and the tags decoded), re-read a batch at a time on every iteration; ``len`` is the file's row count."""
+
+    FIELDS = ("id", "status", "kind", "max_ulp", "max_abs", "compute_dtype", "tags", "from_logits", "message", "note", "divergence")
+
+    def __init__(self, f: ColumnsFile) -> None:
+        self.f = f
+
+    def __len__(self) -> int:
+        return self.f.rows
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        try:
+            for batch in self.f.file.iter_batches(batch_size=8192, columns=list(self.FIELDS)):
+                cols = [batch.column(name).to_pylist() for name in self.FIELDS]
+                for values in zip(*cols, strict=True):
+                    row = dict(zip(self.FIELDS, values, strict=True))
+                    tags = row.pop("tags")
+                    out = {k: v for k, v in row.items() if v is not None and k != "from_logits"}
+                    out["tags"] = json.loads(tags) if tags else {}
+                    out["options"] = {"from_logits": bool(row["from_logits"])}
+                    yield out
+        except (pa.ArrowException, OSError) as exc:
+            raise InputError(f"{self.f.path}: a torn results.parquet ({str(exc).splitlines()[0]})") from None
+
 
 def record_of(row: Mapping[str, Any], source: str | os.PathLike[str] = "results.parquet") -> dict[str, Any]:
     """The record_dict of one row: a record that did not pass from its ``detail``, a pass from its columns."""
@@ -381,30 +414,89 @@ def _differ(x: pa.ChunkedArray, y: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.and_(pc.fill_null(pc.not_equal(x, y), True), pc.invert(both_null))
 
 
-def compare_columns(base: ColumnsFile, new: ColumnsFile, *, exact: bool = False) -> Drift:
-    """``drift.compare_results`` of two results.parquet, out of core: the slim columns of both joined by id,
-    and only the pairs whose facts differ built into records (from ``detail``, or a pass's columns) and
-    classified by the same ``Tally``.  The Drift is compare_results' on the same records, its changes in the
-    order of NEW's rows; memory holds the slim columns and the differing records, never every record."""
-    check_pair(base.meta, new.meta, exact)
+# DuckDB's memory for the join (it spills to a temporary folder past it): compare's whole footprint, with
+# Python, NumPy and pyarrow loaded, stays under the 1 GB the nightly's compare is held to.
+DUCKDB_MEMORY = "384MB"
+
+
+def _pairs_duckdb(base: ColumnsFile, new: ColumnsFile) -> tuple[tuple[str, ...], tuple[str, ...], dict[str, int], int, list[tuple[str, str]]]:
+    """What ``compare_columns`` needs of the join, computed by DuckDB straight from the two files (out of
+    core: a hash join that spills past ``DUCKDB_MEMORY``): the ids only in BASE and only in NEW, the common
+    records per group, their count, and the (id, group) of the pairs whose facts differ, in NEW's order."""
+    import tempfile
+
+    import duckdb
+
+    with tempfile.TemporaryDirectory(prefix="bce-compare-") as spill:
+        con = duckdb.connect(config={"memory_limit": DUCKDB_MEMORY, "threads": 2, "temp_directory": spill})
+        try:
+            facts = ", ".join(f'"{c}"::VARCHAR AS "{c}"' for c in _FACTS)
+            for name, f in (("b", base), ("n", new)):
+                # the file by the relation API, not in the SQL text: its path is data, never query text
+                con.read_parquet(str(f.path), file_row_number=True).create_view(f"{name}_file")
+                con.execute(
+                    f'CREATE TEMP VIEW {name} AS SELECT id, "group"::VARCHAR AS "group", {facts}, file_row_number AS _row '
+                    f"FROM {name}_file"
+                )  # fmt: skip
+                twice = con.execute(f"SELECT id FROM {name} GROUP BY id HAVING count(*) > 1 LIMIT 1").fetchone()
+                if twice is not None:
+                    raise InputError(f"{f.path}: id {twice[0]!r} appears twice")
+            only_base = tuple(r[0] for r in con.execute("SELECT id FROM b ANTI JOIN n USING (id) ORDER BY _row").fetchall())
+            only_new = tuple(r[0] for r in con.execute("SELECT id FROM n ANTI JOIN b USING (id) ORDER BY _row").fetchall())
+            groups = dict(con.execute('SELECT n."group", count(*) FROM n JOIN b USING (id) GROUP BY n."group"').fetchall())
+            compared = sum(groups.values())
+            differ = " OR ".join(f'n."{c}" IS DISTINCT FROM b."{c}"' for c in _FACTS)
+            pairs = con.execute(f'SELECT n.id, n."group" FROM n JOIN b USING (id) WHERE {differ} ORDER BY n._row').fetchall()
+        except duckdb.Error as exc:
+            raise InputError(f"{base.path} or {new.path}: {str(exc).splitlines()[0]}") from None
+        finally:
+            con.close()
+    return only_base, only_new, {str(k): int(v) for k, v in groups.items()}, compared, [(str(i), str(g)) for i, g in pairs]
+
+
+def _pairs_arrow(base: ColumnsFile, new: ColumnsFile) -> tuple[tuple[str, ...], tuple[str, ...], dict[str, int], int, list[tuple[str, str]]]:
+    """``_pairs_duckdb``'s answer from pyarrow alone (DuckDB not installed): the slim columns of both files
+    joined in memory (about 1.4 GB at a million records a side)."""
     b, n = _slim(base), _slim(new)
     in_new, in_base = pc.is_in(b.column("id"), value_set=n.column("id")), pc.is_in(n.column("id"), value_set=b.column("id"))
     only_base = tuple(b.column("id").filter(pc.invert(in_new)).to_pylist())
     only_new = tuple(n.column("id").filter(pc.invert(in_base)).to_pylist())
     joined = n.join(b.drop_columns(["group", "_row"]), keys="id", join_type="inner", right_suffix="_b")
     del b  # the join holds what is needed of BASE
-    tally = Tally(exact)
-    counts = pc.value_counts(joined.column("group"))
-    for item in counts.to_pylist():
-        tally.groups[item["values"]] = item["counts"]
+    groups = {item["values"]: item["counts"] for item in pc.value_counts(joined.column("group")).to_pylist()}
     differ = None
     for fact in _FACTS:
         d = _differ(joined.column(fact), joined.column(fact + "_b"))
         differ = d if differ is None else pc.or_(differ, d)
     candidates = joined.filter(differ).select(["id", "group", "_row"]).sort_by("_row")
     compared = len(joined)
-    del joined, n
-    ids = candidates.column("id").combine_chunks()
+    pairs = list(zip(candidates.column("id").to_pylist(), candidates.column("group").to_pylist(), strict=True))
+    return only_base, only_new, groups, compared, pairs
+
+
+def _has_duckdb() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("duckdb") is not None
+
+
+def compare_columns(base: ColumnsFile, new: ColumnsFile, *, exact: bool = False, engine: str | None = None) -> Drift:
+    """``drift.compare_results`` of two results.parquet, out of core: the slim columns of both joined by id
+    (by DuckDB when it is installed, which spills past ``DUCKDB_MEMORY``, else by pyarrow in memory), and
+    only the pairs whose facts differ built into records (from ``detail``, or a pass's columns) and
+    classified by the same ``Tally``.  The Drift is compare_results' on the same records, its changes in the
+    order of NEW's rows; memory holds the slim columns and the differing records, never every record.
+    ``engine``: "duckdb" or "arrow" to choose (the tests run both)."""
+    check_pair(base.meta, new.meta, exact)
+    # DuckDB reads a path as a glob: a path with a glob's characters is joined by pyarrow instead
+    plain = not any(ch in str(f.path) for f in (base, new) for ch in "*?[")
+    use = engine or ("duckdb" if _has_duckdb() and plain else "arrow")
+    if use not in ("duckdb", "arrow"):
+        raise UsageError(f"engine={engine!r} is not 'duckdb' or 'arrow'")
+    only_base, only_new, groups, compared, pairs = (_pairs_duckdb if use == "duckdb" else _pairs_arrow)(base, new)
+    tally = Tally(exact)
+    tally.groups.update(groups)
+    ids = pa.array([cid for cid, _ in pairs], type=pa.string())
     sides = []
     for f in (base, new):
         records = {}
@@ -416,6 +508,6 @@ def compare_columns(base: ColumnsFile, new: ColumnsFile, *, exact: bool = False)
             records[r["id"]] = r
         sides.append(records)
     before, after = sides
-    for cid, group in zip(ids.to_pylist(), candidates.column("group").to_pylist(), strict=True):
+    for cid, group in pairs:
         tally.pair(cid, group, before[cid], after[cid])
     return tally.drift(base.meta, new.meta, only_base, only_new, compared)

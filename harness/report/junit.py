@@ -8,17 +8,17 @@ the record's option family, so dashboards group the cases as the run summary doe
 
 from __future__ import annotations
 
+import os
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from harness.families import group_of
-from harness.jsonio import atomic_write_text
 from harness.run.runner import NO_VERDICT
 
-__all__ = ["render_junit", "write_junit"]
+__all__ = ["junit_chunks", "render_junit", "write_junit"]
 
 
 # XML 1.0 has no way to write these characters, even escaped; a record's text (a case id, an exception
@@ -30,18 +30,28 @@ def _xml_safe(text: str) -> str:
     return _NOT_XML.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
-def render_junit(results: Mapping[str, Any]) -> str:
-    """The XML text for the records of ``results`` (the dict written as results.json)."""
+def junit_chunks(results: Mapping[str, Any]) -> Iterator[str]:
+    """The XML text for the records of ``results`` (the dict written as results.json; its ``records`` may be
+    any re-iterable, such as a results.parquet's rows read a batch at a time), a test case at a time: a
+    million records are never one tree or one string in memory."""
     records = results["records"]
-    counts = {s: sum(r["status"] == s for r in records) for s in ("fail", "xpass", "error", "xfail")}
+    counts = dict.fromkeys(("fail", "xpass", "error", "xfail", "no verdict"), 0)
+    total = 0
+    for r in records:  # the suite's attributes come first: one pass to count
+        total += 1
+        status = r["status"]
+        if status in counts:
+            counts[status] += 1
+        elif status in NO_VERDICT:
+            counts["no verdict"] += 1
     meta = results["meta"]
     suite = ET.Element(
         "testsuite",
         name="bce-harness",
-        tests=str(len(records)),
+        tests=str(total),
         failures=str(counts["fail"] + counts["xpass"]),
         errors=str(counts["error"]),
-        skipped=str(counts["xfail"] + sum(r["status"] in NO_VERDICT for r in records)),
+        skipped=str(counts["xfail"] + counts["no verdict"]),
         time=str(meta.get("wall_seconds", 0)),
         timestamp=str(meta.get("created_utc", "")),
     )
@@ -49,27 +59,61 @@ def render_junit(results: Mapping[str, Any]) -> str:
     # the versions and the seed, so a dashboard can say what ran: every run's meta has them (summary.meta)
     for key in ("tensorflow", "keras", "profile", "seed", "harness_version", "python", "numpy", "platform"):
         ET.SubElement(props, "property", name=key, value=str(meta.get(key)))
-    for r in records:
-        case = ET.SubElement(suite, "testcase", classname=f"bce-harness.{group_of(r)}", name=r["id"], time="0")
-        status = r["status"]
-        message = r.get("message") or r.get("note") or ""
-        if status == "fail":
-            ET.SubElement(case, "failure", type=str(r.get("kind")), message=f"{r.get('kind')}: {r.get('note') or r['id']}").text = message
-        elif status == "xpass":
-            ET.SubElement(case, "failure", type="xpass", message=r.get("note", "registered divergence no longer reproduces"))
-        elif status == "error":
-            ET.SubElement(case, "error", type="harness", message=r.get("note", "")).text = message
-        elif status == "xfail":
-            ET.SubElement(case, "skipped", type="xfail", message=f"known divergence {r.get('divergence')}")
-        elif status in NO_VERDICT:  # no verdict
-            ET.SubElement(case, "skipped", type=status, message=r.get("note", ""))
-    for element in suite.iter():
-        element.attrib.update({k: _xml_safe(v) for k, v in element.attrib.items()})
-        if element.text:
-            element.text = _xml_safe(element.text)
+    _safe(suite)
     ET.indent(suite)
-    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
+    head = ET.tostring(suite, encoding="unicode")
+    end = head.rindex("</testsuite>")
+    yield '<?xml version="1.0" encoding="utf-8"?>\n' + head[:end]
+    for r in records:
+        case = _case(r)
+        _safe(case)
+        ET.indent(case, level=1)
+        yield "  " + ET.tostring(case, encoding="unicode") + "\n"
+    yield "</testsuite>\n"
+
+
+def _case(r: Mapping[str, Any]) -> ET.Element:
+    case = ET.Element("testcase", classname=f"bce-harness.{group_of(r)}", name=r["id"], time="0")
+    status = r["status"]
+    message = r.get("message") or r.get("note") or ""
+    if status == "fail":
+        ET.SubElement(case, "failure", type=str(r.get("kind")), message=f"{r.get('kind')}: {r.get('note') or r['id']}").text = message
+    elif status == "xpass":
+        ET.SubElement(case, "failure", type="xpass", message=r.get("note", "registered divergence no longer reproduces"))
+    elif status == "error":
+        ET.SubElement(case, "error", type="harness", message=r.get("note", "")).text = message
+    elif status == "xfail":
+        ET.SubElement(case, "skipped", type="xfail", message=f"known divergence {r.get('divergence')}")
+    elif status in NO_VERDICT:  # no verdict
+        ET.SubElement(case, "skipped", type=status, message=r.get("note", ""))
+    return case
+
+
+def _safe(element: ET.Element) -> None:
+    for e in element.iter():
+        e.attrib.update({k: _xml_safe(v) for k, v in e.attrib.items()})
+        if e.text:
+            e.text = _xml_safe(e.text)
+
+
+def render_junit(results: Mapping[str, Any]) -> str:
+    """The XML text for the records of ``results``, whole (``junit_chunks`` joined)."""
+    return "".join(junit_chunks(results))
 
 
 def write_junit(results: Mapping[str, Any], path: str | Path) -> Path:
-    return atomic_write_text(path, render_junit(results))
+    """junit.xml written a test case at a time to a temporary file, then renamed into place (atomic, as
+    jsonio.atomic_write_text, without the whole text in memory)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".partial")
+    try:
+        with tmp.open("w", encoding="utf-8") as f:
+            for chunk in junit_chunks(results):
+                f.write(chunk)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path

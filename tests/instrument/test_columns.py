@@ -9,6 +9,7 @@ wrong, raising), so they are real records of every status the registry gives the
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import shutil
 from collections import Counter
@@ -210,13 +211,18 @@ def _same(json_path: Drift, parquet_path: Drift) -> None:
     assert dataclasses.replace(json_path, base=parquet_path.base, new=parquet_path.new) == parquet_path
 
 
-def test_compare_of_two_results_parquet_finds_what_compare_of_their_results_json_finds(suite_records, registry, tmp_path) -> None:
+ENGINES = ["arrow", pytest.param("duckdb", marks=pytest.mark.skipif(importlib.util.find_spec("duckdb") is None, reason="duckdb is not installed"))]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_compare_of_two_results_parquet_finds_what_compare_of_their_results_json_finds(suite_records, registry, tmp_path, engine) -> None:
+    """Either join (DuckDB out of core, pyarrow in memory) gives compare_results' Drift, plants included."""
     base = _write(suite_records, tmp_path / "base")
     records, plants = _planted(suite_records, registry)
     new = _write(records, tmp_path / "new")
     for exact in (False, True):
         from_json = compare_results(load_results(base), load_results(new), exact=exact)
-        from_columns = compare_columns(ColumnsFile(base / COLUMNS_NAME), ColumnsFile(new / COLUMNS_NAME), exact=exact)
+        from_columns = compare_columns(ColumnsFile(base / COLUMNS_NAME), ColumnsFile(new / COLUMNS_NAME), exact=exact, engine=engine)
         _same(from_json, from_columns)
         # and the comparison is not empty: each plant is where it belongs
         assert [c.id for c in from_columns.new_divergences] == [plants["regression"]] and from_columns.regressed
@@ -226,7 +232,7 @@ def test_compare_of_two_results_parquet_finds_what_compare_of_their_results_json
         assert from_columns.only_base == (plants["dropped"],) and from_columns.compared == len(records)
         assert sum(from_columns.groups.values()) == len(records)
     # a run against itself: nothing
-    same = compare_columns(ColumnsFile(base / COLUMNS_NAME), ColumnsFile(base / COLUMNS_NAME), exact=True)
+    same = compare_columns(ColumnsFile(base / COLUMNS_NAME), ColumnsFile(base / COLUMNS_NAME), exact=True, engine=engine)
     assert not (same.new_divergences or same.unexplained or same.fixed or same.drift or same.behaviour)
 
 
@@ -251,3 +257,18 @@ def test_two_results_with_different_seeds_are_refused_on_the_parquet_path_too(su
     new = _write(suite_records[:30], tmp_path / "new", seed=2)
     with pytest.raises(InputError, match="different seeds"):
         compare_columns(ColumnsFile(base / COLUMNS_NAME), ColumnsFile(new / COLUMNS_NAME))
+
+
+def test_compare_reports_from_results_parquet_are_those_from_results_json(suite_records, registry, tmp_path) -> None:
+    """compare --out on the parquet path reads NEW's records a batch at a time as summaries (no arrays): its
+    junit.xml and report.html are the ones the JSON path writes from the whole records."""
+    base = _write(suite_records, tmp_path / "base")
+    records, _ = _planted(suite_records, registry)
+    new = _write(records, tmp_path / "new")
+    args = ["--allow-subset", "--exact"]
+    assert main(["compare", str(base / "results.json"), str(new / "results.json"), *args, "--out", str(tmp_path / "j")]) == 1
+    assert main(["compare", str(base), str(new), *args, "--out", str(tmp_path / "p")]) == 1
+    for name in ("junit.xml", "report.html", "summary.md"):
+        j = (tmp_path / "j" / name).read_text(encoding="utf-8").replace(str(base / "results.json"), "B").replace(str(new / "results.json"), "N")
+        p = (tmp_path / "p" / name).read_text(encoding="utf-8").replace(str(base / COLUMNS_NAME), "B").replace(str(new / COLUMNS_NAME), "N")
+        assert j == p, name
