@@ -370,7 +370,7 @@ def run(
     several runs share one pool's workers, or a benchmark times the pool's start-up apart from the run."""
     from harness.frameworks import environment_flags, load_factory, make_target
     from harness.generate.space import coverage, space_for
-    from harness.report.bulk import Bulk
+    from harness.report.bulk import RESULTS_JSON_MAX, Bulk
     from harness.report.summary import meta
     from harness.run.estimate import render
     from harness.run.findings import FindingsLog, load_findings
@@ -400,7 +400,7 @@ def run(
             whole=plan.whole,
             size=len(plan.positions),
         )
-        bulk = Bulk(spec.out, keep=in_base)
+        bulk = Bulk(spec.out, keep=in_base, json=len(plan.positions) <= RESULTS_JSON_MAX)
         done: set[str] = set()
         if spec.resume:
             old_meta, old = iter_stream(spec.out, registry)
@@ -523,7 +523,7 @@ def _pep440(version: str) -> bool:
 def merge(dirs: Sequence[str], out: str, *, registry_path: str | None = None, argv: Sequence[str] = ()) -> RunOutput:
     """The record streams of a run's shards in ``dirs`` joined into one run for ``out``'s reports."""
     from harness.judge.registry import DEFAULT_REGISTRY, load_registry
-    from harness.report.bulk import Bulk
+    from harness.report.bulk import RESULTS_JSON_MAX, Bulk
     from harness.report.summary import meta
     from harness.run.runner import RunResult
     from harness.run.stream import check_merge_out, check_shards, iter_stream, merge_records, read_provenance
@@ -537,13 +537,14 @@ def merge(dirs: Sequence[str], out: str, *, registry_path: str | None = None, ar
     metas: list[dict[str, Any]] = []
     groups: list[Sequence[Any]] = []
     bulk = None
-    for d in dirs:
-        m, records = iter_stream(d, registry)
+    streams = [iter_stream(d, registry) for d in dirs]  # every header first: the merged run's size
+    size = sum(m.get("size") or 0 for m, _ in streams)
+    for m, records in streams:
         if m.get("suite_name", "default") != "default" or m.get("seeds") is not None:
             # a streamed suite's shard: read in bounded memory (report/bulk.py)
             if bulk is None:
                 out_folder(out, reports_of="merge")
-                bulk = Bulk(out, keep=in_base)
+                bulk = Bulk(out, keep=in_base, json=size <= RESULTS_JSON_MAX)
             ids: list[_Id] = []
             for r in records:
                 ids.append(_Id(r.case.id))

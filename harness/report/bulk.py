@@ -5,40 +5,50 @@ expected and the actual values): ``Bulk`` keeps in memory every unexpected recor
 the records ``keep`` names (the base suite's, so the summary table, cross-mode and HTML sections see the
 same records as a default run), and writes every other record's results.json entry (``summary.record_dict``:
 a pass as its summary, format 6; a known divergence, xfail, with its arrays) as one JSON line to
-``DIR/passes.partial.jsonl``, counting it into the totals, the summary table's rows, the known divergences'
-counts and a top-N of the worst ULP differences among the passes.  ``summary.write_reports(..., bulk=...)`` then streams that file into
-``results.json`` and removes it.  The same records go, as they arrive, into ``results.parquet``
-(report/columns.py: one row group at a time in memory), which ``write_reports`` completes with the kept ones.
-Every record, in full, is in ``records.jsonl``.
+``DIR/passes.partial.jsonl`` (harness/jsonl.py, the one appender), counting it into the totals, the
+summary table's rows, the known divergences' counts and a top-N of the worst ULP differences among the
+passes.  ``summary.write_reports(..., bulk=...)`` then streams that file into ``results.json`` and removes
+it.  The same records go, as they arrive, into ``results.parquet`` (report/columns.py: one row group at a
+time in memory), which ``write_reports`` completes with the kept ones.  Every record, in full, is in
+``records.jsonl``.
+
+A run of more than ``RESULTS_JSON_MAX`` records (the whole nightly suite) writes no results.json: its gigabyte
+of JSON is what results.parquet replaces (compare, pandas, DuckDB read that), so its bulk (``json=False``)
+writes no passes' file either.
 """
 
 from __future__ import annotations
 
 import heapq
-import json
-from collections.abc import Callable
+import json as json_module
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+from harness.jsonl import JsonlAppender, read_jsonl
 from harness.report.columns import COLUMNS_NAME, ColumnWriter
 from harness.run.runner import NO_VERDICT, Record
 
-__all__ = ["PASSES_NAME", "TOP_N", "Bulk"]
+__all__ = ["PASSES_NAME", "PASSES_VERSION", "RESULTS_JSON_MAX", "TOP_N", "Bulk"]
 
 PASSES_NAME = "passes.partial.jsonl"
+PASSES_VERSION = 1  # its header line, {"passes": 1}: the file lives only while a run writes its reports
 TOP_N = 20
+# The most records a run writes results.json for (an export for small runs: the default suite, a few seeds of
+# the sweep); past it results.parquet alone holds the records.  A million records are a gigabyte of JSON.
+RESULTS_JSON_MAX = 100_000
 
 
 class Bulk:
     """Records kept (did not pass, or ``keep``) and passing summaries spilled to disk, with their counts."""
 
-    def __init__(self, out_dir: str | Path, keep: Callable[[Record], bool] = lambda r: False) -> None:
+    def __init__(self, out_dir: str | Path, keep: Callable[[Record], bool] = lambda r: False, *, json: bool = True) -> None:
         from harness.report.summary import record_dict, summary_rows
 
         self._record_dict, self._rows_of = record_dict, summary_rows
         self.path = Path(out_dir) / PASSES_NAME
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: IO[str] | None = self.path.open("w", encoding="utf-8")
+        self.json = json  # whether write_reports writes results.json (False past RESULTS_JSON_MAX records)
+        self._file: JsonlAppender | None = JsonlAppender(self.path, {"passes": PASSES_VERSION}) if json else None
         self.columns = ColumnWriter(Path(out_dir) / COLUMNS_NAME)
         self.keep = keep
         self.kept: list[Record] = []
@@ -53,9 +63,9 @@ class Bulk:
             self.kept.append(record)
             return
         d = self._record_dict(record)
-        line = json.dumps(d, allow_nan=False)
-        assert self._file is not None, "Bulk.add after close"
-        self._file.write(line + "\n")
+        if self.json:
+            assert self._file is not None, "Bulk.add after close"
+            self._file.write(d)
         self.columns.add(record, d)
         self.summarised += 1
         self.statuses[record.status] += 1
@@ -81,13 +91,14 @@ class Bulk:
             self._file.close()
             self._file = None
 
-    def lines(self):
-        """The summarised passes' JSON lines, in the order they completed."""
+    def lines(self) -> Iterator[str]:
+        """The summarised passes' JSON lines, in the order they completed (none when ``json`` is False)."""
         self.close()
-        with self.path.open(encoding="utf-8") as f:
-            for line in f:
-                if line.strip():
-                    yield line.rstrip("\n")
+        if not self.json:
+            return
+        _, values = read_jsonl(self.path, "passes", (PASSES_VERSION,), "passes file")
+        for _, value in values:
+            yield json_module.dumps(value, allow_nan=False)
 
     def worst_first(self) -> list[tuple[int, str, str]]:
         return sorted(self.worst, reverse=True)

@@ -479,8 +479,9 @@ def _first_section(result: RunResult) -> list[str]:
 
 def write_reports(result: RunResult, run_meta: dict[str, Any], out_dir: str | Path, bulk: Any = None) -> dict[str, Path]:
     """Write results.json, results.parquet, report.md and repro/*.py for non-passing records; return the paths.  ``bulk``
-    (report/bulk.py): the passes a large run summarised on disk, streamed into results.json, counted in
-    the totals and summary table, and then removed; the HTML and JUnit reports list the kept records."""
+    (report/bulk.py): the passes a large run summarised on disk, streamed into results.json (none past
+    ``bulk.RESULTS_JSON_MAX`` records: ``paths["results"]`` is then results.parquet), counted in the totals
+    and summary table, and then removed; the HTML and JUnit reports list the kept records."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     results = build_results(result, run_meta, bulk)
@@ -491,7 +492,6 @@ def write_reports(result: RunResult, run_meta: dict[str, Any], out_dir: str | Pa
         columns.add(r, d)
     paths = {
         "columns": columns.close(results["meta"], results["totals"]),
-        "results": _write_results(out / "results.json", results, bulk),
         "report": atomic_write_text(out / "report.md", render_markdown(result, run_meta, bulk)),
         # rendered from the JSON-level results, as compare renders them from files
         "html": write_html(results, out / "report.html"),
@@ -499,6 +499,11 @@ def write_reports(result: RunResult, run_meta: dict[str, Any], out_dir: str | Pa
         # where the run ran, beside its stream: merge carries it into the merged results (run/stream.py)
         "provenance": write_provenance(out, run_meta),
     }
+    if bulk is None or bulk.json:
+        paths["results"] = _write_results(out / "results.json", results, bulk)
+    else:  # past RESULTS_JSON_MAX records results.parquet alone holds them (report/bulk.py); none stale beside it
+        (out / "results.json").unlink(missing_ok=True)
+        paths["results"] = paths["columns"]
     repro_dir = out / "repro"
     if repro_dir.is_dir():  # reproductions of an earlier run in the same folder would mislead
         for old in repro_dir.glob("*.py"):

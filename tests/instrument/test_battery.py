@@ -351,7 +351,7 @@ def _merge(name: str, build: Callable[[Path], tuple[list[Path], str]]) -> None:
 
 _merge("a shard missing", lambda tmp: (write_shards(tmp, 3)[:2], "3/3 missing"))
 _merge("a shard twice", lambda tmp: ((lambda d: [d[0], d[0], d[1]])(write_shards(tmp, 2)), "shard 1/2"))
-_merge("seeds differ", lambda tmp: ([write_shards(tmp / "a", 2)[0], write_shards(tmp / "b", 2, seed=9)[1]], "seed=9"))
+_merge("seeds differ", lambda tmp: ([write_shards(tmp / "a", 2)[0], write_shards(tmp / "b", 2, seed=9)[1]], "seed: 1 -> 9"))
 _merge("N differs", lambda tmp: ([write_shards(tmp / "a", 2)[0], write_shards(tmp / "b", 3)[1]], "whole_suite"))
 _merge("a whole run beside a shard", lambda tmp: ([write_shards(tmp / "a", 1, ids_per_shard=4, shard=None)[0], write_shards(tmp / "b", 2)[1]], "whole run"))
 _merge("registries differ", lambda tmp: ([write_shards(tmp / "a", 2)[0], write_shards(tmp / "b", 2, registry_sha="0")[1]], "registry_sha"))

@@ -19,7 +19,7 @@ from harness.errors import UsageError
 from harness.generate.grid import NIGHTLY_SEEDS, Suite, parse_seeds, sweep_family
 from harness.judge.compare import compare
 from harness.judge.registry import load_registry
-from harness.oracle import expected as reference
+from harness.oracle import expected
 from harness.report.bulk import Bulk
 from harness.report.drift import compare_results, load_results
 from harness.report.summary import FORMAT_VERSION, meta, write_reports
@@ -85,7 +85,7 @@ def _records(cases, plant: dict | None = None):
     maps an id to a function changing that outcome's value."""
     out = []
     for c in cases:
-        e = reference(c)
+        e = expected(c)
         value = round_to(np.asarray(e.value, dtype=np.float64), e.dtype)
         if plant and c.id in plant:
             value = plant[c.id](value)
@@ -237,3 +237,26 @@ def test_a_streamed_run_stopped_after_its_first_chunk_reports_exactly_what_did_n
     assert sorted(results["meta"]["not_run"]) == sorted(set(ids[p] for p in whole) - set(streamed))
     assert len(results["meta"]["not_run"]) == 30 - ran
     assert code == (2 if stop == "interrupt-generating" else 1), code  # as pytest: interrupted 2; a deadline 1
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="TensorFlow is not installed")
+def test_a_run_past_the_results_json_limit_writes_its_records_as_columns_only(tmp_path, monkeypatch) -> None:
+    """Past bulk.RESULTS_JSON_MAX records (the whole nightly suite) a run writes no results.json and no passes'
+    file: results.parquet holds every record, with the totals results.json would have held, and compare
+    reads it.  The limit is lowered here so that a few seeds cross it."""
+    from harness import cli
+    from harness.report import bulk
+    from harness.report.columns import COLUMNS_NAME, ColumnsFile, compare_columns
+
+    args = ["--seeds", "1..2", "--select", "values/probs/typical/f32-*", "--workers", "0", "--no-progress", "--quiet"]
+    small = tmp_path / "small"
+    assert cli.main(["run", *args, "--out", str(small)]) in (0, 1)
+    monkeypatch.setattr(bulk, "RESULTS_JSON_MAX", 10)
+    big = tmp_path / "big"
+    assert cli.main(["run", *args, "--out", str(big)]) in (0, 1)
+    assert (small / "results.json").is_file() and not (big / "results.json").exists()
+    assert not (big / bulk.PASSES_NAME).exists()
+    columns = ColumnsFile(big / COLUMNS_NAME)
+    assert columns.rows == 30 == columns.totals["total"] == json.loads((small / "results.json").read_text())["totals"]["total"]
+    drift = compare_columns(ColumnsFile(small / COLUMNS_NAME), columns)
+    assert drift.compared == 30 and not drift.regressed
