@@ -84,7 +84,7 @@ def run_suite(label: str, python: str, path: Path | None, work: Path, extra: lis
     return row
 
 
-_KEPT = ("status", "kind", "divergence", "api", "options", "input_dtype", "true_dtype", "actual_error")
+_KEPT = ("status", "kind", "divergence", "api", "options", "pred_dtype", "true_dtype", "actual_error")
 
 
 def classify(base: Path, new: Path) -> dict[str, list[dict[str, Any]]]:

@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 from harness.errors import InputError, UsageError
 from harness.families import group_of
 from harness.jsonio import encode_number
-from harness.report.drift import Drift, Tally, check_pair, check_record, output_digest
+from harness.report.drift import Drift, Tally, check_pair, check_record, output_digest, rename_pred_dtype
 from harness.run.runner import Record
 
 __all__ = [
@@ -42,7 +42,10 @@ __all__ = [
 ]  # fmt: skip
 
 COLUMNS_NAME = "results.parquet"
-VERSION = "1"
+VERSION = "2"
+# The versions this reader takes, each with the columns it named otherwise: version 1 (one session's runs)
+# named y_pred's dtype input_dtype.
+_RENAMED = {"1": {"input_dtype": "pred_dtype"}, "2": {}}
 VERSION_KEY = b"bce_harness.results_columns"
 META_KEY = b"bce_harness.meta"
 TOTALS_KEY = b"bce_harness.totals"
@@ -72,7 +75,7 @@ SCHEMA = pa.schema(
         ("axis", _CAT),  # JSON: an int or a list
         ("reduction", _CAT),
         ("option_dtype", _CAT),  # the loss's dtype= option
-        ("input_dtype", _CAT),
+        ("pred_dtype", _CAT),  # y_pred's dtype (version 1: input_dtype)
         ("true_dtype", _CAT),
         ("compute_dtype", _CAT),
         ("actual_dtype", _CAT),
@@ -102,7 +105,7 @@ _DICTIONARY = [f.name for f in SCHEMA if f.type == _CAT]
 # the keys record_dict writes for a pass, in its order; ``note``, ``divergence`` and ``evidence``/``inferred``
 # only when set
 _PASS_KEYS = (
-    "id", "api", "options", "input_dtype", "true_dtype", "compute_dtype", "shape", "true_shape", "tags", "mode",
+    "id", "api", "options", "pred_dtype", "true_dtype", "compute_dtype", "shape", "true_shape", "tags", "mode",
     "producer", "grad", "training", "config", "row_lengths", "status", "kind", "max_abs", "max_rel", "max_ulp",
     "actual_dtype", "actual_error", "expected_dtype", "digest", "actual_shape", "preview",
 )  # fmt: skip
@@ -148,7 +151,7 @@ def row_of(d: Mapping[str, Any], *, digest: str | None = None, bound: float | No
         "axis": _json(options.get("axis")),
         "reduction": options.get("reduction"),
         "option_dtype": options.get("dtype"),
-        "input_dtype": d.get("input_dtype"),
+        "pred_dtype": d.get("pred_dtype"),
         "true_dtype": d.get("true_dtype"),
         "compute_dtype": d.get("compute_dtype"),
         "actual_dtype": d.get("actual_dtype"),
@@ -273,12 +276,15 @@ class ColumnsFile:
             raise InputError(f"{self.path}: not a results.parquet (torn or not Parquet: {str(exc).splitlines()[0]})") from None
         kv = self.file.metadata.metadata or {}
         version = kv.get(VERSION_KEY)
-        if version != VERSION.encode():
-            found = "none" if version is None else repr(version.decode(errors="replace"))
-            raise InputError(f"{self.path}: results columns version {found}; this bce-harness reads version {VERSION}")
-        missing = [f.name for f in SCHEMA if f.name not in self.file.schema_arrow.names]
+        found = None if version is None else version.decode(errors="replace")
+        if found not in _RENAMED:
+            shown = "none" if found is None else repr(found)
+            raise InputError(f"{self.path}: results columns version {shown}; this bce-harness reads versions {', '.join(_RENAMED)}")
+        self.renamed = {new: old for old, new in _RENAMED[found].items()}  # this version's name of a column
+        names = self.file.schema_arrow.names
+        missing = [f.name for f in SCHEMA if self.renamed.get(f.name, f.name) not in names]
         if missing:
-            raise InputError(f"{self.path}: results columns version {VERSION} without column(s) {', '.join(missing)}")
+            raise InputError(f"{self.path}: results columns version {found} without column(s) {', '.join(missing)}")
         try:
             self.meta: dict[str, Any] = json.loads(kv[META_KEY])
             self.totals: dict[str, Any] = json.loads(kv.get(TOTALS_KEY, b"{}"))
@@ -295,7 +301,8 @@ class ColumnsFile:
     def read(self, columns: Sequence[str]) -> pa.Table:
         """Only ``columns``, every row group."""
         try:
-            return self.file.read(columns=list(columns))
+            table = self.file.read(columns=[self.renamed.get(c, c) for c in columns])
+            return table.rename_columns(list(columns))
         except (pa.ArrowException, OSError) as exc:
             raise InputError(f"{self.path}: a torn results.parquet ({str(exc).splitlines()[0]})") from None
 
@@ -313,6 +320,8 @@ class ColumnsFile:
                     if ids is not None:
                         batch = batch.filter(pc.is_in(batch.column("id"), value_set=ids))
                     for row in batch.to_pylist():
+                        for new, old in self.renamed.items():
+                            row[new] = row.pop(old)
                         yield record_of(row, self.path)
         except (pa.ArrowException, OSError) as exc:
             raise InputError(f"{self.path}: a torn results.parquet ({str(exc).splitlines()[0]})") from None
@@ -364,7 +373,7 @@ def record_of(row: Mapping[str, Any], source: str | os.PathLike[str] = "results.
             raise InputError(f"{source}: record {row.get('id')!r}: detail is not JSON ({exc})") from None
         if not isinstance(full, dict) or full.get("id") != row.get("id"):
             raise InputError(f"{source}: record {row.get('id')!r}: detail is not that record's JSON object")
-        return full
+        return rename_pred_dtype(full)
     d: dict[str, Any] = {}
     for key in _PASS_KEYS:
         value = row.get(key)

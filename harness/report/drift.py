@@ -53,7 +53,7 @@ __all__ = [
 ]  # fmt: skip
 
 MIN_FORMAT = 2  # report.py FORMAT_VERSION 2: every record has its outcome
-MAX_FORMAT = 6  # summary.FORMAT_VERSION, the newest layout this version reads (a test keeps them equal)
+MAX_FORMAT = 7  # summary.FORMAT_VERSION, the newest layout this version reads (a test keeps them equal)
 _OK = ("pass", "xpass")
 _ROWS = 3
 
@@ -67,7 +67,16 @@ def load_results(path: str | Path) -> dict[str, Any]:
         path = path / "results.json"
     data = read_json(path, "results file", check=_check_results)
     data["meta"]["source"] = str(path)
+    for r in data["records"]:  # one name for y_pred's dtype, whatever the format
+        rename_pred_dtype(r)
     return data
+
+
+def rename_pred_dtype(r: dict[str, Any]) -> dict[str, Any]:
+    """A record of format 6 or earlier names y_pred's dtype ``input_dtype``: the name it has since, pred_dtype."""
+    if "input_dtype" in r and "pred_dtype" not in r:
+        r["pred_dtype"] = r.pop("input_dtype")
+    return r
 
 
 _TEXT = Str()
@@ -81,7 +90,8 @@ _RECORD = Obj(
         "status": Str(choices=STATUSES),
         "api": Opt(_TEXT),
         "options": Map(Json(), 100),  # Options.from_dict checks it
-        "input_dtype": Opt(_TEXT),
+        "pred_dtype": Opt(_TEXT),
+        "input_dtype": Opt(_TEXT),  # formats 2 to 6: pred_dtype (load_results renames it)
         "true_dtype": Opt(_TEXT),
         "weight_dtype": Opt(_TEXT),
         "compute_dtype": Opt(_TEXT),
@@ -208,9 +218,9 @@ def check_record(r: Any, where: str, *, schema: bool = True) -> None:
         _RECORD.check(r, where)
     try:
         if "y_true" in r or "y_pred" in r:  # a record with its inputs: its case, as report.issue rebuilds it
-            if "input_dtype" not in r:
-                raise UsageError("field 'input_dtype' is missing")
-            Case.from_dict({**r, "pred_dtype": r["input_dtype"]})
+            if "pred_dtype" not in r and "input_dtype" not in r:
+                raise UsageError("field 'pred_dtype' is missing")
+            Case.from_dict({**r, "pred_dtype": r.get("pred_dtype", r.get("input_dtype"))})
             return
         for key, decode in (("options", Options.from_dict), ("training", TrainingSpec.from_dict), ("config", Config.from_dict)):
             if r.get(key) is not None:

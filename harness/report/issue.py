@@ -104,9 +104,10 @@ def clusters(drift: Drift) -> list[Cluster]:
 
 def _case(r: Mapping[str, Any]) -> Case:
     """The case of a ``results.json`` record that did not pass, through the case's own decoder (the record
-    names y_pred's dtype ``input_dtype``), path facets included; InputError names the record."""
+    names y_pred's dtype ``pred_dtype``, ``input_dtype`` before format 7), path facets included; InputError
+    names the record."""
     try:
-        return Case.from_dict({**r, "pred_dtype": r["input_dtype"]})
+        return Case.from_dict({**r, "pred_dtype": r.get("pred_dtype", r.get("input_dtype"))})
     except (KeyError, TypeError, AttributeError) as exc:
         raise InputError(f"record {r.get('id')!r}: cannot rebuild its case ({type(exc).__name__}: {exc})") from None
     except UsageError as exc:

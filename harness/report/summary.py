@@ -57,7 +57,9 @@ __all__ = ["FORMAT_VERSION", "build_results", "render_markdown", "summary_rows",
 #       --exact`` still sees any change; records that did not pass keep every array (records.jsonl keeps
 #       all of them, packed).  ``meta.summarised`` counts the passing records of a large run written from
 #       disk (report/bulk.py) rather than held in memory.
-FORMAT_VERSION = 6
+#   7 - y_pred's dtype is ``pred_dtype``, the case's own name for it (formats 2 to 6 wrote ``input_dtype``;
+#       drift.load_results reads both as pred_dtype).
+FORMAT_VERSION = 7
 
 _XFAIL_REPROS_PER_ENTRY = 3
 _FAIL_REPROS = 100
@@ -111,7 +113,7 @@ def record_dict(r: Record) -> dict[str, Any]:
         "id": c.id,
         "api": c.api,
         "options": c.options.as_dict(),
-        "input_dtype": c.pred_dtype,
+        "pred_dtype": c.pred_dtype,
         "true_dtype": c.true_dtype,
         "compute_dtype": c.compute_dtype if r.expected is None or r.expected.dtype is None else r.expected.dtype,
         "shape": list(c.y_pred.shape),

@@ -90,7 +90,7 @@ def test_run_writes_reports_with_the_schema(tmp_path):
     records = data["records"]
     assert len(records) == data["totals"]["total"] > 0
     for r in records:
-        for key in ("id", "api", "options", "input_dtype", "shape", "status", "kind", "max_abs", "max_rel", "max_ulp"):
+        for key in ("id", "api", "options", "pred_dtype", "shape", "status", "kind", "max_abs", "max_rel", "max_ulp"):
             assert key in r
         assert set(r["options"]) == {"from_logits", "label_smoothing", "axis", "reduction", "dtype"}
         if r["status"] != "pass":

@@ -135,7 +135,7 @@ def test_row_groups_hold_at_most_rows_per_group(suite_records, tmp_path) -> None
 
 def _other_version(path: Path) -> None:
     table = pq.read_table(path)
-    pq.write_table(table.replace_schema_metadata({VERSION_KEY: b"2", b"bce_harness.meta": b"{}"}), path)
+    pq.write_table(table.replace_schema_metadata({VERSION_KEY: b"9", b"bce_harness.meta": b"{}"}), path)
 
 
 def _torn(path: Path) -> None:
@@ -153,7 +153,7 @@ def _no_version(path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("spoil", "said"),
-    [(_other_version, "version '2'; this bce-harness reads version 1"), (_torn, "torn or not Parquet"),
+    [(_other_version, "version '9'; this bce-harness reads versions 1, 2"), (_torn, "torn or not Parquet"),
      (_not_parquet, "torn or not Parquet"), (_no_version, "version none")],
     ids=["another-version", "torn", "not-parquet", "no-version"],
 )  # fmt: skip
@@ -171,7 +171,7 @@ def test_the_reader_refuses_another_version_or_a_torn_file_in_one_line(suite_rec
 
 def test_the_schema_names_the_columns_a_user_queries() -> None:
     for name in ("id", "family", "api", "mode", "status", "kind", "max_abs", "max_rel", "max_ulp", "bound", "digest",
-                 "divergence", "compute_dtype", "input_dtype", "true_dtype", "from_logits", "label_smoothing", "axis",
+                 "divergence", "compute_dtype", "pred_dtype", "true_dtype", "from_logits", "label_smoothing", "axis",
                  "reduction", "option_dtype", "regime", "tags", "actual_error", "detail"):  # fmt: skip
         assert name in SCHEMA.names, name
 
@@ -272,3 +272,19 @@ def test_compare_reports_from_results_parquet_are_those_from_results_json(suite_
         j = (tmp_path / "j" / name).read_text(encoding="utf-8").replace(str(base / "results.json"), "B").replace(str(new / "results.json"), "N")
         p = (tmp_path / "p" / name).read_text(encoding="utf-8").replace(str(base / COLUMNS_NAME), "B").replace(str(new / COLUMNS_NAME), "N")
         assert j == p, name
+
+
+def test_a_version_1_file_is_read_with_its_old_column_name(suite_records, tmp_path) -> None:
+    """Version 1 named y_pred's dtype input_dtype: read, it is pred_dtype, as results.json's formats before 7
+    are (drift.load_results)."""
+    base = _write(suite_records[:40], tmp_path / "base")
+    path = base / COLUMNS_NAME
+    table = pq.read_table(path)
+    old = table.rename_columns(["input_dtype" if n == "pred_dtype" else n for n in table.column_names])
+    kv = pq.ParquetFile(path).metadata.metadata  # the version, the meta and the totals
+    pq.write_table(old.replace_schema_metadata({**kv, VERSION_KEY: b"1"}), path)
+    f = ColumnsFile(path)
+    records = list(f.records())
+    assert len(records) == 40 and all("input_dtype" not in r and r["pred_dtype"] for r in records)
+    assert f.read(["pred_dtype"]).column("pred_dtype").to_pylist() == table.column("pred_dtype").to_pylist()
+    assert not compare_columns(f, ColumnsFile(path)).regressed

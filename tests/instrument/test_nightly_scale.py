@@ -125,7 +125,7 @@ def test_passing_records_are_summaries_and_compare_exact_sees_a_planted_change(t
     assert {r.status for r in base} == {"pass"}
     a = _write(tmp_path, "a", base)
     data = json.loads((a / "results.json").read_text())
-    assert data["meta"]["format_version"] == FORMAT_VERSION == 6 and data["meta"]["summarised"] == len(cases)
+    assert data["meta"]["format_version"] == FORMAT_VERSION == 7 and data["meta"]["summarised"] == len(cases)
     assert data["totals"]["pass"] == data["totals"]["total"] == len(cases) == len(data["records"])
     assert all("digest" in r and "actual" not in r and "bound" not in r for r in data["records"])
     assert "records.jsonl" in (a / "report.md").read_text()
