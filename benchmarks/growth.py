@@ -88,6 +88,22 @@ def fit(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float]:
     return my - b * mx, b
 
 
+STREAM = "records.jsonl"  # the crash-safe stream: --resume and merge read it; the night uploads the rest
+
+
+def artifact_sizes(out: Path) -> dict[str, int]:
+    """Bytes of each file a run wrote in ``out`` (repro/ counted as one), largest first."""
+    found: dict[str, int] = {}
+    for p in out.iterdir():
+        found[p.name] = sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else p.stat().st_size
+    return dict(sorted(found.items(), key=lambda kv: -kv[1]))
+
+
+def night_bytes(sizes: dict[str, int]) -> int:
+    """What a night keeps of a run: every file but the record stream."""
+    return sum(v for k, v in sizes.items() if k != STREAM)
+
+
 def growth(sizes: Sequence[int], workers: int, plot: Path, keep: Path | None = None) -> list[tuple[int, float, int]]:
     """``keep``: the folder the largest size's run writes to, kept (a whole nightly, to compare with another)."""
     print(f"\n== nightly suite growth: --max-cases {', '.join(map(str, sizes))}, workers={workers}")
@@ -103,6 +119,9 @@ def growth(sizes: Sequence[int], workers: int, plot: Path, keep: Path | None = N
                 f"{n:>9} records: {seconds:8.1f} s, {n / seconds:7.0f} records/s, peak memory of the run and its workers: "
                 f"PSS {pss / 2**20:5.0f} MiB (RSS summed {rss / 2**20:5.0f} MiB), the run's own RSS {own / 2**20:5.0f} MiB (exit {code})"
             )
+            sizes_of = artifact_sizes(Path(out))
+            print("           files: " + ", ".join(f"{name} {size / 2**20:.1f} MiB" for name, size in sizes_of.items())
+                  + f"; the night's artifacts (all but the stream {STREAM}): {night_bytes(sizes_of) / 2**20:.1f} MiB")
     if len(rows) >= 2:
         a, b = fit([r[0] for r in rows], [r[1] for r in rows])
         c, d = fit([r[0] for r in rows], [r[2] for r in rows])
