@@ -136,14 +136,17 @@ def test_a_fuzz_finding_reads_back_as_save_finding_wrote_it(case: Case, comparis
     assert back.finding == _json(want)
 
 
-def test_a_case_file_without_a_version_is_version_0() -> None:
-    """The files cases/regressions holds were written before case files had a version: still read, as 0."""
-    shipped = case_files([ROOT / DEFAULT_REGRESSIONS])
-    assert shipped
-    for path in shipped:
-        assert "format_version" not in json.loads(path.read_text(encoding="utf-8"))
-        saved = read_saved(path)
-        assert saved.version == 0 and saved.finding is not None and saved.case.id == f"fuzz/{saved.finding['fingerprint']}"
+def test_a_case_file_without_a_version_is_version_0(tmp_path: Path) -> None:
+    """A case file written before case files had a version (cases/regressions holds some) is read, as 0."""
+    path = save_case(tmp_path / "old.json", _a_case(), finding={"fingerprint": "x"})
+    old = {k: v for k, v in json.loads(path.read_text(encoding="utf-8")).items() if k != "format_version"}
+    path.write_text(json.dumps(old), encoding="utf-8")
+    saved = read_saved(path)
+    assert (saved.version, saved.finding, saved.case.as_dict()) == (0, {"fingerprint": "x"}, _a_case().as_dict())
+    for shipped in case_files([ROOT / DEFAULT_REGRESSIONS]):
+        saved = read_saved(shipped)
+        assert saved.version == json.loads(shipped.read_text(encoding="utf-8")).get("format_version", 0)
+        assert saved.finding is not None and saved.case.id == f"fuzz/{saved.finding['fingerprint']}"
 
 
 # -- audit.json (audit.py) -------------------------------------------------------------------------------------------
