@@ -28,10 +28,14 @@ import numpy as np
 
 from harness.case import API_LOSS_CLASS, Case, Options
 from harness.dtypes import float_format, round_to, ulp_distance
+from harness.jsonio import atomic_write_text, dumps
 from harness.oracle import expected
-from harness.schema import Int, Json, List, Map, Num, Obj, Opt, Scalar, Str, read_json
+from harness.schema import Int, Json, List, Map, Num, Obj, Opt, Scalar, Str, format_version, read_json
 
-__all__ = ["AUDIT", "AUDIT_FORMATS", "audit_drift", "audit_groups", "every_finite", "load_audit", "render_audit", "render_audit_html", "run_audit"]
+__all__ = [
+    "AUDIT", "AUDIT_FORMATS", "AUDIT_VERSION", "audit_drift", "audit_groups", "every_finite", "read_audit", "render_audit", "render_audit_html",
+    "run_audit", "write_audit",
+]  # fmt: skip
 
 AUDIT_FORMATS = ("float16", "bfloat16")
 LABELS = {"0": 0.0, "1": 1.0, "soft 0.25": 0.25}
@@ -173,11 +177,18 @@ def render_audit(audit: dict[str, Any], *, versions: dict[str, Any] | None = Non
     return head + "\n".join(lines) + "\n"
 
 
+# AUDIT_VERSION history (audit.json, what ``bce-harness audit --out`` writes: write_audit, read back by read_audit):
+#   0 - no version field: {"versions", "profile", "rows", "seconds"} (read still, where it fits AUDIT).
+#   1 - ``format_version`` first, then the same fields.
+AUDIT_VERSION = 1
+
 _COUNT = Int(0, 2**64)
-# What ``bce-harness audit --out`` writes in audit.json: {"versions", "profile", "rows", "seconds"}, a row per
-# group (``measure``'s, or {"group", "error"} for a group that raised).  A field of another version is kept.
+# What ``bce-harness audit --out`` writes in audit.json: {"format_version", "versions", "profile", "rows",
+# "seconds"}, a row per group (``measure``'s, or {"group", "error"} for a group that raised).  A field of
+# another version is kept.
 AUDIT = Obj(
     {
+        "format_version": Int(0, AUDIT_VERSION),
         "versions": Opt(Map(Scalar(), 100)),
         "profile": Opt(Str()),
         "rows": List(
@@ -197,12 +208,24 @@ AUDIT = Obj(
 )
 
 
-def load_audit(path: str | Path) -> dict[str, Any] | None:
-    """The audit.json at ``path`` read against AUDIT, or None where there is none; InputError names the file,
-    the field and the value."""
+def write_audit(path: str | Path, audit: dict[str, Any], *, versions: dict[str, Any], profile: str) -> Path:
+    """audit.json at ``path``: ``format_version`` (AUDIT_VERSION), the versions audited, the profile, and
+    ``audit`` (run_audit's rows and seconds); read_audit reads it."""
+    return atomic_write_text(path, dumps({"format_version": AUDIT_VERSION, "versions": versions, "profile": profile, **audit}))
+
+
+def read_audit(path: str | Path) -> dict[str, Any] | None:
+    """The audit.json at ``path`` as write_audit wrote it, read against AUDIT (its version first: a newer one
+    is refused as such; a file without one is version 0), or None where there is none; InputError names the
+    file, the field and the value."""
     if not Path(path).is_file() and not Path(path).is_dir():
         return None
-    return read_json(path, "audit.json (bce-harness audit --out)", AUDIT, max_bytes=100_000_000)
+
+    def check(data: Any) -> None:
+        format_version(data, AUDIT_VERSION)
+        AUDIT.check(data, "")
+
+    return read_json(path, "audit.json (bce-harness audit --out)", check=check, max_bytes=100_000_000)
 
 
 def audit_drift(base: dict[str, Any], new: dict[str, Any]) -> list[str]:

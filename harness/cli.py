@@ -534,12 +534,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 def _audit_drift(base: str, new: str) -> list[str]:
     """Where both runs' folders hold an audit.json (bce-harness audit --out), the lines that say which groups'
-    accuracy moved; each audit.json read against its schema (audit.AUDIT)."""
-    from harness.audit import audit_drift, load_audit
+    accuracy moved; each audit.json read against its schema (audit.read_audit)."""
+    from harness.audit import audit_drift, read_audit
 
     def audit_of(where: str) -> dict | None:
         folder = Path(where) if Path(where).is_dir() else Path(where).parent
-        return load_audit(folder / "audit.json")
+        return read_audit(folder / "audit.json")
 
     a, b = audit_of(base), audit_of(new)
     if a is None or b is None:
@@ -642,9 +642,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 def _audit_into(out_dir: str, profile: str, formats: tuple[str, ...] | None = None) -> None:
     """The low-precision audit into ``out_dir`` (audit.json, audit.md, audit.html), its text printed: the
     ``audit`` command, and the last part of ``run --suite exhaustive``."""
-    import json
-
-    from harness.audit import AUDIT_FORMATS, render_audit, render_audit_html, run_audit
+    from harness.audit import AUDIT_FORMATS, render_audit, render_audit_html, run_audit, write_audit
     from harness.frameworks import TFTarget
     from harness.jsonio import atomic_write_text
 
@@ -654,7 +652,7 @@ def _audit_into(out_dir: str, profile: str, formats: tuple[str, ...] | None = No
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     text = render_audit(found, versions=versions)
-    atomic_write_text(out / "audit.json", json.dumps({"versions": versions, "profile": profile, **found}, indent=1))
+    write_audit(out / "audit.json", found, versions=versions, profile=profile)
     atomic_write_text(out / "audit.md", text)
     atomic_write_text(out / "audit.html", render_audit_html(found, versions=versions))
     print(text)

@@ -32,8 +32,8 @@ import numpy as np
 
 from harness.case import Case, Expected, Outcome
 from harness.errors import UsageError
-from harness.generate.saved import DEFAULT_REGRESSIONS
-from harness.jsonio import atomic_write_text, dumps
+from harness.generate.saved import DEFAULT_REGRESSIONS, save_case
+from harness.jsonio import atomic_write_text
 from harness.judge.compare import KINDS, Comparison, compare
 from harness.judge.matching import record_facets
 from harness.judge.registry import Divergence, Registry
@@ -399,7 +399,8 @@ def save_finding(
     provenance: Mapping[str, Any] | None = None,
 ) -> SavedFinding:
     """Write ``out/repro_<fp>.py`` (standalone: exit 1 while the divergence reproduces) and, unless it is
-    there already, ``regressions/<fp>.json`` (the case, and ``finding``: kind, message and ``provenance``)."""
+    there already, ``regressions/<fp>.json`` (a case file, saved.save_case: the case, and ``finding``: kind,
+    message and ``provenance``; saved.read_saved reads both back)."""
     factory = (provenance or {}).get("loss_factory")
     repro = atomic_write_text(
         Path(out) / f"repro_{finding.fingerprint}.py",
@@ -408,15 +409,12 @@ def save_finding(
     regression = Path(regressions) / f"{finding.fingerprint}.json"
     if regression.exists():
         return SavedFinding(repro, regression, new=False)
-    record = {
-        **finding.case.as_dict(),
-        "finding": {
-            "fingerprint": finding.fingerprint,
-            "kind": finding.comparison.kind,
-            "message": finding.comparison.message,
-            "actual": finding.actual,
-            **(provenance or {}),
-        },
+    about = {
+        "fingerprint": finding.fingerprint,
+        "kind": finding.comparison.kind,
+        "message": finding.comparison.message,
+        "actual": finding.actual,
+        **(provenance or {}),
     }
-    atomic_write_text(regression, dumps(record))
+    save_case(regression, finding.case, finding=about)  # a case file (generate/saved.py): replay reads it
     return SavedFinding(repro, regression, new=True)

@@ -22,7 +22,7 @@ from typing import Any as _Any
 from harness.errors import InputError, UsageError
 from harness.jsonio import MAX_DIMS, MAX_ELEMENTS, decode_array, loads, read_text
 
-__all__ = ["Array", "Bool", "Int", "Json", "List", "Map", "Num", "Obj", "Opt", "Scalar", "Spec", "Str", "Values", "read_json", "short"]
+__all__ = ["Array", "Bool", "Int", "Json", "List", "Map", "Num", "Obj", "Opt", "Scalar", "Spec", "Str", "Values", "format_version", "read_json", "short"]
 
 _NONFINITE = ("nan", "inf", "-inf")
 # A string field's default cap: a value from another job's file is data, kept whole however long (the reports
@@ -242,6 +242,20 @@ class Values(Spec):
             self.number.check(v, at)
 
         walk(value, _name(where), 0)
+
+
+def format_version(data: _Any, newest: int, *, key: str = "format_version") -> int:
+    """The format version of the JSON object ``data``, a file a reader of versions 0 to ``newest`` takes: its
+    ``key``, or 0 where it has none (written before its format had a version; the schema then says whether
+    the rest fits).  A newer version is refused as such, before the schema would name a field it does not
+    know: UsageError, one line."""
+    if not isinstance(data, dict) or key not in data:
+        return 0
+    version = data[key]
+    if type(version) is int and version > newest:
+        raise UsageError(f"{key}={short(version)} is newer than this bce-harness reads ({newest}); update it")
+    Int(0, newest).check(version, key)
+    return version
 
 
 def read_json(

@@ -42,14 +42,29 @@ from harness.case import Case, Config, Options, TrainingSpec
 from harness.dtypes import FLOAT_DTYPES, float_format, ulp_distance
 from harness.errors import InputError, UsageError
 from harness.families import group_of
-from harness.jsonio import MAX_DIMS, MAX_ELEMENTS, decode_array, decode_number, encode_number
+from harness.jsonio import MAX_DIMS, MAX_ELEMENTS, atomic_write_text, decode_array, decode_number, dumps, encode_number
 from harness.report.inert import term
 from harness.run.runner import NO_VERDICT, STATUSES
-from harness.schema import Array, Bool, Int, Json, List, Map, Num, Obj, Opt, Scalar, Str, read_json, short
+from harness.schema import (
+    Array,
+    Bool,
+    Int,
+    Json,
+    List,
+    Map,
+    Num,
+    Obj,
+    Opt,
+    Scalar,
+    Str,
+    format_version,
+    read_json,
+    short,
+)
 
 __all__ = [
-    "MAX_FORMAT", "MIN_FORMAT", "Change", "coverage_text", "Drift", "Tally", "check_pair", "check_record", "compare_results", "load_results",
-    "output_digest", "render_text",
+    "DRIFT_VERSION", "MAX_FORMAT", "MIN_FORMAT", "Change", "coverage_text", "Drift", "Tally", "check_pair", "check_record", "compare_results",
+    "load_results", "output_digest", "read_drift", "render_text", "write_drift",
 ]  # fmt: skip
 
 MIN_FORMAT = 2  # report.py FORMAT_VERSION 2: every record has its outcome
@@ -300,6 +315,63 @@ class Drift:
 
 def _side(r: Mapping[str, Any]) -> dict[str, Any]:
     return {k: r.get(k) for k in ("status", "kind", "divergence", "actual", "actual_dtype", "actual_error", "bound", "digest", "preview")}
+
+
+# DRIFT_VERSION history (drift.json, what ``compare --out`` writes: write_drift, read back by read_drift):
+#   0 - no version field: Drift.as_dict() as it was (read still, where it fits DRIFT).
+#   1 - ``format_version`` first, then Drift.as_dict(): base, new, exact, compared, regressed, the five lists of
+#       changes (each fix with its registry_edit), changed, only_base, only_new.
+DRIFT_VERSION = 1
+
+_SIDE = Obj(
+    {"status": Opt(Str(choices=STATUSES)), "kind": Opt(_TEXT), "divergence": Opt(_TEXT), "actual": Opt(Array()),
+     "actual_dtype": Opt(_TEXT), "actual_error": Opt(_TEXT), "bound": Opt(Array()), "digest": Opt(_TEXT),
+     "preview": Opt(List(Num(), 1000))},
+    extra=Json(),
+)  # fmt: skip
+_CHANGE = Obj(
+    {"id": _TEXT, "group": _TEXT, "what": _TEXT, "before": _SIDE, "after": _SIDE, "moved": Int(0), "total": Int(0),
+     "max_abs": Opt(Num()), "max_ulp": Opt(Int(0, 2**64)), "rows": List(List(Scalar(), 4), _ROWS), "registry_edit": _TEXT},
+    required=frozenset({"id", "group", "what", "before", "after"}),
+    extra=Json(),
+)  # fmt: skip
+# drift.json as write_drift writes it (Drift.as_dict); a field of another version is kept, not read.
+DRIFT = Obj(
+    {
+        "format_version": Int(0, DRIFT_VERSION),
+        "base": _TEXT,
+        "new": _TEXT,
+        "exact": Bool(),
+        "compared": Int(0),
+        "regressed": Bool(),
+        **{key: List(_CHANGE) for key in ("new_divergences", "unexplained", "fixed", "behaviour", "drift")},
+        "changed": List(List(Scalar(), 3)),
+        "only_base": List(_TEXT),
+        "only_new": List(_TEXT),
+    },
+    required=frozenset({"base", "new", "exact", "compared", "regressed", "new_divergences", "unexplained", "fixed", "drift"}),
+    extra=Json(),
+)
+
+
+def write_drift(drift: Drift, path: str | Path) -> Path:
+    """drift.json at ``path``: ``format_version`` (DRIFT_VERSION), then ``drift.as_dict()``; read_drift reads it."""
+    return atomic_write_text(path, dumps({"format_version": DRIFT_VERSION, **drift.as_dict()}))
+
+
+def read_drift(path: str | Path) -> dict[str, Any]:
+    """The drift.json at ``path`` (or the one in a folder), as write_drift wrote it, checked against DRIFT (its
+    version first: a newer one is refused as such; a file without one is version 0); InputError names the
+    file, the field and the value."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "drift.json"
+
+    def check(data: Any) -> None:
+        format_version(data, DRIFT_VERSION)
+        DRIFT.check(data, "")
+
+    return read_json(path, "drift.json (bce-harness compare --out)", check=check)
 
 
 def changed_packages(base: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:

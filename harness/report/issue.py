@@ -31,8 +31,8 @@ import numpy as np
 from harness.case import Case, Expected
 from harness.dtypes import FLOAT_DTYPES, ulp_distance
 from harness.errors import InputError, UsageError
-from harness.jsonio import atomic_write_text, decode_array, dumps
-from harness.report.drift import Change, Drift, changed_packages, changed_text
+from harness.jsonio import atomic_write_text, decode_array
+from harness.report.drift import Change, Drift, changed_packages, changed_text, write_drift
 from harness.report.html import write_html
 from harness.report.inert import cut, md_code
 from harness.report.junit import write_junit
@@ -432,7 +432,7 @@ def write_compare_reports(drift: Drift, new_results: Mapping[str, Any], out_dir:
         "summary": atomic_write_text(out / "summary.md", render_summary(drift, clusters(drift))),
         "regressions": written,
         "regressions_dir": reg_dir,
-        "drift": atomic_write_text(out / "drift.json", dumps(drift.as_dict())),
+        "drift": write_drift(drift, out / "drift.json"),
         "html": write_html(new_results, out / "report.html", drift=drift),
         "junit": write_junit(new_results, out / "junit.xml"),
     }

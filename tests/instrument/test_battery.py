@@ -467,6 +467,8 @@ for _name, _audit in [
     ("a group a number", '{"rows": [{"group": 3}]}'),
     ("a 4,000-digit max_ulp", '{"rows": [{"group": "g", "max_ulp": ' + "9" * 4000 + "}]}"),
     ("a count a string", '{"rows": [{"group": "g", "n": "1"}]}'),
+    ("a newer format_version", '{"format_version": 99, "rows": []}'),
+    ("a format_version a string", '{"format_version": "1", "rows": []}'),
 ]:
     BATTERY[f"audit beside compare: {_name}"] = lambda tmp, a=_audit: _beside(tmp, a)
 
