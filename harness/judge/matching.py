@@ -59,7 +59,7 @@ def record_facets(case: Case, expected: Expected | None, profile: str) -> dict[s
     spec = case.training
     facets["split_batches"] = bool(
         spec is not None and spec.route in ("evaluate", "fit") and spec.batch_size is not None
-        and spec.batch_size < int(case.y_pred.shape[0])
+        and case.y_pred.ndim > 0 and spec.batch_size < int(case.y_pred.shape[0])  # (a 0-d input has no batches)
     )
     facets["producer_cast"] = _producer_cast(case, facets["compute_dtype"])
     return facets
