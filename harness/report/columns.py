@@ -350,6 +350,7 @@ class SummaryRows:
         return self.f.rows
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        decoded: dict[str, Any] = {}  # the tags column is dictionary-encoded: a few hundred distinct texts
         try:
             for batch in self.f.file.iter_batches(batch_size=8192, columns=list(self.FIELDS)):
                 cols = [batch.column(name).to_pylist() for name in self.FIELDS]
@@ -357,7 +358,12 @@ class SummaryRows:
                     row = dict(zip(self.FIELDS, values, strict=True))
                     tags = row.pop("tags")
                     out = {k: v for k, v in row.items() if v is not None and k != "from_logits"}
-                    out["tags"] = json.loads(tags) if tags else {}
+                    if not tags:
+                        out["tags"] = {}
+                    else:
+                        if tags not in decoded:
+                            decoded[tags] = json.loads(tags)
+                        out["tags"] = dict(decoded[tags])  # (a copy: a reader may change its record)
                     out["options"] = {"from_logits": bool(row["from_logits"])}
                     yield out
         except (pa.ArrowException, OSError) as exc:
@@ -428,44 +434,83 @@ def _differ(x: pa.ChunkedArray, y: pa.ChunkedArray) -> pa.ChunkedArray:
 DUCKDB_MEMORY = "384MB"
 
 
-def _pairs_duckdb(base: ColumnsFile, new: ColumnsFile) -> tuple[tuple[str, ...], tuple[str, ...], dict[str, int], int, list[tuple[str, str]]]:
-    """What ``compare_columns`` needs of the join, computed by DuckDB straight from the two files (out of
-    core: a hash join that spills past ``DUCKDB_MEMORY``): the ids only in BASE and only in NEW, the common
-    records per group, their count, and the (id, group) of the pairs whose facts differ, in NEW's order."""
+def _drift_duckdb(base: ColumnsFile, new: ColumnsFile, exact: bool) -> Drift:
+    """``compare_columns`` by DuckDB, out of core: the two files joined by id from disk (a hash join that
+    spills past ``DUCKDB_MEMORY``), and the pairs whose facts differ streamed back in NEW's order a batch at a
+    time, both records of each whole, into the ``Tally``: memory holds one batch and the changes found.
+
+    Two passing records whose only difference is the output's digest are not read (unless ``exact``): a
+    pass is a summary, and ``drift._moved_summary`` finds nothing in such a pair without ``exact``."""
     import tempfile
 
     import duckdb
 
+    tally = Tally(exact)
     with tempfile.TemporaryDirectory(prefix="bce-compare-") as spill:
         con = duckdb.connect(config={"memory_limit": DUCKDB_MEMORY, "threads": 2, "temp_directory": spill})
         try:
-            facts = ", ".join(f'"{c}"::VARCHAR AS "{c}"' for c in _FACTS)
             for name, f in (("b", base), ("n", new)):
                 # the file by the relation API, not in the SQL text: its path is data, never query text
                 con.read_parquet(str(f.path), file_row_number=True).create_view(f"{name}_file")
-                con.execute(
-                    f'CREATE TEMP VIEW {name} AS SELECT id, "group"::VARCHAR AS "group", {facts}, file_row_number AS _row '
-                    f"FROM {name}_file"
-                )  # fmt: skip
+                con.execute(f'CREATE TEMP VIEW {name} AS SELECT *, "group"::VARCHAR AS _group, file_row_number AS _row FROM {name}_file')
                 twice = con.execute(f"SELECT id FROM {name} GROUP BY id HAVING count(*) > 1 LIMIT 1").fetchone()
                 if twice is not None:
                     raise InputError(f"{f.path}: id {twice[0]!r} appears twice")
             only_base = tuple(r[0] for r in con.execute("SELECT id FROM b ANTI JOIN n USING (id) ORDER BY _row").fetchall())
             only_new = tuple(r[0] for r in con.execute("SELECT id FROM n ANTI JOIN b USING (id) ORDER BY _row").fetchall())
-            groups = dict(con.execute('SELECT n."group", count(*) FROM n JOIN b USING (id) GROUP BY n."group"').fetchall())
-            compared = sum(groups.values())
-            differ = " OR ".join(f'n."{c}" IS DISTINCT FROM b."{c}"' for c in _FACTS)
-            pairs = con.execute(f'SELECT n.id, n."group" FROM n JOIN b USING (id) WHERE {differ} ORDER BY n._row').fetchall()
+            groups = con.execute("SELECT n._group, count(*) FROM n JOIN b USING (id) GROUP BY n._group").fetchall()
+            tally.groups.update({str(k): int(v) for k, v in groups})
+            compared = sum(tally.groups.values())
+
+            def differ(c: str) -> str:
+                return f'n."{c}"::VARCHAR IS DISTINCT FROM b."{c}"::VARCHAR'
+
+            others = " OR ".join(differ(c) for c in _FACTS if c != "digest")
+            digest = differ("digest") if exact else (
+                f"{differ('digest')} AND (n.status::VARCHAR <> 'pass' OR n.actual_shape IS DISTINCT FROM b.actual_shape)"
+            )  # fmt: skip
+            names = {side: [r[0] for r in con.execute(f"DESCRIBE {side}_file").fetchall() if r[0] != "file_row_number"] for side in ("b", "n")}
+            select = ", ".join(f'{side}."{c}" AS "{side}.{c}"' for side in ("b", "n") for c in names[side])
+            # unordered, so the join streams (ordering wide rows is what runs out of memory); the changes found,
+            # few, are put in NEW's order at the end
+            relation = con.sql(
+                f"SELECT n._group AS _group, n._row AS _row, {select} FROM n JOIN b USING (id) WHERE {others} OR ({digest})"
+            )
+            # batches of the result as DuckDB makes them (to_arrow_reader since DuckDB 2, fetch_arrow_reader before)
+            batches = getattr(relation, "to_arrow_reader", None) or getattr(relation, "fetch_arrow_reader")  # noqa: B009
+            reader = batches(2048)
+            lists = (tally.new_div, tally.unexplained, tally.fixed, tally.drifted, tally.behaviour)
+            rows: dict[int, int] = {}  # each change (by identity) -> its NEW row, for the order at the end
+            for batch in reader:
+                for row in batch.to_pylist():
+                    sides = []
+                    for side, f in (("b", base), ("n", new)):
+                        part = {k[2:]: v for k, v in row.items() if k.startswith(side + ".")}
+                        for renamed, old in f.renamed.items():
+                            part[renamed] = part.pop(old)
+                        r = record_of(part, f.path)
+                        try:
+                            check_record(r, f"record {str(r.get('id'))[:200]!r}")
+                        except UsageError as exc:
+                            raise InputError(f"{f.path}: {exc}") from None
+                        sides.append(r)
+                    before = [len(x) for x in lists]
+                    tally.pair(sides[1]["id"], row["_group"], sides[0], sides[1])
+                    for x, n in zip(lists, before, strict=True):
+                        rows.update((id(c), row["_row"]) for c in x[n:])
+            for x in lists:
+                x.sort(key=lambda c: rows[id(c)])
         except duckdb.Error as exc:
             raise InputError(f"{base.path} or {new.path}: {str(exc).splitlines()[0]}") from None
         finally:
             con.close()
-    return only_base, only_new, {str(k): int(v) for k, v in groups.items()}, compared, [(str(i), str(g)) for i, g in pairs]
+    return tally.drift(base.meta, new.meta, only_base, only_new, compared)
 
 
 def _pairs_arrow(base: ColumnsFile, new: ColumnsFile) -> tuple[tuple[str, ...], tuple[str, ...], dict[str, int], int, list[tuple[str, str]]]:
-    """``_pairs_duckdb``'s answer from pyarrow alone (DuckDB not installed): the slim columns of both files
-    joined in memory (about 1.4 GB at a million records a side)."""
+    """What pyarrow alone (DuckDB not installed) makes of the two files: the ids only in BASE and only in NEW,
+    the common records per group, their count, and the (id, group) of the pairs whose facts differ, in NEW's
+    order; the slim columns of both files joined in memory (about 1.4 GB at a million records a side)."""
     b, n = _slim(base), _slim(new)
     in_new, in_base = pc.is_in(b.column("id"), value_set=n.column("id")), pc.is_in(n.column("id"), value_set=b.column("id"))
     only_base = tuple(b.column("id").filter(pc.invert(in_new)).to_pylist())
@@ -502,7 +547,9 @@ def compare_columns(base: ColumnsFile, new: ColumnsFile, *, exact: bool = False,
     use = engine or ("duckdb" if _has_duckdb() and plain else "arrow")
     if use not in ("duckdb", "arrow"):
         raise UsageError(f"engine={engine!r} is not 'duckdb' or 'arrow'")
-    only_base, only_new, groups, compared, pairs = (_pairs_duckdb if use == "duckdb" else _pairs_arrow)(base, new)
+    if use == "duckdb":
+        return _drift_duckdb(base, new, exact)
+    only_base, only_new, groups, compared, pairs = _pairs_arrow(base, new)
     tally = Tally(exact)
     tally.groups.update(groups)
     ids = pa.array([cid for cid, _ in pairs], type=pa.string())

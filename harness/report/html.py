@@ -73,15 +73,16 @@ def _text_width(text: str, size: float = 11) -> float:
     return 0.62 * size * len(text)
 
 
-def _heatmap(records: Sequence[Mapping[str, Any]]) -> str:
-    worst: dict[tuple[str, str], tuple[int, float]] = {}
-    for r in records:
-        if r["status"] == "pass" and r.get("max_ulp") is not None:
-            key = (r.get("compute_dtype") or "?", r.get("tags", {}).get("regime", "?"))
-            ulp, diff = int(r["max_ulp"]), r.get("max_abs")
-            diff = float(diff) if isinstance(diff, (int, float)) else 0.0
-            if key not in worst or ulp > worst[key][0]:
-                worst[key] = (ulp, diff)
+def _heatmap_add(worst: dict[tuple[str, str], tuple[int, float]], r: Mapping[str, Any]) -> None:
+    if r["status"] == "pass" and r.get("max_ulp") is not None:
+        key = (r.get("compute_dtype") or "?", r.get("tags", {}).get("regime", "?"))
+        ulp, diff = int(r["max_ulp"]), r.get("max_abs")
+        diff = float(diff) if isinstance(diff, (int, float)) else 0.0
+        if key not in worst or ulp > worst[key][0]:
+            worst[key] = (ulp, diff)
+
+
+def _heatmap(worst: dict[tuple[str, str], tuple[int, float]]) -> str:
     if not worst:
         return "<p class=note>No passing records.</p>"
     dtypes = sorted({d for d, _ in worst})
@@ -121,13 +122,14 @@ def _bin_label(lo: int, hi: int | None) -> str:
     return f"{lo}+" if hi is None else (str(lo) if lo == hi else f"{lo}-{hi}")
 
 
-def _histograms(records: Sequence[Mapping[str, Any]]) -> str:
-    counts: dict[str, list[int]] = defaultdict(lambda: [0] * len(_BINS))
-    for r in records:
-        if r["status"] == "pass" and r.get("max_ulp") is not None:
-            u = int(r["max_ulp"])
-            k = next(i for i, (lo, hi) in enumerate(_BINS) if u >= lo and (hi is None or u <= hi))
-            counts[r.get("compute_dtype") or "?"][k] += 1
+def _histograms_add(counts: dict[str, list[int]], r: Mapping[str, Any]) -> None:
+    if r["status"] == "pass" and r.get("max_ulp") is not None:
+        u = int(r["max_ulp"])
+        k = next(i for i, (lo, hi) in enumerate(_BINS) if u >= lo and (hi is None or u <= hi))
+        counts.setdefault(r.get("compute_dtype") or "?", [0] * len(_BINS))[k] += 1
+
+
+def _histograms(counts: dict[str, list[int]]) -> str:
     if not counts:
         return "<p class=note>No passing records.</p>"
     charts = []
@@ -153,10 +155,14 @@ def _histograms(records: Sequence[Mapping[str, Any]]) -> str:
             "(see the heatmap).</p>")  # fmt: skip
 
 
-def _summary(records: Sequence[Mapping[str, Any]]) -> str:
-    groups: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: dict.fromkeys(_STATUSES, 0))
-    for r in records:
-        groups[(group_of(r), r.get("compute_dtype") or "?")][r["status"]] += 1
+def _summary_add(groups: dict[tuple[str, str], dict[str, int]], r: Mapping[str, Any]) -> None:
+    key = (group_of(r), r.get("compute_dtype") or "?")
+    if key not in groups:
+        groups[key] = dict.fromkeys(_STATUSES, 0)
+    groups[key][r["status"]] += 1
+
+
+def _summary(groups: dict[tuple[str, str], dict[str, int]]) -> str:
     rows = [(g, d, *(v[s] for s in _STATUSES)) for (g, d), v in sorted(groups.items())]
     return _table(("option family", "compute dtype", *_STATUSES), rows, ("", "", "", "fail", "xfail", "xpass", "error", "", ""))
 
@@ -232,9 +238,11 @@ def _short(r: Mapping[str, Any]) -> str:
     return f"{a:.9g} {r.get('actual_dtype')}" if isinstance(a, float) else f"{a} {r.get('actual_dtype')}"
 
 
-def _divergences(records: Sequence[Mapping[str, Any]]) -> str:
-    order = {"error": 0, "fail": 1, "xpass": 2, "xfail": 3, "unsupported": 4, "outside": 5}
-    bad = sorted((r for r in records if r["status"] != "pass"), key=lambda r: (order[r["status"]], r["id"]))
+_ORDER = {"error": 0, "fail": 1, "xpass": 2, "xfail": 3, "unsupported": 4, "outside": 5}
+
+
+def _divergences(found: list[Mapping[str, Any]]) -> str:
+    bad = sorted(found, key=lambda r: (_ORDER[r["status"]], r["id"]))
     if not bad:
         return "<p>None.</p>"
     out = []
@@ -249,21 +257,33 @@ def _divergences(records: Sequence[Mapping[str, Any]]) -> str:
 def render_html(results: Mapping[str, Any], *, drift: Drift | None = None) -> str:
     """The page for ``results`` (the dict written as results.json), with a drift section when given."""
     meta, records, totals = results["meta"], results["records"], results.get("totals", {})
+    # one pass over the records (a million summaries read from results.parquet are read once), each section
+    # accumulating what it shows
+    groups: dict[tuple[str, str], dict[str, int]] = {}
+    worst: dict[tuple[str, str], tuple[int, float]] = {}
+    counts: dict[str, list[int]] = {}
+    bad: list[Mapping[str, Any]] = []
+    for r in records:
+        _summary_add(groups, r)
+        _heatmap_add(worst, r)
+        _histograms_add(counts, r)
+        if r["status"] != "pass":
+            bad.append(r)
     title = f"bce-harness: TensorFlow {meta.get('tensorflow')}, Keras {meta.get('keras')}, profile {meta.get('profile')}"
     body = [
         f"<h1>{_e(title)}</h1>",
         f"<p>Seed {_e(meta.get('seed'))}, {_e(meta.get('created_utc'))}, {_e(meta.get('platform'))}, Python {_e(meta.get('python'))}, NumPy {_e(meta.get('numpy'))}.</p>",
         "<p><b>" + ", ".join(f"{totals.get(s, 0)} {s}" for s in _STATUSES) + f" of {totals.get('total', len(records))} records.</b></p>",
         "<h2>Summary</h2>",
-        _summary(records),
+        _summary(groups),
         "<h2>Worst ULP (and its absolute difference) among passing records, by compute dtype and value regime</h2>",
-        _heatmap(records),
+        _heatmap(worst),
         "<h2>Error distribution per compute dtype (passing records)</h2>",
-        _histograms(records),
+        _histograms(counts),
     ]
     if drift is not None:
         body += ["<h2>Drift between the two versions</h2>", _drift_section(drift)]
-    body += ["<h2>Divergences</h2>", _divergences(records)]
+    body += ["<h2>Divergences</h2>", _divergences(bad)]
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
         f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>\n"

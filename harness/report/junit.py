@@ -26,6 +26,14 @@ __all__ = ["junit_chunks", "render_junit", "write_junit"]
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
+_ATTR = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "\r": "&#13;", "\n": "&#10;", "\t": "&#09;"})
+
+
+def _attr(text: str) -> str:
+    """``text`` as a double-quoted XML attribute value, escaped as ElementTree escapes one."""
+    return '"' + text.translate(_ATTR) + '"'
+
+
 def _xml_safe(text: str) -> str:
     return _NOT_XML.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
@@ -35,15 +43,22 @@ def junit_chunks(results: Mapping[str, Any]) -> Iterator[str]:
     any re-iterable, such as a results.parquet's rows read a batch at a time), a test case at a time: a
     million records are never one tree or one string in memory."""
     records = results["records"]
-    counts = dict.fromkeys(("fail", "xpass", "error", "xfail", "no verdict"), 0)
-    total = 0
-    for r in records:  # the suite's attributes come first: one pass to count
-        total += 1
-        status = r["status"]
-        if status in counts:
-            counts[status] += 1
-        elif status in NO_VERDICT:
-            counts["no verdict"] += 1
+    t = results.get("totals") or {}
+    if not isinstance(records, list | tuple) and all(isinstance(t.get(k), int) for k in ("total", "fail", "xpass", "error", "xfail")):
+        # records read from a file a batch at a time: its totals count them, and a pass over them is saved
+        counts = {k: t[k] for k in ("fail", "xpass", "error", "xfail")}
+        counts["no verdict"] = sum(t.get(s, 0) for s in NO_VERDICT)
+        total = t["total"]
+    else:
+        counts = dict.fromkeys(("fail", "xpass", "error", "xfail", "no verdict"), 0)
+        total = 0
+        for r in records:  # the suite's attributes come first: one pass to count
+            total += 1
+            status = r["status"]
+            if status in counts:
+                counts[status] += 1
+            elif status in NO_VERDICT:
+                counts["no verdict"] += 1
     meta = results["meta"]
     suite = ET.Element(
         "testsuite",
@@ -65,6 +80,10 @@ def junit_chunks(results: Mapping[str, Any]) -> Iterator[str]:
     end = head.rindex("</testsuite>")
     yield '<?xml version="1.0" encoding="utf-8"?>\n' + head[:end]
     for r in records:
+        if r["status"] == "pass":  # most records: one empty element, written directly (ElementTree's cost x10)
+            classname = _attr(_xml_safe(f"bce-harness.{group_of(r)}"))
+            yield f'  <testcase classname={classname} name={_attr(_xml_safe(r["id"]))} time="0" />\n'
+            continue
         case = _case(r)
         _safe(case)
         ET.indent(case, level=1)

@@ -46,3 +46,23 @@ def test_junit_maps_statuses():
     assert cases["values/u"].find("error") is not None
     assert "known-one" in cases["values/s"].find("skipped").get("message")
     assert not list(cases["values/p"]) and cases["values/p"].get("classname") == "bce-harness.values/probs"
+
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@given(st.text(), st.sampled_from(["values", "config", "paths", "?"]))
+def test_a_passing_test_case_is_written_as_elementtree_writes_it(cid: str, family: str) -> None:
+    """junit.xml writes a pass (most of a million records) without ElementTree; the line must be the one
+    ElementTree would write for it, escapes and unwritable characters included."""
+    import xml.etree.ElementTree as ET
+
+    from harness.report.junit import _case, _safe, render_junit
+
+    r = {"id": cid, "status": "pass", "tags": {"family": family}, "options": {"from_logits": True}}
+    line = render_junit({"meta": {}, "records": [r]}).split("\n")[-3]  # (not splitlines: it splits at U+0085 too)
+    case = _case(r)
+    _safe(case)
+    ET.indent(case, level=1)
+    assert line == "  " + ET.tostring(case, encoding="unicode")
