@@ -389,16 +389,6 @@ def _finish(result, run_meta: dict, out: str, *, quiet: bool, started: float, ag
     return EXIT_OK if result.ok else EXIT_DIVERGED
 
 
-def _pep440(version: str) -> bool:
-    from packaging.version import InvalidVersion, Version
-
-    try:
-        Version(version)
-    except InvalidVersion:
-        return False
-    return True
-
-
 def _cmd_merge(args: argparse.Namespace) -> int:
     from harness.engine import merge
 
