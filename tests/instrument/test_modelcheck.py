@@ -22,6 +22,7 @@ N = 10
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     d = tmp_path_factory.mktemp("models")
+    keras.utils.set_random_seed(0)  # the models' initial weights: the same models, so the same diagnoses, every run
     rng = np.random.default_rng(0)
     x = (rng.normal(size=(N, 3)) * 3).astype("float32")
     y = (rng.random((N, 1)) > 0.5).astype("float32")
