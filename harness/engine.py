@@ -459,7 +459,8 @@ def run(
             pool.close()  # before the reports: the workers wind down while nothing else waits on them
         elif pool is not None:
             pool.on_finding = None  # the caller's pool outlives this run's findings log
-    order = {ids[p]: i for i, p in enumerate(plan.positions)}
+    kept_ids = {r.case.id for r in bulk.kept}  # (a few thousand: the order of a million ids is not built)
+    order = {ids[p]: i for i, p in enumerate(plan.positions) if ids[p] in kept_ids}
     kept = tuple(sorted(bulk.kept, key=lambda r: order.get(r.case.id, len(order))))
     result = RunResult(kept, seconds, interrupted, stopped, not_run, tuple(findings), pool_info)
     run_meta = meta(
