@@ -110,11 +110,13 @@ def read_jsonl(
     *,
     loads: Callable[[str], Any] = json.loads,
     headerless: bool = False,
+    raw: bool = False,
 ) -> tuple[dict[str, Any], Iterator[tuple[int, Any]]]:
     """The header of the JSON-lines file ``path`` and its values one at a time with their line numbers (a
     torn last line is left out).  ``key``: the header's version field, which must be one of ``versions``;
     ``what``: the file's name in an error; ``headerless``: a file written before it had a header is read as
-    version 0 (its first line is a value).  Every failure is an InputError of one line naming the file."""
+    version 0 (its first line is a value); ``raw``: each value is its line's text, unparsed (a copy of the lines
+    as written).  Every failure is an InputError of one line naming the file."""
     path = Path(path)
     try:
         f = path.open("rb")
@@ -158,11 +160,14 @@ def read_jsonl(
     def values() -> Iterator[tuple[int, Any]]:
         with f:
             yield from pending
-            for n, raw in enumerate(f, start=2):
-                if not raw.endswith(b"\n"):
+            for n, data in enumerate(f, start=2):
+                if not data.endswith(b"\n"):
                     return  # the text after the last newline may be torn
-                line = decoded(raw, n)
+                line = decoded(data, n)
                 if not line.strip():
+                    continue
+                if raw:
+                    yield n, line.rstrip("\n")
                     continue
                 try:
                     yield n, loads(line)

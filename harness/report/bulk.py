@@ -20,7 +20,6 @@ writes no passes' file either.
 from __future__ import annotations
 
 import heapq
-import json as json_module
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -96,9 +95,10 @@ class Bulk:
         self.close()
         if not self.json:
             return
-        _, values = read_jsonl(self.path, "passes", (PASSES_VERSION,), "passes file")
-        for _, value in values:
-            yield json_module.dumps(value, allow_nan=False)
+        # each line as written (results.json takes it as it is): the header is checked, the lines not parsed again
+        _, lines = read_jsonl(self.path, "passes", (PASSES_VERSION,), "passes file", raw=True)
+        for _, line in lines:
+            yield line
 
     def worst_first(self) -> list[tuple[int, str, str]]:
         return sorted(self.worst, reverse=True)
