@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from harness.case import Case
+from harness.case import Case, Outcome
 
-__all__ = ["MAX_STACK", "batch_key", "map_stacked", "trace_key"]
+__all__ = ["MAX_STACK", "batch_key", "map_stacked", "split_stacked", "trace_key"]
 
 T = TypeVar("T")
 MAX_STACK = 512  # cases per stacked call: a few MB of float64 at the suite's largest shapes
@@ -75,3 +75,15 @@ def batch_key(case: Case) -> tuple[Any, ...] | None:
     if case.y_true.ndim != case.y_pred.ndim or case.y_pred.ndim == 0:
         return None
     return (case.api, o, case.true_dtype, case.pred_dtype, case.y_true.shape, case.y_pred.shape)
+
+
+def split_stacked(values: Any, dtype: str, n: int, started: float) -> list[Outcome] | None:
+    """The per-case outcomes of one stacked call over ``n`` cases (``values`` stacked on a new leading axis),
+    each with its share of the time since ``started``; None when the result is not one value per case (the
+    cases then run one by one)."""
+    import time
+
+    if values.shape[:1] != (n,):
+        return None
+    each = (time.perf_counter() - started) / n
+    return [Outcome(value=values[j], dtype=dtype, seconds=each) for j in range(n)]

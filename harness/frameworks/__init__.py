@@ -32,7 +32,7 @@ from harness.errors import TargetUnavailable, UsageError
 from harness.frameworks.distribute import ReplicaRunner, configure_logical_cpus
 from harness.frameworks.keras_calls import keras_call, weight_argument
 from harness.frameworks.training import TrainingRunner
-from harness.stacking import MAX_STACK, map_stacked, trace_key
+from harness.stacking import MAX_STACK, map_stacked, split_stacked, trace_key
 
 __all__ = [
     "LossFactory",
@@ -593,7 +593,4 @@ class TFTarget:
             dtype = result.dtype.name
         except Exception:  # noqa: BLE001 - let the cases raise one by one, each against its own record
             return None
-        if values.shape[:1] != (len(cases),):
-            return None
-        each = (time.perf_counter() - start) / len(cases)
-        return [Outcome(value=values[j], dtype=dtype, seconds=each) for j in range(len(cases))]
+        return split_stacked(values, dtype, len(cases), start)

@@ -27,7 +27,7 @@ from harness.backends import BACKENDS, unsupported
 from harness.case import Case, Options, Outcome
 from harness.errors import TargetUnavailable, UsageError
 from harness.frameworks.keras_calls import keras_call, weight_argument
-from harness.stacking import MAX_STACK, map_stacked, trace_key
+from harness.stacking import MAX_STACK, map_stacked, split_stacked, trace_key
 
 __all__ = ["KerasTarget", "import_keras"]
 
@@ -263,7 +263,4 @@ class KerasTarget:
                 values, dtype = self._numpy(loss(y_true, y_pred))
         except Exception:  # noqa: BLE001 - let the cases raise one by one, each against its own record
             return None
-        if values.shape[:1] != (len(cases),):
-            return None
-        each = (time.perf_counter() - start) / len(cases)
-        return [Outcome(value=values[j], dtype=dtype, seconds=each) for j in range(len(cases))]
+        return split_stacked(values, dtype, len(cases), start)
