@@ -191,11 +191,17 @@ class Registry:
     # records that share a few hundred of them
     _verdicts: dict[tuple[Any, ...], Divergence | None] = field(default_factory=dict, compare=False, repr=False)
     _classes: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict, compare=False, repr=False)
+    _by_values: dict[tuple[Any, ...], Divergence | None] = field(default_factory=dict, compare=False, repr=False)
+    _heads: dict[tuple[str, str], tuple[int, ...]] = field(default_factory=dict, compare=False, repr=False)
 
     @functools.cached_property
     def _read(self) -> tuple[str, ...]:
         """The facets some entry's match reads, in a fixed order."""
         return tuple(sorted({key for entry in self.entries for key in entry.match}))
+
+    @functools.cached_property
+    def _read_but_id(self) -> tuple[str, ...]:
+        return tuple(k for k in self._read if k != "id")
 
     @functools.cached_property
     def _globs(self) -> dict[str, tuple[tuple[str, Callable[[str], Any]], ...]]:
@@ -223,9 +229,31 @@ class Registry:
             return memo[key, value]
         except KeyError:
             pass
-        found = (str, *(value.startswith(prefix) and match(value) is not None for prefix, match in self._globs.get(key, ())))
+        globs = self._globs.get(key, ())
+        found_at = [False] * len(globs)
+        for i in self._candidates(key, value):
+            prefix, match = globs[i]
+            found_at[i] = value.startswith(prefix) and match(value) is not None
+        found = (str, *found_at)
         if len(memo) < _CLASS_MEMO:  # (case ids are all distinct: past this many, they are classed afresh)
             memo[key, value] = found
+        return found
+
+    def _candidates(self, key: str, value: str) -> tuple[int, ...]:
+        """The patterns of facet ``key`` (indices into ``_globs[key]``) whose literal prefix agrees with
+        ``value``'s first path segment: the others cannot match it (a million case ids, a few segments)."""
+        cut = value.find("/") + 1
+        head = value[:cut] if cut else value
+        try:
+            return self._heads[key, head]
+        except KeyError:
+            pass
+        found = tuple(
+            i for i, (prefix, _) in enumerate(self._globs.get(key, ()))
+            if (head.startswith(prefix) if len(prefix) <= len(head) else prefix.startswith(head))
+        )  # fmt: skip
+        if len(self._heads) < _CLASS_MEMO:
+            self._heads[key, head] = found
         return found
 
     def for_versions(self, tensorflow: str | None, keras: str | None = None) -> Registry:
@@ -257,14 +285,24 @@ class Registry:
         its ``kinds``, else the first that matches (its note then says which kind it does not explain); for
         an agreement (no kinds), the first that matches (an ``xpass``).  The one rule for run, replay, merge
         and fuzz."""
-        key = (*(self._class_of(k, facets.get(k, _MISSING)) for k in self._read), *kinds)
+        # first by the values themselves (and their types: True and 1 hash alike but match differently), the
+        # case id by its class: a few hundred keys on a million records, each found without classing the
+        # other facets; a key first seen is classed facet by facet below
+        values = tuple([facets.get(k, _MISSING) for k in self._read_but_id])
         try:
-            return self._verdicts[key]
+            raw = (self._class_of("id", facets.get("id", _MISSING)), values, tuple(map(type, values)), *kinds)
+            return self._by_values[raw]
         except KeyError:
             pass
         except TypeError:  # a facet value that cannot be hashed: judge without the memo
             return self._judge(facets, kinds)
-        found = self._verdicts[key] = self._judge(facets, kinds)
+        key = (*(self._class_of(k, facets.get(k, _MISSING)) for k in self._read), *kinds)
+        if key in self._verdicts:
+            found = self._verdicts[key]
+        else:
+            found = self._verdicts[key] = self._judge(facets, kinds)
+        if len(self._by_values) < _CLASS_MEMO:  # (drawn facets can be many: past this many, classed afresh)
+            self._by_values[raw] = found
         return found
 
     def _judge(self, facets: Mapping[str, Any], kinds: Sequence[str | None]) -> Divergence | None:

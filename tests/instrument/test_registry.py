@@ -417,3 +417,24 @@ def test_memoised_verdicts_equal_the_entries_read_afresh():
             facets = record_facets(case, exp, profile)
             for kinds in ((), ("tolerance",), ("nan_inf",), ("nan_inf", "tolerance")):
                 assert registry.judge(facets, kinds) == registry._judge(facets, kinds), (case.id, profile, kinds)
+
+
+def test_memo_by_values_tells_apart_what_hashes_alike():
+    """The memo's first key is the facet values with their types, the case id by its class: a value that
+    hashes like another (True and 1, a missing facet and None) or an id of another class is judged afresh,
+    and an id is classed only against the patterns its first segment can match."""
+    entries = (
+        Divergence("flag", "t", "r", ("ev",), frozenset({"tolerance"}), {"from_logits": True}),
+        Divergence("none", "t", "r", ("ev",), frozenset({"tolerance"}), {"producer": "none"}),
+        Divergence("ids", "t", "r", ("ev",), frozenset({"tolerance"}), {"id": ["values/probs/*", "pairs/*/size=huge"]}),
+        Divergence("short", "t", "r", ("ev",), frozenset({"tolerance"}), {"id": "v?"}),
+    )
+    registry = Registry(entries)
+    cases = [
+        {"from_logits": 1}, {"from_logits": True}, {"from_logits": 1}, {"producer": None}, {}, {"producer": None},
+        {"id": "values/probs/typical/seed=3"}, {"id": "values/logits/typical/seed=3"}, {"id": "vx"},
+        {"id": "pairs/001/size=huge"}, {"id": "pairs/001/size=tiny"}, {"id": "values/probs/nan/seed=4"}, {"id": "x"},
+    ]  # fmt: skip
+    for facets in cases + cases:  # (the second time from the memo)
+        for kinds in ((), ("tolerance",)):
+            assert registry.judge(facets, kinds) == registry._judge(facets, kinds), (facets, kinds)
