@@ -120,8 +120,26 @@ def columns_path(where: str | os.PathLike[str]) -> Path | None:
     return p if p.suffix == ".parquet" and p.is_file() else None
 
 
+_JSON_MEMO = 4_096  # distinct small dicts (a record's tags, options) whose JSON text is remembered
+_JSON_TEXTS: dict[tuple[Any, ...], str] = {}
+_SCALARS = (str, bool, int, float, type(None))
+
+
 def _json(x: Any) -> str | None:
-    return None if x is None else json.dumps(x, sort_keys=False, allow_nan=False)
+    """``x`` as JSON text; a flat dict of scalars (tags, options: a few hundred distinct ones in a
+    million records) is encoded once and then found by its items, each with its type (True and 1 hash alike)
+    and a float by its exact bits (0.0 and -0.0 hash alike)."""
+    if x is None:
+        return None
+    key = None
+    if isinstance(x, dict) and all(type(v) in _SCALARS for v in x.values()):  # (a list, a dict: encoded afresh)
+        key = tuple((k, type(v), v.hex() if isinstance(v, float) else v) for k, v in x.items())
+        if key in _JSON_TEXTS:
+            return _JSON_TEXTS[key]
+    text = json.dumps(x, sort_keys=False, allow_nan=False)
+    if key is not None and len(_JSON_TEXTS) < _JSON_MEMO:
+        _JSON_TEXTS[key] = text
+    return text
 
 
 def _float(x: Any) -> float | None:
@@ -181,7 +199,10 @@ def row_of(d: Mapping[str, Any], *, digest: str | None = None, bound: float | No
 def record_row(record: Record, d: Mapping[str, Any]) -> dict[str, Any]:
     """The row of ``record``, whose ``summary.record_dict`` is ``d``."""
     o, e = record.outcome, record.expected
-    digest = None if o is None or o.value is None else output_digest(o.value, o.dtype)
+    if "digest" in d:  # (a summary's dict has it made already)
+        digest = d["digest"]
+    else:
+        digest = None if o is None or o.value is None else output_digest(o.value, o.dtype)
     bound = None
     if e is not None and e.bound is not None:
         b = np.asarray(e.bound, dtype=np.float64)
