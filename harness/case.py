@@ -32,12 +32,15 @@ __all__ = [
     "TRAINING_ROUTES",
     "Case",
     "Config",
+    "Deferred",
     "Expected",
     "Options",
     "Outcome",
     "TrainingSpec",
     "policy_compute_dtype",
     "compute_dtype_of",
+    "realize",
+    "template_of",
 ]
 
 API_LOSS_CLASS = "BinaryCrossentropy"
@@ -530,6 +533,61 @@ class Case:
             config=None if d.get("config") is None else Config.from_dict(d["config"]),
             row_lengths=None if d.get("row_lengths") is None else tuple(d["row_lengths"]) if isinstance(d["row_lengths"], list) else d["row_lengths"],
         )
+
+
+
+# The attributes a Deferred's case may hold other values in than its template's: its id and its arrays.
+_OWN = frozenset({"id", "y_true", "y_pred", "sample_weight", "mask"})
+_SHARED = ("api", "mode", "options", "true_dtype", "pred_dtype", "weight_dtype", "tags", "producer", "grad", "training", "config", "row_lengths")
+
+
+class Deferred:
+    """A case named by how to make it, made where it is evaluated: ``make(*args)`` is a ``Case`` with this
+    ``id`` that equals ``template`` in everything but its arrays' values (the same shapes; a value sweep's
+    case at another seed).
+
+    What plans, stacks and times a case (its api, mode, options, dtypes, shapes) reads the template, so the
+    run's process never makes the arrays of a case a worker evaluates: the worker makes it (``realize``) and
+    sends it back with its result.  Anything else asked of a deferred case (its arrays, on a rare path such
+    as a crash's record) makes it here, once.  It pickles as its recipe, a few hundred bytes."""
+
+    __slots__ = ("id", "template", "make", "args", "_made")
+
+    def __init__(self, id: str, template: Case, make: Callable[..., Case], args: tuple[Any, ...]) -> None:
+        self.id, self.template, self.make, self.args = id, template, make, args
+        self._made: Case | None = None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Deferred, (self.id, self.template, self.make, self.args))
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name == "_made":  # (pickling and copying probe for dunders: none here)
+            raise AttributeError(name)
+        return getattr(realize(self) if name in _OWN else self.template, name)
+
+    def __repr__(self) -> str:
+        return f"Deferred({self.id!r})"
+
+
+def realize(case: Case | Deferred) -> Case:
+    """The case itself: a ``Deferred`` made (once) and checked against its promise, anything else as it is."""
+    if not isinstance(case, Deferred):
+        return case
+    if case._made is None:
+        made = case.make(*case.args)
+        t = case.template
+        if made.id != case.id or any(
+            getattr(made, k) != getattr(t, k) for k in _SHARED
+        ) or (made.y_true.shape, made.y_pred.shape) != (t.y_true.shape, t.y_pred.shape) or (
+            made.sample_weight is None) != (t.sample_weight is None) or (made.mask is None) != (t.mask is None):  # fmt: skip
+            raise ValueError(f"deferred case {case.id!r}: made {made.id!r}, which is not its template's kind of case")
+        case._made = made
+    return case._made
+
+
+def template_of(case: Case | Deferred) -> Case:
+    """What a case's plan reads: a ``Deferred``'s template (its arrays' shapes, not values), else the case."""
+    return case.template if isinstance(case, Deferred) else case
 
 
 @dataclass(frozen=True, eq=False)

@@ -317,8 +317,9 @@ def _default_plan(spec: RunSpec) -> _Plan:
     )
 
 
-def _suite_plan(spec: RunSpec) -> _Plan:
-    """A suite with a value sweep (nightly, exhaustive, --seeds): generated chunk by chunk, never whole."""
+def _suite_plan(spec: RunSpec, *, deferred: bool = False) -> _Plan:
+    """A suite with a value sweep (nightly, exhaustive, --seeds): generated chunk by chunk, never whole.
+    ``deferred``: the sweep's cases are made by the workers that evaluate them (``case.Deferred``), not here."""
     from harness.generate.grid import Suite
     from harness.run.estimate import kinds
     from harness.run.stream import suite_fingerprint
@@ -334,7 +335,7 @@ def _suite_plan(spec: RunSpec) -> _Plan:
         found = kinds(suite.base[p] for p in todo if p < nb)
         sweep = sum(1 for p in todo if p >= nb)
         if sweep:  # every sweep case is of one kind per seed position; one seed's kinds scaled
-            per = kinds(suite.cases_at(range(nb, nb + suite.per_seed)))
+            per = kinds(suite.templates)
             for k, v in per.items():
                 found[k] += round(v * sweep / suite.per_seed)
         return found
@@ -344,7 +345,7 @@ def _suite_plan(spec: RunSpec) -> _Plan:
         ids=ids,
         positions=positions,
         whole=suite_fingerprint([_Id(ids[p]) for p in whole]),
-        cases_at=suite.cases_at,
+        cases_at=(lambda positions: suite.cases_at(positions, deferred=True)) if deferred else suite.cases_at,
         counts=counts,
         # the sweep repeats the value grid's facets: the base suite's coverage is the run's
         covered=lambda: suite.base,
@@ -389,7 +390,8 @@ def run(
             pool = stack.enter_context(WorkerPool(
                 workers, factory=spec.loss_factory, profile=spec.profile, backend=spec.backend, timeout=spec.timeout,
             )).warm()  # fmt: skip
-        plan = _suite_plan(spec) if streamed else _default_plan(spec)
+        # with workers, the sweep's arrays are made by them, on the cores this process does not keep busy
+        plan = _suite_plan(spec, deferred=bool(workers)) if streamed else _default_plan(spec)
         for reason, n in sorted(plan.skipped.items()):
             say(f"backend {spec.backend}: {n} cases skipped ({reason})")
         _claim_out(spec)  # the inputs are good; now the output folder, before any work

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from harness.case import Case, Outcome
+from harness.case import Case, Outcome, template_of
 
 __all__ = ["MAX_STACK", "batch_key", "map_stacked", "split_stacked", "trace_key"]
 
@@ -48,6 +48,7 @@ def map_stacked(
 
 def trace_key(case: Case) -> tuple[Any, ...]:
     """What decides the Python function the target builds for a case, and so what a trace is reused for."""
+    case = template_of(case)  # (a deferred case's template decides it as the case would)
     return (
         case.api, case.mode, case.options, case.producer, case.grad,
         None if case.mask is None else case.mask.tobytes() + str(case.mask.shape).encode(),
@@ -65,6 +66,7 @@ def batch_key(case: Case) -> tuple[Any, ...] | None:
     (Keras reconciles ranks that differ by a trailing 1 depending on the rank, which stacking changes), and
     there is no sample_weight (a scalar or a per-sample weight would broadcast differently).
     """
+    case = template_of(case)  # (a deferred case's template: the same shapes and options)
     o = case.options
     if case.api != "BinaryCrossentropy" or case.mode != "eager" or case.producer or case.grad or case.mask is not None or case.config:
         return None

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.case import MODES, PRODUCERS, REDUCTIONS, Case, Config, Options
+from harness.case import MODES, PRODUCERS, REDUCTIONS, Case, Config, Deferred, Options
 from harness.dtypes import FLOAT_DTYPES, INPUT_DTYPES, float_format, round_to
 from harness.errors import InputError, UsageError
 from harness.generate.space import covering_rows, loss_shape, realize, space_for, weights_of
@@ -828,9 +828,14 @@ class Suite:
         return self._base
 
     @functools.cached_property
+    def templates(self) -> tuple[Case, ...]:
+        """One seed's sweep (seed 0): what every seed's case at that position is, but for its values."""
+        return tuple(sweep_family(0))
+
+    @functools.cached_property
     def _template(self) -> tuple[str, ...]:
         """One seed's sweep ids with the seed left out (each ends in ``/seed=``)."""
-        return tuple(c.id[: c.id.rindex("=") + 1] for c in sweep_family(0))
+        return tuple(c.id[: c.id.rindex("=") + 1] for c in self.templates)
 
     @property
     def per_seed(self) -> int:
@@ -861,8 +866,10 @@ class Suite:
             picked = picked[k - 1 :: n]
         return picked
 
-    def cases_at(self, positions: Sequence[int]) -> Iterator[Case]:
-        """The cases at ``positions`` (ascending), generated seed by seed: a seed none of them needs is skipped."""
+    def cases_at(self, positions: Sequence[int], *, deferred: bool = False) -> Iterator[Case | Deferred]:
+        """The cases at ``positions`` (ascending), generated seed by seed: a seed none of them needs is skipped.
+        ``deferred``: the sweep's cases as ``case.Deferred`` (their recipe and their position's template), to
+        be made by the worker that evaluates them."""
         wanted = iter(positions)
         nxt = next(wanted, None)
         nb, per = len(self.base), self.per_seed
@@ -874,7 +881,11 @@ class Suite:
             start, seed = nb + k * per, self.seeds[k]
             specs = list(_value_specs(seed, SWEEP_SHAPES, True))
             while nxt is not None and nxt < start + per:  # only the cases taken are realised
-                yield _value_case(seed, specs[nxt - start])
+                spec = specs[nxt - start]
+                if deferred:
+                    yield Deferred(spec[0], self.templates[nxt - start], _value_case, (seed, spec))
+                else:
+                    yield _value_case(seed, spec)
                 nxt = next(wanted, None)
 
 

@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from harness.case import Case, Expected, Outcome
+from harness.case import Case, Deferred, Expected, Outcome, realize, template_of
 from harness.judge.compare import Comparison, compare, compare_many
+from harness.judge.matching import record_facets
 from harness.oracle import expected
 
 __all__ = ["CaseResult", "evaluate", "expectations"]
@@ -32,6 +33,13 @@ class CaseResult:
     comparison: Comparison
     seconds: dict[str, float]
     evidence: dict[str, Any] | None = None  # a crash or timeout: its class (quarantine.FaultClass.evidence)
+    # what the run's process reads off the case, made where the case was evaluated (a worker has the cycles
+    # to spare; the run's process would spend them on every record): the registry's facets for the verdict
+    # (``judge.matching.record_facets`` under ``expected``), and the quarantine's signature; None when they
+    # could not be made there (the run's process then makes them, and says what went wrong)
+    facets: dict[str, Any] | None = None
+    signature: dict[str, str] | None = None
+    case: Case | None = None  # the case a ``Deferred`` stood for, as it was made here
 
 
 def evaluate(
@@ -42,6 +50,10 @@ def evaluate(
     The comparisons are made in one ``compare_many`` call; if it raises, one ``compare`` per record instead,
     so that the record at fault gets the error.
     """
+    made = {i: c for i, c in jobs if isinstance(c, Deferred)}  # (sent back with their results)
+    unmade: list[CaseResult] = []
+    if made:
+        jobs, unmade = _realized(jobs)
     cases = [c for _, c in jobs]
     if oracle is expected:
         # judged against the epsilon and floatx the target's Keras has (keras.json under KERAS_HOME, or a call)
@@ -87,8 +99,40 @@ def evaluate(
             exp_value = exp
         compare_seconds = (t3 - t2) / n if many is not None else time.perf_counter() - c0
         seconds = {"reference": (t1 - t0) / n, "target": (t2 - t1) / n, "compare": compare_seconds}
-        results.append(CaseResult(index, exp_value, out, comparison, seconds))
-    return results
+        results.append(CaseResult(
+            index, exp_value, out, comparison, seconds, None, *_read_off(case, exp_value, profile), case if index in made else None,
+        ))  # fmt: skip
+    return unmade + results
+
+
+def _realized(jobs: Sequence[tuple[int, Any]]) -> tuple[list[tuple[int, Case]], list[CaseResult]]:
+    """The job with its deferred cases made, and an error result for each that could not be (a generator's
+    fault is the harness's, not the loss's: the case's record says so, and the job's other cases run)."""
+    ok, failed = [], []
+    for i, c in jobs:
+        try:
+            ok.append((i, realize(c)))
+        except Exception as exc:  # noqa: BLE001 - that case's error record
+            error = Comparison("error", f"case: {c.id}\ninternal error making the case: {type(exc).__name__}: {exc}")
+            # its code path as the quarantine reads it is its template's (the values were never made)
+            failed.append(CaseResult(i, None, None, error, {}, None, None, _read_off(template_of(c), None, "")[1]))
+    return ok, failed
+
+
+def _read_off(case: Case, exp: Expected | None, profile: str) -> tuple[dict[str, Any] | None, dict[str, str] | None]:
+    """The record's facets and the case's quarantine signature, or None for what raised (the run's process
+    makes it again, where the error becomes the record's)."""
+    from harness.run.quarantine import signature
+
+    try:
+        facets = None if exp is None else record_facets(case, exp, profile)
+    except Exception:  # noqa: BLE001 - made again by the run's process, which records the error
+        facets = None
+    try:
+        sig = signature(case)
+    except Exception:  # noqa: BLE001 - as above
+        sig = None
+    return facets, sig
 
 
 def expectations(

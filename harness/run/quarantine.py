@@ -164,10 +164,11 @@ class Quarantine:
         # from 0 again through the same pool, so an index alone names another case in the next chunk
         self._sigs: dict[int, tuple[str, dict[str, str]]] = {}
 
-    def signature(self, index: int, case: Case) -> dict[str, str]:
+    def signature(self, index: int, case: Case, made: dict[str, str] | None = None) -> dict[str, str]:
+        """``signature(case)``, remembered by index; ``made``: that signature as made elsewhere (a worker)."""
         known = self._sigs.get(index)
         if known is None or known[0] != case.id:
-            known = self._sigs[index] = (case.id, signature(case))
+            known = self._sigs[index] = (case.id, signature(case) if made is None else made)
         return known[1]
 
     def _consistent(self, conj: Mapping[str, str]) -> bool:
@@ -198,11 +199,12 @@ class Quarantine:
 
     # -- what the pool tells -------------------------------------------------------------------------------
 
-    def completed(self, index: int, case: Case) -> list[tuple[int, Case]]:
-        """``case`` ran to the end in its worker.  Returns the held cases of the classes it lifts, to be run."""
+    def completed(self, index: int, case: Case, made: dict[str, str] | None = None) -> list[tuple[int, Case]]:
+        """``case`` ran to the end in its worker (which may have ``made`` its signature).  Returns the held
+        cases of the classes it lifts, to be run."""
         if not self.enabled:
             return []
-        sig = self.signature(index, case)
+        sig = self.signature(index, case, made)
         self._passes[tuple(sorted(sig.items()))] = sig
         released: list[tuple[int, Case]] = []
         for c in self.classes:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from harness.case import Case, Expected, Outcome
+from harness.case import Case, Expected, Outcome, realize, template_of
 from harness.judge.compare import Comparison
 from harness.judge.matching import record_facets
 from harness.judge.registry import Divergence, Registry
@@ -108,19 +108,22 @@ def _record(case: Case, result: CaseResult, registry: Registry, profile: str) ->
             exp = expected(case, profile=profile)
         except Exception:  # noqa: BLE001 - the record stands without it
             exp = None
-    record = judged(case, comparison, exp, result.outcome, registry, profile)
+    facets = result.facets if exp is result.expected else None  # (made against the expectation it came with)
+    record = judged(case, comparison, exp, result.outcome, registry, profile, facets=facets)
     return record if result.evidence is None else replace(record, evidence=result.evidence)
 
 
 def judged(
-    case: Case, comparison: Comparison, exp: Expected | None, out: Outcome | None, registry: Registry, profile: str
-) -> Record:
+    case: Case, comparison: Comparison, exp: Expected | None, out: Outcome | None, registry: Registry, profile: str,
+    *, facets: dict[str, Any] | None = None,
+) -> Record:  # fmt: skip
     """The record of a compared case with the registry's verdict (``Registry.judge``, then ``verdict``): the one
     place run, replay, merge and the pytest suites turn a comparison into pass, fail, xfail or xpass; a case
-    outside the documented domain is ``outside`` whatever happened (no registry entry reads it)."""
+    outside the documented domain is ``outside`` whatever happened (no registry entry reads it).  ``facets``:
+    the record's ``record_facets(case, exp, profile)``, when they were made where the case was evaluated."""
     if exp is not None and exp.outside is not None:
         return Record(case, "outside", comparison, exp, out, None, f"outside the documented domain: {exp.outside}")
-    divergence = registry.judge(record_facets(case, exp, profile), comparison.kinds)
+    divergence = registry.judge(record_facets(case, exp, profile) if facets is None else facets, comparison.kinds)
     status, note = verdict(comparison, divergence)
     if status == "xpass" and divergence is not None and divergence.intermittent:
         # the entry says its class shows the divergence for some values only: agreement here proves nothing
@@ -264,7 +267,8 @@ def _collect(
     clock = time.perf_counter
     try:
         for result in execute(plan_jobs(cases, job_size=job_size)):
-            case = cases[result.index]
+            # a deferred case as its worker made it; made here only when it was not (a crash, a timeout)
+            case = result.case if result.case is not None else _made(cases[result.index])
             t0 = clock()
             try:
                 record = _record(case, result, registry, profile)
@@ -287,6 +291,15 @@ def _collect(
         stopped = deadline
     not_run = tuple(c.id for i, c in enumerate(cases) if i not in records) if interrupted or stopped is not None else ()
     return RunResult(tuple(records[i] for i in sorted(records)), seconds, interrupted, stopped, not_run)
+
+
+def _made(case: Any) -> Case:
+    """A case made here (a deferred case whose worker did not send it back made: it crashed, hung, or could
+    not make it); one that cannot be made is its template under its own id, for the error record to name."""
+    try:
+        return realize(case)
+    except Exception:  # noqa: BLE001 - the worker's error result says what went wrong
+        return replace(template_of(case), id=case.id)
 
 
 def iter_failures(records: Iterable[Record]) -> list[Record]:

@@ -553,7 +553,7 @@ class WorkerPool:
         if r.index in kinds:
             self.watchdog.observe(kinds[r.index], spent)
         case = job.case_at(r.index)
-        released = self.quarantine.completed(r.index, case)
+        released = self.quarantine.completed(r.index, case, r.signature)
         queue.extend(_Job([pair]) for pair in released)
         if job.first is not None and job.first[0] == "crash":  # (a suspect hang that finishes was just slow)
             kind, cause = job.first
