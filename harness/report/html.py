@@ -25,7 +25,7 @@ from harness.jsonio import atomic_write_text
 from harness.report.drift import Drift
 from harness.run.runner import STATUSES
 
-__all__ = ["render_html", "write_html"]
+__all__ = ["BIN_STARTS", "Sections", "render_html", "write_html"]
 
 _STATUSES = STATUSES
 _BINS = ((0, 0), (1, 1), (2, 3), (4, 7), (8, 15), (16, 63), (64, 1023), (1024, None))
@@ -254,41 +254,83 @@ def _divergences(found: list[Mapping[str, Any]]) -> str:
     return "".join(out)
 
 
-def render_html(results: Mapping[str, Any], *, drift: Drift | None = None) -> str:
-    """The page for ``results`` (the dict written as results.json), with a drift section when given."""
-    meta, records, totals = results["meta"], results["records"], results.get("totals", {})
-    # one pass over the records (a million summaries read from results.parquet are read once), each section
-    # accumulating what it shows
-    groups: dict[tuple[str, str], dict[str, int]] = {}
-    worst: dict[tuple[str, str], tuple[int, float]] = {}
-    counts: dict[str, list[int]] = {}
-    bad: list[Mapping[str, Any]] = []
-    for r in records:
-        _summary_add(groups, r)
-        _heatmap_add(worst, r)
-        _histograms_add(counts, r)
+class Sections:
+    """What the page's sections show of a run's records, gathered a record at a time (``add``), or, where
+    the records are columns (results.parquet), many passing records with the same keys at a time
+    (``add_passes``, ``add_worst``, ``add_bins``): the page is the same either way."""
+
+    def __init__(self) -> None:
+        self.records = 0
+        self.groups: dict[tuple[str, str], dict[str, int]] = {}  # the summary's status counts
+        self.worst: dict[tuple[str, str], tuple[int, float]] = {}  # the heatmap's cells
+        self.counts: dict[str, list[int]] = {}  # the histograms' bins
+        self.bad: list[Mapping[str, Any]] = []  # the divergences
+
+    def add(self, r: Mapping[str, Any]) -> None:
+        self.records += 1
+        _summary_add(self.groups, r)
+        _heatmap_add(self.worst, r)
+        _histograms_add(self.counts, r)
         if r["status"] != "pass":
-            bad.append(r)
+            self.bad.append(r)
+
+    def add_passes(self, group: str, compute_dtype: str, n: int) -> None:
+        """``n`` passing records of option family ``group`` and compute dtype ``compute_dtype`` (``"?"`` for none)."""
+        self.records += n
+        key = (group, compute_dtype)
+        if key not in self.groups:
+            self.groups[key] = dict.fromkeys(_STATUSES, 0)
+        self.groups[key]["pass"] += n
+
+    def add_worst(self, compute_dtype: str, regime: str, ulp: int, diff: float) -> None:
+        """A passing record of the heatmap cell (``compute_dtype``, ``regime``), ``diff`` its absolute
+        difference (0.0 for none).  The cell keeps the first record with its largest ULP, so they come in
+        the records' order; of a batch, its first record with its largest ULP is enough."""
+        key = (compute_dtype, regime)
+        if key not in self.worst or ulp > self.worst[key][0]:
+            self.worst[key] = (ulp, diff)
+
+    def add_bins(self, compute_dtype: str, bins: Sequence[int]) -> None:
+        """Passing records of ``compute_dtype`` with a ULP, counted per histogram bin (``_BINS``)."""
+        counts = self.counts.setdefault(compute_dtype, [0] * len(_BINS))
+        for k, n in enumerate(bins):
+            counts[k] += n
+
+
+BIN_STARTS = tuple(lo for lo, _ in _BINS)  # a ULP's bin is the last whose start it reaches
+
+
+def render_html(results: Mapping[str, Any], *, drift: Drift | None = None, sections: Sections | None = None) -> str:
+    """The page for ``results`` (the dict written as results.json), with a drift section when given;
+    ``sections`` where its records are gathered already (compare --out of results.parquet gathers them in
+    the pass over the columns that writes junit.xml), else one pass over the records gathers them."""
+    meta, totals = results["meta"], results.get("totals", {})
+    if sections is None:
+        # one pass over the records (a million summaries read from results.parquet are read once), each
+        # section accumulating what it shows
+        sections = Sections()
+        for r in results["records"]:
+            sections.add(r)
     title = f"bce-harness: TensorFlow {meta.get('tensorflow')}, Keras {meta.get('keras')}, profile {meta.get('profile')}"
     body = [
         f"<h1>{_e(title)}</h1>",
         f"<p>Seed {_e(meta.get('seed'))}, {_e(meta.get('created_utc'))}, {_e(meta.get('platform'))}, Python {_e(meta.get('python'))}, NumPy {_e(meta.get('numpy'))}.</p>",
-        "<p><b>" + ", ".join(f"{totals.get(s, 0)} {s}" for s in _STATUSES) + f" of {totals.get('total', len(records))} records.</b></p>",
+        "<p><b>" + ", ".join(f"{totals.get(s, 0)} {s}" for s in _STATUSES) + f" of {totals.get('total', sections.records)} records.</b></p>",
         "<h2>Summary</h2>",
-        _summary(groups),
+        _summary(sections.groups),
         "<h2>Worst ULP (and its absolute difference) among passing records, by compute dtype and value regime</h2>",
-        _heatmap(worst),
+        _heatmap(sections.worst),
         "<h2>Error distribution per compute dtype (passing records)</h2>",
-        _histograms(counts),
+        _histograms(sections.counts),
     ]
     if drift is not None:
         body += ["<h2>Drift between the two versions</h2>", _drift_section(drift)]
-    body += ["<h2>Divergences</h2>", _divergences(bad)]
+    body += ["<h2>Divergences</h2>", _divergences(sections.bad)]
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
         f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>\n"
     )
 
 
-def write_html(results: Mapping[str, Any], path: str | Path, *, drift: Drift | None = None) -> Path:
-    return atomic_write_text(path, render_html(results, drift=drift))
+def write_html(results: Mapping[str, Any], path: str | Path, *, drift: Drift | None = None, sections: Sections | None = None) -> Path:
+    return atomic_write_text(path, render_html(results, drift=drift, sections=sections))

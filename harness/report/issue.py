@@ -428,14 +428,19 @@ def write_compare_reports(drift: Drift, new_results: Mapping[str, Any], out_dir:
     for old in reg_dir.glob("*.md"):  # a regression that is gone must not be filed again
         old.unlink()
     written = [atomic_write_text(reg_dir / name, body) for name, body in issues.items()]
-    return {
+    paths = {
         "summary": atomic_write_text(out / "summary.md", render_summary(drift, clusters(drift))),
         "regressions": written,
         "regressions_dir": reg_dir,
         "drift": write_drift(drift, out / "drift.json"),
-        "html": write_html(new_results, out / "report.html", drift=drift),
-        "junit": write_junit(new_results, out / "junit.xml"),
     }
+    pages = getattr(new_results["records"], "write_reports", None)
+    if pages is not None:  # a results.parquet's rows (columns.SummaryRows): both from one pass over its columns
+        paths["html"], paths["junit"] = pages(new_results, out / "report.html", out / "junit.xml", drift=drift)
+    else:
+        paths["html"] = write_html(new_results, out / "report.html", drift=drift)
+        paths["junit"] = write_junit(new_results, out / "junit.xml")
+    return paths
 
 
 def _backend_text(m: Mapping[str, Any]) -> str:

@@ -274,6 +274,71 @@ def test_compare_reports_from_results_parquet_are_those_from_results_json(suite_
         assert j == p, name
 
 
+def _pass(cid: str, dtype: str | None, ulp: int | None, diff: Any, tags: dict | None = None, logits: bool | None = None) -> dict[str, Any]:
+    return {"id": cid, "status": "pass", "compute_dtype": dtype, "max_ulp": ulp, "max_abs": diff, "tags": tags,
+            "options": {} if logits is None else {"from_logits": logits}}  # fmt: skip
+
+
+def _other(cid: str, status: str, **extra: Any) -> dict[str, Any]:
+    return {"id": cid, "status": status, "compute_dtype": "float32", "tags": {"family": "values", "regime": "mid"}, "options": {}, **extra}
+
+
+# Passes whose keys are odd (no dtype, an empty one, no tags, a config family, no ULP, no or a NaN difference, ids
+# that need escapes) and heatmap cells whose largest ULP comes twice, across batches and within one, with
+# another difference each time; every other status between them
+_ODD = [
+    _pass("a", "float32", 5, 0.25, {"family": "values", "regime": "mid"}),
+    _other("b", "xfail", kind="nan_inf", divergence="known-one", message="NaN/inf <location>"),
+    _pass("c", "float32", 5, 0.5, {"family": "values", "regime": "mid"}, logits=True),
+    _pass("d", None, 2, None, {"family": "values", "regime": "mid"}),
+    _pass("e", "", 2, "nan", {"family": "values"}),
+    _other("f", "fail", kind="tolerance", message="Not equal\n& more", note="n\"q"),
+    _pass("g & <h> \"i\"", "float16", 1024, 1e-30, None, logits=None),
+    _pass("j\x01\tk", "float16", 1024, 2e-30, {"family": "config", "setting": "epsilon=0.1", "regime": "tiny"}),
+    _pass("l", "float16", 70, 3.0, {"family": "config", "setting": "epsilon=0.1", "regime": "tiny"}, logits=True),
+    _other("m", "xpass", note="registered divergence 'x' no longer reproduces"),
+    _other("n", "error", note="KeyError: boom", message="internal error"),
+    _pass("o", "bfloat16", None, 0.125, {"family": "values", "regime": "mid"}),
+    _pass("p", "float32", 7, 0.75, {"family": "values", "regime": "mid"}),
+    _pass("q", "float32", 7, 0.875, {"family": "values", "regime": "mid"}),
+    _other("r", "outside", note="label smoothing 1.5"),
+    _other("s", "unsupported", note=""),
+    _pass("t", "float16", 1024, 4e-30, {"family": "config", "setting": "epsilon=0.1", "regime": "tiny"}),
+]
+
+
+@pytest.mark.parametrize("totals", [True, False])
+def test_the_reports_from_columns_are_those_from_the_records_one_at_a_time(tmp_path, monkeypatch, totals) -> None:
+    """compare --out writes a results.parquet's report.html and junit.xml from one pass over its columns
+    (SummaryRows.write_reports: the passes counted by their keys, their test cases made many at once); the
+    files are the ones report.html and junit.xml's writers make of the same rows one record at a time, for
+    batches that split a heatmap cell's ties, and with or without the totals junit.xml's head can take."""
+    from harness.report.columns import SummaryRows, row_of
+    from harness.report.html import write_html
+    from harness.report.junit import write_junit
+
+    w = ColumnWriter(tmp_path / COLUMNS_NAME, rows_per_group=7)
+    for d in _ODD:
+        row = row_of({**d, "tags": d["tags"] or {}})
+        w.add_row({**row, "tags": None} if d["tags"] is None else row)  # (a null tags column, as "{}" reads)
+    counted = {**Counter(d["status"] for d in _ODD), "total": len(_ODD)}
+    w.close(META, {**dict.fromkeys(("pass", "fail", "xfail", "xpass", "error", "outside", "unsupported"), 0), **counted} if totals else {})
+    monkeypatch.setattr(SummaryRows, "BATCH", 3)
+    results = ColumnsFile(tmp_path / COLUMNS_NAME).summaries()
+    empty = {"meta": results["meta"], "records": []}  # a drift section on the page, whatever it holds
+    drift = compare_results(empty, empty)
+    write_html(results, tmp_path / "one.html", drift=drift)
+    write_junit(results, tmp_path / "one.xml")
+    results["records"].write_reports(results, tmp_path / "columns.html", tmp_path / "columns.xml", drift=drift)
+    for one, columns in (("one.html", "columns.html"), ("one.xml", "columns.xml")):
+        assert (tmp_path / one).read_text(encoding="utf-8") == (tmp_path / columns).read_text(encoding="utf-8"), one
+    page = (tmp_path / "columns.html").read_text(encoding="utf-8")
+    # each tied cell keeps its first record, within a batch and across two
+    for cell in ("float32 / mid: worst 7 ULP, |diff| 0.75<", "float16 / tiny: worst 1024 ULP, |diff| 2e-30<", "? / ?: worst 2 ULP, |diff| nan<"):
+        assert cell in page, cell
+    assert (tmp_path / "columns.xml").read_text(encoding="utf-8").count("<testcase") == len(_ODD)
+
+
 def test_a_version_1_file_is_read_with_its_old_column_name(suite_records, tmp_path) -> None:
     """Version 1 named y_pred's dtype input_dtype: read, it is pred_dtype, as results.json's formats before 7
     are (drift.load_results)."""
