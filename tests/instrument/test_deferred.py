@@ -58,8 +58,8 @@ def test_a_recipe_that_breaks_its_promise_is_refused() -> None:
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="TensorFlow is not installed")
 def test_in_workers_a_case_that_cannot_be_made_is_its_own_error_record_and_the_rest_run() -> None:
-    from harness.run.runner import run_cases, run_parallel
     from harness.frameworks import TFTarget
+    from harness.run.runner import run_cases, run_parallel
 
     suite = _suite()
     nb = len(suite.base)
