@@ -276,8 +276,8 @@ class _Plan:
     of their kinds for the estimate, what the run's coverage is measured on, and the cases a backend cannot
     express (by reason)."""
 
-    ids: list[str]
-    positions: list[int]
+    ids: Sequence[str]
+    positions: Sequence[int]
     whole: str
     cases_at: Callable[[Sequence[int]], Iterator[Any]]
     counts: Callable[[Sequence[int]], dict[str, int]]
@@ -322,7 +322,7 @@ def _suite_plan(spec: RunSpec, *, deferred: bool = False) -> _Plan:
     ``deferred``: the sweep's cases are made by the workers that evaluate them (``case.Deferred``), not here."""
     from harness.generate.grid import Suite
     from harness.run.estimate import kinds
-    from harness.run.stream import suite_fingerprint
+    from harness.run.stream import ids_fingerprint
 
     suite = Suite(spec.suite, seed=spec.seed, special_cases=spec.special_cases, paths=spec.profile == "keras3", seeds=spec.seeds)
     whole = suite.chosen(max_cases=spec.max_cases, pattern=spec.select)
@@ -340,11 +340,11 @@ def _suite_plan(spec: RunSpec, *, deferred: bool = False) -> _Plan:
                 found[k] += round(v * sweep / suite.per_seed)
         return found
 
-    ids = list(suite.ids())
+    ids = suite.id_view()  # each id made when read: a million of them are never held at once
     return _Plan(
         ids=ids,
         positions=positions,
-        whole=suite_fingerprint([_Id(ids[p]) for p in whole]),
+        whole=ids_fingerprint(ids.take(whole)),
         cases_at=(lambda positions: suite.cases_at(positions, deferred=True)) if deferred else suite.cases_at,
         counts=counts,
         # the sweep repeats the value grid's facets: the base suite's coverage is the run's
@@ -376,7 +376,7 @@ def run(
     from harness.run.estimate import render
     from harness.run.findings import FindingsLog, load_findings
     from harness.run.runner import RunResult, run_cases, run_parallel
-    from harness.run.stream import RecordStream, iter_stream, suite_fingerprint
+    from harness.run.stream import RecordStream, ids_fingerprint, iter_stream
     from harness.run.workers import WorkerPool, default_workers
 
     t0 = time.perf_counter()
@@ -398,7 +398,7 @@ def run(
         ids = plan.ids
         header = _header(
             spec,
-            fingerprint=suite_fingerprint([_Id(ids[p]) for p in plan.positions]),
+            fingerprint=ids_fingerprint(_take(ids, plan.positions)),
             whole=plan.whole,
             size=len(plan.positions),
         )
@@ -410,7 +410,7 @@ def run(
             for r in old:
                 done.add(r.case.id)
                 bulk.add(r)
-        todo = [p for p in plan.positions if ids[p] not in done]
+        todo = [p for p, cid in zip(plan.positions, _take(ids, plan.positions), strict=True) if cid not in done] if done else plan.positions
         say(render(spec.suite, plan.counts(todo), workers))
         deadline_at = None if spec.deadline is None else t0 + spec.deadline
         seconds: dict[str, float] = {}
@@ -451,18 +451,18 @@ def run(
                 if result.interrupted or hit or result.deadline is not None:
                     interrupted, stopped = result.interrupted or hit, None if result.deadline is None else spec.deadline
                     ran = {r.case.id for r in result.records}
-                    not_run = tuple(ids[p] for p in todo[first:] if ids[p] not in ran)
+                    not_run = tuple(cid for cid in _take(ids, todo[first:]) if cid not in ran)
                     break
                 first += len(chunk)
         except KeyboardInterrupt:  # while the next chunk was generated: what ran stands, the rest did not run
             interrupted = True
-            not_run = tuple(ids[p] for p in todo[first:])
+            not_run = tuple(_take(ids, todo[first:]))
         if own_pool and pool is not None:
             pool.close()  # before the reports: the workers wind down while nothing else waits on them
         elif pool is not None:
             pool.on_finding = None  # the caller's pool outlives this run's findings log
     kept_ids = {r.case.id for r in bulk.kept}  # (a few thousand: the order of a million ids is not built)
-    order = {ids[p]: i for i, p in enumerate(plan.positions) if ids[p] in kept_ids}
+    order = {cid: i for i, cid in enumerate(_take(ids, plan.positions)) if cid in kept_ids}
     kept = tuple(sorted(bulk.kept, key=lambda r: order.get(r.case.id, len(order))))
     result = RunResult(kept, seconds, interrupted, stopped, not_run, tuple(findings), pool_info)
     run_meta = meta(
@@ -495,6 +495,12 @@ def _offset(progress: Callable[[int, int], None], offset: int, total: int) -> Ca
         progress(offset + done, total)
 
     return step
+
+
+def _take(ids: Sequence[str], positions: Sequence[int]) -> Iterator[str]:
+    """The ids at ``positions``, in order (a suite's ``SuiteIds.take``, which reads a range of them fast)."""
+    take = getattr(ids, "take", None)
+    return take(positions) if take is not None else (ids[p] for p in positions)
 
 
 def _file_all(bulk: Any, records: Sequence[Any]) -> bool:

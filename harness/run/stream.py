@@ -9,6 +9,7 @@ without redoing finished work, and ``bce-harness merge`` joins the streams of sh
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -54,10 +55,16 @@ _READABLE_VERSIONS = (1, 2)
 
 def suite_fingerprint(cases: Iterable[Any]) -> str:
     """A short hash of the case ids in order: two runs of the same suite and selection share it."""
+    return ids_fingerprint(c.id for c in cases)
+
+
+def ids_fingerprint(ids: Iterable[str]) -> str:
+    """``suite_fingerprint`` of cases with these ids: each id's UTF-8 bytes and a NUL, hashed a few
+    thousand ids at a time (the same bytes as one by one, in a tenth of the time)."""
     h = hashlib.sha256()
-    for c in cases:
-        h.update(c.id.encode())
-        h.update(b"\0")
+    it = iter(ids)
+    while batch := list(itertools.islice(it, 4096)):
+        h.update(("\0".join(batch) + "\0").encode())
     return h.hexdigest()[:16]
 
 

@@ -7,6 +7,7 @@ value, rounded to its dtype, passes); the end-to-end run (TensorFlow, in this pr
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 
@@ -25,6 +26,7 @@ from harness.report.drift import compare_results, load_results
 from harness.report.summary import FORMAT_VERSION, meta, write_reports
 from harness.run.estimate import MAIN_COST, estimate, kind_of, kinds, render
 from harness.run.runner import RunResult, judged
+from harness.run.stream import ids_fingerprint, suite_fingerprint
 
 REGISTRY = load_registry()
 
@@ -49,9 +51,18 @@ def test_a_suites_ids_are_its_cases_in_order_unique_and_stable() -> None:
 def test_selection_and_shards_of_a_stream_are_selects() -> None:
     suite = Suite("default", seeds=(1, 3), special_cases=None)
     ids = list(suite.ids())
-    for kw in ({"max_cases": 100}, {"pattern": "values/logits/*"}, {"pattern": "values/*", "max_cases": 50, "shard": (2, 3)}):
+    view = suite.id_view()  # what a run holds instead of the list: each id made when read
+    assert len(view) == len(ids) and [view[p] for p in range(len(ids))] == ids == list(view)
+    assert view[-1] == ids[-1] and view[len(ids) - 3 :] == ids[-3:]
+    with pytest.raises(IndexError):
+        view[len(ids)]
+    for kw in ({}, {"shard": (2, 3)}, {"max_cases": 100}, {"pattern": "values/logits/*"}, {"pattern": "values/*", "max_cases": 50, "shard": (2, 3)}):
         positions = suite.chosen(**kw)
-        assert [c.id for c in suite.cases_at(positions)] == [ids[p] for p in positions]
+        assert [c.id for c in suite.cases_at(positions)] == [ids[p] for p in positions] == list(view.take(positions))
+        # the run's fingerprint of the ids, hashed many at a time, is the one hashed id by id
+        by_one = hashlib.sha256(b"".join(ids[p].encode() + b"\0" for p in positions)).hexdigest()[:16]
+        assert ids_fingerprint(view.take(positions)) == by_one == suite_fingerprint(suite.cases_at(positions))
+    assert list(suite.chosen()) == list(range(len(ids)))
     whole = suite.chosen(max_cases=90)
     slices = [suite.chosen(max_cases=90, shard=(k, 3)) for k in (1, 2, 3)]
     joined = [p for part in slices for p in part]
