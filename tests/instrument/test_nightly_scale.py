@@ -7,6 +7,7 @@ value, rounded to its dtype, passes); the end-to-end run (TensorFlow, in this pr
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.util
 import json
@@ -271,3 +272,31 @@ def test_a_run_past_the_results_json_limit_writes_its_records_as_columns_only(tm
     assert columns.rows == 30 == columns.totals["total"] == json.loads((small / "results.json").read_text())["totals"]["total"]
     drift = compare_columns(ColumnsFile(small / COLUMNS_NAME), columns)
     assert drift.compared == 30 and not drift.regressed
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="TensorFlow is not installed")
+def test_the_sweep_after_the_base_suite_runs_on_new_workers(tmp_path, monkeypatch) -> None:
+    """The base suite's traced and compiled calls stay in its workers' memory; the chunks after it, the
+    sweep's stacked calls only, start on new workers (once), and every record is there and the same."""
+    from harness import engine
+    from harness.engine import RunSpec
+    from harness.run.workers import WorkerPool
+
+    monkeypatch.setattr(engine, "CHUNK", 12)
+    spec = RunSpec(seeds=(1, 2), select="values/probs/typical/f32-*", workers=1, force=True)
+    with WorkerPool(1) as pool:
+        pool.warm()
+        before = {s.process.pid for s in pool._slots}
+        out = engine.run(dataclasses.replace(spec, out=str(tmp_path / "a")), pool=pool)
+        after = {s.process.pid for s in pool._slots}
+        assert pool.renewals == 1 and before and after and not before & after
+    whole = Suite("default", seeds=(1, 2)).chosen(pattern="values/probs/typical/f32-*")
+    assert out.meta["suite_size"] == len(whole) > 12
+    streamed = (tmp_path / "a" / "records.jsonl").read_text().splitlines()[1:]
+    assert len(streamed) == len(whole)
+    # the same run in this process (no workers to renew) files the same records with the same statuses
+    again = engine.run(dataclasses.replace(spec, out=str(tmp_path / "b"), workers=0))
+    assert out.result.totals() == again.result.totals()
+    assert {json.loads(x)["case"]["id"]: json.loads(x)["status"] for x in streamed} == {
+        json.loads(x)["case"]["id"]: json.loads(x)["status"] for x in (tmp_path / "b" / "records.jsonl").read_text().splitlines()[1:]
+    }
