@@ -14,8 +14,9 @@ never less than the run's own process alone needs (it does not divide):
 COSTS and MAIN_COST were measured with ``python benchmarks/bench_suite.py --costs --skip-suite`` (it prints
 the figures to paste here: each kind's worker seconds over a sample of its records from the default suite
 and a two-seed sweep, and the run's own seconds per record), on an idle machine of 2 cores.  Checked against
-whole runs there: the nightly suite (1,002,526 records, 999,490 of them stacked) took 955 s on 2 workers;
-the estimate says (999,490 x 1.2 ms + 1,002,526 x 0.8 ms + the few thousand calls of their own) / 2 = 1,016 s.
+whole runs there: the nightly suite (1,002,534 records, 999,490 of them stacked) took 478 s, 481 s and 515 s
+on 2 workers in three runs on 2026-12-07; the estimate says (999,490 x 0.7 ms + 1,002,534 x 0.3 ms + the
+few thousand calls of their own, 23 s) / 2 = 512 s.
 """
 
 from __future__ import annotations
@@ -29,11 +30,11 @@ from harness.stacking import batch_key
 
 __all__ = ["COSTS", "MAIN_COST", "estimate", "kind_of", "kinds", "render"]
 
-# seconds per record in one worker, by kind; and in the run's own process, per record (2026-12-02, idle, 2
+# seconds per record in one worker, by kind; and in the run's own process, per record (2026-12-07, idle, 2
 # cores, TensorFlow 2.21.0; the traced kinds include each sampled function's trace or XLA compile, which a run
 # pays once per function and worker)
-COSTS = {"stacked": 0.0012, "eager": 0.0032, "function": 0.0250, "xla": 0.0675}
-MAIN_COST = 0.0008
+COSTS = {"stacked": 0.0007, "eager": 0.0024, "function": 0.0170, "xla": 0.0511}
+MAIN_COST = 0.0003
 
 
 def kind_of(case: Case) -> str:
