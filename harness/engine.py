@@ -435,7 +435,7 @@ def run(
         first = 0  # where in todo the chunk at hand begins
         # the base suite's traced and compiled calls stay in a worker's memory: the sweep after them starts on
         # new workers (WorkerPool.renew: a few seconds of imports; the whole nightly's peak PSS 1,764 -> 1,626 MiB, measured)
-        renew = pool is not None and plan.sweep_from is not None and bool(todo) and todo[0] < plan.sweep_from
+        renew_at = plan.sweep_from if pool is not None and todo and todo[0] < (plan.sweep_from or 0) else None
         try:
             for chunk in chunks:
                 left = None if deadline_at is None else max(0.0, deadline_at - time.perf_counter())
@@ -460,9 +460,9 @@ def run(
                     not_run = tuple(cid for cid in _take(ids, todo[first:]) if cid not in ran)
                     break
                 first += len(chunk)
-                if renew and first < len(todo) and plan.sweep_from is not None and todo[first] >= plan.sweep_from:
+                if renew_at is not None and first < len(todo) and todo[first] >= renew_at:
                     pool.renew()
-                    renew = False
+                    renew_at = None
         except KeyboardInterrupt:  # while the next chunk was generated: what ran stands, the rest did not run
             interrupted = True
             not_run = tuple(_take(ids, todo[first:]))

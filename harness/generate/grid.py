@@ -875,9 +875,8 @@ class Suite:
 
         # without a pattern every position, as a range: a million positions as a list are about 36 MB
         picked: Sequence[int] = range(len(self)) if pattern is None else [i for i, cid in enumerate(self.ids()) if fnmatch.fnmatchcase(cid, pattern)]
-        spread = _spread(len(picked), max_cases)
-        if not isinstance(spread, range) or len(spread) != len(picked):
-            picked = [picked[k] for k in spread]
+        if max_cases is not None and len(picked) > max_cases:
+            picked = [picked[k] for k in _spread(len(picked), max_cases)]
         if shard is not None:
             k, n = shard
             picked = picked[k - 1 :: n]

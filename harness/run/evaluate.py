@@ -19,6 +19,7 @@ from harness.case import Case, Deferred, Expected, Outcome, realize, template_of
 from harness.judge.compare import Comparison, compare, compare_many
 from harness.judge.matching import record_facets
 from harness.oracle import expected
+from harness.run.quarantine import signature
 
 __all__ = ["CaseResult", "evaluate", "expectations"]
 
@@ -50,9 +51,9 @@ def evaluate(
     The comparisons are made in one ``compare_many`` call; if it raises, one ``compare`` per record instead,
     so that the record at fault gets the error.
     """
-    made = {i: c for i, c in jobs if isinstance(c, Deferred)}  # (sent back with their results)
+    deferred = {i for i, c in jobs if isinstance(c, Deferred)}  # (sent back made, with their results)
     unmade: list[CaseResult] = []
-    if made:
+    if deferred:
         jobs, unmade = _realized(jobs)
     cases = [c for _, c in jobs]
     if oracle is expected:
@@ -100,7 +101,7 @@ def evaluate(
         compare_seconds = (t3 - t2) / n if many is not None else time.perf_counter() - c0
         seconds = {"reference": (t1 - t0) / n, "target": (t2 - t1) / n, "compare": compare_seconds}
         results.append(CaseResult(
-            index, exp_value, out, comparison, seconds, None, *_read_off(case, exp_value, profile), case if index in made else None,
+            index, exp_value, out, comparison, seconds, None, *_read_off(case, exp_value, profile), case if index in deferred else None,
         ))  # fmt: skip
     return unmade + results
 
@@ -122,8 +123,6 @@ def _realized(jobs: Sequence[tuple[int, Any]]) -> tuple[list[tuple[int, Case]], 
 def _read_off(case: Case, exp: Expected | None, profile: str) -> tuple[dict[str, Any] | None, dict[str, str] | None]:
     """The record's facets and the case's quarantine signature, or None for what raised (the run's process
     makes it again, where the error becomes the record's)."""
-    from harness.run.quarantine import signature
-
     try:
         facets = None if exp is None else record_facets(case, exp, profile)
     except Exception:  # noqa: BLE001 - made again by the run's process, which records the error
